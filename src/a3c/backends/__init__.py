@@ -1,0 +1,41 @@
+"""Where workers run and where the global parameters live, behind one small interface.
+
+Every backend runs the same `Worker.update` (pull -> rollout -> loss -> clip -> push) and hands the
+trainer `WorkerReport`s:
+
+    backend.start()                  # build workers
+    backend.poll(timeout) -> reports # what workers did since the last poll
+    backend.stop() -> reports        # stop workers, return their last reports
+    backend.alive() -> int           # workers still running
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from a3c.worker import WorkerReport
+
+
+class WorkerFailure(RuntimeError):
+    """A worker raised or died; carries the worker index and the last line of its error."""
+
+    def __init__(self, worker: int, message: str, traceback: str = "") -> None:
+        super().__init__(f"worker {worker} failed: {message}")
+        self.worker, self.message, self.traceback = worker, message, traceback
+
+
+class Backend(Protocol):
+    def start(self) -> None: ...
+    def poll(self, timeout: float) -> list[WorkerReport]: ...
+    def stop(self) -> list[WorkerReport]: ...
+    def alive(self) -> int: ...
+
+
+def make_backend(name: str, cfg, store, env_fn) -> Backend:  # noqa: ANN001
+    if name == "serial":
+        from a3c.backends.serial import SerialBackend
+
+        return SerialBackend(cfg, store, env_fn)
+    from a3c.backends.processes import ProcessesBackend
+
+    return ProcessesBackend(cfg, store, env_fn)

@@ -1,0 +1,136 @@
+"""Environments: one factory from an env id to a worker's batch of envs.
+
+An env id is any registered Gymnasium id, or `module:Class` / `module:make_fn` for a user's own env.
+`EnvBatch` steps a worker's envs in a plain loop with same-step reset: when an episode ends, the
+final observation is kept (a time-limit truncation bootstraps from its value) and the env is reset at
+once, so every stored transition is a real one (Gymnasium's vector envs default to NEXT_STEP
+autoreset, whose extra reset step is not a transition: see shared/CONVENTIONS.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from a3c.config import EnvConfig
+from a3c.errors import EnvError
+
+EnvFn = Callable[[], gym.Env]
+
+
+def _load_entry(env_id: str) -> Callable[..., Any]:
+    module_name, _, attr = env_id.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise EnvError(f"cannot import env module '{module_name}' of '{env_id}': {e}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise EnvError(f"module '{module_name}' has no '{attr}' (env id '{env_id}')") from None
+
+
+def make_env_fn(cfg: EnvConfig) -> EnvFn:
+    """A picklable-by-value recipe that builds one env of `cfg` (called inside each worker)."""
+    return _EnvRecipe(cfg.id, dict(cfg.kwargs), cfg.max_episode_steps)
+
+
+class _EnvRecipe:
+    def __init__(self, env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None) -> None:
+        self.env_id, self.kwargs, self.max_episode_steps = env_id, kwargs, max_episode_steps
+
+    def __call__(self) -> gym.Env:
+        env_id, kwargs = self.env_id, self.kwargs
+        if ":" in env_id and "/" not in env_id.split(":")[0]:
+            entry = _load_entry(env_id)
+            try:
+                env = entry(**kwargs)
+            except TypeError as e:
+                raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {e}") from None
+            if not isinstance(env, gym.Env):
+                raise EnvError(f"'{env_id}' did not return a gymnasium.Env (got {type(env).__name__})")
+            if self.max_episode_steps is not None:
+                env = gym.wrappers.TimeLimit(env, self.max_episode_steps)
+            return env
+        extra = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+        try:
+            return gym.make(env_id, disable_env_checker=True, **extra, **kwargs)
+        except gym.error.Error as e:
+            raise EnvError(f"unknown env id '{env_id}': {e}") from None
+        except TypeError as e:
+            raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {e}") from None
+
+
+def probe_spaces(cfg: EnvConfig) -> tuple[gym.Space, gym.Space, float | None]:
+    """Build one env to read its spaces and reward threshold; raises EnvError on a bad id."""
+    env = make_env_fn(cfg)()
+    try:
+        threshold = env.spec.reward_threshold if env.spec is not None else None
+        return env.observation_space, env.action_space, threshold
+    finally:
+        env.close()
+
+
+def worker_seeds(seed: int, worker: int, n: int) -> list[int]:
+    """n independent 32-bit seeds derived from (seed, worker index)."""
+    return [int(s) for s in np.random.SeedSequence([seed, worker]).generate_state(n)]
+
+
+class EnvBatch:
+    """B envs of one worker, stepped together; resets in the same step an episode ends.
+
+    `step` returns observations `[B, ...]`, rewards, terminated and truncated flags `[B]`, and the
+    final observations of the truncated envs (`(index, obs)` pairs) for bootstrapping. Finished
+    episodes' (return, length) pairs collect in `finished` until the owner takes them.
+    """
+
+    def __init__(self, env_fn: EnvFn, n: int, seeds: list[int]) -> None:
+        self.envs = [env_fn() for _ in range(n)]
+        first = self.envs[0]
+        self.observation_space, self.action_space = first.observation_space, first.action_space
+        obs_dtype = np.int64 if isinstance(first.observation_space, gym.spaces.Discrete) else np.float32
+        self.obs = np.stack([np.asarray(e.reset(seed=s)[0]) for e, s in zip(self.envs, seeds, strict=True)]).astype(obs_dtype)
+        for e, s in zip(self.envs, seeds, strict=True):
+            e.action_space.seed(s)
+        self.ep_return = np.zeros(n, dtype=np.float64)
+        self.ep_length = np.zeros(n, dtype=np.int64)
+        self.finished: list[tuple[float, int]] = []
+        self._reward = np.zeros(n, dtype=np.float32)
+        self._terminated = np.zeros(n, dtype=bool)
+        self._truncated = np.zeros(n, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
+        obs, reward, terminated, truncated = self.obs, self._reward, self._terminated, self._truncated
+        finals: list[tuple[int, np.ndarray]] = []
+        for i, (env, a) in enumerate(zip(self.envs, actions.tolist(), strict=True)):
+            o, r, term, trunc, _ = env.step(a)
+            reward[i], terminated[i], truncated[i] = r, term, trunc
+            if term or trunc:
+                if trunc and not term:
+                    finals.append((i, np.asarray(o)))
+                o, _ = env.reset()
+            obs[i] = o
+        self.ep_return += reward
+        self.ep_length += 1
+        done = terminated | truncated
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
+            self.ep_return[done] = 0.0
+            self.ep_length[done] = 0
+        return obs, reward, terminated, truncated, finals
+
+    def take_finished(self) -> list[tuple[float, int]]:
+        out, self.finished = self.finished, []
+        return out
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

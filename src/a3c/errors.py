@@ -1,0 +1,13 @@
+"""Errors a user can fix. The CLI prints them as one line and exits with code 2."""
+
+
+class A3CError(Exception):
+    """Base class of the errors caused by user input (config, env id, files)."""
+
+
+class ConfigError(A3CError):
+    """An invalid hyperparameter, an unknown key or a malformed config file."""
+
+
+class EnvError(A3CError):
+    """An unknown env id or an env whose spaces the library does not support."""

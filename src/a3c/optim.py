@@ -1,0 +1,123 @@
+"""The global parameters and the shared optimizer, as one flat vector each.
+
+All global parameters live in one flat float32 tensor (in shared memory on the processes backend);
+the optimizer's statistics (RMSprop's squared-gradient average, Adam's moments and step) are one
+more flat tensor each, also shared: one copy that every worker reads and writes, as in the paper's
+"shared RMSProp" (Mnih et al. 2016, sec. 4 and S2). A pull is one copy; a push is a few vector ops.
+
+Workers' env steps and updates are counted in per-worker slots, so counters need no lock: the global
+count is their sum. Updates are lock-free (Hogwild) unless a lock is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from a3c.config import OptimConfig
+
+
+class GlobalParams:
+    """Global parameters, shared optimizer statistics and counters; the backends' pull/push."""
+
+    def __init__(self, model: nn.Module, cfg: OptimConfig, workers: int, n_actor: int, lock: Any = None) -> None:
+        params = model.ordered_parameters()
+        self.flat = torch.cat([p.detach().reshape(-1) for p in params]).to(torch.float32).clone()
+        self.n_actor = n_actor  # the critic's parameters are flat[n_actor:]
+        self.cfg = cfg
+        self.state: dict[str, Tensor] = {}
+        if cfg.name == "rmsprop":
+            self.state["square_avg"] = torch.zeros_like(self.flat)
+        elif cfg.name == "adam":
+            self.state["exp_avg"] = torch.zeros_like(self.flat)
+            self.state["exp_avg_sq"] = torch.zeros_like(self.flat)
+            # A shared tensor, not a Python int: on current PyTorch a per-process step breaks sharing.
+            self.state["step"] = torch.zeros(1, dtype=torch.float64)
+        self.worker_steps = torch.zeros(workers, dtype=torch.int64)
+        self.worker_updates = torch.zeros(workers, dtype=torch.int64)
+        self.worker_nonfinite = torch.zeros(workers, dtype=torch.int64)
+        self.stop_flag = torch.zeros(1, dtype=torch.int8)
+        self.lock = lock
+
+    def share_memory_(self) -> GlobalParams:
+        for t in [self.flat, *self.state.values(), self.worker_steps, self.worker_updates, self.worker_nonfinite, self.stop_flag]:
+            t.share_memory_()
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.flat.numel()
+
+    def global_steps(self) -> int:
+        return int(self.worker_steps.sum())
+
+    def global_updates(self) -> int:
+        return int(self.worker_updates.sum())
+
+    def should_stop(self) -> bool:
+        return bool(self.stop_flag[0])
+
+    def request_stop(self) -> None:
+        self.stop_flag[0] = 1
+
+    def pull(self, out: Tensor) -> int:
+        """Copy the global parameters into `out`; returns the global update count at the pull."""
+        out.copy_(self.flat)
+        return self.global_updates()
+
+    def count_skipped(self, worker: int, steps: int) -> None:
+        """A non-finite update never reaches the parameters; its env steps still count."""
+        self.worker_steps[worker] += steps
+        self.worker_nonfinite[worker] += 1
+
+    def push(self, grad: Tensor, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int) -> int:
+        """Apply one worker's (clipped, finite) gradient; returns the update lag since its pull."""
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            lag = self.global_updates() - pulled_at
+            apply_update(self.cfg.name, self.flat, grad, self.state, self.cfg, lr, critic_lr, self.n_actor)
+            self.worker_steps[worker] += steps
+            self.worker_updates[worker] += 1
+        return lag
+
+
+def apply_update(
+    kind: str, flat: Tensor, grad: Tensor, state: dict[str, Tensor], cfg: OptimConfig, lr: float, critic_lr: float, n_actor: int
+) -> None:
+    """One optimizer step on the flat parameters, in place (actor slice at lr, critic slice at critic_lr)."""
+    if kind == "rmsprop":
+        sq = state["square_avg"]
+        sq.mul_(cfg.alpha).addcmul_(grad, grad, value=1.0 - cfg.alpha)
+        step_dir, denom = grad, sq.sqrt().add_(cfg.eps)
+    elif kind == "adam":
+        b1, b2 = cfg.betas
+        state["step"] += 1
+        t = float(state["step"])
+        state["exp_avg"].lerp_(grad, 1.0 - b1)
+        state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
+        bias1, bias2 = 1.0 - b1**t, 1.0 - b2**t
+        step_dir = state["exp_avg"] / bias1
+        denom = (state["exp_avg_sq"] / bias2).sqrt_().add_(cfg.eps)
+    else:  # plain SGD: theta += lr * grad of the objective (the tutorial's cliff demo)
+        step_dir, denom = grad, None
+    if lr == critic_lr:
+        _step(flat, step_dir, denom, lr)
+    else:
+        _step(flat[:n_actor], step_dir[:n_actor], None if denom is None else denom[:n_actor], lr)
+        _step(flat[n_actor:], step_dir[n_actor:], None if denom is None else denom[n_actor:], critic_lr)
+
+
+def _step(p: Tensor, d: Tensor, denom: Tensor | None, lr: float) -> None:
+    if denom is None:
+        p.add_(d, alpha=-lr)
+    else:
+        p.addcdiv_(d, denom, value=-lr)
+
+
+def scheduled_lr(base: float, schedule: str, global_steps: int, total_steps: int) -> float:
+    """The learning rate at a global step: linear anneals to 0 at total_steps (the paper), or constant."""
+    if schedule == "constant":
+        return base
+    return base * max(0.0, 1.0 - global_steps / total_steps)

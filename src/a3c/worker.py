@@ -1,0 +1,141 @@
+"""The A3C worker loop, written once and run by every backend.
+
+One update: pull the global parameters -> collect an n-step rollout on the worker's envs (one batched
+forward pass per step, no gradient) -> loss (eq. 1-3) -> gradients -> clip by global norm -> push to
+the shared optimizer -> record what happened for the next report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from a3c import algo
+from a3c.config import Config
+from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
+from a3c.models import categorical_logp_entropy, categorical_sample, make_model
+from a3c.optim import GlobalParams, scheduled_lr
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did since its previous report; sums, so reports add up."""
+
+    worker: int
+    steps: int = 0
+    updates: int = 0
+    nonfinite_updates: int = 0
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+    policy_loss: float = 0.0
+    value_loss: float = 0.0
+    entropy: float = 0.0
+    grad_norm: float = 0.0
+    update_lag: float = 0.0
+    learning_rate: float = 0.0
+
+
+class Worker:
+    """One asynchronous actor-learner: its envs, a local copy of the model, its RNG."""
+
+    def __init__(self, cfg: Config, index: int, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
+        self.cfg, self.index, self.store = cfg, index, store
+        n_envs, self.n_steps = cfg.env.envs_per_worker, cfg.algo.n_steps
+        seeds = worker_seeds(cfg.run.seed, index, n_envs + 1)
+        self.generator = torch.Generator().manual_seed(seeds[-1])
+        self.envs = EnvBatch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
+        self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
+        self.params = self.model.ordered_parameters()
+        # The local parameters are views into one flat tensor, so a pull is a single copy.
+        self.flat = torch.empty(store.size, dtype=torch.float32)
+        offset = 0
+        for p in self.params:
+            p.data = self.flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+        discrete_obs = isinstance(self.envs.observation_space, gym.spaces.Discrete)
+        obs_shape = () if discrete_obs else self.envs.observation_space.shape
+        obs_dtype = torch.int64 if discrete_obs else torch.float32
+        T, B = self.n_steps, n_envs
+        self.obs_buf = torch.zeros((T + 1, B, *obs_shape), dtype=obs_dtype)  # s_0..s_T
+        self.act_buf = torch.zeros((T, B), dtype=torch.int64)
+        self.rew_np = np.zeros((T, B), dtype=np.float32)
+        self.term_np = np.zeros((T, B), dtype=np.float32)
+        self.end_np = np.zeros((T, B), dtype=np.float32)
+        self.action_start = self.model.action_start
+        self.obs_buf[0].copy_(torch.from_numpy(self.envs.obs))
+        self.report = WorkerReport(index)
+
+    def update(self) -> None:
+        """One A3C update: pull, rollout, loss, gradient, clip, push."""
+        cfg, T, B = self.cfg, self.n_steps, len(self.envs)
+        pulled_at = self.store.pull(self.flat)
+        finals: list[tuple[int, int, np.ndarray]] = []  # (t, env, final obs) at time-limit truncations
+        with torch.inference_mode():
+            for t in range(T):
+                logits, _ = self.model(self.obs_buf[t])
+                actions = categorical_sample(logits, self.generator)
+                self.act_buf[t] = actions
+                obs, reward, terminated, truncated, final_obs = self.envs.step(actions.numpy() + self.action_start)
+                self.rew_np[t] = reward
+                self.term_np[t] = terminated
+                self.end_np[t] = terminated | truncated
+                finals.extend((t, i, o) for i, o in final_obs)
+                self.obs_buf[t + 1].copy_(torch.from_numpy(obs))
+
+        # One forward pass over s_0..s_T and the truncated episodes' final observations.
+        obs_all = self.obs_buf.reshape((T + 1) * B, *self.obs_buf.shape[2:])
+        if finals:
+            extra = torch.as_tensor(np.stack([o for _, _, o in finals]), dtype=obs_all.dtype)
+            obs_all = torch.cat([obs_all, extra])
+        logits, values = self.model(obs_all)
+        v_t = values[: T * B].view(T, B)
+        with torch.no_grad():
+            v_tp1 = values[B : (T + 1) * B].view(T, B).clone()
+            for k, (t, i, _) in enumerate(finals):  # truncation bootstraps from V(final observation)
+                v_tp1[t, i] = values[(T + 1) * B + k]
+        r_t = torch.from_numpy(self.rew_np)
+        discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
+        adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, torch.from_numpy(self.end_np), cfg.algo.gae_lambda)
+        logp, entropy = categorical_logp_entropy(logits[: T * B], self.act_buf.view(-1))
+        loss = algo.a3c_loss(logp, entropy, v_t.reshape(-1), adv_t.reshape(-1), cfg.algo.ent_coef, cfg.algo.vf_coef)
+
+        grads = torch.autograd.grad(loss.total, self.params)
+        grad = torch.cat([g.reshape(-1) for g in grads])
+        self.obs_buf[0].copy_(self.obs_buf[T])  # the next rollout starts where this one ended
+        grad_norm = float(grad.norm())
+        steps = T * B
+        rep = self.report
+        rep.steps += steps
+        for ret, length in self.envs.take_finished():
+            rep.episode_returns.append(ret)
+            rep.episode_lengths.append(length)
+        pl, vl, ent = torch.stack([loss.policy_loss, loss.value_loss, -loss.entropy_loss]).detach().tolist()
+        if not (math.isfinite(grad_norm) and math.isfinite(pl) and math.isfinite(vl)):
+            self.store.count_skipped(self.index, steps)
+            rep.nonfinite_updates += 1
+            return
+        if cfg.algo.max_grad_norm is not None and grad_norm > cfg.algo.max_grad_norm:
+            grad.mul_(cfg.algo.max_grad_norm / (grad_norm + 1e-6))
+        global_steps = self.store.global_steps()
+        lr = scheduled_lr(cfg.optim.learning_rate, cfg.optim.lr_schedule, global_steps, cfg.run.total_steps)
+        critic_base = cfg.optim.critic_learning_rate
+        critic_lr = lr if critic_base is None else scheduled_lr(critic_base, cfg.optim.lr_schedule, global_steps, cfg.run.total_steps)
+        lag = self.store.push(grad, lr, critic_lr, self.index, steps, pulled_at)
+        rep.updates += 1
+        rep.policy_loss += pl
+        rep.value_loss += vl
+        rep.entropy += ent
+        rep.grad_norm += grad_norm
+        rep.update_lag += lag
+        rep.learning_rate += lr
+
+    def take_report(self) -> WorkerReport:
+        rep, self.report = self.report, WorkerReport(self.index)
+        return rep
+
+    def close(self) -> None:
+        self.envs.close()
