@@ -1,4 +1,5 @@
-"""A run directory and what is written into it: config.json, progress.csv, summary.json; the console.
+"""A run directory and what is written into it: config.json, progress.csv, episodes.csv, summary.json;
+and the console.
 
 Metrics aggregate `WorkerReport`s; a progress.csv row is written every `log_interval` global env
 steps (a frequency counts global steps, never calls per worker). On a terminal a progress bar shows
@@ -25,6 +26,9 @@ PROGRESS_COLUMNS = [
     "policy_loss", "value_loss", "learning_rate", "steps_per_s", "update_lag", "updates",
     "nonfinite_updates", "workers_alive",
 ]  # fmt: skip
+
+
+EPISODE_COLUMNS = ["worker", "steps", "wall_s", "return", "length"]
 
 
 class Stats:
@@ -130,6 +134,14 @@ class RunDir:
         self._csv = csv.DictWriter(self._csv_file, fieldnames=PROGRESS_COLUMNS)
         self._csv.writeheader()
         self._csv_file.flush()
+        self._episodes_file = open(self.path / "episodes.csv", "w", newline="")  # noqa: SIM115
+        self._episodes = csv.writer(self._episodes_file)
+        self._episodes.writerow(EPISODE_COLUMNS)
+
+    def write_episodes(self, rep: WorkerReport, steps: int, wall_s: float) -> None:
+        """One row per finished episode (like SB3's Monitor files); `steps` is the global count."""
+        for ret, length in zip(rep.episode_returns, rep.episode_lengths, strict=True):
+            self._episodes.writerow([rep.worker, steps, round(wall_s, 3), ret, length])
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_json_atomic(self.path / "config.json", config)
@@ -143,6 +155,7 @@ class RunDir:
 
     def close(self) -> None:
         self._csv_file.close()
+        self._episodes_file.close()
 
 
 class Console:

@@ -113,6 +113,7 @@ class A3C:
             while True:
                 for rep in backend.poll(timeout=0.05):
                     stats.add(rep)
+                    rundir.write_episodes(rep, stats.steps, time.monotonic() - start)
                 if stats.steps >= next_log:
                     log_row(backend.alive())
                     next_log = (stats.steps // cfg.run.log_interval + 1) * cfg.run.log_interval
@@ -134,6 +135,7 @@ class A3C:
         finally:
             for rep in backend.stop():
                 stats.add(rep)
+                rundir.write_episodes(rep, stats.steps, time.monotonic() - start)
             # Bring the trainer's model to the final global parameters.
             torch.nn.utils.vector_to_parameters(store.flat.clone(), self.model.ordered_parameters())
             wall = time.monotonic() - start
