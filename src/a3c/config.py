@@ -201,6 +201,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
     if isinstance(value, list):
         value = tuple(value)
     typ = str(f.type)
+    if isinstance(value, str) and typ.startswith(("float", "int")):
+        value = _number_from_text(value)  # YAML 1.1 reads 7e-4 and 1e6 as strings
+    if typ.startswith("int") and isinstance(value, float) and value.is_integer():
+        value = int(value)
     if typ.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     check = f.metadata.get("check")
@@ -208,6 +212,13 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
     if problem:
         raise ConfigError(f"invalid value for {section}.{f.name}: {value!r} {problem}")
     return value
+
+
+def _number_from_text(text: str) -> Any:
+    try:
+        return float(text.replace("_", ""))
+    except ValueError:
+        return text
 
 
 def from_dict(data: Mapping[str, Any]) -> Config:

@@ -165,7 +165,13 @@ class Console:
         self.mode = ("bar" if sys.stdout.isatty() else "lines") if mode == "auto" else mode
         self._progress = None
         if self.mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]a3c"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -1,0 +1,41 @@
+# Two entry points that work on a fresh machine:
+#   make train  - set up .venv if needed, then train the default agent on CartPole-v1 (writes runs/...)
+#   make test   - set up .venv with the dev extras if needed, then lint and run the tests
+# Installs go through constraints.txt, which pins the CPU build of torch.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install -c constraints.txt
+
+.PHONY: train test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-base: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e '.[bench]'
+	touch $@
+
+train: $(VENV)/.installed-base
+	$(BIN)/a3c train CartPole-v1
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+
+test: $(VENV)/.installed-dev lint
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/cartpole_sb3.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,133 @@
+"""Backends: determinism of the serial emulation, sharing in the processes backend, learning."""
+
+from __future__ import annotations
+
+import copy
+import csv
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from a3c import A3C, build_config
+from a3c.optim import GlobalParams
+from a3c.worker import Worker
+
+TIME_DEPENDENT = {"wall_s", "steps_per_s"}
+
+
+def _rows(run_dir):
+    with open(run_dir / "progress.csv") as f:
+        return [{k: v for k, v in row.items() if k not in TIME_DEPENDENT} for row in csv.DictReader(f)]
+
+
+def _episodes(run_dir):
+    with open(run_dir / "episodes.csv") as f:
+        return [(r["worker"], r["steps"], r["return"], r["length"]) for r in csv.DictReader(f)]
+
+
+def _serial_run(tmp_path, name, seed):
+    agent = A3C("CartPole-v1", backend="serial", workers=3, seed=seed, total_steps=12_000, log_interval=1_000)
+    agent.learn(run_dir=tmp_path / name, progress="none")
+    return agent
+
+
+def test_serial_backend_is_reproducible_for_a_seed(tmp_path):
+    a = _serial_run(tmp_path, "a", seed=7)
+    b = _serial_run(tmp_path, "b", seed=7)
+    c = _serial_run(tmp_path, "c", seed=8)
+    rows_a, rows_b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert len(rows_a) >= 10
+    assert rows_a == rows_b
+    assert _episodes(tmp_path / "a") == _episodes(tmp_path / "b")
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert _rows(tmp_path / "c") != rows_a, "another seed must give another run"
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.model.parameters(), c.model.parameters(), strict=True))
+
+
+def _worker(cfg_overrides=None):
+    cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1, **(cfg_overrides or {})})
+    agent = A3C("CartPole-v1", config=cfg)
+    store = GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)
+    return Worker(cfg, 0, store), store
+
+
+def test_identical_updates_push_identical_gradients():
+    """The ikostrikov/pytorch-a3c trap: on PyTorch >= 2 gradients accumulated across updates."""
+    worker, store = _worker({"learning_rate": 0.0, "max_grad_norm": None})
+    pushed = []
+    store.push = lambda grad, *a, **k: pushed.append(grad.clone()) or 0
+    snapshot = copy.deepcopy((worker.envs, worker.generator.get_state(), worker.obs_buf))
+    worker.update()
+    envs, gen_state, obs = snapshot
+    worker.envs, worker.obs_buf = envs, obs
+    worker.generator.set_state(gen_state)
+    worker.update()
+    assert len(pushed) == 2
+    assert pushed[0].abs().sum() > 0
+    assert torch.equal(pushed[0], pushed[1])
+
+
+def test_serial_workers_see_each_others_updates():
+    cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 2})
+    agent = A3C("CartPole-v1", config=cfg)
+    store = GlobalParams(agent.model, cfg.optim, 2, agent.n_actor)
+    w0, w1 = Worker(cfg, 0, store), Worker(cfg, 1, store)
+    before = store.flat.clone()
+    w0.update()
+    w1.update()
+    assert not torch.equal(before, store.flat)
+    assert store.global_updates() == 2
+    assert w1.take_report().update_lag == 0  # w1 pulled after w0 pushed
+    assert store.global_steps() == 2 * cfg.algo.n_steps * cfg.env.envs_per_worker
+
+
+def _push_known_gradient(store: GlobalParams, worker: int, value: float) -> None:
+    grad = torch.full_like(store.flat, value)
+    store.push(grad, 0.01, 0.01, worker, steps=1, pulled_at=store.global_updates())
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_shared_optimizer_statistics_are_one_copy_seen_by_every_worker(optimizer):
+    cfg = build_config("CartPole-v1", overrides={"optim.name": optimizer})
+    agent = A3C("CartPole-v1", config=cfg)
+    store = GlobalParams(agent.model, cfg.optim, 2, agent.n_actor).share_memory_()
+    ctx = mp.get_context("spawn")
+    for worker, value in [(0, 1.0), (1, 3.0)]:  # one after the other, each in its own process
+        p = ctx.Process(target=_push_known_gradient, args=(store, worker, value))
+        p.start()
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert store.worker_updates.tolist() == [1, 1]
+    a = cfg.optim.alpha
+    if optimizer == "rmsprop":
+        # Worker 1's statistics include worker 0's push: one shared copy, not one per worker.
+        expected = a * (1 - a) * 1.0**2 + (1 - a) * 3.0**2
+        assert torch.allclose(store.state["square_avg"], torch.full_like(store.flat, expected))
+    else:
+        b1, b2 = cfg.optim.betas
+        assert float(store.state["step"]) == 2.0
+        assert torch.allclose(store.state["exp_avg"], torch.full_like(store.flat, b1 * (1 - b1) * 1.0 + (1 - b1) * 3.0))
+        assert torch.allclose(store.state["exp_avg_sq"], torch.full_like(store.flat, b2 * (1 - b2) * 1.0 + (1 - b2) * 9.0))
+
+
+def test_processes_backend_learns_cartpole(tmp_path):
+    agent = A3C("CartPole-v1", workers=2, seed=1, total_steps=400_000, target_return=300.0, max_time=120)
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert summary["stop_reason"] == "target_return"
+    assert summary["solved"] is True
+    assert summary["return_mean"] >= 300.0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "progress.csv")))
+    steps = [int(r["steps"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] == summary["steps"]
+    assert max(float(r["update_lag"] or 0) for r in rows) >= 0
+    assert all(int(r["nonfinite_updates"]) == 0 for r in rows)
+
+
+def test_processes_backend_with_lock_and_adam(tmp_path):
+    agent = A3C("CartPole-v1", workers=2, seed=0, total_steps=30_000, lock=True, **{"optim.name": "adam"})
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert summary["stop_reason"] == "total_steps"
+    assert summary["steps"] >= 30_000
+    assert summary["updates"] > 0

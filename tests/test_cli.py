@@ -1,0 +1,100 @@
+"""The command line, run as a user runs it: through a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+A3C = [sys.executable, "-m", "a3c.cli"]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*A3C, *args], capture_output=True, text=True, timeout=timeout)
+
+
+BAD_INPUTS = [
+    (["train", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    (["train", "Blackjack-v1"], "unsupported observation space"),
+    (["train", "Pendulum-v1"], "unsupported action space"),
+    (["train", "CartPole-v1", "--workers", "0"], "run.workers: 0 must be an integer >= 1"),
+    (["train", "CartPole-v1", "--set", "gamma=1.5"], "algo.gamma: 1.5 must be in (0, 1]"),
+    (["train", "CartPole-v1", "--set", "gamma=0"], "algo.gamma: 0.0 must be in (0, 1]"),
+    (["train", "CartPole-v1", "--set", "learning_rate=-0.001"], "optim.learning_rate: -0.001 must be a number >= 0"),
+    (["train", "CartPole-v1", "--set", "n_steps=0"], "algo.n_steps: 0 must be an integer >= 1"),
+    (["train", "CartPole-v1", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
+    (["train", "CartPole-v1", "--set", "algo"], "--set expects key=value"),
+    (["train", "CartPole-v1", "--total-steps", "-5"], "run.total_steps: -5 must be an integer >= 1"),
+    (["train", "my_missing_module:Env"], "cannot import env module 'my_missing_module'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
+    result = run(*args, "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("a3c: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "progress.csv").exists(), "bad input must not start a run"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("algo: {n_steps: [1, 2\n", "malformed config file"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("algo:\n  n_step: 5\n", "unknown config key 'algo.n_step'"),
+        ("optim:\n  learning_rate: fast\n", "optim.learning_rate: 'fast' must be a number >= 0"),
+    ],
+)
+def test_malformed_config_file_exits_2(content, message, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    result = run("train", "CartPole-v1", "--config", str(path), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "progress.csv").write_text("steps\n1\n")
+    result = run("train", "CartPole-v1", "--run-dir", str(run_dir))
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (run_dir / "progress.csv").read_text() == "steps\n1\n"
+
+
+def test_train_writes_a_run_directory(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("algo:\n  n_steps: 5\nrun:\n  log_interval: 1000\n")
+    run_dir = tmp_path / "run"
+    result = run(
+        "train", "CartPole-v1", "--backend", "serial", "--total-steps", "6000", "--seed", "3",
+        "--config", str(cfg), "--set", "optim.learning_rate=7e-4", "--run-dir", str(run_dir), "--progress", "lines",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo"]["n_steps"] == 5
+    assert config["optim"]["learning_rate"] == 7e-4
+    assert config["run"]["seed"] == 3 and config["run"]["backend"] == "serial"
+    header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
+    for column in ["steps", "wall_s", "episodes", "return_mean", "entropy", "grad_norm", "policy_loss", "value_loss", "steps_per_s", "update_lag"]:
+        assert column in header
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {"steps", "wall_s", "episodes", "return_mean", "solved", "stop_reason"} <= summary.keys()
+    assert summary["stop_reason"] == "total_steps" and summary["steps"] >= 6000
+    assert "steps" in result.stdout  # plain progress lines when not on a terminal
+
+
+def test_help_lists_every_config_key():
+    from a3c.config import field_docs
+
+    result = run("train", "--help")
+    assert result.returncode == 0
+    for key, _, _ in field_docs():
+        assert key in result.stdout
