@@ -15,6 +15,9 @@ start-up and imports are paid the same way by both peers:
   DummyVecEnv), "MlpPolicy", ent_coef 0.0, everything else SB3's defaults, seed s, device cpu. A
   callback stops it as soon as the mean of the last 100 episode returns reaches 475 (cap: 1M steps);
   the time from the start of learn() and model.num_timesteps at that moment are recorded.
+  The SB3 process runs one torch thread by default (`--sb3-threads`, 0 for torch's default of one
+  per core): for this tiny MLP that is SB3's fastest setting, like a3c's one thread per worker,
+  and on a busy 2-core machine torch's default threads contend badly (several times slower).
 
 The a3c and SB3 runs are interleaved seed by seed (the order alternates from seed to seed) so that
 noise on a shared machine hits both alike. The parent also times each subprocess as a whole
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -99,9 +103,15 @@ def run_a3c(seed: int, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_sb3(seed: int) -> dict[str, Any]:
-    """Train SB3 A2C (zoo CartPole-v1 hyperparameters) until solved or SB3_MAX_STEPS."""
+def run_sb3(seed: int, threads: int) -> dict[str, Any]:
+    """Train SB3 A2C (zoo CartPole-v1 hyperparameters) until solved or SB3_MAX_STEPS.
+
+    `threads` > 0 sets torch's intra-op threads (0 keeps torch's default, one per core).
+    """
     import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
     from stable_baselines3 import A2C
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -186,14 +196,14 @@ def _finite_or_none(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
-def child_main(algo: str, seed: int, run_dir: str | None) -> int:
+def child_main(algo: str, seed: int, run_dir: str | None, sb3_threads: int) -> int:
     """Entry point of `--one`: run one training and print its result line."""
     if algo == "a3c":
         if run_dir is None:
             raise SystemExit("--one a3c needs --run-dir")
         result = run_a3c(seed, Path(run_dir))
     else:
-        result = run_sb3(seed)
+        result = run_sb3(seed, sb3_threads)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 
@@ -203,11 +213,15 @@ def child_main(algo: str, seed: int, run_dir: str | None) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def launch(algo: str, seed: int, run_dir: Path | None, timeout: float) -> dict[str, Any]:
+def launch(
+    algo: str, seed: int, run_dir: Path | None, sb3_threads: int, timeout: float
+) -> dict[str, Any]:
     """Run `--one algo seed` in a fresh process (own process group); time it as a whole."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", algo, str(seed)]
     if run_dir is not None:
         cmd += ["--run-dir", str(run_dir)]
+    if algo == "sb3":
+        cmd += ["--sb3-threads", str(sb3_threads)]
     t0 = time.monotonic()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -327,7 +341,27 @@ def machine_info() -> dict[str, Any]:
         "gymnasium": version("gymnasium"),
         "stable_baselines3": version("stable-baselines3"),
         "a3c": version("a3c"),
+        "a3c_source": source_state(),
     }
+
+
+def source_state() -> dict[str, Any] | None:
+    """The git commit of the a3c sources and whether src/ has uncommitted changes (with a hash)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        diff = git("diff", "HEAD", "--", "src")
+        untracked = git("ls-files", "--others", "--exclude-standard", "--", "src").strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    dirty = bool(diff or untracked)
+    digest = hashlib.sha256((diff + untracked).encode()).hexdigest()[:12] if dirty else None
+    return {"commit": commit, "src_dirty": dirty, "src_diff_sha256_12": digest}
 
 
 def _fmt(x: Any, spec: str = ".1f") -> str:
@@ -347,6 +381,7 @@ def runs_table(runs: list[dict[str, Any]]) -> list[list[str]]:
         "solved",
         "steps to solve",
         "time to solve (s)",
+        "final return",
         "process wall (s)",
         "steps/s",
         "steps/s (csv median)",
@@ -360,6 +395,7 @@ def runs_table(runs: list[dict[str, Any]]) -> list[list[str]]:
                 _fmt(r["solved"]),
                 _fmt(r["steps_to_solve"]),
                 _fmt(r["time_to_solve_s"]),
+                _fmt(r["return_mean"]),
                 _fmt(r["process_wall_s"]),
                 _fmt(r["throughput"], ".0f"),
                 _fmt(r["throughput_csv_median"], ".0f"),
@@ -447,26 +483,41 @@ def md_table(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _source_note(machine: dict[str, Any]) -> str:
+    src = machine.get("a3c_source")
+    if not src:
+        return ""
+    note = f" (commit {src['commit'][:10]}"
+    if src["src_dirty"]:
+        note += f", src/ modified, diff {src['src_diff_sha256_12']}"
+    return note + ")"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """A Markdown snippet for the README: command, date, machine, the tables."""
     m = report["machine"]
     machine = (
         f"Date: {report['date']}. Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
         f"torch {m['torch']}, gymnasium {m['gymnasium']}, "
-        f"stable-baselines3 {m['stable_baselines3']}, a3c {m['a3c']}."
+        f"stable-baselines3 {m['stable_baselines3']}, a3c {m['a3c']}{_source_note(m)}."
     )
+    threads = report["settings"]["sb3"]["torch_threads"]
     setup = (
-        f"a3c: defaults, {A3C_WORKERS} workers, budget {A3C_TOTAL_STEPS:,} steps. "
+        f"a3c: defaults, {A3C_WORKERS} workers (one torch thread each), "
+        f"budget {A3C_TOTAL_STEPS:,} steps. "
         f"SB3 A2C: rl-baselines3-zoo CartPole-v1 hyperparameters ({SB3_N_ENVS} envs, MlpPolicy, "
-        f"ent_coef 0.0, otherwise SB3 defaults), cap {SB3_MAX_STEPS:,} steps. "
+        f"ent_coef 0.0, otherwise SB3 defaults), torch threads: {threads}, "
+        f"cap {SB3_MAX_STEPS:,} steps. "
         f"Solved: mean return of the last {RETURN_WINDOW} episodes >= {TARGET_RETURN:g}. "
         "Time to solve is measured from the start of learn(); process wall time includes "
         "interpreter start-up and imports (each run is a fresh process). "
         "Throughput: env steps / learn() wall time. "
         "Medians over seeds; an unsolved run counts as never solving."
     )
+    if not report["a3c_source_same_for_all_runs"]:
+        setup += " Warning: the a3c sources changed between runs of this benchmark."
     parts = [
-        f"### CartPole-v1: a3c vs Stable-Baselines3 A2C ({len(report['seeds'])} seeds)",
+        f"### CartPole-v1: a3c vs Stable-Baselines3 A2C, {len(report['seeds'])} seed(s)",
         "",
         "```",
         report["command"],
@@ -510,7 +561,10 @@ def parent_main(args: argparse.Namespace) -> int:
                     end=" ",
                     flush=True,
                 )
-                r = launch(algo, seed, run_dir, args.timeout)
+                src = source_state() if algo == "a3c" else None
+                r = launch(algo, seed, run_dir, args.sb3_threads, args.timeout)
+                if algo == "a3c":
+                    r["a3c_source"] = src
                 runs.append(r)
                 print(
                     f"solved={r['solved']} steps={r['steps']} "
@@ -525,6 +579,9 @@ def parent_main(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     med = aggregate(runs)
     rat = ratios(med)
+    sources = {json.dumps(r.get("a3c_source"), sort_keys=True) for r in runs if r["algo"] == "a3c"}
+    if len(sources) > 1:
+        print("warning: the a3c sources changed during the benchmark (see a3c_source per run)")
     report: dict[str, Any] = {
         "benchmark": "cartpole_sb3",
         "command": command,
@@ -541,6 +598,7 @@ def parent_main(args: argparse.Namespace) -> int:
             "a3c": {
                 "workers": A3C_WORKERS,
                 "total_steps": A3C_TOTAL_STEPS,
+                "torch_threads_per_worker": 1,
                 "other": "library defaults",
             },
             "sb3": {
@@ -551,9 +609,11 @@ def parent_main(args: argparse.Namespace) -> int:
                 "ent_coef": 0.0,
                 "max_steps": SB3_MAX_STEPS,
                 "device": "cpu",
+                "torch_threads": args.sb3_threads or "torch default",
                 "other": "SB3 defaults",
             },
         },
+        "a3c_source_same_for_all_runs": len(sources) <= 1,
         "runs": runs,
         "medians": med,
         "ratios": rat,
@@ -592,11 +652,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="copy the a3c run directories into <out>/runs/<timestamp>/",
     )
+    p.add_argument(
+        "--sb3-threads",
+        type=int,
+        default=1,
+        help="torch threads of the SB3 process; 0: torch's default, one per core (default: 1)",
+    )
     p.add_argument("--one", nargs=2, metavar=("ALGO", "SEED"), help=argparse.SUPPRESS)
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error("--seeds must be >= 1")
+    if args.sb3_threads < 0:
+        p.error("--sb3-threads must be >= 0")
     if args.one is not None and (args.one[0] not in ALGOS or not args.one[1].isdigit()):
         p.error("--one takes ALGO SEED with ALGO in a3c, sb3 and SEED an integer >= 0")
     return args
@@ -605,7 +673,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one is not None:
-        return child_main(args.one[0], int(args.one[1]), args.run_dir)
+        return child_main(args.one[0], int(args.one[1]), args.run_dir, args.sb3_threads)
     return parent_main(args)
 
 

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 A3C = [sys.executable, "-m", "a3c.cli"]
 
 
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # for fake_envs:...
+
+
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*A3C, *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*A3C, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
 BAD_INPUTS = [
     (["train", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
     (["train", "Blackjack-v1"], "unsupported observation space"),
-    (["train", "Pendulum-v1"], "unsupported action space"),
+    (["train", "fake_envs:MultiDiscreteActions"], "unsupported action space"),
     (["train", "CartPole-v1", "--workers", "0"], "run.workers: 0 must be an integer >= 1"),
     (["train", "CartPole-v1", "--set", "gamma=1.5"], "algo.gamma: 1.5 must be in (0, 1]"),
     (["train", "CartPole-v1", "--set", "gamma=0"], "algo.gamma: 0.0 must be in (0, 1]"),
@@ -28,7 +33,16 @@ BAD_INPUTS = [
     (["train", "CartPole-v1", "--set", "algo"], "--set expects key=value"),
     (["train", "CartPole-v1", "--total-steps", "-5"], "run.total_steps: -5 must be an integer >= 1"),
     (["train", "my_missing_module:Env"], "cannot import env module 'my_missing_module'"),
+    (["train", "fake_envs:NoSuchEnv"], "module 'fake_envs' has no 'NoSuchEnv'"),
 ]
+
+
+def test_worker_failure_exits_1_with_one_line_and_keeps_the_run(tmp_path):
+    result = run("train", "fake_envs:RaisesOnStep", "--workers", "2", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert "boom from the env" in result.stderr and "Traceback" not in result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop_reason"] == "worker_failure" and "boom from the env" in summary["error"]
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])

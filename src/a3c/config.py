@@ -123,9 +123,14 @@ class OptimConfig:
 class ModelConfig:
     hidden: tuple = _f((64, 64), "Hidden layer sizes of the MLP (empty for a linear / tabular model).", _hidden)
     activation: str = _f("tanh", "Activation of the MLP: tanh or relu.", _one_of("tanh", "relu"))
-    shared_encoder: bool = _f(False, "Share one encoder between actor and critic (default: separate networks).", lambda v: None if isinstance(v, bool) else "must be true or false")
+    shared_encoder: bool = _f(False, "Share one MLP body between actor and critic (default: separate; image encoders, embeddings and the LSTM are always shared).", lambda v: None if isinstance(v, bool) else "must be true or false")
     tabular: str = _f("onehot", "Encoding of Discrete observations: onehot (a table) or embedding.", _one_of("onehot", "embedding"))
     embedding_dim: int = _f(32, "Size of the embedding when tabular=embedding.", _positive_int)
+    cnn: str = _f("a3c", "Image encoder: a3c (Mnih et al. 2016: 16-32 conv, fc 256) or nature (Mnih et al. 2015: 32-64-64 conv, fc 512).", _one_of("a3c", "nature"))
+    lstm: bool = _f(False, "An LSTM core after the encoder; its state is carried across rollouts and reset at episode ends.", lambda v: None if isinstance(v, bool) else "must be true or false")
+    lstm_size: int = _f(256, "Hidden size of the LSTM core.", _positive_int)
+    gaussian: str = _f("state_independent", "Gaussian policy for Box actions: state_independent (learned log-std) or softplus (the paper's variance head).", _one_of("state_independent", "softplus"))
+    log_std_init: float = _f(0.0, "Initial log standard deviation of the Gaussian policy.", _finite)
 
 
 @dataclass(frozen=True)

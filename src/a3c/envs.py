@@ -96,6 +96,9 @@ class EnvBatch:
         self.obs = np.stack([np.asarray(e.reset(seed=s)[0]) for e, s in zip(self.envs, seeds, strict=True)]).astype(obs_dtype)
         for e, s in zip(self.envs, seeds, strict=True):
             e.action_space.seed(s)
+        space = first.action_space
+        # Gaussian actions are sampled unbounded (the log-prob is of that sample) and clipped here.
+        self._clip = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
         self.ep_return = np.zeros(n, dtype=np.float64)
         self.ep_length = np.zeros(n, dtype=np.int64)
         self.finished: list[tuple[float, int]] = []
@@ -109,7 +112,9 @@ class EnvBatch:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
         obs, reward, terminated, truncated = self.obs, self._reward, self._terminated, self._truncated
         finals: list[tuple[int, np.ndarray]] = []
-        for i, (env, a) in enumerate(zip(self.envs, actions.tolist(), strict=True)):
+        if self._clip is not None:
+            actions = np.clip(actions, *self._clip)
+        for i, (env, a) in enumerate(zip(self.envs, actions if self._clip is not None else actions.tolist(), strict=True)):
             o, r, term, trunc, _ = env.step(a)
             reward[i], terminated[i], truncated[i] = r, term, trunc
             if term or trunc:

@@ -1,12 +1,16 @@
 """Actor-critic models built from an env's spaces by one factory.
 
-ActorCritic = encoder (tabular one-hot/embedding for Discrete observations, MLP for Box
-observations) + heads (categorical policy logits for Discrete actions, a scalar value). A tabular
-actor-critic is this model with a one-hot encoder and no hidden layer: its policy head is the
-softmax table theta[s, a] and its value head the table V[s].
+ActorCritic = encoder + optional LSTM core + heads:
+- encoder: one-hot (a table) or embedding for Discrete observations; an MLP for vector Box
+  observations; a convolutional encoder for image observations `[C, H, W]` (the paper's A3C network
+  by default, the Nature DQN network as an option), shared by actor and critic;
+- core: an optional LSTM whose state is carried across rollouts and reset at episode ends;
+- heads: categorical logits for Discrete actions, a diagonal Gaussian for Box actions (state-
+  independent learned log-std by default; the paper's SoftPlus variance head as an option), a value.
 
-Parameters are ordered actor first, critic second, so the critic's parameters are one contiguous
-tail of the flat parameter vector (what lets the optimizer give it its own learning rate).
+A tabular actor-critic is this model with a one-hot encoder and no hidden layer: its policy head is
+the softmax table theta[s, a] and its value head the table V[s]. Parameters are ordered actor first,
+critic second, so the critic's parameters are a contiguous tail of the flat parameter vector.
 """
 
 from __future__ import annotations
@@ -22,26 +26,46 @@ from a3c.config import ModelConfig
 from a3c.errors import EnvError
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+State = tuple[Tensor, Tensor] | None
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _linear(i: int, o: int, gain: float, bias: bool = True) -> nn.Linear:
+    layer = nn.Linear(i, o, bias=bias)
+    nn.init.orthogonal_(layer.weight, gain)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
 def _mlp(in_dim: int, hidden: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
     layers: list[nn.Module] = []
     for h in hidden:
-        layer = nn.Linear(in_dim, h)
-        nn.init.orthogonal_(layer.weight, math.sqrt(2))
-        nn.init.zeros_(layer.bias)
-        layers += [layer, _ACTIVATIONS[activation]()]
+        layers += [_linear(in_dim, h, math.sqrt(2)), _ACTIVATIONS[activation]()]
         in_dim = h
     return nn.Sequential(*layers), in_dim
 
 
 class OneHot(nn.Module):
-    def __init__(self, n: int) -> None:
+    """Discrete(n, start) observations as one-hot rows (index obs - start)."""
+
+    def __init__(self, n: int, start: int = 0) -> None:
         super().__init__()
-        self.n = n
+        self.n, self.start = n, start
 
     def forward(self, obs: Tensor) -> Tensor:
-        return nn.functional.one_hot(obs.long(), self.n).to(torch.float32)
+        return nn.functional.one_hot(obs.long() - self.start, self.n).to(torch.float32)
+
+
+class Embedding(nn.Embedding):
+    """Discrete(n, start) observations as learned vectors (index obs - start)."""
+
+    def __init__(self, n: int, dim: int, start: int = 0) -> None:
+        super().__init__(n, dim)
+        self.start = start
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return super().forward(obs.long() - self.start)
 
 
 class Flatten(nn.Module):
@@ -49,47 +73,167 @@ class Flatten(nn.Module):
         return obs.reshape(obs.shape[0], -1).to(torch.float32)
 
 
-def _encoder(space: gym.Space, cfg: ModelConfig) -> tuple[nn.Module, int]:
+class ConvEncoder(nn.Module):
+    """Image encoder. "a3c": Mnih et al. 2016's network (16 8x8/4, 32 4x4/2, fc 256, ReLU);
+    "nature": Mnih et al. 2015's (32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512). uint8 pixels are scaled to [0, 1]."""
+
+    def __init__(self, shape: tuple[int, ...], kind: str) -> None:
+        super().__init__()
+        c = shape[0]
+        if kind == "nature":
+            convs, self.out_dim = [(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512
+        else:
+            convs, self.out_dim = [(16, 8, 4), (32, 4, 2)], 256
+        layers: list[nn.Module] = []
+        for out, k, s in convs:
+            conv = nn.Conv2d(c, out, k, s)
+            nn.init.orthogonal_(conv.weight, math.sqrt(2))
+            nn.init.zeros_(conv.bias)
+            layers += [conv, nn.ReLU()]
+            c = out
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            n = self.convs(torch.zeros(1, *shape)).shape[1]
+        self.fc = nn.Sequential(_linear(n, self.out_dim, math.sqrt(2)), nn.ReLU())
+
+    def forward(self, obs: Tensor) -> Tensor:
+        x = obs.to(torch.float32)
+        if obs.dtype == torch.uint8:
+            x = x / 255.0
+        return self.fc(self.convs(x))
+
+
+class CategoricalHead(nn.Linear):
+    """pi(a|s) = softmax(W h + b) over Discrete(n) actions (shifted by the space's start). For a
+    tabular model (one-hot h, no bias) `weight[a, s]` is the tutorial's policy table theta."""
+
+    discrete = True
+    action_shape: tuple[int, ...] = ()
+    action_dtype = torch.int64
+
+    def __init__(self, in_dim: int, space: gym.spaces.Discrete, tabular: bool) -> None:
+        super().__init__(in_dim, int(space.n), bias=not tabular)
+        self.n, self.start = int(space.n), int(space.start)
+        if tabular:  # the tutorial's policy table starts uniform
+            nn.init.zeros_(self.weight)
+        else:  # a near-uniform initial policy (SB3 / OpenAI baselines)
+            nn.init.orthogonal_(self.weight, 0.01)
+            nn.init.zeros_(self.bias)
+
+    def sample(self, out: Tensor, generator: torch.Generator | None = None, deterministic: bool = False) -> Tensor:
+        if deterministic:
+            return out.argmax(-1)
+        return categorical_sample(out, generator)
+
+    def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        return categorical_logp_entropy(out, actions)
+
+    def to_env(self, actions: Tensor) -> np.ndarray:
+        return actions.numpy() + self.start
+
+
+class GaussianHead(nn.Module):
+    """A diagonal Gaussian over Box actions. The log-prob is of the unclipped sample; the env
+    wrapper clips actions to the bounds. `out` is `[N, 2, d]`: mean and standard deviation.
+
+    "state_independent": std = exp(log_std), one learned parameter per action dimension (SB3, PPO).
+    "softplus": the paper's (Mnih et al. 2016, sec. 5.2) variance head, sigma^2 = softplus(linear(h)).
+    """
+
+    discrete = False
+
+    def __init__(self, in_dim: int, space: gym.spaces.Box, kind: str, log_std_init: float) -> None:
+        super().__init__()
+        d = int(np.prod(space.shape))
+        self.kind, self.action_shape, self.action_dtype = kind, (d,), torch.float32
+        self.env_shape = space.shape
+        self.mean = _linear(in_dim, d, 0.01)
+        if kind == "softplus":
+            self.var = _linear(in_dim, d, 0.01)
+            # softplus(b) = exp(2 * log_std_init): start at the same std as the default head.
+            nn.init.constant_(self.var.bias, math.log(math.expm1(math.exp(2 * log_std_init))))
+        else:
+            self.log_std = nn.Parameter(torch.full((d,), float(log_std_init)))
+
+    def forward(self, h: Tensor) -> Tensor:
+        mean = self.mean(h)
+        if self.kind == "softplus":
+            std = torch.sqrt(nn.functional.softplus(self.var(h)) + 1e-8)
+        else:
+            std = self.log_std.exp().expand_as(mean)
+        return torch.stack([mean, std], dim=1)
+
+    def sample(self, out: Tensor, generator: torch.Generator | None = None, deterministic: bool = False) -> Tensor:
+        mean, std = out[:, 0], out[:, 1]
+        if deterministic:
+            return mean
+        return mean + std * torch.randn(mean.shape, generator=generator)
+
+    def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        return gaussian_logp_entropy(out[:, 0], out[:, 1], actions)
+
+    def to_env(self, actions: Tensor) -> np.ndarray:
+        return actions.numpy().reshape(-1, *self.env_shape)
+
+
+def _encoder(space: gym.Space, cfg: ModelConfig) -> tuple[nn.Module, int, bool]:
+    """(encoder, output size, is_image)."""
     if isinstance(space, gym.spaces.Discrete):
         if cfg.tabular == "embedding":
-            return nn.Embedding(int(space.n), cfg.embedding_dim), cfg.embedding_dim
-        return OneHot(int(space.n)), int(space.n)
+            return Embedding(int(space.n), cfg.embedding_dim, int(space.start)), cfg.embedding_dim, False
+        return OneHot(int(space.n), int(space.start)), int(space.n), False
     if isinstance(space, gym.spaces.Box):
-        return Flatten(), int(np.prod(space.shape))
+        if len(space.shape) == 3:
+            enc = ConvEncoder(_channels_first(space.shape), cfg.cnn)
+            return enc, enc.out_dim, True
+        return Flatten(), int(np.prod(space.shape)), False
     raise EnvError(f"unsupported observation space {space}: a3c supports Box and Discrete observations")
 
 
+def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
+    # Frame stacks of grayscale frames are [stack, H, W]; RGB images [H, W, 3] are not supported as is.
+    if shape[-1] in (1, 3) and shape[0] > 4:
+        raise EnvError(f"image observations of shape {shape} must be channels-first [C, H, W] (use the Atari preprocessing)")
+    return tuple(shape)
+
+
 class ActorCritic(nn.Module):
-    """pi(a|s) as categorical logits and V(s), for a batch of observations `[N, ...]`."""
+    """pi(a|s) and V(s) for observations `[N, ...]` (feed-forward) or `[T, B, ...]` (unrolled)."""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, cfg: ModelConfig) -> None:
         super().__init__()
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise EnvError(f"unsupported action space {action_space}: a3c supports Discrete actions")
-        self.n_actions = int(action_space.n)
-        self.action_start = int(action_space.start)
         tabular = isinstance(observation_space, gym.spaces.Discrete) and not cfg.hidden
-        encoder, dim = _encoder(observation_space, cfg)
+        encoder, dim, image = _encoder(observation_space, cfg)
         self.encoder = encoder
-        self.pi_body, pi_dim = _mlp(dim, cfg.hidden, cfg.activation)
-        self.policy_head = nn.Linear(pi_dim, self.n_actions, bias=not tabular)
-        if cfg.shared_encoder:
+        # Image encoders (and the LSTM core) are shared by actor and critic, as in the paper.
+        shared = cfg.shared_encoder or image or cfg.lstm
+        self.pi_body, pi_dim = (nn.Identity(), dim) if image else _mlp(dim, cfg.hidden, cfg.activation)
+        self.core = nn.LSTMCell(pi_dim, cfg.lstm_size) if cfg.lstm else None
+        if self.core is not None:
+            pi_dim = cfg.lstm_size
+            nn.init.zeros_(self.core.bias_ih)
+            nn.init.zeros_(self.core.bias_hh)
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.policy_head: CategoricalHead | GaussianHead = CategoricalHead(pi_dim, action_space, tabular)
+        elif isinstance(action_space, gym.spaces.Box) and np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high)):
+            self.policy_head = GaussianHead(pi_dim, action_space, cfg.gaussian, cfg.log_std_init)
+        else:
+            raise EnvError(f"unsupported action space {action_space}: a3c supports Discrete and bounded Box actions")
+        if shared:
             self.vf_body, vf_dim = None, pi_dim
         else:
             self.vf_body, vf_dim = _mlp(dim, cfg.hidden, cfg.activation)
-        self.value_head = nn.Linear(vf_dim, 1, bias=not tabular)
-        if tabular:  # the tutorial's tables start at a uniform policy and V = 0
-            nn.init.zeros_(self.policy_head.weight)
+        self.value_head = _linear(vf_dim, 1, 1.0, bias=not tabular)
+        if tabular:  # the tutorial's value table starts at 0
             nn.init.zeros_(self.value_head.weight)
-        else:  # SB3/OpenAI baselines init: a near-uniform initial policy, unit-scale values
-            nn.init.orthogonal_(self.policy_head.weight, 0.01)
-            nn.init.zeros_(self.policy_head.bias)
-            nn.init.orthogonal_(self.value_head.weight, 1.0)
-            nn.init.zeros_(self.value_head.bias)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.core is not None
 
     def actor_parameters(self) -> list[nn.Parameter]:
-        mods = [self.encoder, self.pi_body, self.policy_head]
-        return [p for m in mods for p in m.parameters()]
+        mods = [self.encoder, self.pi_body, self.core, self.policy_head]
+        return [p for m in mods if m is not None for p in m.parameters()]
 
     def critic_parameters(self) -> list[nn.Parameter]:
         mods = [self.value_head] if self.vf_body is None else [self.vf_body, self.value_head]
@@ -101,16 +245,58 @@ class ActorCritic(nn.Module):
         assert len(params) == len(list(self.parameters())), "every parameter must be in one group"
         return params
 
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+    def initial_state(self, batch: int) -> State:
+        if self.core is None:
+            return None
+        z = torch.zeros(batch, self.core.hidden_size)
+        return (z, z.clone())
+
+    def _features(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         x = self.encoder(obs)
-        h = self.pi_body(x)
-        logits = self.policy_head(h)
+        return x, self.pi_body(x)
+
+    def _heads(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         v = self.value_head(h if self.vf_body is None else self.vf_body(x))
-        return logits, v.squeeze(-1)
+        return self.policy_head(h), v.squeeze(-1)
+
+    def forward(self, obs: Tensor, state: State = None) -> tuple[Tensor, Tensor, State]:
+        """One step for a batch `[B, ...]`: (policy output, V(s), next state)."""
+        x, h = self._features(obs)
+        if self.core is not None:
+            state = self.core(h, state)
+            h = state[0]
+        out, v = self._heads(x, h)
+        return out, v, state
+
+    def unroll(self, obs: Tensor, state: State, end: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """A whole rollout `obs [T1, B, ...]` from `state`, resetting the core after steps where
+        `end [T1 - 1, B]` is 1. Returns policy outputs `[T1 * B, ...]`, values `[T1, B]`, and the
+        core's hidden outputs per step (to evaluate truncated episodes' final observations)."""
+        t1, b = obs.shape[0], obs.shape[1]
+        x, h = self._features(obs.reshape(t1 * b, *obs.shape[2:]))
+        hiddens: list[Tensor] = []
+        if self.core is not None:
+            outs = []
+            h = h.view(t1, b, -1)
+            for t in range(t1):
+                if t > 0:
+                    keep = (1.0 - end[t - 1]).unsqueeze(-1)
+                    state = (state[0] * keep, state[1] * keep)
+                state = self.core(h[t], state)
+                hiddens.append(state)
+                outs.append(state[0])
+            h = torch.cat(outs)
+        out, v = self._heads(x, h)
+        return out, v.view(t1, b), hiddens
+
+    def value_after(self, obs: Tensor, state: State) -> Tensor:
+        """V of observations `[K, ...]` seen right after `state` (no reset): truncation bootstraps."""
+        _, v, _ = self.forward(obs, state)
+        return v
 
 
 def make_model(observation_space: gym.Space, action_space: gym.Space, cfg: ModelConfig) -> ActorCritic:
-    """The one factory: picks encoder and heads from the spaces (raises EnvError if unsupported)."""
+    """The one factory: picks encoder, core and heads from the spaces (raises EnvError if unsupported)."""
     return ActorCritic(observation_space, action_space, cfg)
 
 
@@ -125,4 +311,14 @@ def categorical_logp_entropy(logits: Tensor, actions: Tensor) -> tuple[Tensor, T
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+def gaussian_logp_entropy(mean: Tensor, std: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """Diagonal Gaussian: log N(a; mean, std^2) summed over action dims, and its entropy
+    sum(1/2 log(2 pi e std^2)), per row."""
+    log_std = torch.log(std)
+    z = (actions - mean) / std
+    logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+    entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)
     return logp, entropy

@@ -17,7 +17,7 @@ import torch
 from a3c import algo
 from a3c.config import Config
 from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
-from a3c.models import categorical_logp_entropy, categorical_sample, make_model
+from a3c.models import make_model
 from a3c.optim import GlobalParams, scheduled_lr
 
 
@@ -49,6 +49,7 @@ class Worker:
         self.generator = torch.Generator().manual_seed(seeds[-1])
         self.envs = EnvBatch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
+        self.head = self.model.policy_head
         self.params = self.model.ordered_parameters()
         # The local parameters are views into one flat tensor, so a pull is a single copy.
         self.flat = torch.empty(store.size, dtype=torch.float32)
@@ -56,17 +57,18 @@ class Worker:
         for p in self.params:
             p.data = self.flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
-        discrete_obs = isinstance(self.envs.observation_space, gym.spaces.Discrete)
-        obs_shape = () if discrete_obs else self.envs.observation_space.shape
-        obs_dtype = torch.int64 if discrete_obs else torch.float32
+        space = self.envs.observation_space
+        discrete_obs = isinstance(space, gym.spaces.Discrete)
+        obs_shape = () if discrete_obs else space.shape
+        obs_dtype = torch.int64 if discrete_obs else (torch.uint8 if space.dtype == np.uint8 else torch.float32)
         T, B = self.n_steps, n_envs
         self.obs_buf = torch.zeros((T + 1, B, *obs_shape), dtype=obs_dtype)  # s_0..s_T
-        self.act_buf = torch.zeros((T, B), dtype=torch.int64)
+        self.act_buf = torch.zeros((T, B, *self.head.action_shape), dtype=self.head.action_dtype)
         self.rew_np = np.zeros((T, B), dtype=np.float32)
         self.term_np = np.zeros((T, B), dtype=np.float32)
         self.end_np = np.zeros((T, B), dtype=np.float32)
-        self.action_start = self.model.action_start
         self.obs_buf[0].copy_(torch.from_numpy(self.envs.obs))
+        self.state = self.model.initial_state(B)  # the LSTM state, carried across rollouts
         self.report = WorkerReport(index)
 
     def update(self) -> None:
@@ -74,33 +76,40 @@ class Worker:
         cfg, T, B = self.cfg, self.n_steps, len(self.envs)
         pulled_at = self.store.pull(self.flat)
         finals: list[tuple[int, int, np.ndarray]] = []  # (t, env, final obs) at time-limit truncations
+        state0 = self.state
         with torch.inference_mode():
+            state = state0
             for t in range(T):
-                logits, _ = self.model(self.obs_buf[t])
-                actions = categorical_sample(logits, self.generator)
+                out, _, state = self.model(self.obs_buf[t], state)
+                actions = self.head.sample(out, self.generator)
                 self.act_buf[t] = actions
-                obs, reward, terminated, truncated, final_obs = self.envs.step(actions.numpy() + self.action_start)
+                obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))
                 self.rew_np[t] = reward
                 self.term_np[t] = terminated
                 self.end_np[t] = terminated | truncated
                 finals.extend((t, i, o) for i, o in final_obs)
                 self.obs_buf[t + 1].copy_(torch.from_numpy(obs))
+                if state is not None:  # a new episode starts from a zero state
+                    keep = torch.from_numpy(1.0 - self.end_np[t]).unsqueeze(-1)
+                    state = (state[0] * keep, state[1] * keep)
+        self.state = None if state is None else (state[0].clone(), state[1].clone())
 
-        # One forward pass over s_0..s_T and the truncated episodes' final observations.
-        obs_all = self.obs_buf.reshape((T + 1) * B, *self.obs_buf.shape[2:])
-        if finals:
-            extra = torch.as_tensor(np.stack([o for _, _, o in finals]), dtype=obs_all.dtype)
-            obs_all = torch.cat([obs_all, extra])
-        logits, values = self.model(obs_all)
-        v_t = values[: T * B].view(T, B)
+        # One forward pass (with gradient) over s_0..s_T; the values of s_1..s_T are the bootstraps.
+        end_t = torch.from_numpy(self.end_np)
+        out, values, hiddens = self.model.unroll(self.obs_buf, state0, end_t)
+        v_t = values[:T]
         with torch.no_grad():
-            v_tp1 = values[B : (T + 1) * B].view(T, B).clone()
-            for k, (t, i, _) in enumerate(finals):  # truncation bootstraps from V(final observation)
-                v_tp1[t, i] = values[(T + 1) * B + k]
+            v_tp1 = values[1:].clone()
+            if finals:  # a time-limit truncation bootstraps from V(final observation)
+                extra = torch.as_tensor(np.stack([o for _, _, o in finals])).to(self.obs_buf.dtype)
+                ts = [t for t, _, _ in finals]
+                idx = [i for _, i, _ in finals]
+                before = None if not hiddens else tuple(torch.stack([hiddens[t][k][i] for t, i in zip(ts, idx, strict=True)]) for k in (0, 1))
+                v_tp1[ts, idx] = self.model.value_after(extra, before)
         r_t = torch.from_numpy(self.rew_np)
         discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
-        adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, torch.from_numpy(self.end_np), cfg.algo.gae_lambda)
-        logp, entropy = categorical_logp_entropy(logits[: T * B], self.act_buf.view(-1))
+        adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, end_t, cfg.algo.gae_lambda)
+        logp, entropy = self.head.logp_entropy(out[: T * B], self.act_buf.view(T * B, *self.head.action_shape))
         loss = algo.a3c_loss(logp, entropy, v_t.reshape(-1), adv_t.reshape(-1), cfg.algo.ent_coef, cfg.algo.vf_coef)
 
         grads = torch.autograd.grad(loss.total, self.params)

@@ -1,0 +1,63 @@
+"""Small envs for tests, importable as `fake_envs:Name` (tests put this folder on sys.path)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class MultiDiscreteActions(gym.Env):
+    """An env with an action space a3c does not support."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+class Target1D(gym.Env):
+    """Reach a target on a line: obs (position, target) in [-1, 1]; action a velocity in [-1, 1];
+    reward -|position - target| per step; 20 steps. A good policy earns about -2, a random one -9."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = 0.0
+        self.target = float(self.np_random.uniform(-1, 1))
+        self.t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.array([self.pos, self.target], np.float32)
+
+    def step(self, action):
+        a = float(np.asarray(action).reshape(-1)[0])
+        assert -1.0 <= a <= 1.0, "actions must arrive clipped to the bounds"
+        self.pos = float(np.clip(self.pos + 0.2 * a, -1, 1))
+        self.t += 1
+        return self._obs(), -abs(self.pos - self.target), False, self.t >= 20, {}
+
+
+class RaisesOnStep(gym.Env):
+    """Raises on the 50th step: a worker failure."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.n = getattr(self, "n", 0)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.n += 1
+        if self.n >= 50:
+            raise RuntimeError("boom from the env")
+        return np.zeros(2, np.float32), 1.0, False, False, {}
