@@ -95,6 +95,13 @@ class EnvConfig:
     envs_per_worker: int = _f(8, "Envs each worker steps together with one batched forward pass.", _positive_int)
     kwargs: dict = _f(dict, "Keyword arguments passed to gymnasium.make (the zoo's --env-kwargs).", _is_dict, factory=True)
     max_episode_steps: int | None = _f(None, "Override the env's time limit (truncation, bootstrapped).", _optional(_positive_int))
+    normalize_obs: bool = _f(False, "Normalise observations by a running mean and std shared by all workers.", lambda v: None if isinstance(v, bool) else "must be true or false")
+    frame_skip: int = _f(4, "Atari: frames per agent step (max-pooled over the last two).", _positive_int)
+    frame_stack: int = _f(4, "Atari: stacked frames per observation.", _positive_int)
+    screen_size: int = _f(84, "Atari: observation size (square, grayscale).", _positive_int)
+    noop_max: int = _f(30, "Atari: up to this many no-op actions at reset.", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
+    episodic_life: bool = _f(True, "Atari: a lost life ends the training episode (reported returns stay whole games).", lambda v: None if isinstance(v, bool) else "must be true or false")
+    clip_rewards: bool = _f(True, "Atari: train on sign(reward) (reported returns stay the real score).", lambda v: None if isinstance(v, bool) else "must be true or false")
 
 
 @dataclass(frozen=True)
@@ -289,18 +296,37 @@ def load_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+MUJOCO = {
+    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
+    "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
+}  # fmt: skip
+
+
 def preset_for(env_id: str) -> tuple[str, dict[str, Any]]:
-    """The preset (name, values) for an env id's family: data files in a3c/presets/."""
+    """The preset (family, values) for an env id, from the data files in a3c/presets/.
+
+    Each family file holds a `default` block and, like rl-baselines3-zoo's hyperparameter files,
+    optional blocks keyed by env id (`Pendulum-v1`) or by env name without version (`Pendulum`) that
+    override it.
+    """
     family = env_family(env_id)
     text = resources.files("a3c.presets").joinpath(f"{family}.yaml").read_text()
-    return family, yaml.safe_load(text) or {}
+    data = yaml.safe_load(text) or {}
+    values = _flatten(data.get("default") or {})
+    name = env_id.split("/")[-1].split("-v")[0]
+    for key in (name, env_id):
+        values.update(_flatten(data.get(key) or {}))
+    return family, values
 
 
 def env_family(env_id: str) -> str:
-    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
+    if env_id.startswith("ALE/"):
         return "atari"
-    if env_id.split("-")[0] in {"CliffWalking", "FrozenLake", "Taxi", "Blackjack"}:
+    name = env_id.split("-v")[0]
+    if name in {"CliffWalking", "CliffWalkingSlippery", "FrozenLake", "FrozenLake8x8", "Taxi"}:
         return "tabular"
+    if name in MUJOCO:
+        return "mujoco"
     return "classic_control"
 
 

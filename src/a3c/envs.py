@@ -34,17 +34,55 @@ def _load_entry(env_id: str) -> Callable[..., Any]:
         raise EnvError(f"module '{module_name}' has no '{attr}' (env id '{env_id}')") from None
 
 
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/")
+
+
 def make_env_fn(cfg: EnvConfig) -> EnvFn:
     """A picklable-by-value recipe that builds one env of `cfg` (called inside each worker)."""
-    return _EnvRecipe(cfg.id, dict(cfg.kwargs), cfg.max_episode_steps)
+    return _EnvRecipe(cfg)
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the *training* episode (Mnih et al. 2015); the game itself goes on: reset
+    after a lost life is a no-op step, not a new game. Wrap it outside RecordEpisodeStatistics, so
+    reported returns are whole games."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives, self.game_over = 0, True
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
 
 
 class _EnvRecipe:
-    def __init__(self, env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None) -> None:
-        self.env_id, self.kwargs, self.max_episode_steps = env_id, kwargs, max_episode_steps
+    def __init__(self, cfg: EnvConfig) -> None:
+        self.cfg = cfg
+        self.env_id, self.kwargs, self.max_episode_steps = cfg.id, dict(cfg.kwargs), cfg.max_episode_steps
+        # Atari training rewards are clipped and lives end episodes: the real score comes from info.
+        self.score_from_info = is_atari(cfg.id)
 
     def __call__(self) -> gym.Env:
         env_id, kwargs = self.env_id, self.kwargs
+        if is_atari(env_id):
+            return self._atari()
         if ":" in env_id and "/" not in env_id.split(":")[0]:
             entry = _load_entry(env_id)
             try:
@@ -63,6 +101,34 @@ class _EnvRecipe:
             raise EnvError(f"unknown env id '{env_id}': {e}") from None
         except TypeError as e:
             raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {e}") from None
+
+
+    def _atari(self) -> gym.Env:
+        """ALE/*-v5 with the standard preprocessing (shared/CONVENTIONS.md): the base env at
+        frameskip=1, AtariPreprocessing (no-op starts, frame skip with max-pooling, grayscale,
+        resize), the real score recorded, then end-of-life and reward clipping for training only,
+        then frame stacking."""
+        try:
+            import ale_py
+        except ImportError:
+            raise EnvError(f"'{self.env_id}' needs the Atari extra: pip install 'a3c[atari]'") from None
+        gym.register_envs(ale_py)
+        cfg = self.cfg
+        extra = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+        try:
+            env = gym.make(self.env_id, frameskip=1, disable_env_checker=True, **extra, **self.kwargs)
+        except gym.error.Error as e:
+            raise EnvError(f"unknown env id '{self.env_id}': {e}") from None
+        env = gym.wrappers.AtariPreprocessing(
+            env, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip, screen_size=cfg.screen_size,
+            terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False,
+        )  # fmt: skip
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        if cfg.episodic_life:
+            env = EpisodicLife(env)
+        if cfg.clip_rewards:
+            env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
+        return gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
 
 
 def probe_spaces(cfg: EnvConfig) -> tuple[gym.Space, gym.Space, float | None]:
@@ -90,9 +156,13 @@ class EnvBatch:
 
     def __init__(self, env_fn: EnvFn, n: int, seeds: list[int]) -> None:
         self.envs = [env_fn() for _ in range(n)]
+        # Where finished episodes' returns come from: our own sums of the rewards, or (Atari) the
+        # real score that RecordEpisodeStatistics puts in info["episode"] at the end of a game.
+        self.score_from_info = bool(getattr(env_fn, "score_from_info", False))
         first = self.envs[0]
         self.observation_space, self.action_space = first.observation_space, first.action_space
-        obs_dtype = np.int64 if isinstance(first.observation_space, gym.spaces.Discrete) else np.float32
+        space = first.observation_space
+        obs_dtype = np.int64 if isinstance(space, gym.spaces.Discrete) else (np.uint8 if space.dtype == np.uint8 else np.float32)
         self.obs = np.stack([np.asarray(e.reset(seed=s)[0]) for e, s in zip(self.envs, seeds, strict=True)]).astype(obs_dtype)
         for e, s in zip(self.envs, seeds, strict=True):
             e.action_space.seed(s)
@@ -115,13 +185,17 @@ class EnvBatch:
         if self._clip is not None:
             actions = np.clip(actions, *self._clip)
         for i, (env, a) in enumerate(zip(self.envs, actions if self._clip is not None else actions.tolist(), strict=True)):
-            o, r, term, trunc, _ = env.step(a)
+            o, r, term, trunc, info = env.step(a)
             reward[i], terminated[i], truncated[i] = r, term, trunc
+            if self.score_from_info and "episode" in info:
+                self.finished.append((float(info["episode"]["r"]), int(info["episode"]["l"])))
             if term or trunc:
                 if trunc and not term:
                     finals.append((i, np.asarray(o)))
                 o, _ = env.reset()
             obs[i] = o
+        if self.score_from_info:
+            return obs, reward, terminated, truncated, finals
         self.ep_return += reward
         self.ep_length += 1
         done = terminated | truncated

@@ -17,13 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from a3c import normalize
 from a3c.config import OptimConfig
 
 
 class GlobalParams:
     """Global parameters, shared optimizer statistics and counters; the backends' pull/push."""
 
-    def __init__(self, model: nn.Module, cfg: OptimConfig, workers: int, n_actor: int, lock: Any = None) -> None:
+    def __init__(
+        self, model: nn.Module, cfg: OptimConfig, workers: int, n_actor: int, lock: Any = None, obs_dim: int | None = None
+    ) -> None:
         params = model.ordered_parameters()
         self.flat = torch.cat([p.detach().reshape(-1) for p in params]).to(torch.float32).clone()
         self.n_actor = n_actor  # the critic's parameters are flat[n_actor:]
@@ -40,10 +43,13 @@ class GlobalParams:
         self.worker_updates = torch.zeros(workers, dtype=torch.int64)
         self.worker_nonfinite = torch.zeros(workers, dtype=torch.int64)
         self.stop_flag = torch.zeros(1, dtype=torch.int8)
+        # Observation normalisation statistics, one row per worker (a3c/normalize.py), or None.
+        self.obs_stats = None if obs_dim is None else normalize.new_stats(workers, obs_dim)
         self.lock = lock
 
     def share_memory_(self) -> GlobalParams:
-        for t in [self.flat, *self.state.values(), self.worker_steps, self.worker_updates, self.worker_nonfinite, self.stop_flag]:
+        extra = [] if self.obs_stats is None else [self.obs_stats]
+        for t in [self.flat, *self.state.values(), self.worker_steps, self.worker_updates, self.worker_nonfinite, self.stop_flag, *extra]:
             t.share_memory_()
         return self
 

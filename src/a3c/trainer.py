@@ -23,6 +23,7 @@ from a3c import __version__
 from a3c.backends import WorkerFailure, make_backend
 from a3c.config import Config, build_config
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
+from a3c.errors import ConfigError
 from a3c.models import make_model
 from a3c.optim import GlobalParams
 from a3c.runlog import Console, RunDir, Stats, default_run_dir
@@ -63,6 +64,15 @@ class A3C:
         self.model = make_model(self.observation_space, self.action_space, config.model)
         self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
         self.run_dir: Path | None = None
+        self.obs_stats: torch.Tensor | None = None  # observation normalisation statistics after learn()
+
+    def _obs_norm_dim(self) -> int | None:
+        if not self.config.env.normalize_obs:
+            return None
+        space = self.observation_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+            raise ConfigError(f"env.normalize_obs needs vector Box observations, not {space}")
+        return int(space.shape[0])
 
     @property
     def target_return(self) -> float | None:
@@ -89,7 +99,7 @@ class A3C:
         rundir = RunDir(run_dir if run_dir is not None else default_run_dir(cfg.env.id))
         self.run_dir = rundir.path
         rundir.write_config(cfg.to_dict())
-        store = GlobalParams(self.model, cfg.optim, cfg.run.workers, self.n_actor)
+        store = GlobalParams(self.model, cfg.optim, cfg.run.workers, self.n_actor, obs_dim=self._obs_norm_dim())
         backend = make_backend(cfg.run.backend, cfg, store, self.env_fn or make_env_fn(cfg.env))
         stats = Stats(cfg.run.return_window)
         console = Console(cfg.run.total_steps, progress)
@@ -142,6 +152,7 @@ class A3C:
                 rundir.write_episodes(rep, stats.steps, time.monotonic() - start)
             # Bring the trainer's model to the final global parameters.
             torch.nn.utils.vector_to_parameters(store.flat.clone(), self.model.ordered_parameters())
+            self.obs_stats = None if store.obs_stats is None else store.obs_stats.clone()
             wall = time.monotonic() - start
             if stats.steps != logged_steps:
                 try:

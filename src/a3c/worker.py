@@ -8,13 +8,14 @@ the shared optimizer -> record what happened for the next report.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from a3c import algo
+from a3c import algo, normalize
 from a3c.config import Config
 from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
 from a3c.models import make_model
@@ -69,18 +70,20 @@ class Worker:
         self.end_np = np.zeros((T, B), dtype=np.float32)
         self.obs_buf[0].copy_(torch.from_numpy(self.envs.obs))
         self.state = self.model.initial_state(B)  # the LSTM state, carried across rollouts
+        self._rollouts = 0
         self.report = WorkerReport(index)
 
     def update(self) -> None:
         """One A3C update: pull, rollout, loss, gradient, clip, push."""
         cfg, T, B = self.cfg, self.n_steps, len(self.envs)
         pulled_at = self.store.pull(self.flat)
+        norm = self._observation_normalizer()
         finals: list[tuple[int, int, np.ndarray]] = []  # (t, env, final obs) at time-limit truncations
         state0 = self.state
         with torch.inference_mode():
             state = state0
             for t in range(T):
-                out, _, state = self.model(self.obs_buf[t], state)
+                out, _, state = self.model(norm(self.obs_buf[t]), state)
                 actions = self.head.sample(out, self.generator)
                 self.act_buf[t] = actions
                 obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))
@@ -96,7 +99,7 @@ class Worker:
 
         # One forward pass (with gradient) over s_0..s_T; the values of s_1..s_T are the bootstraps.
         end_t = torch.from_numpy(self.end_np)
-        out, values, hiddens = self.model.unroll(self.obs_buf, state0, end_t)
+        out, values, hiddens = self.model.unroll(norm(self.obs_buf), state0, end_t)
         v_t = values[:T]
         with torch.no_grad():
             v_tp1 = values[1:].clone()
@@ -105,7 +108,7 @@ class Worker:
                 ts = [t for t, _, _ in finals]
                 idx = [i for _, i, _ in finals]
                 before = None if not hiddens else tuple(torch.stack([hiddens[t][k][i] for t, i in zip(ts, idx, strict=True)]) for k in (0, 1))
-                v_tp1[ts, idx] = self.model.value_after(extra, before)
+                v_tp1[ts, idx] = self.model.value_after(norm(extra), before)
         r_t = torch.from_numpy(self.rew_np)
         discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
         adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, end_t, cfg.algo.gae_lambda)
@@ -141,6 +144,18 @@ class Worker:
         rep.grad_norm += grad_norm
         rep.update_lag += lag
         rep.learning_rate += lr
+
+    def _observation_normalizer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Add the last rollout's observations to this worker's statistics and snapshot the global
+        mean and std for this update (identity without normalisation)."""
+        stats = self.store.obs_stats
+        if stats is None:
+            return lambda obs: obs
+        # Before the first rollout only s_0 is new; after it, s_1..s_T of the previous rollout are.
+        normalize.add(stats[self.index], self.obs_buf[1:] if self._rollouts else self.obs_buf[:1])
+        self._rollouts += 1
+        mean, std = normalize.mean_std(stats)
+        return lambda obs: normalize.normalize(obs, mean, std)
 
     def take_report(self) -> WorkerReport:
         rep, self.report = self.report, WorkerReport(self.index)
