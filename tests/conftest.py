@@ -12,3 +12,9 @@ def _one_thread():
 
     torch.set_num_threads(1)
     yield
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # fake_envs
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))

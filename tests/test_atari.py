@@ -1,0 +1,57 @@
+"""The Atari pipeline on real ALE games: shapes, real scores, end-of-life and clipping for training only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ale_py")
+
+from a3c import A3C, build_config  # noqa: E402
+from a3c.envs import EnvBatch, make_env_fn  # noqa: E402
+from a3c.models import ConvEncoder, make_model  # noqa: E402
+
+
+def test_pong_pipeline_shapes_and_model():
+    cfg = build_config("ALE/Pong-v5")
+    batch = EnvBatch(make_env_fn(cfg.env), 2, [1, 2])
+    assert batch.obs.shape == (2, 4, 84, 84) and batch.obs.dtype == np.uint8
+    model = make_model(batch.observation_space, batch.action_space, cfg.model)
+    assert isinstance(model.encoder, ConvEncoder) and model.vf_body is None  # one shared encoder
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        obs, reward, *_ = batch.step(rng.integers(0, batch.action_space.n, 2))
+        assert set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
+    out, v, _ = model(torch.from_numpy(obs))
+    assert out.shape == (2, 6) and v.shape == (2,)
+    nature = make_model(batch.observation_space, batch.action_space, cfg.model.__class__(cnn="nature"))
+    assert nature.encoder.out_dim == 512
+    batch.close()
+
+
+def test_reported_returns_are_real_whole_game_scores():
+    """SpaceInvaders: invaders are worth 5-30 points and the player has 3 lives. Training sees clipped
+    rewards and an episode end per lost life; the reported episode is the whole game's real score."""
+    cfg = build_config("ALE/SpaceInvaders-v5")
+    batch = EnvBatch(make_env_fn(cfg.env), 1, [0])
+    rng = np.random.default_rng(0)
+    train_rewards, train_ends, steps = [], 0, 0
+    while not batch.finished and steps < 5_000:
+        _, reward, terminated, truncated, _ = batch.step(rng.integers(0, batch.action_space.n, 1))
+        train_rewards.append(float(reward[0]))
+        train_ends += int(terminated[0] or truncated[0])
+        steps += 1
+    (score, length), = batch.take_finished()
+    assert set(train_rewards) <= {-1.0, 0.0, 1.0}, "training rewards are clipped"
+    assert train_ends >= 3, "each lost life ends a training episode"
+    # The whole game: our steps plus the one no-op step each life-loss reset plays to continue it.
+    assert length == steps + (train_ends - 1), "the reported episode is the whole game"
+    assert score > sum(train_rewards) > 0, "the reported return is the real (unclipped) score"
+    batch.close()
+
+
+def test_short_atari_training_run_reports_real_scores(tmp_path):
+    agent = A3C("ALE/Pong-v5", backend="serial", workers=1, envs_per_worker=2, total_steps=400, log_interval=200)
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert summary["steps"] >= 400 and summary["updates"] > 0
