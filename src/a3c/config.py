@@ -111,6 +111,7 @@ class AlgoConfig:
     gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives the n-step advantage of eq. 1 exactly.", _unit_closed)
     ent_coef: float = _f(0.0, "Entropy bonus coefficient (the tutorial's beta).", _nonneg)
     vf_coef: float = _f(0.5, "Weight of the value loss 1/2 A^2 (eq. 3) in the total loss.", _nonneg)
+    reward_scale: float = _f(1.0, "Multiply training rewards by this (reported returns stay unscaled).", _positive)
     max_grad_norm: float | None = _f(0.5, "Clip gradients to this global norm (null: no clipping).", _optional(_positive))
 
 
@@ -152,6 +153,9 @@ class RunConfig:
     max_time: float | None = _f(None, "Stop after this many seconds of wall time (null: no limit).", _optional(_positive))
     log_interval: int = _f(10_000, "Write a progress.csv row every this many global env steps.", _positive_int)
     report_interval: float = _f(0.1, "Seconds between a worker's reports to the trainer.", _positive)
+    checkpoint_interval_steps: int | None = _f(None, "Write a checkpoint every this many global env steps (null: by time only; one is always written at the end).", _optional(_positive_int))
+    checkpoint_interval_s: float | None = _f(600.0, "Write a checkpoint every this many seconds of wall time (null: by steps only).", _optional(_positive))
+    checkpoint_keep: int = _f(3, "Keep the newest this many checkpoints in run_dir/checkpoints/.", _positive_int)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,8 @@ class Worker:
                 before = None if not hiddens else tuple(torch.stack([hiddens[t][k][i] for t, i in zip(ts, idx, strict=True)]) for k in (0, 1))
                 v_tp1[ts, idx] = self.model.value_after(norm(extra), before)
         r_t = torch.from_numpy(self.rew_np)
+        if cfg.algo.reward_scale != 1.0:
+            r_t = r_t * cfg.algo.reward_scale
         discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
         adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, end_t, cfg.algo.gae_lambda)
         logp, entropy = self.head.logp_entropy(out[: T * B], self.act_buf.view(T * B, *self.head.action_shape))
