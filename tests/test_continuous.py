@@ -46,7 +46,7 @@ def test_gaussian_head_starts_at_log_std_init(kind):
     model = make_model(gym.spaces.Box(-1, 1, (3,)), space, ModelConfig(gaussian=kind, log_std_init=-0.5))
     assert isinstance(model.policy_head, GaussianHead)
     out, v, _ = model(torch.zeros(4, 3))
-    assert out.shape == (4, 2, 2) and v.shape == (4,)
+    assert out.shape == (4, 3, 2) and v.shape == (4,)
     torch.testing.assert_close(out[:, 1], torch.full((4, 2), math.exp(-0.5)), rtol=1e-4, atol=1e-4)
     if kind == "softplus":
         assert model.policy_head.var.weight.requires_grad  # the variance is state-dependent
@@ -97,3 +97,24 @@ def test_mujoco_inverted_pendulum_runs(tmp_path):
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["steps"] >= 3_000 and summary["episodes"] > 0
     assert summary["return_mean"] > 0
+
+
+def test_gsde_noise_is_state_dependent_and_fixed_within_a_rollout():
+    space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    model = make_model(gym.spaces.Box(-1, 1, (3,)), space, ModelConfig(gaussian="sde", log_std_init=-1.0, hidden=(4,)))
+    head = model.policy_head
+    obs = torch.randn(5, 3)
+    g = torch.Generator().manual_seed(0)
+    head.resample(g)
+    out1, _, _ = model(obs)
+    out2, _, _ = model(obs)
+    torch.testing.assert_close(out1[:, 2], out2[:, 2])  # same matrix: the same noise for the same state
+    h = model.pi_body(model.encoder(obs)).detach()
+    torch.testing.assert_close(out1[:, 2], h @ head.noise_matrix)
+    torch.testing.assert_close(out1[:, 1], torch.sqrt(h.pow(2) @ head.log_std.exp().pow(2) + 1e-6))
+    a = head.sample(out1, g)
+    torch.testing.assert_close(a, out1[:, 0] + out1[:, 2])
+    head.resample(g)
+    out3, _, _ = model(obs)
+    assert not torch.allclose(out1[:, 2], out3[:, 2])  # a new rollout draws a new matrix
+    assert "noise_matrix" not in dict(model.named_parameters())  # not trained, not in the flat vector

@@ -134,10 +134,14 @@ class CategoricalHead(nn.Linear):
 
 class GaussianHead(nn.Module):
     """A diagonal Gaussian over Box actions. The log-prob is of the unclipped sample; the env
-    wrapper clips actions to the bounds. `out` is `[N, 2, d]`: mean and standard deviation.
+    wrapper clips actions to the bounds. `out` is `[N, 3, d]`: mean, standard deviation, and the
+    exploration noise to add when sampling (0 except for "sde").
 
     "state_independent": std = exp(log_std), one learned parameter per action dimension (SB3, PPO).
     "softplus": the paper's (Mnih et al. 2016, sec. 5.2) variance head, sigma^2 = softplus(linear(h)).
+    "sde": generalized state-dependent exploration (Raffin et al. 2022): the noise is h^T E with a
+      matrix E ~ N(0, exp(log_std)^2) drawn once per rollout (`resample`), so exploration is smooth
+      in time; given s the action is Gaussian with variance (h^2)^T exp(log_std)^2. h is detached.
     """
 
     discrete = False
@@ -152,21 +156,38 @@ class GaussianHead(nn.Module):
             self.var = _linear(in_dim, d, 0.01)
             # softplus(b) = exp(2 * log_std_init): start at the same std as the default head.
             nn.init.constant_(self.var.bias, math.log(math.expm1(math.exp(2 * log_std_init))))
+        elif kind == "sde":
+            self.log_std = nn.Parameter(torch.full((in_dim, d), float(log_std_init)))
+            self.register_buffer("noise_matrix", torch.zeros(in_dim, d), persistent=False)
         else:
             self.log_std = nn.Parameter(torch.full((d,), float(log_std_init)))
 
+    def resample(self, generator: torch.Generator | None = None) -> None:
+        """Draw the exploration matrix of gSDE (a no-op for the other kinds)."""
+        if self.kind == "sde":
+            with torch.no_grad():
+                std = self.log_std.exp()
+                self.noise_matrix.copy_(torch.randn(std.shape, generator=generator) * std)
+
     def forward(self, h: Tensor) -> Tensor:
         mean = self.mean(h)
+        noise = torch.zeros_like(mean)
         if self.kind == "softplus":
             std = torch.sqrt(nn.functional.softplus(self.var(h)) + 1e-8)
+        elif self.kind == "sde":
+            hd = h.detach()
+            std = torch.sqrt(hd.pow(2) @ self.log_std.exp().pow(2) + 1e-6)
+            noise = hd @ self.noise_matrix
         else:
             std = self.log_std.exp().expand_as(mean)
-        return torch.stack([mean, std], dim=1)
+        return torch.stack([mean, std, noise], dim=1)
 
     def sample(self, out: Tensor, generator: torch.Generator | None = None, deterministic: bool = False) -> Tensor:
         mean, std = out[:, 0], out[:, 1]
         if deterministic:
             return mean
+        if self.kind == "sde":
+            return mean + out[:, 2]
         return mean + std * torch.randn(mean.shape, generator=generator)
 
     def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:

@@ -77,6 +77,8 @@ class Worker:
         """One A3C update: pull, rollout, loss, gradient, clip, push."""
         cfg, T, B = self.cfg, self.n_steps, len(self.envs)
         pulled_at = self.store.pull(self.flat)
+        if hasattr(self.head, "resample"):
+            self.head.resample(self.generator)  # gSDE: one exploration matrix per rollout
         norm = self._observation_normalizer()
         finals: list[tuple[int, int, np.ndarray]] = []  # (t, env, final obs) at time-limit truncations
         state0 = self.state
