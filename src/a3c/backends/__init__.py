@@ -36,6 +36,10 @@ def make_backend(name: str, cfg, store, env_fn) -> Backend:  # noqa: ANN001
         from a3c.backends.serial import SerialBackend
 
         return SerialBackend(cfg, store, env_fn)
+    if name == "ray":
+        from a3c.backends.ray_backend import RayBackend
+
+        return RayBackend(cfg, store, env_fn)
     from a3c.backends.processes import ProcessesBackend
 
     return ProcessesBackend(cfg, store, env_fn)

@@ -1,0 +1,255 @@
+"""The Ray backend: the same workers as Ray actors, the global parameters in a parameter server.
+
+- `ParameterServer` (an actor) owns a `GlobalParams`: the flat parameters, the shared optimizer's
+  statistics, the counters and the observation statistics. Actor calls run one at a time, so
+  updates are applied in arrival order (the lock of the processes backend is implicit).
+- `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, a proxy with the interface
+  of `GlobalParams` that the worker already uses. A push sends the clipped gradient (one float32
+  array) and gets back the update lag and a reference to the newest weights; the next pull fetches
+  that object. One round trip per update; workers push and pull asynchronously (A3C, not A2C).
+- A weights version goes through the object store once (`ray.put` when first asked for), not once
+  per worker.
+- Without an address the library starts a local Ray bound to 127.0.0.1 with no dashboard; with one
+  (`--ray-address auto|HOST:PORT` or RAY_ADDRESS) it connects to that cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from a3c import normalize
+from a3c.backends import WorkerFailure
+from a3c.config import Config
+from a3c.envs import EnvFn
+from a3c.optim import GlobalParams
+from a3c.worker import Worker, WorkerReport
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        from a3c.errors import ConfigError
+
+        raise ConfigError("the ray backend needs Ray: pip install 'a3c[ray]'") from None
+    return ray
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect to `address`, or start a local Ray on loopback. Returns True if this call started it."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=True)
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(
+            address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+            num_cpus=num_cpus, logging_level="ERROR", log_to_driver=True,
+        )  # fmt: skip
+    return True
+
+
+class ParameterServer:
+    """Holds the global state; applies pushes; hands out weights (one object per version)."""
+
+    def __init__(self, store: GlobalParams) -> None:
+        torch.set_num_threads(1)
+        self.store = store
+        self.reports: list[WorkerReport] = []
+        self._ref: Any = None
+        self._ref_updates = -1
+
+    def _weights(self) -> Any:
+        ray = _ray()
+        updates = self.store.global_updates()
+        if self._ref is None or self._ref_updates != updates:
+            self._ref = ray.put(self.store.flat.numpy().copy())
+            self._ref_updates = updates
+        return self._ref
+
+    def _reply(self, lag: int) -> dict[str, Any]:
+        s = self.store
+        return {
+            "lag": lag,
+            "weights": [self._weights()],  # in a list, so Ray hands over the reference, not the array
+            "updates": s.global_updates(),
+            "steps": s.global_steps(),
+            "stop": s.should_stop(),
+            "obs_stats": None if s.obs_stats is None else s.obs_stats.numpy().copy(),
+        }
+
+    def pull(self) -> dict[str, Any]:
+        return self._reply(0)
+
+    def push(self, grad: np.ndarray, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int, obs_row: np.ndarray | None) -> dict[str, Any]:
+        self._obs_row(worker, obs_row)
+        lag = self.store.push(torch.from_numpy(np.array(grad)), lr, critic_lr, worker, steps, pulled_at)  # Ray arrays are read-only
+        return self._reply(lag)
+
+    def skip(self, worker: int, steps: int, obs_row: np.ndarray | None) -> dict[str, Any]:
+        self._obs_row(worker, obs_row)
+        self.store.count_skipped(worker, steps)
+        return self._reply(0)
+
+    def _obs_row(self, worker: int, row: np.ndarray | None) -> None:
+        if row is not None and self.store.obs_stats is not None:
+            self.store.obs_stats[worker] = torch.from_numpy(row)
+
+    def report(self, rep: WorkerReport) -> None:
+        self.reports.append(rep)
+
+    def take_reports(self) -> list[WorkerReport]:
+        out, self.reports = self.reports, []
+        return out
+
+    def request_stop(self) -> None:
+        self.store.request_stop()
+
+    def state(self) -> GlobalParams:
+        """The whole global state (for checkpoints and the end of a run)."""
+        return self.store
+
+
+class RemoteStore:
+    """What a Worker sees of the global state when it runs as a Ray actor (the GlobalParams API)."""
+
+    def __init__(self, ps: Any, size: int, index: int, obs_stats: torch.Tensor | None) -> None:
+        self.ps, self.size, self.index = ps, size, index
+        self.obs_stats = obs_stats  # all rows; this worker's row is its own, the others as last seen
+        self._reply: dict[str, Any] = {}
+        self._take(_ray().get(ps.pull.remote()))
+
+    def _take(self, reply: dict[str, Any]) -> None:
+        self._reply = reply
+        if reply["obs_stats"] is not None and self.obs_stats is not None:
+            own = self.obs_stats[self.index].clone()
+            self.obs_stats.copy_(torch.from_numpy(reply["obs_stats"]))
+            self.obs_stats[self.index] = own
+
+    def _own_row(self) -> np.ndarray | None:
+        return None if self.obs_stats is None else self.obs_stats[self.index].numpy().copy()
+
+    def pull(self, out: torch.Tensor) -> int:
+        weights = _ray().get(self._reply["weights"][0])
+        np.copyto(out.numpy(), weights)
+        return self._reply["updates"]
+
+    def push(self, grad: torch.Tensor, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int) -> int:
+        reply = _ray().get(self.ps.push.remote(grad.numpy(), lr, critic_lr, worker, steps, pulled_at, self._own_row()))
+        self._take(reply)
+        return reply["lag"]
+
+    def count_skipped(self, worker: int, steps: int) -> None:
+        self._take(_ray().get(self.ps.skip.remote(worker, steps, self._own_row())))
+
+    def global_steps(self) -> int:
+        return self._reply["steps"]
+
+    def global_updates(self) -> int:
+        return self._reply["updates"]
+
+    def should_stop(self) -> bool:
+        return self._reply["stop"]
+
+
+class WorkerActor:
+    """One A3C worker in a Ray actor. A restarted actor re-runs this constructor: it pulls the
+    current global parameters before its first update, as every update does."""
+
+    def __init__(self, cfg: Config, index: int, ps: Any, size: int, obs_dim: int | None, env_fn: EnvFn | None) -> None:
+        torch.set_num_threads(1)
+        obs_stats = None if obs_dim is None else normalize.new_stats(cfg.run.workers, obs_dim)
+        self.store = RemoteStore(ps, size, index, obs_stats)
+        self.worker = Worker(cfg, index, self.store, env_fn)
+        self.cfg, self.ps = cfg, ps
+
+    def run(self) -> int:
+        """Update until the parameter server says stop or the step budget is spent."""
+        last = time.monotonic()
+        while not self.store.should_stop() and self.store.global_steps() < self.cfg.run.total_steps:
+            self.worker.update()
+            now = time.monotonic()
+            if now - last >= self.cfg.run.report_interval:
+                self.ps.report.remote(self.worker.take_report())
+                last = now
+        _ray().get(self.ps.report.remote(self.worker.take_report()))
+        self.worker.close()
+        return self.worker.index
+
+
+class RayBackend:
+    def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
+        self.cfg, self.store, self.env_fn = cfg, store, env_fn
+        self.started_ray = False
+        self.runs: dict[Any, int] = {}
+        self.actors: list[Any] = []
+
+    def start(self) -> None:
+        ray = _ray()
+        self.started_ray = init_ray(self.cfg.run.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.run.workers))
+        self.ps = ray.remote(num_cpus=0)(ParameterServer).remote(self.store)
+        actor_cls = ray.remote(num_cpus=1)(WorkerActor)
+        obs_dim = None if self.store.obs_stats is None else (self.store.obs_stats.shape[1] - 1) // 2
+        for i in range(self.cfg.run.workers):
+            actor = actor_cls.remote(self.cfg, i, self.ps, self.store.size, obs_dim, self.env_fn)
+            self.actors.append(actor)
+            self.runs[actor.run.remote()] = i
+
+    def poll(self, timeout: float) -> list[WorkerReport]:
+        ray = _ray()
+        ready, _ = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
+        reports = ray.get(self.ps.take_reports.remote())
+        for ref in ready:
+            index = self.runs.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as e:  # RayActorError, RayTaskError: the worker failed
+                raise WorkerFailure(index, _ray_error_line(e)) from None
+        return reports
+
+    def sync(self) -> None:
+        """Copy the parameter server's state into the trainer's store (checkpoints, the end)."""
+        remote = _ray().get(self.ps.state.remote())
+        for mine, theirs in [(self.store.flat, remote.flat), (self.store.worker_steps, remote.worker_steps),
+                             (self.store.worker_updates, remote.worker_updates), (self.store.worker_nonfinite, remote.worker_nonfinite)]:  # fmt: skip
+            mine.copy_(theirs)
+        for k, v in remote.state.items():
+            self.store.state[k].copy_(v)
+        if self.store.obs_stats is not None:
+            self.store.obs_stats.copy_(remote.obs_stats)
+
+    def stop(self, timeout: float = 30.0) -> list[WorkerReport]:
+        ray = _ray()
+        reports: list[WorkerReport] = []
+        try:
+            ray.get(self.ps.request_stop.remote())
+            ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
+            reports = ray.get(self.ps.take_reports.remote())
+            self.sync()
+        except Exception:  # noqa: BLE001 - stopping must not fail; the state is as last synced
+            pass
+        finally:
+            for actor in self.actors:
+                ray.kill(actor)
+            ray.kill(self.ps)
+            self.runs.clear()
+            if self.started_ray:
+                ray.shutdown()
+        return reports
+
+    def alive(self) -> int:
+        return len(self.runs)
+
+
+def _ray_error_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    lines = [ln.strip() for ln in text if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
