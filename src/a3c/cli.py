@@ -2,21 +2,29 @@
 
     a3c train ENV_ID [--workers N] [--backend B] [--total-steps N] [--target-return R] [--max-time S]
                      [--seed S] [--run-dir DIR] [--config FILE ...] [--set key=value ...]
+    a3c train --resume RUN_DIR [--total-steps N] [--max-time S] [--set run.KEY=VALUE ...]
+    a3c eval RUN_DIR|CHECKPOINT [--episodes N] [--deterministic|--stochastic] [--video DIR]
+    a3c plot RUN_DIR [RUN_DIR ...] [--out FILE]
 
 Bad input (an unknown env id, an unsupported space, an invalid hyperparameter, an unknown --set key,
-a malformed config file) prints one line, `a3c: error: ...`, and exits with code 2.
+a malformed config file, an unusable checkpoint) prints one line, `a3c: error: ...`, and exits with
+code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from a3c.errors import A3CError
+from a3c.errors import A3CError, ConfigError
+
+log = logging.getLogger("a3c")
 
 
 def _config_epilog() -> str:
@@ -32,12 +40,45 @@ def _config_epilog() -> str:
         "presets: the env family's preset (a3c/presets/*.yaml) is applied first, then --config",
         "files in order, then --set values, then the explicit flags above.",
         "",
+        "resume: `a3c train --resume RUN_DIR` continues a stopped or killed run from its latest",
+        "checkpoint (RUN_DIR/checkpoints/): counters, optimizer statistics, the learning-rate schedule",
+        "and wall time carry on, and progress.csv / episodes.csv are appended to (rows past the",
+        "checkpoint, the lost work, are cut off). Only run.* settings other than the seed may change",
+        "(--total-steps, --max-time, --target-return, --workers, --backend, --set run.KEY=VALUE).",
+        "",
         "examples:",
         "  a3c train CartPole-v1",
         "  a3c train CartPole-v1 --workers 2 --seed 3 --set n_steps=5 --set optim.learning_rate=7e-4",
         "  a3c train Acrobot-v1 --backend serial --total-steps 200000 --run-dir runs/acrobot",
+        "  a3c train CartPole-v1 --run-dir runs/cp --set checkpoint_interval_steps=20000",
+        "  a3c train --resume runs/cp",
     ]
     return "\n".join(lines)
+
+
+EVAL_EPILOG = """\
+RUN_DIR evaluates the run's latest checkpoint (an unreadable newest one falls back to the one
+before, with a warning); CHECKPOINT is a checkpoint directory (RUN_DIR/checkpoints/step_N, or one
+written by A3C.save). Returns are real: for Atari whole games, unclipped, with the training
+preprocessing otherwise. Writes eval.json (mean, std, min, max, every return and length) into
+RUN_DIR or CHECKPOINT unless --output says otherwise.
+
+examples:
+  a3c eval runs/cartpole
+  a3c eval runs/cartpole/checkpoints/step_000000150016 --episodes 100 --stochastic
+  a3c eval runs/cartpole --episodes 3 --video videos/   (needs: pip install 'a3c[video]')
+"""
+
+PLOT_EPILOG = """\
+Draws mean return (the last return_window episodes) against global env steps and against wall
+time. Runs whose configs differ only by seed (and by budget, target or logging settings) are one
+group: their mean with a min-max band. The default output is RUN_DIR/curves.png for one run and
+./curves.png for several.
+
+examples:
+  a3c plot runs/cartpole
+  a3c plot runs/cp-seed0 runs/cp-seed1 runs/cp-seed2 runs/cp-n5 --out cartpole.png
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,23 +93,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train an agent on an env and write a run directory",
-        description="Train A3C on ENV_ID. Writes config.json, progress.csv, episodes.csv and summary.json into the run directory.",
+        help="train an agent on an env and write a run directory (or --resume one)",
+        description=(
+            "Train A3C on ENV_ID. Writes config.json, progress.csv, episodes.csv, TensorBoard events, "
+            "checkpoints/, summary.json and curves.png into the run directory."
+        ),
         epilog=_config_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("env_id", metavar="ENV_ID", help="a Gymnasium env id (CartPole-v1), or module:Class / module:make_fn")
+    train.add_argument("env_id", metavar="ENV_ID", nargs="?", help="a Gymnasium env id (CartPole-v1), or module:Class / module:make_fn (optional with --resume)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     train.add_argument("--workers", type=int, help="number of asynchronous workers (default 2)")
-    train.add_argument("--backend", choices=["processes", "serial"], help="where workers run (default processes)")
+    train.add_argument("--backend", choices=["processes", "serial", "ray"], help="where workers run (default processes)")
+    train.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the cluster to join (auto or HOST:PORT; default: a local Ray on 127.0.0.1)")
     train.add_argument("--total-steps", type=int, help="global env-step budget (default 1000000)")
     train.add_argument("--target-return", type=float, help="stop once the mean return of the last 100 episodes reaches this (default: the env's reward threshold)")
-    train.add_argument("--max-time", type=float, help="stop after this many seconds of wall time")
+    train.add_argument("--max-time", type=float, help="stop after this many seconds of wall time (of the whole run, when resumed)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--run-dir", help="where to write the run (default runs/ENV_ID-DATE-TIME)")
     train.add_argument("--config", action="append", default=[], metavar="FILE", help="a YAML config file (repeatable; later files win)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="set any config key (repeatable)")
     train.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto", help="a progress bar on a terminal (auto), plain lines, or nothing")
     train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a trained agent: mean and std of the return, eval.json, optional video",
+        description="Play whole episodes with a trained agent and print the mean and std of the return.",
+        epilog=EVAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its latest checkpoint) or a checkpoint directory")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
+    mode = ev.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", dest="stochastic", action="store_false", help="take the most likely action (the default)")
+    mode.add_argument("--stochastic", dest="stochastic", action="store_true", help="sample actions from the policy")
+    ev.add_argument("--seed", type=int, help="seed of the evaluation envs (default: the run's seed)")
+    ev.add_argument("--video", metavar="DIR", help="record every episode as an mp4 into DIR (Gymnasium's RecordVideo; needs the video extra)")
+    ev.add_argument("--output", metavar="FILE", help="where to write the results (default: eval.json in RUN_DIR or CHECKPOINT)")
+    ev.set_defaults(func=cmd_eval, stochastic=False)
+
+    plot = sub.add_parser(
+        "plot",
+        help="draw learning curves (curves.png) of one or more runs",
+        description="Draw the learning curves of one or more run directories into a PNG.",
+        epilog=PLOT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run directories (with progress.csv)")
+    plot.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/curves.png for one run, ./curves.png for several)")
+    plot.add_argument("--title", help="the figure's title (default: the env ids)")
+    plot.set_defaults(func=cmd_plot)
 
     try:
         from a3c.demos import cliff
@@ -93,21 +168,81 @@ def cmd_train(args: argparse.Namespace) -> int:
     flags = {
         "run.workers": args.workers,
         "run.backend": args.backend,
+        "run.ray_address": args.ray_address,
         "run.total_steps": args.total_steps,
         "run.target_return": args.target_return,
         "run.max_time": args.max_time,
         "run.seed": args.seed,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    config = build_config(args.env_id, args.config, overrides)
-    agent = A3C(args.env_id, config=config)
-    summary = agent.learn(run_dir=args.run_dir, progress=args.progress)
+    if args.resume is not None:
+        if args.config or args.seed is not None or args.run_dir is not None:
+            raise ConfigError("--resume continues a run as it was configured: it takes no --config, --seed or --run-dir (--set run.KEY=VALUE, --total-steps, --max-time, --target-return, --workers, --backend and --ray-address can change its budget)")
+        agent = A3C.resume(args.resume, **overrides)
+        if args.env_id is not None and args.env_id != agent.config.env.id:
+            raise ConfigError(f"{args.resume} is a run on {agent.config.env.id}, not {args.env_id}")
+    else:
+        if args.env_id is None:
+            raise ConfigError("train needs an ENV_ID (or --resume RUN_DIR)")
+        config = build_config(args.env_id, args.config, overrides)
+        agent = A3C(args.env_id, config=config)
+    from a3c.backends import WorkerFailure
+
+    try:
+        summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
+    except WorkerFailure:
+        _draw_curves(agent.run_dir)
+        raise
+    _draw_curves(agent.run_dir)
     print(
         f"{summary['stop_reason']}: steps {summary['steps']}, episodes {summary['episodes']}, "
         f"return_mean {summary['return_mean']:.1f}, solved {summary['solved']}, "
         f"wall {summary['wall_s']:.1f}s -> {agent.run_dir}"
     )
     return 130 if summary["stop_reason"] == "interrupted" else 0
+
+
+def _draw_curves(run_dir: Path | None) -> None:
+    """curves.png at the end of every run; a plotting problem never fails the run."""
+    from a3c.curves import plot_runs
+
+    if run_dir is None:
+        return
+    try:
+        plot_runs([run_dir], run_dir / "curves.png")
+    except A3CError:
+        pass  # no episode finished: nothing to draw
+    except Exception as e:  # noqa: BLE001
+        log.warning("a3c: warning: could not draw curves.png: %s", e)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from a3c.runlog import write_json_atomic
+    from a3c.trainer import A3C
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    agent = A3C.load(args.target)
+    result = agent.evaluate(episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed, video_dir=args.video)
+    result = {"checkpoint": str(agent.checkpoint_path), "checkpoint_steps": agent.num_timesteps, **result}
+    target = Path(args.target)
+    out = Path(args.output) if args.output else (target if target.is_dir() else target.parent) / "eval.json"
+    write_json_atomic(out, result)
+    mode = "stochastic" if args.stochastic else "deterministic"
+    print(
+        f"mean return {result['mean']:.2f} +/- {result['std']:.2f} over {result['episodes']} episodes ({mode}); "
+        f"min {result['min']:.1f}, max {result['max']:.1f}; checkpoint {agent.checkpoint_path} -> {out}"
+    )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from a3c.curves import plot_runs
+
+    out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png"))
+    path = plot_runs(args.run_dirs, out, title=args.title)
+    print(f"curves of {len(args.run_dirs)} run(s) -> {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"a3c: error: {e}", file=sys.stderr)
         return 2
     except WorkerFailure as e:
-        print(f"a3c: error: {e} (the run directory keeps what was written)", file=sys.stderr)
+        print(f"a3c: error: {e} (the run directory keeps what was written, and a checkpoint to --resume from)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("a3c: interrupted", file=sys.stderr)

@@ -1,20 +1,27 @@
-"""A run directory and what is written into it: config.json, progress.csv, episodes.csv, summary.json;
-and the console.
+"""A run directory and what is written into it: config.json, progress.csv, episodes.csv, summary.json,
+TensorBoard event files; and the console.
 
 Metrics aggregate `WorkerReport`s; a progress.csv row is written every `log_interval` global env
-steps (a frequency counts global steps, never calls per worker). On a terminal a progress bar shows
-the run; elsewhere one plain line per row.
+steps (a frequency counts global steps, never calls per worker), and the same row goes to TensorBoard
+as scalars grouped charts/, losses/ and perf/ against the global step. On a terminal a progress bar
+shows the run; elsewhere one plain line per row.
+
+A resumed run reopens its directory: progress.csv and episodes.csv keep their rows up to the
+checkpoint's step (rows of the work lost after it are cut off, so steps never go backwards) and are
+appended to; TensorBoard purges its events past that step.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,17 @@ PROGRESS_COLUMNS = [
 
 
 EPISODE_COLUMNS = ["worker", "steps", "wall_s", "return", "length"]
+
+# TensorBoard tags of the progress columns (CleanRL's grouping); `steps` is the x axis.
+TENSORBOARD_TAGS = {
+    "return_mean": "charts/return_mean", "return_std": "charts/return_std", "length_mean": "charts/length_mean",
+    "episodes": "charts/episodes", "policy_loss": "losses/policy_loss", "value_loss": "losses/value_loss",
+    "entropy": "losses/entropy", "grad_norm": "losses/grad_norm", "nonfinite_updates": "losses/nonfinite_updates",
+    "steps_per_s": "perf/steps_per_s", "update_lag": "perf/update_lag", "learning_rate": "perf/learning_rate",
+    "workers_alive": "perf/workers_alive", "updates": "perf/updates", "wall_s": "perf/wall_s",
+}  # fmt: skip
+
+log = logging.getLogger("a3c")
 
 
 class Stats:
@@ -53,6 +71,14 @@ class Stats:
         for key in ("policy_loss", "value_loss", "entropy", "grad_norm", "update_lag", "learning_rate"):
             self._sums[key] = self._sums.get(key, 0.0) + getattr(rep, key)
         self._n += rep.updates
+
+    def restore(self, steps: int, episodes: int, updates: int, nonfinite: int, recent: Iterable[tuple[float, int]]) -> None:
+        """Continue from a checkpoint's counters; `recent` (return, length) pairs refill the window."""
+        self.steps, self.episodes, self.updates, self.nonfinite = steps, episodes, updates, nonfinite
+        for ret, length in recent:
+            self.returns.append(ret)
+            self.lengths.append(length)
+        self._last_steps, self._last_time = steps, time.monotonic()
 
     @property
     def return_mean(self) -> float:
@@ -120,28 +146,60 @@ def _clean(v: Any) -> Any:
 
 
 class RunDir:
-    """Creates the run directory (refusing one that already holds a run) and writes its files."""
+    """Creates the run directory (refusing one that already holds a run) and writes its files.
 
-    def __init__(self, path: str | Path) -> None:
+    With `resume_steps`, reopens an existing run directory to continue it from the checkpoint at that
+    global step: its CSV files are cut back to that step and appended to.
+    """
+
+    def __init__(self, path: str | Path, resume_steps: int | None = None, tensorboard: bool = True) -> None:
         self.path = Path(path)
-        if (self.path / "progress.csv").exists() or (self.path / "summary.json").exists():
-            raise ConfigError(f"run directory {self.path} already holds a run; choose another --run-dir")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot create run directory {self.path}: {e.strerror or e}") from None
-        self._csv_file = open(self.path / "progress.csv", "w", newline="")  # noqa: SIM115 - closed in close()
+        if resume_steps is None:
+            if (self.path / "progress.csv").exists() or (self.path / "summary.json").exists():
+                raise ConfigError(f"run directory {self.path} already holds a run; choose another --run-dir")
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create run directory {self.path}: {e.strerror or e}") from None
+        elif not (self.path / "config.json").is_file():
+            raise ConfigError(f"{self.path} is not a run directory (it has no config.json)")
+        self._lock = _lock_run(self.path)
+        mode = "w" if resume_steps is None else "a"
+        if resume_steps is not None:
+            truncate_csv(self.path / "progress.csv", PROGRESS_COLUMNS, resume_steps)
+            truncate_csv(self.path / "episodes.csv", EPISODE_COLUMNS, resume_steps)
+        self._csv_file = open(self.path / "progress.csv", mode, newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.DictWriter(self._csv_file, fieldnames=PROGRESS_COLUMNS)
-        self._csv.writeheader()
-        self._csv_file.flush()
-        self._episodes_file = open(self.path / "episodes.csv", "w", newline="")  # noqa: SIM115
+        self._episodes_file = open(self.path / "episodes.csv", mode, newline="")  # noqa: SIM115
         self._episodes = csv.writer(self._episodes_file)
-        self._episodes.writerow(EPISODE_COLUMNS)
+        if resume_steps is None:
+            self._csv.writeheader()
+            self._episodes.writerow(EPISODE_COLUMNS)
+        self._csv_file.flush()
+        self._episodes_file.flush()
+        self._tb = _summary_writer(self.path, resume_steps) if tensorboard else None
+
+    def recent_episodes(self, n: int) -> list[tuple[float, int]]:
+        """The last `n` (return, length) pairs of episodes.csv (to refill the return window on resume)."""
+        out: deque[tuple[float, int]] = deque(maxlen=n)
+        try:
+            with open(self.path / "episodes.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        out.append((float(row["return"]), int(row["length"])))
+                    except (TypeError, ValueError, KeyError):
+                        continue
+        except OSError:
+            pass
+        return list(out)
 
     def write_episodes(self, rep: WorkerReport, steps: int, wall_s: float) -> None:
         """One row per finished episode (like SB3's Monitor files); `steps` is the global count."""
         for ret, length in zip(rep.episode_returns, rep.episode_lengths, strict=True):
             self._episodes.writerow([rep.worker, steps, round(wall_s, 3), ret, length])
+
+    def flush_episodes(self) -> None:
+        self._episodes_file.flush()
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_json_atomic(self.path / "config.json", config)
@@ -149,6 +207,13 @@ class RunDir:
     def write_row(self, row: dict[str, Any]) -> None:
         self._csv.writerow({k: row.get(k) for k in PROGRESS_COLUMNS})
         self._csv_file.flush()
+        self._episodes_file.flush()  # episodes.csv is as fresh as progress.csv when a run is killed
+        if self._tb is not None:
+            step = int(row["steps"])
+            for key, tag in TENSORBOARD_TAGS.items():
+                value = row.get(key)
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self._tb.add_scalar(tag, value, step)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.path / "summary.json", {k: _clean(v) for k, v in summary.items()})
@@ -156,6 +221,79 @@ class RunDir:
     def close(self) -> None:
         self._csv_file.close()
         self._episodes_file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+
+
+def _lock_run(path: Path) -> Any:
+    """Hold an exclusive lock on run_dir/.lock while a trainer writes the run, so a `--resume` of a
+    run that is still going is refused. The OS drops the lock when the process dies (kill -9 too)."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        return None
+    f = open(path / ".lock", "a+")  # noqa: SIM115 - closed in close()
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        owner = f.read().strip()
+        f.close()
+        raise ConfigError(f"run directory {path} is in use by another a3c process{f' (pid {owner})' if owner else ''}") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _summary_writer(path: Path, resume_steps: int | None) -> Any:
+    """A TensorBoard SummaryWriter into the run directory (CSV is written regardless)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # tensorboard is a core dependency; a broken install only loses the events
+        log.warning("a3c: warning: no TensorBoard events (%s); progress.csv is complete", e)
+        return None
+    # purge_step: events at or past it (written after the checkpoint by a killed run) are hidden.
+    purge = None if resume_steps is None else resume_steps + 1
+    return SummaryWriter(log_dir=str(path), flush_secs=10, purge_step=purge)
+
+
+def truncate_csv(path: Path, columns: list[str], max_steps: int) -> None:
+    """Keep the header and the complete rows with steps <= max_steps (rows are in step order); cut the
+    file after them. A missing or headerless file gets a header."""
+    try:
+        f = open(path, "r+b")  # noqa: SIM115
+    except FileNotFoundError:
+        with open(path, "w", newline="") as out:
+            csv.writer(out).writerow(columns)
+        return
+    with f:
+        data = f.read()
+        header, sep, _ = data.partition(b"\n")
+        if not sep or header.decode(errors="replace").strip().split(",") != columns:
+            if data.strip():
+                raise ConfigError(f"{path} does not have the columns this a3c writes; cannot append to it")
+            f.seek(0)
+            f.truncate()
+            f.write((",".join(columns) + "\r\n").encode())
+            return
+        col = columns.index("steps")
+        keep = len(header) + 1
+        while keep < len(data):
+            end = data.find(b"\n", keep)
+            if end < 0:  # a partial last line, cut by a kill
+                break
+            fields = data[keep:end].decode(errors="replace").strip().split(",")
+            try:
+                if int(fields[col]) > max_steps:
+                    break
+            except (IndexError, ValueError):
+                break
+            keep = end + 1
+        f.truncate(keep)
 
 
 class Console:

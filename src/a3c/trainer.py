@@ -1,15 +1,29 @@
-"""The `A3C` facade: builds the global model, starts a backend, consumes reports, logs, stops.
+"""The `A3C` facade: builds the global model, starts a backend, consumes reports, logs, checkpoints,
+stops; and the Stable-Baselines3-style API around it.
 
     agent = A3C("CartPole-v1", workers=2, n_steps=8)
     summary = agent.learn(total_steps=200_000)
+    agent.save("agent")                       # a checkpoint directory (a3c/checkpoint.py)
+    agent = A3C.load("agent")                 # or a run directory: its latest checkpoint
+    action, state = agent.predict(obs, deterministic=True)
+    result = agent.evaluate(episodes=10)      # {"mean": ..., "std": ..., "returns": [...], ...}
+    agent = A3C.resume("runs/cartpole")       # continue a stopped or killed run where it left off
+    agent.learn()
 
 Stops on the first of: the step budget, the wall-time budget, the target return (mean of the last
-`return_window` episodes), a worker failure, or Ctrl-C. Every stop writes summary.json.
+`return_window` episodes), a callback, a worker failure, or Ctrl-C. Every stop writes summary.json
+and a checkpoint; checkpoints are also written every `checkpoint_interval_steps` global steps and/or
+`checkpoint_interval_s` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import logging
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -17,22 +31,31 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
-from a3c import __version__
+from a3c import __version__, checkpoint, normalize
 from a3c.backends import WorkerFailure, make_backend
-from a3c.config import Config, build_config
+from a3c.checkpoint import Checkpoint, CheckpointError
+from a3c.config import Config, build_config, from_dict, resolve_key
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
-from a3c.errors import ConfigError
+from a3c.errors import A3CError, ConfigError
 from a3c.models import make_model
 from a3c.optim import GlobalParams
 from a3c.runlog import Console, RunDir, Stats, default_run_dir
 
 Callback = Callable[[dict[str, Any]], bool | None]
+log = logging.getLogger("a3c")
+
+# Seed stream of evaluation envs, apart from the workers' streams (seed, worker index).
+EVAL_STREAM = 1_000_000_007
+# The settings a resumed run may change: its budget and how it runs and logs, nothing that changes
+# what it learns from (the seed stays; the workers' streams derive from it and the resume count).
+RESUMABLE = {f.name for f in dataclasses.fields(Config().run)} - {"seed"}
 
 
 class A3C:
-    """Asynchronous Advantage Actor-Critic over any Gymnasium env with Discrete actions.
+    """Asynchronous Advantage Actor-Critic over any Gymnasium env with Discrete or bounded Box actions.
 
     Args:
       env: a Gymnasium env id, `module:Class` / `module:make_fn`, or a module-level callable that
@@ -65,6 +88,14 @@ class A3C:
         self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
         self.run_dir: Path | None = None
         self.obs_stats: torch.Tensor | None = None  # observation normalisation statistics after learn()
+        # What a checkpoint holds besides the parameters (optimizer statistics, counters), after
+        # learn() or load(); and the checkpoint a resumed agent continues from.
+        self._train_tensors: dict[str, torch.Tensor] = {}
+        self._train_meta: dict[str, Any] = {}
+        self._resume: tuple[Path, Checkpoint] | None = None
+        self.checkpoint_path: Path | None = None  # the checkpoint this agent was loaded from
+        self._predict_generator = torch.Generator().manual_seed(config.run.seed)
+        self._noise_drawn = False
 
     def _obs_norm_dim(self) -> int | None:
         if not self.config.env.normalize_obs:
@@ -75,11 +106,18 @@ class A3C:
         return int(space.shape[0])
 
     @property
+    def num_timesteps(self) -> int:
+        """Global env steps behind the current parameters (of the last learn() or the loaded checkpoint)."""
+        return int(self._train_meta.get("steps", 0))
+
+    @property
     def target_return(self) -> float | None:
         run = self.config.run
         if not run.stop_at_target:
             return None
         return run.target_return if run.target_return is not None else self.reward_threshold
+
+    # --- training -----------------------------------------------------------------------------
 
     def learn(
         self,
@@ -90,24 +128,55 @@ class A3C:
     ) -> dict[str, Any]:
         """Train; returns the summary (also written to run_dir/summary.json).
 
+        Starts from the agent's current parameters (and observation statistics) with fresh optimizer
+        statistics and counters, into a new run directory; an agent from `A3C.resume` instead
+        continues its run (counters, optimizer statistics, schedule, files) in its run directory.
+        `total_steps` is the run's global step budget (absolute on a resumed run).
         `callback(row)` is called with every progress row; returning False stops training.
         `progress` is "auto" (a bar on a terminal), "bar", "lines" or "none".
         """
         if total_steps is not None:
             self.config = self.config.replace({"run.total_steps": total_steps})
         cfg = self.config
-        rundir = RunDir(run_dir if run_dir is not None else default_run_dir(cfg.env.id))
+        resume, self._resume = self._resume, None
+        if resume is not None and run_dir is not None and Path(run_dir).resolve() != resume[0].resolve():
+            raise ConfigError("a resumed agent continues in its own run directory; do not pass run_dir")
+        ckpt = None if resume is None else resume[1]
+        resumes = 0 if ckpt is None else int(ckpt.meta.get("resumes", 0)) + 1
+        if ckpt is not None and ckpt.steps >= cfg.run.total_steps:
+            raise ConfigError(f"the run already has {ckpt.steps} steps (run.total_steps is {cfg.run.total_steps}); raise --total-steps to train further")
+        if resume is not None:
+            rundir = RunDir(resume[0], resume_steps=ckpt.steps)  # refuses a run a live trainer holds
+            checkpoint.set_aside_newer(resume[0], ckpt.steps)
+        else:
+            rundir = RunDir(run_dir if run_dir is not None else default_run_dir(cfg.env.id))
         self.run_dir = rundir.path
         rundir.write_config(cfg.to_dict())
-        store = GlobalParams(self.model, cfg.optim, cfg.run.workers, self.n_actor, obs_dim=self._obs_norm_dim())
-        backend = make_backend(cfg.run.backend, cfg, store, self.env_fn or make_env_fn(cfg.env))
+        store = self._new_store(ckpt.tensors if ckpt is not None else None)
+        # A resumed run's workers draw new random streams: (seed, resume count) seeds them, so the
+        # lost work is not replayed identically.
+        worker_cfg = cfg if resumes == 0 else cfg.replace({"run.seed": _segment_seed(cfg.run.seed, resumes)})
+        backend = make_backend(cfg.run.backend, worker_cfg, store, self.env_fn or make_env_fn(cfg.env))
         stats = Stats(cfg.run.return_window)
+        wall_before = 0.0
+        if ckpt is not None:
+            t = ckpt.tensors
+            stats.restore(
+                steps=ckpt.steps, episodes=int(ckpt.meta["episodes"]), updates=int(t["counters.worker_updates"].sum()),
+                nonfinite=int(t["counters.worker_nonfinite"].sum()), recent=rundir.recent_episodes(cfg.run.return_window),
+            )  # fmt: skip
+            wall_before = float(ckpt.meta.get("wall_s", 0.0))
         console = Console(cfg.run.total_steps, progress)
         target = self.target_return
-        start = time.monotonic()
-        next_log = cfg.run.log_interval
+        start = time.monotonic() - wall_before  # wall time continues from the checkpoint's
+        log_every, run = cfg.run.log_interval, cfg.run
+        next_log = (stats.steps // log_every + 1) * log_every
+        ckpt_steps, ckpt_s = run.checkpoint_interval_steps, run.checkpoint_interval_s
+        next_ckpt = None if ckpt_steps is None else (stats.steps // ckpt_steps + 1) * ckpt_steps
+        last_ckpt_time = time.monotonic()
         reason, error = "total_steps", None
-        logged_steps = -1
+        logged_steps = stats.steps if ckpt is not None else -1
+        last_checkpoint: Path | None = None
 
         def log_row(alive: int) -> None:
             nonlocal logged_steps
@@ -118,27 +187,53 @@ class A3C:
             if callback is not None and callback(row) is False:
                 raise _CallbackStop
 
+        def save_checkpoint(final: bool = False, **extra: Any) -> Path:
+            sync = getattr(backend, "sync", None)
+            if started and not final and sync is not None:  # the ray backend's state lives in its parameter server (stop() syncs it)
+                sync()
+            tensors, meta = self._snapshot(store, stats, time.monotonic() - start, resumes)
+            return checkpoint.save_in_run(rundir.path, tensors, {**meta, **extra}, run.checkpoint_keep)
+
         # One torch thread, as in every worker: the serial backend trains in this process, and a
         # second intra-op thread on a busy machine costs far more than it gains (30x measured).
         saved_threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        started = False
+
+        def stop_reason() -> str | None:
+            if target is not None and stats.window_full and stats.return_mean >= target:
+                return "target_return"
+            if stats.steps >= cfg.run.total_steps:
+                return "total_steps"
+            if cfg.run.max_time is not None and time.monotonic() - start >= cfg.run.max_time:
+                return "max_time"
+            return None
+
         try:
-            backend.start()
-            while True:
+            # A resumed run may have nothing left to do (solved, or out of time): no workers then.
+            done = stop_reason() if ckpt is not None else None
+            if done is not None:
+                reason = done
+            else:
+                started = True
+                backend.start()
+            while done is None:
                 for rep in backend.poll(timeout=0.05):
                     stats.add(rep)
                     rundir.write_episodes(rep, stats.steps, time.monotonic() - start)
                 if stats.steps >= next_log:
                     log_row(backend.alive())
-                    next_log = (stats.steps // cfg.run.log_interval + 1) * cfg.run.log_interval
-                if target is not None and stats.window_full and stats.return_mean >= target:
-                    reason = "target_return"
-                    break
-                if stats.steps >= cfg.run.total_steps:
-                    reason = "total_steps"
-                    break
-                if cfg.run.max_time is not None and time.monotonic() - start >= cfg.run.max_time:
-                    reason = "max_time"
+                    next_log = (stats.steps // log_every + 1) * log_every
+                # Checkpoint frequencies count global env steps (as reported), or seconds.
+                if (next_ckpt is not None and stats.steps >= next_ckpt) or (ckpt_s is not None and time.monotonic() - last_ckpt_time >= ckpt_s):
+                    rundir.flush_episodes()
+                    last_checkpoint = save_checkpoint()
+                    last_ckpt_time = time.monotonic()
+                    if next_ckpt is not None:
+                        next_ckpt = (stats.steps // ckpt_steps + 1) * ckpt_steps
+                done = stop_reason()
+                if done is not None:
+                    reason = done
                     break
         except _CallbackStop:
             reason = "callback"
@@ -147,7 +242,7 @@ class A3C:
         except WorkerFailure as e:
             reason, error = "worker_failure", e
         finally:
-            for rep in backend.stop():
+            for rep in backend.stop() if started else []:
                 stats.add(rep)
                 rundir.write_episodes(rep, stats.steps, time.monotonic() - start)
             # Bring the trainer's model to the final global parameters.
@@ -160,6 +255,11 @@ class A3C:
                 except _CallbackStop:
                     pass
             console.close()
+            # The end-of-run checkpoint, whatever the stop (a worker failure or Ctrl-C included).
+            try:
+                last_checkpoint = save_checkpoint(final=True, stop_reason=reason)
+            except (OSError, A3CError) as e:
+                log.warning("a3c: warning: could not write the final checkpoint: %s", e)
             summary = {
                 "steps": stats.steps,
                 "wall_s": round(wall, 3),
@@ -174,6 +274,9 @@ class A3C:
                 "workers": cfg.run.workers,
                 "backend": cfg.run.backend,
                 "seed": cfg.run.seed,
+                "resumes": resumes,
+                "resumed_from_steps": None if ckpt is None else ckpt.steps,
+                "checkpoint": None if last_checkpoint is None else str(last_checkpoint),
                 "error": None if error is None else str(error),
                 "versions": _versions(),
             }
@@ -184,9 +287,327 @@ class A3C:
             raise error
         return summary
 
+    def _new_store(self, tensors: Mapping[str, torch.Tensor] | None) -> GlobalParams:
+        """Global parameters from the agent's model and observation statistics; with `tensors` (a
+        checkpoint's), the optimizer statistics and per-worker counters continue from them too."""
+        cfg = self.config
+        store = GlobalParams(self.model, cfg.optim, cfg.run.workers, self.n_actor, obs_dim=self._obs_norm_dim())
+        if store.obs_stats is not None and self.obs_stats is not None:
+            _fold_into(store.obs_stats, self.obs_stats)
+        if tensors is not None:
+            for key, value in store.state.items():
+                value.copy_(tensors[f"optim.{key}"])
+            _fold_into(store.worker_steps, tensors["counters.worker_steps"])
+            _fold_into(store.worker_updates, tensors["counters.worker_updates"])
+            _fold_into(store.worker_nonfinite, tensors["counters.worker_nonfinite"])
+        return store
+
+    def _snapshot(self, store: GlobalParams, stats: Stats | None, wall_s: float, resumes: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """A consistent-enough copy of the shared state (workers may be updating it: Hogwild) and the
+        JSON half of a checkpoint. Kept on the agent, so save() after learn() writes the same."""
+        counters = {k: getattr(store, k).clone() for k in ("worker_steps", "worker_updates", "worker_nonfinite")}
+        with store.lock if store.lock is not None else contextlib.nullcontext():
+            tensors = {"params": store.flat.clone(), **{f"optim.{k}": v.clone() for k, v in store.state.items()}}
+        tensors.update({f"counters.{k}": v for k, v in counters.items()})
+        if store.obs_stats is not None:
+            tensors["obs_stats"] = store.obs_stats.clone()
+        episodes = stats.episodes if stats is not None else int(self._train_meta.get("episodes", 0))
+        return_mean = stats.return_mean if stats is not None else self._train_meta.get("return_mean")
+        meta = {
+            "versions": _versions(),
+            "config": self.config.to_dict(),
+            "steps": int(counters["worker_steps"].sum()),
+            "episodes": episodes,
+            "updates": int(counters["worker_updates"].sum()),
+            "nonfinite_updates": int(counters["worker_nonfinite"].sum()),
+            "worker_steps": counters["worker_steps"].tolist(),
+            "worker_updates": counters["worker_updates"].tolist(),
+            "seed": self.config.run.seed,
+            "resumes": resumes,
+            "wall_s": round(wall_s, 3),
+            "return_mean": finite_or_none(return_mean),
+            "observation_space": str(self.observation_space),
+            "action_space": str(self.action_space),
+            "architecture": checkpoint.architecture(self.model),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self._train_tensors = {k: v for k, v in tensors.items() if k != "params"}
+        self._train_meta = meta
+        return tensors, meta
+
+    # --- save / load / resume -----------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the agent as a checkpoint directory at `path` (parameters, observation statistics,
+        optimizer statistics and counters of the last learn(), config); never a pickle."""
+        cfg = self.config
+        store = GlobalParams(self.model, cfg.optim, cfg.run.workers, self.n_actor, obs_dim=self._obs_norm_dim())
+        if self.obs_stats is not None and store.obs_stats is not None:
+            _fold_into(store.obs_stats, self.obs_stats)
+        t = self._train_tensors
+        if all(f"optim.{k}" in t for k in store.state):
+            for key, value in store.state.items():
+                value.copy_(t[f"optim.{key}"])
+        for key in ("worker_steps", "worker_updates", "worker_nonfinite"):
+            if f"counters.{key}" in t:
+                _fold_into(getattr(store, key), t[f"counters.{key}"])
+        meta = dict(self._train_meta)
+        tensors, fresh = self._snapshot(store, None, float(meta.get("wall_s", 0.0)), int(meta.get("resumes", 0)))
+        return checkpoint.write(path, tensors, fresh)
+
+    @classmethod
+    def load(cls, path: str | Path, env: str | Callable[[], gym.Env] | None = None, **hyperparameters: Any) -> A3C:
+        """An agent from a checkpoint directory, or from a run directory's latest checkpoint.
+
+        `env` replaces the recorded env (e.g. a factory that is not importable by name);
+        `hyperparameters` override the recorded config (an architecture change is an error).
+        """
+        ckpt = checkpoint.find(path)
+        cfg = _config_of(ckpt)
+        if hyperparameters:
+            cfg = cfg.replace(hyperparameters)
+        agent = cls(env if env is not None else cfg.env.id, config=cfg)
+        agent._load(ckpt)
+        return agent
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, env: str | Callable[[], gym.Env] | None = None, **overrides: Any) -> A3C:
+        """An agent that continues the run in `run_dir` from its latest checkpoint on its next learn().
+
+        `overrides` may change only `run.*` settings other than the seed (the budget: total_steps,
+        max_time, target_return; workers, backend, intervals); anything else is a ConfigError.
+        """
+        run_dir = Path(run_dir)
+        config_path = run_dir / "config.json"
+        if not config_path.is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (it has no config.json)")
+        try:
+            recorded = from_dict(json.loads(config_path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            raise ConfigError(f"cannot read {config_path}: {e}") from None
+        cfg = recorded.replace(overrides) if overrides else recorded
+        _check_resumable(recorded, cfg)
+        ckpt = checkpoint.find(run_dir)
+        agent = cls(env if env is not None else cfg.env.id, config=cfg)
+        checkpoint.check_architecture(ckpt, agent.model)
+        ours, theirs = _comparable(recorded), _comparable(_config_of(ckpt))
+        if ours != theirs:
+            key = next(k for k in ours if ours[k] != theirs.get(k))
+            raise CheckpointError(f"checkpoint {ckpt.path} belongs to another run: its {key} is {theirs.get(key)!r}, the run's is {ours[key]!r}")
+        agent._load(ckpt, resuming=True)
+        agent._resume = (run_dir, ckpt)
+        agent.run_dir = run_dir
+        return agent
+
+    def _load(self, ckpt: Checkpoint, resuming: bool = False) -> None:
+        """Take the checkpoint's parameters and observation statistics; its optimizer statistics and
+        counters too when they fit this config's optimizer (a resume requires that they do)."""
+        checkpoint.check_architecture(ckpt, self.model)
+        t = ckpt.tensors
+        fresh = GlobalParams(self.model, self.config.optim, 1, self.n_actor).state
+        fits = all(
+            (have := t.get(f"optim.{key}")) is not None and have.shape == value.shape and have.dtype == value.dtype
+            for key, value in fresh.items()
+        )
+        if resuming and not fits:
+            raise CheckpointError(f"checkpoint {ckpt.path} lacks the {self.config.optim.name} optimizer's statistics")
+        dim = self._obs_norm_dim()
+        if dim is not None:
+            stats = t.get("obs_stats")
+            if stats is None or stats.dim() != 2 or stats.shape[1] != 1 + 2 * dim:
+                raise CheckpointError(f"checkpoint {ckpt.path} lacks the observation statistics its config (env.normalize_obs) needs")
+            self.obs_stats = stats.clone()
+        torch.nn.utils.vector_to_parameters(t["params"].clone(), self.model.ordered_parameters())
+        self._train_tensors = {k: v for k, v in t.items() if k != "params" and (fits or not k.startswith("optim."))}
+        self._train_meta = dict(ckpt.meta)
+        self.checkpoint_path = ckpt.path
+
+    # --- acting -------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[Any, Any] | None = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """Actions for one observation or a batch `[N, ...]`, as Stable-Baselines3's predict:
+        `action, state = agent.predict(obs, deterministic=True)`. Box actions are clipped to the
+        bounds. For an LSTM model pass the returned `state` back, and `episode_start` (one flag per
+        observation) to reset it at new episodes; feed-forward models return state None."""
+        obs_t, single = self._obs_tensor(observation)
+        n = obs_t.shape[0]
+        state_t = None
+        if self.model.recurrent:
+            if state is None:
+                state_t = self.model.initial_state(n)
+            else:
+                state_t = tuple(torch.as_tensor(np.asarray(s), dtype=torch.float32).reshape(n, -1) for s in state)
+            if episode_start is not None:
+                keep = 1.0 - torch.as_tensor(np.asarray(episode_start, dtype=np.float32).reshape(n, 1))
+                state_t = (state_t[0] * keep, state_t[1] * keep)
+        resample = getattr(self.model.policy_head, "resample", None)
+        if resample is not None and not deterministic and not self._noise_drawn:
+            resample(self._predict_generator)  # gSDE: draw an exploration matrix before the first sample
+            self._noise_drawn = True
+        with torch.inference_mode():
+            out, _, new_state = self.model(obs_t, state_t)
+            actions = self.model.policy_head.sample(out, self._predict_generator, deterministic=deterministic)
+        act = self.model.policy_head.to_env(actions)
+        if isinstance(self.action_space, gym.spaces.Box):
+            act = np.clip(act, self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
+        if single:
+            act = act[0]
+        out_state = None if new_state is None else (new_state[0].numpy().copy(), new_state[1].numpy().copy())
+        return act, out_state
+
+    def _obs_tensor(self, observation: Any) -> tuple[torch.Tensor, bool]:
+        space = self.observation_space
+        obs = np.asarray(observation)
+        shape = () if isinstance(space, gym.spaces.Discrete) else tuple(space.shape)
+        if obs.shape == shape:
+            obs, single = obs[None], True
+        elif obs.shape[1:] == shape and obs.ndim == len(shape) + 1:
+            single = False
+        else:
+            raise ValueError(f"observation of shape {obs.shape} does not fit {space} (one observation {shape} or a batch [N, *{shape}])")
+        if isinstance(space, gym.spaces.Discrete):
+            t = torch.as_tensor(obs.astype(np.int64))
+        elif space.dtype == np.uint8:
+            t = torch.as_tensor(obs.astype(np.uint8))
+        else:
+            t = torch.as_tensor(obs.astype(np.float32))
+        if self.obs_stats is not None and self.config.env.normalize_obs:
+            mean, std = normalize.mean_std(self.obs_stats)
+            t = normalize.normalize(t, mean, std)
+        return t, single
+
+    def evaluate(
+        self, episodes: int = 10, deterministic: bool = True, seed: int | None = None, video_dir: str | Path | None = None
+    ) -> dict[str, Any]:
+        """Play `episodes` whole episodes on a fresh env and return {"mean", "std", "returns",
+        "lengths", ...}: real, unclipped returns (Atari: whole games, no end-of-life, no reward
+        clipping; the same preprocessing as training otherwise). `video_dir` records each episode
+        with Gymnasium's RecordVideo (needs the video extra: pip install 'a3c[video]')."""
+        if not (isinstance(episodes, int) and episodes >= 1):
+            raise ConfigError(f"episodes must be an integer >= 1, got {episodes!r}")
+        seed = self.config.run.seed if seed is None else seed
+        base = int(np.random.SeedSequence([seed, EVAL_STREAM]).generate_state(1)[0])
+        saved_generator, self._predict_generator = self._predict_generator, torch.Generator().manual_seed(base)
+        env = self._eval_env(video_dir)
+        returns: list[float] = []
+        lengths: list[int] = []
+        # One torch thread, as in learn(): small batch-1 forward passes on a busy machine run ~30x
+        # slower with more (measured: a Pong game, 50 s with 2 threads, 1.4 s with 1).
+        saved_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            env.action_space.seed(base)
+            for episode in range(episodes):
+                obs, _ = env.reset(seed=base if episode == 0 else None)
+                resample = getattr(self.model.policy_head, "resample", None)
+                if resample is not None and not deterministic:  # gSDE: one exploration matrix per episode
+                    resample(self._predict_generator)
+                    self._noise_drawn = True
+                state, total, length, done = None, 0.0, 0, False
+                while not done:
+                    action, state = self.predict(obs, state, deterministic=deterministic)
+                    obs, reward, terminated, truncated, _ = env.step(action)
+                    total += float(reward)
+                    length += 1
+                    done = bool(terminated or truncated)
+                returns.append(total)
+                lengths.append(length)
+        except gym.error.DependencyNotInstalled as e:
+            raise A3CError(f"recording video needs more packages: pip install 'a3c[video]' ({_first_line(e)})") from None
+        finally:
+            self._predict_generator = saved_generator
+            torch.set_num_threads(saved_threads)
+            env.close()
+        arr = np.asarray(returns, dtype=np.float64)
+        return {
+            "mean": float(arr.mean()),
+            "std": float(arr.std()),
+            "min": float(arr.min()),
+            "max": float(arr.max()),
+            "episodes": episodes,
+            "deterministic": deterministic,
+            "seed": seed,
+            "returns": returns,
+            "lengths": lengths,
+            "env_id": self.config.env.id,
+            "video_dir": None if video_dir is None else str(video_dir),
+        }
+
+    def _eval_env(self, video_dir: str | Path | None) -> gym.Env:
+        if video_dir is not None:
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array frames need no display (pygame envs)
+        if self.env_fn is not None:
+            env = self.env_fn()
+        else:
+            kwargs = dict(self.config.env.kwargs)
+            if video_dir is not None:
+                kwargs["render_mode"] = "rgb_array"
+            # Real scores: Atari's end-of-life and reward clipping are training aids only.
+            env_cfg = dataclasses.replace(self.config.env, episodic_life=False, clip_rewards=False, kwargs=kwargs)
+            env = make_env_fn(env_cfg)()
+        if video_dir is None:
+            return env
+        if getattr(env, "render_mode", None) != "rgb_array":
+            env.close()
+            raise A3CError(f"recording video needs an env with render_mode='rgb_array' (this one has {getattr(env, 'render_mode', None)!r})")
+        try:
+            return gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, name_prefix="eval", disable_logger=True)
+        except gym.error.DependencyNotInstalled as e:
+            env.close()
+            raise A3CError(f"recording video needs moviepy: pip install 'a3c[video]' ({_first_line(e)})") from None
+
 
 class _CallbackStop(Exception):
     pass
+
+
+def _fold_into(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """Copy per-worker rows; for another worker count, put the totals in row 0 (sums are what count)."""
+    if dst.shape == src.shape:
+        dst.copy_(src)
+    else:
+        dst.zero_()
+        dst[0] = src.sum(0)
+
+
+def _segment_seed(seed: int, resumes: int) -> int:
+    return int(np.random.SeedSequence([seed, resumes]).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+def _config_of(ckpt: Checkpoint) -> Config:
+    try:
+        return from_dict(ckpt.meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {ckpt.path} has an invalid config: {e}") from None
+
+
+def _comparable(cfg: Config) -> dict[str, Any]:
+    """A config's settings that define what a run learns (everything but run.* except the seed)."""
+    out = {}
+    for section, values in cfg.to_dict().items():
+        for name, value in values.items():
+            if section != "run" or name not in RESUMABLE:
+                out[f"{section}.{name}"] = value
+    return out
+
+
+def _check_resumable(recorded: Config, new: Config) -> None:
+    a, b = _comparable(recorded), _comparable(new)
+    for key in a:
+        if a[key] != b[key]:
+            section, name = resolve_key(key)
+            raise ConfigError(f"--resume cannot change {section}.{name} ({a[key]!r} -> {b[key]!r}); only run.* settings other than the seed may change")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 def _spaces_of(env_fn: EnvFn) -> tuple[gym.Space, gym.Space, float | None]:
@@ -202,7 +623,7 @@ def _versions() -> dict[str, str]:
     return {"a3c": __version__, "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()}
 
 
-def finite_or_none(x: float) -> float | None:
+def finite_or_none(x: Any) -> float | None:
     return x if isinstance(x, float) and math.isfinite(x) else None
 
 
