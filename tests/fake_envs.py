@@ -61,3 +61,24 @@ class RaisesOnStep(gym.Env):
         if self.n >= 50:
             raise RuntimeError("boom from the env")
         return np.zeros(2, np.float32), 1.0, False, False, {}
+
+
+class CartPoleRaisesOnce(gym.Wrapper):
+    """CartPole that raises once in the whole run, on its 30th step: the first env to get there
+    creates `marker` and raises; every later env sees the marker and behaves."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.marker, self.n = marker, 0
+
+    def step(self, action):
+        self.n += 1
+        if self.n == 30:
+            try:
+                with open(self.marker, "x"):
+                    pass
+            except FileExistsError:
+                pass
+            else:
+                raise RuntimeError("env crashed once")
+        return self.env.step(action)

@@ -153,6 +153,8 @@ class RunConfig:
     return_window: int = _f(100, "Episodes in the running mean return (return_mean).", _positive_int)
     max_time: float | None = _f(None, "Stop after this many seconds of wall time (null: no limit).", _optional(_positive))
     log_interval: int = _f(10_000, "Write a progress.csv row every this many global env steps.", _positive_int)
+    max_restarts: int = _f(3, "Restart a failed worker (exception, crash, kill) up to this many times; then stop the run with a checkpoint.", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
+    restart_delay: float = _f(0.5, "Seconds to wait before restarting a failed worker.", _nonneg)
     report_interval: float = _f(0.1, "Seconds between a worker's reports to the trainer.", _positive)
     checkpoint_interval_steps: int | None = _f(None, "Write a checkpoint every this many global env steps (null: by time only; one is always written at the end).", _optional(_positive_int))
     checkpoint_interval_s: float | None = _f(600.0, "Write a checkpoint every this many seconds of wall time (null: by steps only).", _optional(_positive))

@@ -141,9 +141,10 @@ def probe_spaces(cfg: EnvConfig) -> tuple[gym.Space, gym.Space, float | None]:
         env.close()
 
 
-def worker_seeds(seed: int, worker: int, n: int) -> list[int]:
-    """n independent 32-bit seeds derived from (seed, worker index)."""
-    return [int(s) for s in np.random.SeedSequence([seed, worker]).generate_state(n)]
+def worker_seeds(seed: int, worker: int, n: int, incarnation: int = 0) -> list[int]:
+    """n independent 32-bit seeds derived from (seed, worker index[, incarnation of a restarted worker])."""
+    key = [seed, worker] if incarnation == 0 else [seed, worker, incarnation]
+    return [int(s) for s in np.random.SeedSequence(key).generate_state(n)]
 
 
 class EnvBatch:

@@ -11,7 +11,6 @@ count is their sum. Updates are lock-free (Hogwild) unless a lock is given.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -19,6 +18,8 @@ from torch import Tensor, nn
 
 from a3c import normalize
 from a3c.config import OptimConfig
+
+LOCK_TIMEOUT_S = 5.0
 
 
 class GlobalParams:
@@ -81,11 +82,17 @@ class GlobalParams:
 
     def push(self, grad: Tensor, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int) -> int:
         """Apply one worker's (clipped, finite) gradient; returns the update lag since its pull."""
-        with self.lock if self.lock is not None else contextlib.nullcontext():
+        # A worker killed while holding the lock must not stall the others for ever: wait a bounded
+        # time, then apply the update lock-free (as Hogwild does anyway).
+        locked = self.lock is not None and self.lock.acquire(timeout=LOCK_TIMEOUT_S)
+        try:
             lag = self.global_updates() - pulled_at
             apply_update(self.cfg.name, self.flat, grad, self.state, self.cfg, lr, critic_lr, self.n_actor)
             self.worker_steps[worker] += steps
             self.worker_updates[worker] += 1
+        finally:
+            if locked:
+                self.lock.release()
         return lag
 
 

@@ -31,7 +31,7 @@ from a3c.worker import WorkerReport
 PROGRESS_COLUMNS = [
     "steps", "wall_s", "episodes", "return_mean", "return_std", "length_mean", "entropy", "grad_norm",
     "policy_loss", "value_loss", "learning_rate", "steps_per_s", "update_lag", "updates",
-    "nonfinite_updates", "workers_alive",
+    "nonfinite_updates", "workers_alive", "worker_restarts",
 ]  # fmt: skip
 
 

@@ -181,6 +181,7 @@ class A3C:
         def log_row(alive: int) -> None:
             nonlocal logged_steps
             row = stats.row(time.monotonic() - start, alive)
+            row["worker_restarts"] = getattr(backend, "restarts", 0)
             logged_steps = stats.steps
             rundir.write_row(row)
             console.update(row)
@@ -232,6 +233,8 @@ class A3C:
                     if next_ckpt is not None:
                         next_ckpt = (stats.steps // ckpt_steps + 1) * ckpt_steps
                 done = stop_reason()
+                if done is None and backend.all_done():
+                    done = "total_steps"
                 if done is not None:
                     reason = done
                     break
@@ -245,6 +248,9 @@ class A3C:
             for rep in backend.stop() if started else []:
                 stats.add(rep)
                 rundir.write_episodes(rep, stats.steps, time.monotonic() - start)
+            # The shared counters are authoritative (a killed worker's last steps were never reported).
+            if started:
+                stats.steps = max(stats.steps, store.global_steps())
             # Bring the trainer's model to the final global parameters.
             torch.nn.utils.vector_to_parameters(store.flat.clone(), self.model.ordered_parameters())
             self.obs_stats = None if store.obs_stats is None else store.obs_stats.clone()
@@ -270,6 +276,7 @@ class A3C:
                 "stop_reason": reason,
                 "updates": stats.updates,
                 "nonfinite_updates": stats.nonfinite,
+                "worker_restarts": getattr(backend, "restarts", 0),
                 "env_id": cfg.env.id,
                 "workers": cfg.run.workers,
                 "backend": cfg.run.backend,

@@ -43,10 +43,11 @@ class WorkerReport:
 class Worker:
     """One asynchronous actor-learner: its envs, a local copy of the model, its RNG."""
 
-    def __init__(self, cfg: Config, index: int, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
+    def __init__(self, cfg: Config, index: int, store: GlobalParams, env_fn: EnvFn | None = None, incarnation: int = 0) -> None:
         self.cfg, self.index, self.store = cfg, index, store
         n_envs, self.n_steps = cfg.env.envs_per_worker, cfg.algo.n_steps
-        seeds = worker_seeds(cfg.run.seed, index, n_envs + 1)
+        # A restarted worker (incarnation > 0) draws new random streams, not a replay of the dead one's.
+        seeds = worker_seeds(cfg.run.seed, index, n_envs + 1, incarnation)
         self.generator = torch.Generator().manual_seed(seeds[-1])
         self.envs = EnvBatch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)

@@ -7,6 +7,8 @@ trainer `WorkerReport`s:
     backend.poll(timeout) -> reports # what workers did since the last poll
     backend.stop() -> reports        # stop workers, return their last reports
     backend.alive() -> int           # workers still running
+    backend.all_done() -> bool       # every worker finished (a dead worker's unreported steps
+                                     # may keep the reported count short of the budget)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Backend(Protocol):
     def poll(self, timeout: float) -> list[WorkerReport]: ...
     def stop(self) -> list[WorkerReport]: ...
     def alive(self) -> int: ...
+    def all_done(self) -> bool: ...
 
 
 def make_backend(name: str, cfg, store, env_fn) -> Backend:  # noqa: ANN001

@@ -4,16 +4,19 @@ The global parameters and the shared optimizer's statistics sit in shared memory
 them lock-free (Hogwild) unless `optim.lock` is set. Workers start with the `spawn` context (never
 fork a process that has torch threads), run one torch thread each, ignore Ctrl-C (the trainer stops
 them through the shared stop flag), and send their reports and any exception, with its traceback,
-through one queue. They are daemons: they die with the trainer.
+through a pipe of their own (not one shared queue: a worker killed while writing to a shared queue
+holds its lock for ever and stalls the others). They are daemons and watch their parent: they die with the trainer. A failed
+worker is restarted (issue 6): see `ProcessesBackend`.
 """
 
 from __future__ import annotations
 
 import os
-import queue as queue_mod
 import signal
+import sys
 import time
 import traceback
+from multiprocessing import connection as mp_connection
 from typing import Any
 
 import torch
@@ -26,111 +29,154 @@ from a3c.optim import GlobalParams
 from a3c.worker import Worker, WorkerReport
 
 
-def worker_main(cfg: Config, index: int, store: GlobalParams, reports: Any, env_fn: EnvFn | None) -> None:
-    """Entry point of a worker process: update until told to stop or the step budget is spent."""
+def worker_main(cfg: Config, index: int, store: GlobalParams, conn: Any, env_fn: EnvFn | None, incarnation: int = 0, parent: int | None = None) -> None:
+    """Entry point of a worker process: update until told to stop, the step budget is spent, or the
+    trainer is gone (a worker never outlives its trainer, even one killed with SIGKILL)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     try:
-        import cv2  # noqa: F401  (only present with the Atari extra)
+        import cv2  # only present with the Atari extra
 
         cv2.setNumThreads(1)
     except ImportError:
         pass
     try:
-        worker = Worker(cfg, index, store, env_fn)
+        worker = Worker(cfg, index, store, env_fn, incarnation)
         last = time.monotonic()
         while not store.should_stop() and store.global_steps() < cfg.run.total_steps:
             worker.update()
             now = time.monotonic()
             if now - last >= cfg.run.report_interval:
-                reports.put(worker.take_report())
+                if parent is not None and os.getppid() != parent:
+                    return  # orphaned: the trainer died
+                conn.send(worker.take_report())
                 last = now
-        reports.put(worker.take_report())
+        conn.send(worker.take_report())
         worker.close()
-        reports.put(("done", index))
+        conn.send(("done", index))
     except BaseException as e:  # noqa: BLE001 - every failure must reach the trainer
-        reports.put(("error", index, f"{type(e).__name__}: {e}", traceback.format_exc()))
+        try:
+            conn.send(("error", index, f"{type(e).__name__}: {e}", traceback.format_exc()))
+        except OSError:
+            pass  # the trainer is gone
 
 
 class ProcessesBackend:
+    """Spawned worker processes, supervised: a worker that raises, crashes or is killed is restarted
+    (after `run.restart_delay`, from the current global parameters, with new random streams) up to
+    `run.max_restarts` times; past that the run stops with a WorkerFailure."""
+
     def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.ctx = mp.get_context("spawn")
-        self.procs: list[Any] = []
+        self.procs: dict[int, Any] = {}
         self.done: set[int] = set()
+        self.failures = [0] * cfg.run.workers
+        self.restarts = 0
+        self.due: dict[int, float] = {}  # worker -> when to restart it
 
     def start(self) -> None:
         self.store.share_memory_()
         if self.cfg.optim.lock:
             self.store.lock = self.ctx.Lock()
-        self.queue = self.ctx.Queue()
+        self.conns: dict[int, Any] = {}  # worker -> the receiving end of its pipe
+        for i in range(self.cfg.run.workers):
+            self._spawn(i)
+
+    def _spawn(self, i: int) -> None:
         saved = os.environ.get("OMP_NUM_THREADS")
-        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned worker
+        recv, send = self.ctx.Pipe(duplex=False)
         try:
-            for i in range(self.cfg.run.workers):
-                p = self.ctx.Process(target=worker_main, args=(self.cfg, i, self.store, self.queue, self.env_fn), daemon=True, name=f"a3c-worker-{i}")
-                p.start()
-                self.procs.append(p)
+            args = (self.cfg, i, self.store, send, self.env_fn, self.failures[i], os.getpid())
+            p = self.ctx.Process(target=worker_main, args=args, daemon=True, name=f"a3c-worker-{i}")
+            p.start()
+            self.procs[i], self.conns[i] = p, recv
         finally:
+            send.close()  # the child holds its own copy; EOF on recv then means the child is gone
             if saved is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = saved
 
-    def _handle(self, item: Any, out: list[WorkerReport]) -> None:
-        if isinstance(item, WorkerReport):
-            out.append(item)
-        elif item[0] == "done":
-            self.done.add(item[1])
-        elif item[0] == "error":
-            raise WorkerFailure(item[1], item[2], item[3])
-
-    def poll(self, timeout: float) -> list[WorkerReport]:
-        out: list[WorkerReport] = []
-        try:
-            self._handle(self.queue.get(timeout=timeout), out)
-            while True:
-                self._handle(self.queue.get_nowait(), out)
-        except queue_mod.Empty:
-            pass
-        for i, p in enumerate(self.procs):
-            if i not in self.done and p.exitcode is not None:
-                # Exited without "done": give its last messages a moment to arrive, then fail.
-                try:
-                    while True:
-                        self._handle(self.queue.get(timeout=0.5), out)
-                except queue_mod.Empty:
-                    pass
-                if i not in self.done:
-                    raise WorkerFailure(i, f"worker process died (exit code {p.exitcode})")
-        return out
-
-    def stop(self, timeout: float = 10.0) -> list[WorkerReport]:
-        """Stop every worker: raise the flag, drain the queue while they finish, then make sure."""
-        self.store.request_stop()
-        out: list[WorkerReport] = []
-        deadline = time.monotonic() + timeout
-        while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
-            try:
-                item = self.queue.get(timeout=0.05)
-                if isinstance(item, WorkerReport):
-                    out.append(item)
-            except queue_mod.Empty:
-                pass
-        for p in self.procs:
+    def _failed(self, i: int, message: str, tb: str = "") -> None:
+        """Count a failure of worker i; schedule its restart, or raise once its budget is spent."""
+        p = self.procs.pop(i, None)
+        conn = self.conns.pop(i, None)
+        if conn is not None:
+            conn.close()
+        if p is not None:
             if p.is_alive():
                 p.kill()
             p.join(timeout=5)
-        try:
-            while True:
-                item = self.queue.get_nowait()
-                if isinstance(item, WorkerReport):
-                    out.append(item)
-        except (queue_mod.Empty, OSError, ValueError):
-            pass
-        self.queue.close()
-        self.queue.join_thread()
+        self.failures[i] += 1
+        budget = self.cfg.run.max_restarts
+        if self.failures[i] > budget:
+            raise WorkerFailure(i, f"{message} (failed {self.failures[i]} times; restart budget of {budget} spent)", tb)
+        self.restarts += 1
+        print(f"a3c: warning: worker {i} failed ({message}); restarting it ({self.failures[i]} of {budget})", file=sys.stderr, flush=True)
+        self.due[i] = time.monotonic() + self.cfg.run.restart_delay
+
+    def _receive(self, timeout: float, out: list[WorkerReport], on_error: bool = True) -> None:
+        """Read every message that is waiting (waiting up to `timeout` for the first)."""
+        ready = mp_connection.wait(list(self.conns.values()), timeout=timeout)
+        by_conn = {id(c): i for i, c in self.conns.items()}
+        for conn in ready:
+            i = by_conn[id(conn)]
+            try:
+                while conn.poll():
+                    item = conn.recv()
+                    if isinstance(item, WorkerReport):
+                        out.append(item)
+                    elif item[0] == "done":
+                        self.done.add(i)
+                    elif item[0] == "error" and on_error:
+                        self._failed(i, item[2], item[3])
+                        break
+            except (EOFError, OSError):
+                if i in self.done:  # finished and gone: stop listening to it
+                    self.conns.pop(i).close()
+                # otherwise the worker died: its exit code is checked in poll()
+
+    def poll(self, timeout: float) -> list[WorkerReport]:
+        out: list[WorkerReport] = []
+        if self.conns:
+            self._receive(timeout, out)
+        else:
+            time.sleep(timeout)
+        for i, p in list(self.procs.items()):
+            if i not in self.done and p.exitcode is not None:
+                code = p.exitcode
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                self._failed(i, f"worker process died ({how})")
+        now = time.monotonic()
+        for i, when in list(self.due.items()):
+            if now >= when and not self.store.should_stop():
+                del self.due[i]
+                self._spawn(i)
         return out
 
+    def stop(self, timeout: float = 10.0) -> list[WorkerReport]:
+        """Stop every worker: raise the flag, read their last reports while they finish, then make sure."""
+        self.store.request_stop()
+        self.due.clear()
+        out: list[WorkerReport] = []
+        deadline = time.monotonic() + timeout
+        while any(p.is_alive() for p in self.procs.values()) and time.monotonic() < deadline:
+            self._receive(0.05, out, on_error=False)
+        self._receive(0.0, out, on_error=False)
+        for p in self.procs.values():
+            if p.is_alive():
+                p.kill()
+            p.join(timeout=5)
+        for conn in self.conns.values():
+            conn.close()
+        self.conns.clear()
+        return out
+
+    def all_done(self) -> bool:
+        """Every worker finished its share (the step budget is spent) and none awaits a restart."""
+        return not self.due and all(i in self.done for i in range(self.cfg.run.workers))
+
     def alive(self) -> int:
-        return sum(p.is_alive() for p in self.procs)
+        return sum(p.is_alive() for p in self.procs.values())

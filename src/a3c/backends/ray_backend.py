@@ -5,8 +5,9 @@
   updates are applied in arrival order (the lock of the processes backend is implicit).
 - `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, a proxy with the interface
   of `GlobalParams` that the worker already uses. A push sends the clipped gradient (one float32
-  array) and gets back the update lag and a reference to the newest weights; the next pull fetches
-  that object. One round trip per update; workers push and pull asynchronously (A3C, not A2C).
+  array) and gets back the update lag and a reference to the newest weights; a pull fetches that
+  object. The reply is collected one update later (pipelined), so the round trip overlaps the next
+  rollout; workers push and pull asynchronously (A3C, not A2C).
 - A weights version goes through the object store once (`ray.put` when first asked for), not once
   per worker.
 - Without an address the library starts a local Ray bound to 127.0.0.1 with no dashboard; with one
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -125,6 +127,10 @@ class RemoteStore:
         self.ps, self.size, self.index = ps, size, index
         self.obs_stats = obs_stats  # all rows; this worker's row is its own, the others as last seen
         self._reply: dict[str, Any] = {}
+        # Pipelining: a push's reply is collected at the next push, so the round trip to the server
+        # overlaps the next rollout. The next pull then sees the weights as of the push before; the
+        # server counts that in the update lag it reports.
+        self._pending: Any = None
         self._take(_ray().get(ps.pull.remote()))
 
     def _take(self, reply: dict[str, Any]) -> None:
@@ -143,11 +149,21 @@ class RemoteStore:
         return self._reply["updates"]
 
     def push(self, grad: torch.Tensor, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int) -> int:
-        reply = _ray().get(self.ps.push.remote(grad.numpy(), lr, critic_lr, worker, steps, pulled_at, self._own_row()))
+        """Send this gradient; returns the lag of the previous push (whose reply arrives now)."""
+        lag = self.flush()
+        self._pending = self.ps.push.remote(grad.numpy().copy(), lr, critic_lr, worker, steps, pulled_at, self._own_row())
+        return lag
+
+    def flush(self) -> int:
+        """Wait for the reply of the push in flight, if any; returns its update lag."""
+        if self._pending is None:
+            return 0
+        reply, self._pending = _ray().get(self._pending), None
         self._take(reply)
         return reply["lag"]
 
     def count_skipped(self, worker: int, steps: int) -> None:
+        self.flush()
         self._take(_ray().get(self.ps.skip.remote(worker, steps, self._own_row())))
 
     def global_steps(self) -> int:
@@ -164,11 +180,11 @@ class WorkerActor:
     """One A3C worker in a Ray actor. A restarted actor re-runs this constructor: it pulls the
     current global parameters before its first update, as every update does."""
 
-    def __init__(self, cfg: Config, index: int, ps: Any, size: int, obs_dim: int | None, env_fn: EnvFn | None) -> None:
+    def __init__(self, cfg: Config, index: int, ps: Any, size: int, obs_dim: int | None, env_fn: EnvFn | None, incarnation: int = 0) -> None:
         torch.set_num_threads(1)
         obs_stats = None if obs_dim is None else normalize.new_stats(cfg.run.workers, obs_dim)
         self.store = RemoteStore(ps, size, index, obs_stats)
-        self.worker = Worker(cfg, index, self.store, env_fn)
+        self.worker = Worker(cfg, index, self.store, env_fn, incarnation)
         self.cfg, self.ps = cfg, ps
 
     def run(self) -> int:
@@ -180,6 +196,7 @@ class WorkerActor:
             if now - last >= self.cfg.run.report_interval:
                 self.ps.report.remote(self.worker.take_report())
                 last = now
+        self.store.flush()
         _ray().get(self.ps.report.remote(self.worker.take_report()))
         self.worker.close()
         return self.worker.index
@@ -190,18 +207,23 @@ class RayBackend:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.started_ray = False
         self.runs: dict[Any, int] = {}
-        self.actors: list[Any] = []
+        self.actors: dict[int, Any] = {}
+        self.failures = [0] * cfg.run.workers
+        self.restarts = 0
 
     def start(self) -> None:
         ray = _ray()
         self.started_ray = init_ray(self.cfg.run.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.run.workers))
         self.ps = ray.remote(num_cpus=0)(ParameterServer).remote(self.store)
-        actor_cls = ray.remote(num_cpus=1)(WorkerActor)
-        obs_dim = None if self.store.obs_stats is None else (self.store.obs_stats.shape[1] - 1) // 2
+        self.actor_cls = ray.remote(num_cpus=1)(WorkerActor)
+        self.obs_dim = None if self.store.obs_stats is None else (self.store.obs_stats.shape[1] - 1) // 2
         for i in range(self.cfg.run.workers):
-            actor = actor_cls.remote(self.cfg, i, self.ps, self.store.size, obs_dim, self.env_fn)
-            self.actors.append(actor)
-            self.runs[actor.run.remote()] = i
+            self._spawn(i)
+
+    def _spawn(self, i: int) -> None:
+        actor = self.actor_cls.remote(self.cfg, i, self.ps, self.store.size, self.obs_dim, self.env_fn, self.failures[i])
+        self.actors[i] = actor
+        self.runs[actor.run.remote()] = i
 
     def poll(self, timeout: float) -> list[WorkerReport]:
         ray = _ray()
@@ -211,9 +233,23 @@ class RayBackend:
             index = self.runs.pop(ref)
             try:
                 ray.get(ref)
-            except Exception as e:  # RayActorError, RayTaskError: the worker failed
-                raise WorkerFailure(index, _ray_error_line(e)) from None
+            except Exception as e:  # RayActorError (actor died), RayTaskError (it raised)
+                self._restart(index, _ray_error_line(e))
         return reports
+
+    def _restart(self, i: int, message: str) -> None:
+        """Recreate a failed worker actor: its constructor pulls the current weights (a restarted
+        actor keeps no state). Past the restart budget the run stops with a WorkerFailure."""
+        ray = _ray()
+        self.failures[i] += 1
+        budget = self.cfg.run.max_restarts
+        ray.kill(self.actors.pop(i))
+        if self.failures[i] > budget:
+            raise WorkerFailure(i, f"{message} (failed {self.failures[i]} times; restart budget of {budget} spent)")
+        self.restarts += 1
+        print(f"a3c: warning: worker {i} failed ({message}); restarting it ({self.failures[i]} of {budget})", file=sys.stderr, flush=True)
+        time.sleep(self.cfg.run.restart_delay)
+        self._spawn(i)
 
     def sync(self) -> None:
         """Copy the parameter server's state into the trainer's store (checkpoints, the end)."""
@@ -237,13 +273,16 @@ class RayBackend:
         except Exception:  # noqa: BLE001 - stopping must not fail; the state is as last synced
             pass
         finally:
-            for actor in self.actors:
+            for actor in self.actors.values():
                 ray.kill(actor)
             ray.kill(self.ps)
             self.runs.clear()
             if self.started_ray:
                 ray.shutdown()
         return reports
+
+    def all_done(self) -> bool:
+        return not self.runs
 
     def alive(self) -> int:
         return len(self.runs)

@@ -7,6 +7,8 @@ workers - 1, as in a real asynchronous run), and a seed fixes everything.
 
 from __future__ import annotations
 
+import sys
+
 from a3c.backends import WorkerFailure
 from a3c.config import Config
 from a3c.envs import EnvFn
@@ -18,6 +20,8 @@ class SerialBackend:
     def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.workers: list[Worker] = []
+        self.failures = [0] * cfg.run.workers
+        self.restarts = 0
 
     def start(self) -> None:
         self.workers = [Worker(self.cfg, i, self.store, self.env_fn) for i in range(self.cfg.run.workers)]
@@ -29,10 +33,25 @@ class SerialBackend:
                 break
             try:
                 w.update()
-            except Exception as e:  # the same contract as the processes backend
-                raise WorkerFailure(w.index, f"{type(e).__name__}: {e}") from e
+            except Exception as e:  # the same supervision as the processes backend
+                self._restart(w, f"{type(e).__name__}: {e}", e)
+                continue
             reports.append(w.take_report())
         return reports
+
+    def _restart(self, w: Worker, message: str, cause: Exception) -> None:
+        i = w.index
+        self.failures[i] += 1
+        budget = self.cfg.run.max_restarts
+        if self.failures[i] > budget:
+            raise WorkerFailure(i, f"{message} (failed {self.failures[i]} times; restart budget of {budget} spent)") from cause
+        self.restarts += 1
+        print(f"a3c: warning: worker {i} failed ({message}); restarting it ({self.failures[i]} of {budget})", file=sys.stderr, flush=True)
+        try:
+            w.close()
+        except Exception:  # noqa: BLE001 - a broken env may fail to close too
+            pass
+        self.workers[i] = Worker(self.cfg, i, self.store, self.env_fn, self.failures[i])
 
     def stop(self) -> list[WorkerReport]:
         self.store.request_stop()
@@ -40,6 +59,9 @@ class SerialBackend:
         for w in self.workers:
             w.close()
         return reports
+
+    def all_done(self) -> bool:
+        return self.store.global_steps() >= self.cfg.run.total_steps
 
     def alive(self) -> int:
         return 0 if self.store.should_stop() else len(self.workers)

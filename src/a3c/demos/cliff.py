@@ -1,0 +1,404 @@
+"""The tutorial's practice script: asynchronous workers solve CliffWalking with shared tables.
+
+    a3c cliff [--workers 3] [--backend processes|serial] [--episodes N] [--seed S] [--run-dir DIR]
+              [--compare-workers 1,3]
+
+    from a3c.demos import cliff
+    result = cliff.run(workers=3, episodes=400, seed=0)
+    result.greedy_return, result.reaches_goal, result.probs  # [48, 4] table of pi(a|s)
+
+No second training loop: this is `a3c.A3C(env_id, ...).learn(...)` with a tabular model (one-hot
+encoder, no hidden layer: the policy head's weight is the softmax table theta[s, a], the value head's
+weight the table V[s], both starting at zero) and plain SGD with separate actor and critic learning
+rates. Each worker pulls the global tables, collects an n-step rollout, computes the advantages of
+eq. 1 and the gradients of eq. 2 (policy, with entropy bonus) and eq. 3 (1/2 A^2), and pushes them:
+theta_global += actor_lr * grad_theta, V_global += critic_lr * grad_V (optim.apply_update, "sgd").
+
+The run directory gets the engine's files (config.json, progress.csv, episodes.csv) and the demo's:
+returns.png (Figure 1 of the tutorial), policy_heatmap.png (Figure 2) and a summary.json that adds
+the greedy evaluation and the final table of action probabilities to the trainer's summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import textwrap
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from a3c.errors import ConfigError, EnvError
+
+SHAPE = (4, 12)  # rows, columns of the grid; states are numbered row-major
+START, GOAL = 36, 47  # bottom-left and bottom-right cells
+CLIFF = tuple(range(37, 47))  # the bottom row between them
+ACTIONS = ("up", "right", "down", "left")  # Gymnasium's CliffWalking action numbering
+FALL_REWARD = -100.0  # a step into the cliff: -100 and back to the start (the episode goes on)
+OPTIMAL_RETURN = -13.0  # along the cliff edge: 1 up, 11 right, 1 down
+SAFE_RETURN = -17.0  # the longest monotone path (along the top row): the bar a greedy policy must meet
+
+DEFAULT_WORKERS = 3
+DEFAULT_EPISODES = 400
+DEFAULT_SEED = 0
+SMOOTHING = 25  # episodes in the moving average of the figures
+RETURNS_ZOOM = (-60.0, -10.0)  # the linear lower panel of returns.png: where the learned policies sit
+
+# The demo's hyperparameters, layered over the tabular preset (any config key; see docs/cliff.md
+# for why each value). `run.total_steps` is set from the episode budget in `run`.
+DEMO_CONFIG: dict[str, Any] = {
+    "model.hidden": (),  # one-hot encoder + linear heads = the tutorial's tables
+    "optim.name": "sgd",  # plain SGD: theta += lr * grad, no optimizer statistics
+    "optim.learning_rate": 0.2,  # actor_lr
+    "optim.critic_learning_rate": 0.25,  # critic_lr
+    "optim.lr_schedule": "constant",
+    "algo.n_steps": 5,
+    "algo.gamma": 0.95,
+    "algo.gae_lambda": 1.0,  # the n-step advantage of eq. 1 exactly
+    "algo.ent_coef": 0.01,  # the tutorial's beta
+    "algo.vf_coef": 1.0,  # so critic_lr is the step on 1/2 A^2 itself (eq. 3)
+    # Clip by global norm: without it about 1 run in 6 collapsed (a -100 fall moves the start
+    # state's logits by units in one step, the softmax saturates and its gradient vanishes).
+    "algo.max_grad_norm": 2.0,
+    "env.envs_per_worker": 1,  # one env per worker, as in the tutorial
+    "env.max_episode_steps": 100,  # bounds early random episodes; truncation bootstraps from V
+    "run.stop_at_target": False,  # the budget is episodes
+    "run.log_interval": 200,  # progress rows (and the episode-budget check) every 200 global steps
+    "run.return_window": SMOOTHING,
+}
+
+
+@dataclass
+class CliffResult:
+    """What `run` returns: the tables, the greedy evaluation, the files written."""
+
+    run_dir: Path
+    summary: dict[str, Any]  # also in run_dir/summary.json
+    probs: np.ndarray  # [48, 4] pi(a|s), the softmax of the policy table
+    values: np.ndarray  # [48] V(s)
+    theta: np.ndarray  # [48, 4] the policy table (logits)
+    path: list[int]  # states visited by the greedy policy from the start
+    files: dict[str, Path] = field(default_factory=dict)  # figure name -> PNG
+    compare: dict[int, Path] = field(default_factory=dict)  # workers -> run directory
+
+    @property
+    def greedy_return(self) -> float:
+        return float(self.summary["greedy_return"])
+
+    @property
+    def reaches_goal(self) -> bool:
+        return bool(self.summary["reaches_goal"])
+
+
+def resolve_env_id() -> str:
+    """The newest registered `CliffWalking-vN` (v1 on Gymnasium 1.x); never the slippery variant."""
+    versions = [(int(m.group(1)), k) for k in gym.registry if (m := re.fullmatch(r"CliffWalking-v(\d+)", k))]
+    if not versions:
+        raise EnvError("Gymnasium has no CliffWalking-vN registered (need gymnasium>=1.0)")
+    return max(versions)[1]
+
+
+def parse_worker_counts(text: str | Sequence[int] | None) -> list[int]:
+    """`"1,3"` -> [1, 3]: distinct counts, each >= 1, in the order given (ConfigError otherwise)."""
+    if text is None:
+        return []
+    items = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    counts: list[int] = []
+    for item in items:
+        k = _as_int(item)
+        if k is None:
+            raise ConfigError(f"--compare-workers expects worker counts separated by commas (e.g. 1,3), got {text!r}")
+        if k < 1:
+            raise ConfigError(f"--compare-workers: worker counts must be >= 1, got {k}")
+        if k not in counts:
+            counts.append(k)
+    if len(counts) < 2:
+        raise ConfigError(f"--compare-workers needs at least two different worker counts (e.g. 1,3), got {text!r}")
+    return counts
+
+
+def _as_int(item: Any) -> int | None:
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        return item
+    if isinstance(item, str) and re.fullmatch(r"[+-]?\d+", item):
+        return int(item)
+    return None
+
+
+def tables(model: torch.nn.Module, n_states: int = SHAPE[0] * SHAPE[1], n_actions: int = len(ACTIONS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(theta [S, A], pi [S, A], V [S]) read from a tabular ActorCritic's head weights."""
+    w = model.policy_head.weight.detach()
+    v = model.value_head.weight.detach()
+    if tuple(w.shape) != (n_actions, n_states) or tuple(v.shape) != (1, n_states):
+        raise RuntimeError(f"not a tabular model: policy head {list(w.shape)}, value head {list(v.shape)} (expected [{n_actions}, {n_states}] and [1, {n_states}])")
+    theta = w.T.contiguous()
+    return theta.numpy().copy(), torch.softmax(theta, dim=1).numpy(), v[0].numpy().copy()
+
+
+def greedy_rollout(theta: np.ndarray, env_id: str | None = None, max_steps: int = 100) -> tuple[float, bool, list[int]]:
+    """Follow argmax_a theta[s, a] from the start in a fresh (deterministic) env.
+
+    Returns (return, reaches_goal, visited states). reaches_goal: the goal was reached within
+    max_steps and no step fell into the cliff (a reward of -100).
+    """
+    env = gym.make(env_id or resolve_env_id())
+    try:
+        s, _ = env.reset(seed=0)
+        s = int(s)
+        path, total, fell = [s], 0.0, False
+        for _ in range(max_steps):
+            s, r, terminated, truncated, _ = env.step(int(np.argmax(theta[s])))
+            s = int(s)
+            total += float(r)
+            fell |= float(r) <= FALL_REWARD
+            path.append(s)
+            if terminated or truncated:
+                break
+        return total, bool(s == GOAL and not fell), path
+    finally:
+        env.close()
+
+
+def _episode_budget_callback(episodes: int):  # noqa: ANN202
+    def callback(row: Mapping[str, Any]) -> bool | None:
+        return False if row["episodes"] >= episodes else None
+
+    return callback
+
+
+def _train(workers: int, backend: str, episodes: int, seed: int, run_dir: Path, overrides: Mapping[str, Any], progress: str):  # noqa: ANN202
+    from a3c.trainer import A3C
+
+    config = {**DEMO_CONFIG, **dict(overrides)}
+    max_len = config.get("env.max_episode_steps") or DEMO_CONFIG["env.max_episode_steps"]
+    # A hard step cap a little above the episode budget (no episode is longer than max_len): the
+    # episode callback normally stops first. The lr schedule, if linear, anneals over this horizon.
+    config.setdefault("run.total_steps", episodes * max_len + 1000)
+    agent = A3C(resolve_env_id(), workers=workers, backend=backend, seed=seed, **config)
+    summary = agent.learn(run_dir=run_dir, callback=_episode_budget_callback(episodes), progress=progress)
+    return agent, summary
+
+
+def run(
+    workers: int = DEFAULT_WORKERS,
+    backend: str = "processes",
+    episodes: int = DEFAULT_EPISODES,
+    seed: int = DEFAULT_SEED,
+    run_dir: str | Path | None = None,
+    compare_workers: str | Sequence[int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: str = "none",
+    plots: bool = True,
+) -> CliffResult:
+    """Train the tabular actor-critic on CliffWalking, evaluate its greedy policy, draw the figures.
+
+    Args:
+      workers: asynchronous workers of the main run.
+      backend: "processes" (default) or "serial" (deterministic for a seed).
+      episodes: the budget: training stops once the workers have finished this many episodes.
+      seed: seed of the run (each worker derives its own from (seed, worker index)).
+      run_dir: where to write; default runs/cliff-DATE-TIME.
+      compare_workers: e.g. "1,3": also run the same budget with each count (in run_dir/workers-K,
+        the main run is reused for its own count) and draw compare_workers.png.
+      overrides: config keys over DEMO_CONFIG, e.g. {"algo.n_steps": 10}.
+      progress: the trainer's console output: "none", "lines", "bar" or "auto".
+      plots: write the PNGs (set False to skip matplotlib).
+    """
+    _check_int("--workers", workers, 1)
+    _check_int("--episodes", episodes, 1)
+    _check_int("--seed", seed, 0)
+    if backend not in ("processes", "serial"):
+        raise ConfigError(f"--backend must be processes or serial, got {backend!r}")
+    counts = parse_worker_counts(compare_workers)
+    overrides = dict(overrides or {})
+    from a3c.config import resolve_key
+    from a3c.runlog import default_run_dir, write_json_atomic
+
+    for key in overrides:
+        resolve_key(key)  # unknown keys fail now, with the config's message
+    overrides = {".".join(resolve_key(k)): v for k, v in overrides.items()}
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir("cliff")
+    max_len = int(overrides.get("env.max_episode_steps") or DEMO_CONFIG["env.max_episode_steps"])
+
+    start = time.monotonic()
+    agent, train_summary = _train(workers, backend, episodes, seed, run_dir, overrides, progress)
+    theta, probs, values = tables(agent.model)
+    greedy_return, reaches_goal, path = greedy_rollout(theta, agent.config.env.id, max_len)
+    wall = time.monotonic() - start  # training (process start-up included) + evaluation
+
+    files: dict[str, Path] = {}
+    if plots:
+        files.update(_draw(run_dir, probs, path, greedy_return, workers, seed))
+    summary = {
+        **train_summary,
+        "stop_reason": "episodes" if train_summary.get("stop_reason") == "callback" else train_summary.get("stop_reason"),
+        "greedy_return": greedy_return,
+        "reaches_goal": reaches_goal,
+        "episodes": int(train_summary["episodes"]),
+        "episode_budget": episodes,
+        "wall_s": round(wall, 3),
+        "train_wall_s": train_summary.get("wall_s"),
+        "workers": workers,
+        "greedy_path": path,
+        "optimal_return": OPTIMAL_RETURN,
+        "safe_return": SAFE_RETURN,
+        "grid_shape": list(SHAPE),
+        "actions": list(ACTIONS),
+        "action_probs": np.round(probs, 6).tolist(),
+        "values": np.round(values, 4).tolist(),
+        "files": {k: p.name for k, p in files.items()},
+    }
+    write_json_atomic(run_dir / "summary.json", {k: _finite(v) for k, v in summary.items()})
+    result = CliffResult(run_dir, summary, probs, values, theta, path, files)
+
+    if counts and summary["stop_reason"] != "interrupted":
+        runs: dict[int, Path] = {}
+        for k in counts:
+            if k == workers:
+                runs[k] = run_dir
+                continue
+            sub = run_dir / f"workers-{k}"
+            _train(k, backend, episodes, seed, sub, overrides, progress)
+            runs[k] = sub
+        result.compare = runs
+        if plots:
+            from a3c import plots as plotting
+
+            fig = plotting.compare_workers_figure(
+                {f"{k} worker{'s' if k > 1 else ''}": plotting.load_episodes(p) for k, p in runs.items()},
+                window=SMOOTHING,
+                optimal_return=OPTIMAL_RETURN,
+                zoom=RETURNS_ZOOM,
+                title=f"CliffWalking: aggregate return with {', '.join(map(str, counts))} workers, {episodes} episodes each ({backend}, seed {seed})",
+            )
+            result.files["compare_workers"] = plotting.save_figure(fig, run_dir / "compare_workers.png")
+        summary["compare_workers"] = {str(k): str(p) for k, p in runs.items()}
+        summary["files"] = {k: p.name for k, p in result.files.items()}
+        write_json_atomic(run_dir / "summary.json", {k: _finite(v) for k, v in summary.items()})
+    return result
+
+
+def _draw(run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: float, workers: int, seed: int) -> dict[str, Path]:
+    from a3c import plots as plotting
+
+    data = plotting.load_episodes(run_dir / "episodes.csv")
+    out = {}
+    fig = plotting.returns_figure(
+        data,
+        window=SMOOTHING,
+        optimal_return=OPTIMAL_RETURN,
+        zoom=RETURNS_ZOOM,
+        title=f"CliffWalking: episode returns of {workers} asynchronous worker{'s' if workers > 1 else ''} (seed {seed})",
+    )
+    out["returns"] = plotting.save_figure(fig, run_dir / "returns.png")
+    fig = plotting.policy_heatmap_figure(
+        probs,
+        SHAPE,
+        ACTIONS,
+        path=path,
+        hazards=CLIFF,
+        marks={START: ("S", "start"), GOAL: ("G", "goal")},
+        terminal=(GOAL,),
+        title=f"Global policy after training: pi(a | cell); greedy path return {greedy_return:g} (optimal {OPTIMAL_RETURN:g})",
+    )
+    out["policy_heatmap"] = plotting.save_figure(fig, run_dir / "policy_heatmap.png")
+    return out
+
+
+def _check_int(flag: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{flag} must be an integer >= {low}, got {value!r}")
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `a3c cliff` on an argparse sub-parsers object; dispatches to `main(args)`."""
+    p = subparsers.add_parser(
+        "cliff",
+        help="the tutorial's demo: asynchronous workers solve CliffWalking with shared tables",
+        description=textwrap.fill(
+            "The tutorial's practice script on the a3c engine: WORKERS asynchronous workers train a tabular "
+            "actor-critic (a softmax policy table theta[s, a] and a value table V[s], shared by all workers) "
+            "on Gymnasium's CliffWalking with n-step advantages and plain SGD (theta += actor_lr * grad_theta, "
+            "V += critic_lr * grad_V). Writes returns.png (episode returns per worker and aggregated), "
+            "policy_heatmap.png (the final policy's action probabilities with the greedy path), summary.json "
+            "(greedy_return, reaches_goal, episodes, wall_s, workers, action_probs), config.json, progress.csv "
+            "and episodes.csv into the run directory.",
+            90,
+        ),
+        epilog="\n".join(
+            [
+                "defaults (over the tabular preset; see docs/cliff.md for why):",
+                *(f"  {k} = {_show(v)}" for k, v in DEMO_CONFIG.items()),
+                "  run.total_steps = episodes * max_episode_steps + 1000 (a cap; the episode budget stops first)",
+                "",
+                "examples:",
+                "  a3c cliff",
+                "  a3c cliff --workers 3 --seed 4 --run-dir runs/cliff-seed4",
+                "  a3c cliff --backend serial --episodes 300     (reproducible for a seed)",
+                "  a3c cliff --compare-workers 1,3               (same budget with 1 and 3 workers, one figure)",
+                "  a3c cliff --set algo.n_steps=10 --set optim.learning_rate=0.1",
+            ]
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help=f"number of asynchronous workers (default {DEFAULT_WORKERS})")
+    p.add_argument("--backend", choices=["processes", "serial"], default="processes", help="processes: one process per worker, tables in shared memory (default); serial: workers interleaved in one process, reproducible for a seed")
+    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help=f"training budget: stop once this many episodes have finished, counted across workers (default {DEFAULT_EPISODES})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    p.add_argument("--run-dir", help="where to write the run (default runs/cliff-DATE-TIME); must not hold a run already")
+    p.add_argument("--compare-workers", metavar="K1,K2,...", help="also run the same episode budget with each of these worker counts (e.g. 1,3) and draw their aggregate curves against wall time in compare_workers.png")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="override any config key over the demo's defaults (repeatable), e.g. --set algo.n_steps=10")
+    p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="none", help="training progress on the console: none (default), plain lines, a bar, or auto (a bar on a terminal)")
+    p.set_defaults(func=main)
+    return p
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "[" + ", ".join(map(str, v)) + "]"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return "null" if v is None else str(v)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `a3c cliff` from parsed arguments; prints the result; 0 on a finished run, 130 on Ctrl-C."""
+    from a3c.config import parse_assignments
+
+    overrides = parse_assignments(getattr(args, "assignments", []) or [])
+    result = run(
+        workers=args.workers,
+        backend=args.backend,
+        episodes=args.episodes,
+        seed=args.seed,
+        run_dir=args.run_dir,
+        compare_workers=args.compare_workers,
+        overrides=overrides,
+        progress=getattr(args, "progress", "none"),
+    )
+    s = result.summary
+    verdict = "reaches the goal without falling" if s["reaches_goal"] else "does NOT reach the goal safely"
+    print(
+        f"cliff: greedy return {s['greedy_return']:g} (optimal {OPTIMAL_RETURN:g}, safe >= {SAFE_RETURN:g}); "
+        f"the greedy policy {verdict}; {s['episodes']} episodes, {s['workers']} workers ({s['backend']}), "
+        f"{s['wall_s']:.1f} s -> {result.run_dir}"
+    )
+    if result.compare:
+        print(f"cliff: worker comparison -> {result.files.get('compare_workers', result.run_dir)}")
+    return 130 if s.get("stop_reason") == "interrupted" else 0

@@ -1,0 +1,66 @@
+"""Worker supervision: a failed worker is restarted and the run goes on; one that keeps failing
+stops the run with a clear message and a usable checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+import os
+import signal
+
+import fake_envs  # tests/fake_envs.py
+import pytest
+
+from a3c import A3C
+from a3c.backends import WorkerFailure
+
+
+def _rows(run_dir):
+    with open(run_dir / "progress.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("backend", ["processes", "serial"])
+def test_an_env_that_raises_once_is_a_restart_not_a_crash(tmp_path, backend, capfd):
+    marker = tmp_path / "raised"
+    agent = A3C("fake_envs:CartPoleRaisesOnce", backend=backend, workers=2, seed=0, total_steps=40_000,
+                stop_at_target=False, log_interval=5_000, restart_delay=0.1, **{"env.kwargs": {"marker": str(marker)}})  # fmt: skip
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert marker.exists(), "the env did raise"
+    assert summary["stop_reason"] == "total_steps" and summary["steps"] >= 40_000
+    assert summary["worker_restarts"] == 1
+    assert int(_rows(tmp_path / "run")[-1]["worker_restarts"]) == 1
+    err = capfd.readouterr().err
+    assert "a3c: warning: worker" in err and "env crashed once" in err
+
+
+def test_a_worker_killed_mid_run_is_restarted_and_the_run_solves(tmp_path):
+    killed = []
+
+    def kill_one_worker(row):
+        if not killed and row["steps"] >= 20_000:
+            child = mp.active_children()[0]  # the trainer's spawned workers
+            os.kill(child.pid, signal.SIGKILL)
+            killed.append(child.pid)
+
+    agent = A3C("CartPole-v1", workers=2, seed=1, total_steps=500_000, target_return=300.0, max_time=150, log_interval=5_000, restart_delay=0.1)
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none", callback=kill_one_worker)
+    assert killed, "a worker was killed"
+    assert summary["worker_restarts"] >= 1
+    assert summary["solved"] and summary["return_mean"] >= 300.0
+    steps = [int(r["steps"]) for r in _rows(tmp_path / "run")]
+    assert steps == sorted(steps)
+
+
+@pytest.mark.parametrize("backend", ["processes", "serial"])
+def test_a_worker_that_keeps_failing_stops_the_run_with_a_usable_checkpoint(tmp_path, backend):
+    agent = A3C(fake_envs.RaisesOnStep, backend=backend, workers=2, max_restarts=2, restart_delay=0.05, total_steps=10**6)
+    with pytest.raises(WorkerFailure, match="boom from the env.*restart budget of 2 spent"):
+        agent.learn(run_dir=tmp_path / "run", progress="none")
+    import json
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] >= 2  # both workers fail
+    loaded = A3C.load(tmp_path / "run", env=fake_envs.RaisesOnStep)  # the checkpoint is usable
+    action, _ = loaded.predict([0.0, 0.0], deterministic=True)
+    assert int(action) in (0, 1)
