@@ -82,3 +82,15 @@ class CartPoleRaisesOnce(gym.Wrapper):
             else:
                 raise RuntimeError("env crashed once")
         return self.env.step(action)
+
+
+class CartPoleDiesOnce(CartPoleRaisesOnce):
+    """Like CartPoleRaisesOnce, but the worker's process dies outright (as under SIGKILL)."""
+
+    def step(self, action):
+        try:
+            return super().step(action)
+        except RuntimeError:
+            import os
+
+            os._exit(137)

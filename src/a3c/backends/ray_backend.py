@@ -33,6 +33,8 @@ from a3c.worker import Worker, WorkerReport
 
 
 def _ray() -> Any:
+    if "ray" not in sys.modules:  # Ray reads this at import: a local Ray then binds to loopback only
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
