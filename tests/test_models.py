@@ -485,14 +485,16 @@ def test_global_params_lock_is_used(cartpole_spaces):
     model, n_actor = _model_and_n_actor(cartpole_spaces)
 
     class CountingLock:
-        entered = 0
+        entered = released = 0
 
-        def __enter__(self):
+        def acquire(self, timeout=None):
+            assert timeout is not None, "a bounded wait: a worker killed in the lock must not stall the others"
             CountingLock.entered += 1
+            return True
 
-        def __exit__(self, *exc):
-            return False
+        def release(self):
+            CountingLock.released += 1
 
     store = GlobalParams(model, OptimConfig(), workers=1, n_actor=n_actor, lock=CountingLock())
     store.push(torch.zeros(store.size), 1e-3, 1e-3, worker=0, steps=1, pulled_at=0)
-    assert CountingLock.entered == 1
+    assert CountingLock.entered == 1 and CountingLock.released == 1
