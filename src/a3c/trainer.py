@@ -181,7 +181,7 @@ class A3C:
         def log_row(alive: int) -> None:
             nonlocal logged_steps
             row = stats.row(time.monotonic() - start, alive)
-            row["worker_restarts"] = getattr(backend, "restarts", 0)
+            row["worker_restarts"] = backend.budget.restarts
             logged_steps = stats.steps
             rundir.write_row(row)
             console.update(row)
@@ -276,7 +276,7 @@ class A3C:
                 "stop_reason": reason,
                 "updates": stats.updates,
                 "nonfinite_updates": stats.nonfinite,
-                "worker_restarts": getattr(backend, "restarts", 0),
+                "worker_restarts": backend.budget.restarts,
                 "env_id": cfg.env.id,
                 "workers": cfg.run.workers,
                 "backend": cfg.run.backend,
@@ -632,8 +632,3 @@ def _versions() -> dict[str, str]:
 
 def finite_or_none(x: Any) -> float | None:
     return x if isinstance(x, float) and math.isfinite(x) else None
-
-
-def train(env: str, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Convenience: A3C(env, **overrides).learn(**kwargs)."""
-    return A3C(env, **(overrides or {})).learn(**kwargs)

@@ -13,6 +13,7 @@ trainer `WorkerReport`s:
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol
 
 from a3c.worker import WorkerReport
@@ -26,7 +27,29 @@ class WorkerFailure(RuntimeError):
         self.worker, self.message, self.traceback = worker, message, traceback
 
 
+class RestartBudget:
+    """The supervision rule every backend shares: a failed worker is restarted as a new incarnation
+    (new random streams) until it has failed more than `max_restarts` times; then WorkerFailure."""
+
+    def __init__(self, workers: int, max_restarts: int) -> None:
+        self.failures = [0] * workers  # also each worker's incarnation number
+        self.max_restarts = max_restarts
+        self.restarts = 0
+
+    def failed(self, worker: int, message: str, traceback: str = "") -> int:
+        """Count a failure; returns the incarnation to restart, or raises once the budget is spent."""
+        self.failures[worker] += 1
+        n, budget = self.failures[worker], self.max_restarts
+        if n > budget:
+            raise WorkerFailure(worker, f"{message} (failed {n} times; restart budget of {budget} spent)", traceback)
+        self.restarts += 1
+        print(f"a3c: warning: worker {worker} failed ({message}); restarting it ({n} of {budget})", file=sys.stderr, flush=True)
+        return n
+
+
 class Backend(Protocol):
+    budget: RestartBudget
+
     def start(self) -> None: ...
     def poll(self, timeout: float) -> list[WorkerReport]: ...
     def stop(self) -> list[WorkerReport]: ...

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 import traceback
 from multiprocessing import connection as mp_connection
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from a3c.backends import WorkerFailure
+from a3c.backends import RestartBudget
 from a3c.config import Config
 from a3c.envs import EnvFn
 from a3c.optim import GlobalParams
@@ -71,8 +70,7 @@ class ProcessesBackend:
         self.ctx = mp.get_context("spawn")
         self.procs: dict[int, Any] = {}
         self.done: set[int] = set()
-        self.failures = [0] * cfg.run.workers
-        self.restarts = 0
+        self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
 
     def start(self) -> None:
@@ -88,7 +86,7 @@ class ProcessesBackend:
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned worker
         recv, send = self.ctx.Pipe(duplex=False)
         try:
-            args = (self.cfg, i, self.store, send, self.env_fn, self.failures[i], os.getpid())
+            args = (self.cfg, i, self.store, send, self.env_fn, self.budget.failures[i], os.getpid())
             p = self.ctx.Process(target=worker_main, args=args, daemon=True, name=f"a3c-worker-{i}")
             p.start()
             self.procs[i], self.conns[i] = p, recv
@@ -109,12 +107,7 @@ class ProcessesBackend:
             if p.is_alive():
                 p.kill()
             p.join(timeout=5)
-        self.failures[i] += 1
-        budget = self.cfg.run.max_restarts
-        if self.failures[i] > budget:
-            raise WorkerFailure(i, f"{message} (failed {self.failures[i]} times; restart budget of {budget} spent)", tb)
-        self.restarts += 1
-        print(f"a3c: warning: worker {i} failed ({message}); restarting it ({self.failures[i]} of {budget})", file=sys.stderr, flush=True)
+        self.budget.failed(i, message, tb)
         self.due[i] = time.monotonic() + self.cfg.run.restart_delay
 
     def _receive(self, timeout: float, out: list[WorkerReport], on_error: bool = True) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from a3c import normalize
-from a3c.backends import WorkerFailure
+from a3c.backends import RestartBudget
 from a3c.config import Config
 from a3c.envs import EnvFn
 from a3c.optim import GlobalParams
@@ -210,8 +210,7 @@ class RayBackend:
         self.started_ray = False
         self.runs: dict[Any, int] = {}
         self.actors: dict[int, Any] = {}
-        self.failures = [0] * cfg.run.workers
-        self.restarts = 0
+        self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
 
     def start(self) -> None:
         ray = _ray()
@@ -223,7 +222,7 @@ class RayBackend:
             self._spawn(i)
 
     def _spawn(self, i: int) -> None:
-        actor = self.actor_cls.remote(self.cfg, i, self.ps, self.store.size, self.obs_dim, self.env_fn, self.failures[i])
+        actor = self.actor_cls.remote(self.cfg, i, self.ps, self.store.size, self.obs_dim, self.env_fn, self.budget.failures[i])
         self.actors[i] = actor
         self.runs[actor.run.remote()] = i
 
@@ -243,13 +242,8 @@ class RayBackend:
         """Recreate a failed worker actor: its constructor pulls the current weights (a restarted
         actor keeps no state). Past the restart budget the run stops with a WorkerFailure."""
         ray = _ray()
-        self.failures[i] += 1
-        budget = self.cfg.run.max_restarts
         ray.kill(self.actors.pop(i))
-        if self.failures[i] > budget:
-            raise WorkerFailure(i, f"{message} (failed {self.failures[i]} times; restart budget of {budget} spent)")
-        self.restarts += 1
-        print(f"a3c: warning: worker {i} failed ({message}); restarting it ({self.failures[i]} of {budget})", file=sys.stderr, flush=True)
+        self.budget.failed(i, message)
         time.sleep(self.cfg.run.restart_delay)
         self._spawn(i)
 

@@ -7,9 +7,7 @@ workers - 1, as in a real asynchronous run), and a seed fixes everything.
 
 from __future__ import annotations
 
-import sys
-
-from a3c.backends import WorkerFailure
+from a3c.backends import RestartBudget, WorkerFailure
 from a3c.config import Config
 from a3c.envs import EnvFn
 from a3c.optim import GlobalParams
@@ -20,8 +18,7 @@ class SerialBackend:
     def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.workers: list[Worker] = []
-        self.failures = [0] * cfg.run.workers
-        self.restarts = 0
+        self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
 
     def start(self) -> None:
         self.workers = [Worker(self.cfg, i, self.store, self.env_fn) for i in range(self.cfg.run.workers)]
@@ -41,17 +38,15 @@ class SerialBackend:
 
     def _restart(self, w: Worker, message: str, cause: Exception) -> None:
         i = w.index
-        self.failures[i] += 1
-        budget = self.cfg.run.max_restarts
-        if self.failures[i] > budget:
-            raise WorkerFailure(i, f"{message} (failed {self.failures[i]} times; restart budget of {budget} spent)") from cause
-        self.restarts += 1
-        print(f"a3c: warning: worker {i} failed ({message}); restarting it ({self.failures[i]} of {budget})", file=sys.stderr, flush=True)
+        try:
+            incarnation = self.budget.failed(i, message)
+        except WorkerFailure as e:
+            raise e from cause
         try:
             w.close()
         except Exception:  # noqa: BLE001 - a broken env may fail to close too
             pass
-        self.workers[i] = Worker(self.cfg, i, self.store, self.env_fn, self.failures[i])
+        self.workers[i] = Worker(self.cfg, i, self.store, self.env_fn, incarnation)
 
     def stop(self) -> list[WorkerReport]:
         self.store.request_stop()
