@@ -10,6 +10,8 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 
+import torch  # noqa: E402
+
 from a3c import A3C  # noqa: E402
 
 
@@ -35,7 +37,10 @@ def test_ray_backend_on_a_two_node_cluster_learns_cartpole(cluster, tmp_path):
     assert summary["solved"] and summary["return_mean"] >= 300.0
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
     loaded = A3C.load(tmp_path / "run")
-    assert loaded.evaluate(episodes=3)["mean"] >= 200.0  # the synced parameters are the learned ones
+    # The checkpoint holds the parameter server's final parameters, synced to the trainer ...
+    for a, b in zip(loaded.model.parameters(), agent.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert loaded.evaluate(episodes=3)["mean"] >= 100.0  # ... and they are learned (random play: ~20)
 
 
 def test_a_ray_worker_whose_process_dies_is_recreated(cluster, tmp_path):
