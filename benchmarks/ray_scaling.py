@@ -4,9 +4,10 @@ Part 1, throughput: CartPole-v1 with the library's defaults, the same worker cou
 a fixed step budget (no early stop), --repeats alternating runs. The rate is env steps/s of the steady
 part (after the first 20% of the run, so start-up is excluded). Target: ray >= 70% of processes.
 
-Part 2, scaling: fake fast workers (Ray actors that push a random gradient of the model's size in a
+Part 2, scaling: fake fast workers (Ray actors that push random gradients of the model's size in a
 loop and pull the returned weights, no env, no model) against one `ParameterServer`, for 1, 2, 4, 8,
-16 workers, for two model sizes (CartPole's MLP and Pong's CNN). Reported: the updates/s the server
+16 workers, for two model sizes (CartPole's MLP and Pong's CNN), with 1 and 8 gradients per round
+trip (--batches; the batching that `run.ray_sync_interval` gives real workers). Reported: the updates/s the server
 sustains and the speed-up over 1 worker. The paper's thread-scaling table (1, 2, 4, 8, 16 threads:
 1.0, 2.1, 3.7, 6.9, 12.5x) is the reference for what near-linear looks like. On a 2-core machine the
 fake workers and the server share 2 cores, so the curve flattens where the CPU runs out.
@@ -48,7 +49,7 @@ def child_throughput(backend: str, steps: int, workers: int) -> dict:
     return {"steps": s["steps"], "wall_s": s["wall_s"], "steady_steps_per_s": steady_rate(points)}
 
 
-def child_scaling(env_id: str, workers_list: list[int], seconds: float) -> dict:
+def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches: list[int]) -> dict:
     import numpy as np
     import ray
 
@@ -65,26 +66,32 @@ def child_scaling(env_id: str, workers_list: list[int], seconds: float) -> dict:
             self.ps, self.index = ps, index
             self.grad = np.random.default_rng(index).standard_normal(size).astype(np.float32) * 1e-3
 
-        def run(self, seconds: float) -> int:
+        def run(self, seconds: float, batch: int) -> int:
+            """Round trips of `batch` gradients each (run.ray_sync_interval's batching); returns
+            the number of gradients applied."""
             n, end = 0, time.monotonic() + seconds
+            grads = np.stack([self.grad] * batch)
             reply = ray.get(self.ps.pull.remote())
             while time.monotonic() < end:
                 ray.get(reply["weights"][0])  # the pull a real worker makes
-                reply = ray.get(self.ps.push.remote(self.grad, 1e-4, 1e-4, self.index, 40, reply["updates"], None))
-                n += 1
+                at = [reply["updates"]] * batch
+                reply = ray.get(self.ps.push_batch.remote(grads, [1e-4] * batch, [1e-4] * batch, self.index, [40] * batch, at, [], None))
+                n += batch
             return n
 
-    out = {}
-    for w in workers_list:
-        store = GlobalParams(agent.model, agent.config.optim, w, agent.n_actor)
-        ps = ray.remote(num_cpus=0)(ParameterServer).remote(store)
-        fakes = [FakeWorker.remote(ps, store.size, i) for i in range(w)]
-        t0 = time.monotonic()
-        counts = ray.get([f.run.remote(seconds) for f in fakes])
-        out[w] = sum(counts) / (time.monotonic() - t0)
-        for f in fakes:
-            ray.kill(f)
-        ray.kill(ps)
+    out: dict[int, dict[int, float]] = {}
+    for batch in batches:
+        out[batch] = {}
+        for w in workers_list:
+            store = GlobalParams(agent.model, agent.config.optim, w, agent.n_actor)
+            ps = ray.remote(num_cpus=0)(ParameterServer).remote(store)
+            fakes = [FakeWorker.remote(ps, store.size, i) for i in range(w)]
+            t0 = time.monotonic()
+            counts = ray.get([f.run.remote(seconds, batch) for f in fakes])
+            out[batch][w] = sum(counts) / (time.monotonic() - t0)
+            for f in fakes:
+                ray.kill(f)
+            ray.kill(ps)
     ray.shutdown()
     return {"params": sum(p.numel() for p in agent.model.parameters()), "updates_per_s": out}
 
@@ -96,6 +103,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--scaling-workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="gradients per round trip in the scaling study")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -103,7 +111,7 @@ def main() -> int:
         if args.child[0] == "throughput":
             res = child_throughput(args.child[1], args.steps, args.workers)
         else:
-            res = child_scaling(args.child[1], args.scaling_workers, args.seconds)
+            res = child_scaling(args.child[1], args.scaling_workers, args.seconds, args.batches)
         print(json.dumps(res))
         return 0
 
@@ -120,7 +128,7 @@ def main() -> int:
     report.update(median_steps_per_s=rates, ray_over_processes=ratio)
 
     for label, env_id in SIZES.items():
-        res = run_child([__file__, "--child", "scaling", env_id, "--seconds", str(args.seconds), "--scaling-workers", *map(str, args.scaling_workers)], timeout=1800)
+        res = run_child([__file__, "--child", "scaling", env_id, "--seconds", str(args.seconds), "--scaling-workers", *map(str, args.scaling_workers), "--batches", *map(str, args.batches)], timeout=1800)
         report["scaling"][label] = res
         print(label, json.dumps(res), flush=True)
 
@@ -135,11 +143,12 @@ def main() -> int:
     header = ["workers", "paper speed-up"]
     table_rows = {w: [w, PAPER.get(w, "")] for w in args.scaling_workers}
     for label, res in report["scaling"].items():
-        header += [f"{label} ({res.get('params', '?'):,} params) updates/s", "speed-up"]
-        ups = {int(k): v for k, v in (res.get("updates_per_s") or {}).items()}
-        base = ups.get(args.scaling_workers[0])
-        for w in args.scaling_workers:
-            table_rows[w] += [ups.get(w), (ups[w] / base) if base and w in ups else None]
+        for batch, per_w in (res.get("updates_per_s") or {}).items():
+            header += [f"{label} ({res.get('params', '?'):,} params), {batch}/trip: updates/s", "speed-up"]
+            ups = {int(k): v for k, v in per_w.items()}
+            base = ups.get(args.scaling_workers[0])
+            for w in args.scaling_workers:
+                table_rows[w] += [ups.get(w), (ups[w] / base) if base and w in ups else None]
     parts.append(md_table(header, list(table_rows.values())))
     md = "\n\n".join(parts)
     write_results(args.out, "ray_scaling", report, md)

@@ -4,10 +4,15 @@
   statistics, the counters and the observation statistics. Actor calls run one at a time, so
   updates are applied in arrival order (the lock of the processes backend is implicit).
 - `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, a proxy with the interface
-  of `GlobalParams` that the worker already uses. A push sends the clipped gradient (one float32
-  array) and gets back the update lag and a reference to the newest weights; a pull fetches that
-  object. The reply is collected one update later (pipelined), so the round trip overlaps the next
-  rollout; workers push and pull asynchronously (A3C, not A2C).
+  of `GlobalParams` that the worker already uses. Gradients are sent in round trips at most every
+  `run.ray_sync_interval` seconds: the clipped gradients computed since the last one travel as one
+  float32 array [k, size] and the server applies them one by one, in order, each as its own
+  optimizer step (asynchronous updates, as in A3C; not A2C's synchronous average). The reply carries
+  each gradient's update lag and a reference to the newest weights; the worker fetches that object
+  and its local copy re-syncs (the tutorial's periodic sync). The reply is collected at the next
+  round trip (pipelined), so it overlaps the next rollouts. On a small model (CartPole: about 1 ms
+  per update) one call per update would spend more CPU in Ray's per-call overhead than in
+  learning; on a large one (Atari: tens of ms per update) a round trip per update is what you get.
 - A weights version goes through the object store once (`ray.put` when first asked for), not once
   per worker.
 - Without an address the library starts a local Ray bound to 127.0.0.1 with no dashboard; with one
@@ -94,14 +99,20 @@ class ParameterServer:
         return self._reply(0)
 
     def push(self, grad: np.ndarray, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int, obs_row: np.ndarray | None) -> dict[str, Any]:
-        self._obs_row(worker, obs_row)
-        lag = self.store.push(torch.from_numpy(np.array(grad)), lr, critic_lr, worker, steps, pulled_at)  # Ray arrays are read-only
-        return self._reply(lag)
+        """Apply one gradient (a round trip of one update)."""
+        return self.push_batch(np.asarray(grad)[None], [lr], [critic_lr], worker, [steps], [pulled_at], [], obs_row)
 
-    def skip(self, worker: int, steps: int, obs_row: np.ndarray | None) -> dict[str, Any]:
+    def push_batch(self, grads: np.ndarray, lrs: list[float], critic_lrs: list[float], worker: int, steps: list[int], pulled_at: list[int], skipped: list[int], obs_row: np.ndarray | None) -> dict[str, Any]:
+        """Apply a worker's gradients [k, size] one by one, in order (k optimizer steps), and count
+        its skipped (non-finite) updates' env steps; the reply's `lags` has one lag per gradient."""
         self._obs_row(worker, obs_row)
-        self.store.count_skipped(worker, steps)
-        return self._reply(0)
+        for n in skipped:
+            self.store.count_skipped(worker, n)
+        grads_t = torch.from_numpy(np.array(grads))  # Ray's arrays are read-only
+        lags = [self.store.push(g, lr, clr, worker, n, at) for g, lr, clr, n, at in zip(grads_t, lrs, critic_lrs, steps, pulled_at, strict=True)]
+        reply = self._reply(0)
+        reply["lags"] = lags
+        return reply
 
     def _obs_row(self, worker: int, row: np.ndarray | None) -> None:
         if row is not None and self.store.obs_stats is not None:
@@ -123,20 +134,31 @@ class ParameterServer:
 
 
 class RemoteStore:
-    """What a Worker sees of the global state when it runs as a Ray actor (the GlobalParams API)."""
+    """What a Worker sees of the global state when it runs as a Ray actor (the GlobalParams API).
 
-    def __init__(self, ps: Any, size: int, index: int, obs_stats: torch.Tensor | None) -> None:
-        self.ps, self.size, self.index = ps, size, index
+    `push` buffers the gradient and starts a round trip once `interval` seconds have passed since
+    the last one; `pull` re-syncs the local weights when a reply has brought a newer version (between
+    round trips the local copy is the last one pulled, unchanged: gradients are never applied
+    locally)."""
+
+    def __init__(self, ps: Any, size: int, index: int, obs_stats: torch.Tensor | None, interval: float = 0.0) -> None:
+        self.ps, self.size, self.index, self.interval = ps, size, index, interval
         self.obs_stats = obs_stats  # all rows; this worker's row is its own, the others as last seen
         self._reply: dict[str, Any] = {}
-        # Pipelining: a push's reply is collected at the next push, so the round trip to the server
-        # overlaps the next rollout. The next pull then sees the weights as of the push before; the
-        # server counts that in the update lag it reports.
+        self._pulled = -1  # the weights version (global update count) in the local copy
+        self._grads: list[torch.Tensor] = []
+        self._meta: list[tuple[float, float, int, int]] = []  # (lr, critic_lr, steps, pulled_at)
+        self._skipped: list[int] = []
+        self._lags: list[int] = []  # lags of applied gradients, not yet handed to the worker
+        self._sent = time.monotonic()
+        # Pipelining: a round trip's reply is collected at the next one, so it overlaps the next
+        # rollouts; the server counts the staleness in the update lag it reports.
         self._pending: Any = None
         self._take(_ray().get(ps.pull.remote()))
 
     def _take(self, reply: dict[str, Any]) -> None:
         self._reply = reply
+        self._lags.extend(reply.get("lags", ()))
         if reply["obs_stats"] is not None and self.obs_stats is not None:
             own = self.obs_stats[self.index].clone()
             self.obs_stats.copy_(torch.from_numpy(reply["obs_stats"]))
@@ -146,27 +168,51 @@ class RemoteStore:
         return None if self.obs_stats is None else self.obs_stats[self.index].numpy().copy()
 
     def pull(self, out: torch.Tensor) -> int:
-        weights = _ray().get(self._reply["weights"][0])
-        np.copyto(out.numpy(), weights)
-        return self._reply["updates"]
+        if self._reply["updates"] != self._pulled:
+            np.copyto(out.numpy(), _ray().get(self._reply["weights"][0]))
+            self._pulled = self._reply["updates"]
+        return self._pulled
 
     def push(self, grad: torch.Tensor, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int) -> int:
-        """Send this gradient; returns the lag of the previous push (whose reply arrives now)."""
-        lag = self.flush()
-        self._pending = self.ps.push.remote(grad.numpy().copy(), lr, critic_lr, worker, steps, pulled_at, self._own_row())
-        return lag
+        """Queue this gradient (sent with the next round trip); returns the update lag of an earlier
+        gradient whose reply has arrived (0 before the first reply)."""
+        self._grads.append(grad.clone())
+        self._meta.append((lr, critic_lr, steps, pulled_at))
+        self._maybe_send()
+        return self._lags.pop(0) if self._lags else 0
+
+    def count_skipped(self, worker: int, steps: int) -> None:
+        """A non-finite update: its env steps are counted at the server with the next round trip."""
+        self._skipped.append(steps)
+        self._maybe_send()
+
+    def _maybe_send(self) -> None:
+        if time.monotonic() - self._sent >= self.interval:
+            self.send()
+
+    def send(self) -> None:
+        """Start a round trip with everything queued (after collecting the previous one's reply)."""
+        self.flush()
+        if not self._grads and not self._skipped:
+            return
+        grads = torch.stack(self._grads).numpy() if self._grads else np.zeros((0, self.size), dtype=np.float32)
+        lrs, critic_lrs, steps, pulled_at = (list(x) for x in zip(*self._meta, strict=True)) if self._meta else ([], [], [], [])
+        self._pending = self.ps.push_batch.remote(grads, lrs, critic_lrs, self.index, steps, pulled_at, self._skipped, self._own_row())
+        self._grads, self._meta, self._skipped = [], [], []
+        self._sent = time.monotonic()
 
     def flush(self) -> int:
-        """Wait for the reply of the push in flight, if any; returns its update lag."""
+        """Wait for the reply of the round trip in flight, if any; returns the sum of its lags."""
         if self._pending is None:
             return 0
         reply, self._pending = _ray().get(self._pending), None
         self._take(reply)
-        return reply["lag"]
+        return sum(reply.get("lags", ()))
 
-    def count_skipped(self, worker: int, steps: int) -> None:
+    def finish(self) -> None:
+        """Send what is queued and wait for it (the end of a worker's run)."""
+        self.send()
         self.flush()
-        self._take(_ray().get(self.ps.skip.remote(worker, steps, self._own_row())))
 
     def global_steps(self) -> int:
         return self._reply["steps"]
@@ -185,7 +231,7 @@ class WorkerActor:
     def __init__(self, cfg: Config, index: int, ps: Any, size: int, obs_dim: int | None, env_fn: EnvFn | None, incarnation: int = 0) -> None:
         torch.set_num_threads(1)
         obs_stats = None if obs_dim is None else normalize.new_stats(cfg.run.workers, obs_dim)
-        self.store = RemoteStore(ps, size, index, obs_stats)
+        self.store = RemoteStore(ps, size, index, obs_stats, cfg.run.ray_sync_interval)
         self.worker = Worker(cfg, index, self.store, env_fn, incarnation)
         self.cfg, self.ps = cfg, ps
 
@@ -198,7 +244,7 @@ class WorkerActor:
             if now - last >= self.cfg.run.report_interval:
                 self.ps.report.remote(self.worker.take_report())
                 last = now
-        self.store.flush()
+        self.store.finish()
         _ray().get(self.ps.report.remote(self.worker.take_report()))
         self.worker.close()
         return self.worker.index
