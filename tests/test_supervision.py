@@ -64,3 +64,46 @@ def test_a_worker_that_keeps_failing_stops_the_run_with_a_usable_checkpoint(tmp_
     loaded = A3C.load(tmp_path / "run", env=fake_envs.RaisesOnStep)  # the checkpoint is usable
     action, _ = loaded.predict([0.0, 0.0], deterministic=True)
     assert int(action) in (0, 1)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in a process group."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry))
+    return pids
+
+
+def test_workers_and_their_fork_server_exit_when_the_trainer_is_killed(tmp_path):
+    """SIGKILL of the trainer alone (no chance to clean up): its workers, and the fork server they
+    were forked from, notice and exit by themselves; nothing is left running."""
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    code = "from a3c import A3C; A3C('CartPole-v1', workers=2, total_steps=10**8, stop_at_target=False).learn(run_dir=%r, progress='none')"
+    proc = subprocess.Popen([sys.executable, "-c", code % str(run_dir)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "progress.csv").exists() or len(_group_members(proc.pid)) < 4:  # trainer, server, 2 workers
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not get going"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group_members(proc.pid) == [], "processes outlived their trainer"
+    finally:
+        if _group_members(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait(timeout=30)

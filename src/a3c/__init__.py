@@ -1,9 +1,25 @@
 """a3c: Asynchronous Advantage Actor-Critic for Gymnasium, on CPUs, from a laptop to a cluster."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from a3c.config import Config, build_config  # noqa: E402
 from a3c.errors import A3CError, ConfigError, EnvError  # noqa: E402
-from a3c.trainer import A3C  # noqa: E402
+
+if TYPE_CHECKING:
+    from a3c.trainer import A3C
 
 __all__ = ["A3C", "A3CError", "Config", "ConfigError", "EnvError", "build_config", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # `a3c.A3C` imports torch on first use, so that `import a3c.cli` (and the worker fork server
+    # it starts) does not wait for torch.
+    if name == "A3C":
+        from a3c.trainer import A3C
+
+        return A3C
+    raise AttributeError(f"module 'a3c' has no attribute {name!r}")

@@ -154,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _other_backend(argv: list[str]) -> bool:
+    """Whether the command line asks for a backend other than processes (then no fork server)."""
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+        if arg.startswith("--backend") and value in ("serial", "ray"):
+            return True
+        if arg.startswith("--set") and value.replace(" ", "") in ("run.backend=serial", "run.backend=ray", "backend=serial", "backend=ray"):
+            return True
+    return False
+
+
 def _version() -> str:
     from a3c import __version__
 
@@ -246,6 +257,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"] and not _other_backend(argv):
+        from a3c import forkserver
+
+        forkserver.warm_up()  # the workers' fork server imports torch while this process does
     parser = build_parser()
     args = parser.parse_args(argv)
     from a3c.backends import WorkerFailure

@@ -289,6 +289,15 @@ class ActorCritic(nn.Module):
         out, v = self._heads(x, h)
         return out, v, state
 
+    def act(self, obs: Tensor, state: State = None) -> tuple[Tensor, State]:
+        """One step of the actor alone, for collecting a rollout: (policy output, next state). The
+        critic is not evaluated (the rollout's values come from `unroll`, with gradient)."""
+        _, h = self._features(obs)
+        if self.core is not None:
+            state = self.core(h, state)
+            h = state[0]
+        return self.policy_head(h), state
+
     def unroll(self, obs: Tensor, state: State, end: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
         """A whole rollout `obs [T1, B, ...]` from `state`, resetting the core after steps where
         `end [T1 - 1, B]` is 1. Returns policy outputs `[T1 * B, ...]`, values `[T1, B]`, and the

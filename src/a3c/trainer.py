@@ -34,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from a3c import __version__, checkpoint, normalize
+from a3c import __version__, checkpoint, forkserver, normalize
 from a3c.backends import WorkerFailure, make_backend
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, build_config, from_dict, resolve_key
@@ -138,6 +138,8 @@ class A3C:
         if total_steps is not None:
             self.config = self.config.replace({"run.total_steps": total_steps})
         cfg = self.config
+        if cfg.run.backend == "processes":
+            forkserver.warm_up()  # the workers' imports start now, in the background, while the run is set up
         resume, self._resume = self._resume, None
         if resume is not None and run_dir is not None and Path(run_dir).resolve() != resume[0].resolve():
             raise ConfigError("a resumed agent continues in its own run directory; do not pass run_dir")

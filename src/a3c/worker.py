@@ -86,7 +86,7 @@ class Worker:
         with torch.inference_mode():
             state = state0
             for t in range(T):
-                out, _, state = self.model(norm(self.obs_buf[t]), state)
+                out, state = self.model.act(norm(self.obs_buf[t]), state)
                 actions = self.head.sample(out, self.generator)
                 self.act_buf[t] = actions
                 obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))

@@ -1,0 +1,44 @@
+"""The fork server that the processes backend starts its workers from.
+
+Starting a worker with `spawn` means a fresh interpreter importing torch, gymnasium and a3c: about
+1 s of CPU per worker, paid again for every restart and every `learn()`. Instead, one clean process
+(the `forkserver` start method: no threads, it never computes) imports them once, and every worker
+is a fork of it, ready in milliseconds. Forking the trainer itself stays off limits: it may hold
+torch or BLAS threads.
+
+`warm_up()` starts the server without waiting for it: the CLI calls it first thing (so the server
+imports torch on the other core while the CLI itself does), and an agent on the processes backend
+calls it when it is created. The server lives as long as this process. Standard library only, so
+that it can run before torch is imported.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from multiprocessing import forkserver
+from typing import Any
+
+# What the server imports once: the user's main module (as spawn would re-run it, guarded by
+# `if __name__ == "__main__"`) and the worker's code with torch and gymnasium.
+PRELOAD = ["__main__", "a3c.backends.processes"]
+
+
+def context() -> Any:
+    """The multiprocessing context the processes backend starts workers with."""
+    return multiprocessing.get_context("forkserver")
+
+
+def warm_up() -> None:
+    """Start the fork server (non-blocking) if it is not running yet. Workers inherit its
+    environment, so it starts with OMP_NUM_THREADS=1 (one thread per worker)."""
+    context().set_forkserver_preload(PRELOAD)  # takes effect only if the server is not running yet
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
