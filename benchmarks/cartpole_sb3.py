@@ -28,7 +28,8 @@ the targets) and `<out>/cartpole_sb3.md` (a Markdown snippet for the README).
 
 Internal mode: `--one {a3c,sb3} SEED [--run-dir DIR]` runs a single training and prints one line
 `BENCH_RESULT {json}`; the parent uses it. This module imports only the standard library at top
-level: the a3c workers are started with `spawn` and re-import it.
+level: the fork server that a3c's workers are forked from imports it (as `__mp_main__`). a3c's
+time includes starting that server (it starts at the beginning of learn()).
 """
 
 from __future__ import annotations
