@@ -240,3 +240,26 @@ def test_truncate_csv_cuts_rows_past_the_checkpoint_and_a_partial_last_line(tmp_
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ConfigError, match="does not have the columns"):
         truncate_csv(tmp_path / "other.csv", PROGRESS_COLUMNS, 5)
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_with_a_checkpoint_and_a_summary(tmp_path):
+    """`kill PID` (what nohup'd and supervised runs get; a background job ignores SIGINT): the run
+    stops gracefully, writes its final checkpoint and summary.json, and exits 143."""
+    run_dir = tmp_path / "run"
+    args = ["train", "CartPole-v1", "--run-dir", str(run_dir), "--progress", "lines", "--total-steps", "100000000",
+            "--set", "run.stop_at_target=false", "--set", "run.log_interval=5000"]  # fmt: skip
+    proc = subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "progress.csv").exists() or len(_rows(run_dir / "progress.csv")) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not get going"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # the trainer only
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == "terminated" and summary["steps"] >= 10_000
+    assert checkpoint.find(run_dir).steps == summary["steps"]

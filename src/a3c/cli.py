@@ -210,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"return_mean {summary['return_mean']:.1f}, solved {summary['solved']}, "
         f"wall {summary['wall_s']:.1f}s -> {agent.run_dir}"
     )
-    return 130 if summary["stop_reason"] == "interrupted" else 0
+    return {"interrupted": 130, "terminated": 143}.get(summary["stop_reason"], 0)  # 128 + SIGINT / SIGTERM
 
 
 def _draw_curves(run_dir: Path | None) -> None:

@@ -146,7 +146,7 @@ class RunConfig:
     workers: int = _f(2, "Number of asynchronous workers (default: 2).", _positive_int)
     backend: str = _f("processes", "Where workers run: processes (default), serial (deterministic emulation) or ray.", _one_of("processes", "serial", "ray"))
     ray_address: str | None = _f(None, "Ray cluster to join (auto or HOST:PORT); null starts a local Ray on 127.0.0.1.", _optional(_is_str))
-    ray_sync_interval: float = _f(0.02, "Ray backend: seconds between a worker's round trips to the parameter server. The gradients computed in between travel together (each is still applied as its own update, in order) and the worker re-syncs its weights once per round trip; 0 = a round trip per update.", _nonneg)
+    ray_sync_interval: float = _f(0.05, "Ray backend: seconds between a worker's round trips to the parameter server. The gradients computed in between travel together (each is still applied as its own update, in order) and the worker re-syncs its weights once per round trip; 0 = a round trip per update.", _nonneg)
     seed: int = _f(0, "Seed; each worker seeds its envs and RNGs from (seed, worker index).", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
     total_steps: int = _f(1_000_000, "Stop after this many global env steps (also the horizon of the lr schedule).", _positive_int)
     target_return: float | None = _f(None, "Stop once the mean return of the last return_window episodes reaches this (null: the env's reward_threshold if it has one).", _optional(_finite))

@@ -25,6 +25,8 @@ import logging
 import math
 import os
 import platform
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -212,6 +214,7 @@ class A3C:
                 return "max_time"
             return None
 
+        restore_sigterm = _catch_sigterm()  # `kill PID` stops like Ctrl-C: checkpoint, summary
         try:
             # A resumed run may have nothing left to do (solved, or out of time): no workers then.
             done = stop_reason() if ckpt is not None else None
@@ -244,9 +247,12 @@ class A3C:
             reason = "callback"
         except KeyboardInterrupt:
             reason = "interrupted"
+        except _Terminated:
+            reason = "terminated"
         except WorkerFailure as e:
             reason, error = "worker_failure", e
         finally:
+            restore_sigterm()
             for rep in backend.stop() if started else []:
                 stats.add(rep)
                 rundir.write_episodes(rep, stats.steps, time.monotonic() - start)
@@ -574,6 +580,26 @@ class A3C:
 
 class _CallbackStop(Exception):
     pass
+
+
+class _Terminated(Exception):
+    """SIGTERM (`kill PID`) during learn(): stop like Ctrl-C, with a final checkpoint and summary."""
+
+
+def _catch_sigterm() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM raises _Terminated in the main thread (once: a
+    second SIGTERM gets the previous handler, by default terminating at once). Elsewhere than the
+    main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _fold_into(dst: torch.Tensor, src: torch.Tensor) -> None:

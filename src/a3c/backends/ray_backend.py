@@ -36,6 +36,9 @@ from a3c.envs import EnvFn
 from a3c.optim import GlobalParams
 from a3c.worker import Worker, WorkerReport
 
+POLL_S = 0.2
+EARLY_CHECK_S = 0.002
+
 
 def _ray() -> Any:
     if "ray" not in sys.modules:  # Ray reads this at import: a local Ray then binds to loopback only
@@ -102,9 +105,11 @@ class ParameterServer:
         """Apply one gradient (a round trip of one update)."""
         return self.push_batch(np.asarray(grad)[None], [lr], [critic_lr], worker, [steps], [pulled_at], [], obs_row)
 
-    def push_batch(self, grads: np.ndarray, lrs: list[float], critic_lrs: list[float], worker: int, steps: list[int], pulled_at: list[int], skipped: list[int], obs_row: np.ndarray | None) -> dict[str, Any]:
+    def push_batch(self, grads: np.ndarray, lrs: list[float], critic_lrs: list[float], worker: int, steps: list[int], pulled_at: list[int], skipped: list[int], obs_row: np.ndarray | None, reports: list[WorkerReport] = ()) -> dict[str, Any]:
         """Apply a worker's gradients [k, size] one by one, in order (k optimizer steps), and count
-        its skipped (non-finite) updates' env steps; the reply's `lags` has one lag per gradient."""
+        its skipped (non-finite) updates' env steps; the reply's `lags` has one lag per gradient.
+        `reports` are the worker's reports since its last round trip (for the trainer)."""
+        self.reports.extend(reports)
         self._obs_row(worker, obs_row)
         for n in skipped:
             self.store.count_skipped(worker, n)
@@ -117,9 +122,6 @@ class ParameterServer:
     def _obs_row(self, worker: int, row: np.ndarray | None) -> None:
         if row is not None and self.store.obs_stats is not None:
             self.store.obs_stats[worker] = torch.from_numpy(row)
-
-    def report(self, rep: WorkerReport) -> None:
-        self.reports.append(rep)
 
     def take_reports(self) -> list[WorkerReport]:
         out, self.reports = self.reports, []
@@ -149,8 +151,9 @@ class RemoteStore:
         self._grads: list[torch.Tensor] = []
         self._meta: list[tuple[float, float, int, int]] = []  # (lr, critic_lr, steps, pulled_at)
         self._skipped: list[int] = []
+        self._reports: list[WorkerReport] = []  # travel with the next round trip
         self._lags: list[int] = []  # lags of applied gradients, not yet handed to the worker
-        self._sent = time.monotonic()
+        self._sent = self._checked = time.monotonic()
         # Pipelining: a round trip's reply is collected at the next one, so it overlaps the next
         # rollouts; the server counts the staleness in the update lag it reports.
         self._pending: Any = None
@@ -168,6 +171,13 @@ class RemoteStore:
         return None if self.obs_stats is None else self.obs_stats[self.index].numpy().copy()
 
     def pull(self, out: torch.Tensor) -> int:
+        # The reply of the round trip in flight usually arrives a few ms after it was sent: take it
+        # as soon as it is there (a non-blocking check, at most every EARLY_CHECK_S), so the local
+        # copy re-syncs about one update after a round trip rather than one round trip later.
+        if self._pending is not None and time.monotonic() - self._checked >= EARLY_CHECK_S:
+            self._checked = time.monotonic()
+            if _ray().wait([self._pending], timeout=0)[0]:
+                self.flush()
         if self._reply["updates"] != self._pulled:
             np.copyto(out.numpy(), _ray().get(self._reply["weights"][0]))
             self._pulled = self._reply["updates"]
@@ -193,13 +203,13 @@ class RemoteStore:
     def send(self) -> None:
         """Start a round trip with everything queued (after collecting the previous one's reply)."""
         self.flush()
-        if not self._grads and not self._skipped:
+        if not self._grads and not self._skipped and not self._reports:
             return
         grads = torch.stack(self._grads).numpy() if self._grads else np.zeros((0, self.size), dtype=np.float32)
         lrs, critic_lrs, steps, pulled_at = (list(x) for x in zip(*self._meta, strict=True)) if self._meta else ([], [], [], [])
-        self._pending = self.ps.push_batch.remote(grads, lrs, critic_lrs, self.index, steps, pulled_at, self._skipped, self._own_row())
-        self._grads, self._meta, self._skipped = [], [], []
-        self._sent = time.monotonic()
+        self._pending = self.ps.push_batch.remote(grads, lrs, critic_lrs, self.index, steps, pulled_at, self._skipped, self._own_row(), self._reports)
+        self._grads, self._meta, self._skipped, self._reports = [], [], [], []
+        self._sent = self._checked = time.monotonic()
 
     def flush(self) -> int:
         """Wait for the reply of the round trip in flight, if any; returns the sum of its lags."""
@@ -208,6 +218,10 @@ class RemoteStore:
         reply, self._pending = _ray().get(self._pending), None
         self._take(reply)
         return sum(reply.get("lags", ()))
+
+    def report(self, rep: WorkerReport) -> None:
+        """Queue a report for the trainer; it travels with the next round trip."""
+        self._reports.append(rep)
 
     def finish(self) -> None:
         """Send what is queued and wait for it (the end of a worker's run)."""
@@ -242,10 +256,10 @@ class WorkerActor:
             self.worker.update()
             now = time.monotonic()
             if now - last >= self.cfg.run.report_interval:
-                self.ps.report.remote(self.worker.take_report())
+                self.store.report(self.worker.take_report())
                 last = now
+        self.store.report(self.worker.take_report())
         self.store.finish()
-        _ray().get(self.ps.report.remote(self.worker.take_report()))
         self.worker.close()
         return self.worker.index
 
@@ -274,7 +288,9 @@ class RayBackend:
 
     def poll(self, timeout: float) -> list[WorkerReport]:
         ray = _ray()
-        ready, _ = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
+        # At most one call to the server every POLL_S: on a busy machine the trainer's calls take
+        # CPU from the workers (the reports arrive every run.report_interval anyway).
+        ready, _ = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=max(timeout, POLL_S))
         reports = ray.get(self.ps.take_reports.remote())
         for ref in ready:
             index = self.runs.pop(ref)
