@@ -274,6 +274,22 @@ def test_rmsprop_step_by_hand():
     torch.testing.assert_close(flat, torch.tensor([-s10, 1 + s10 - 0.01 / math.sqrt(0.46), 2 - s10 - 0.01 / 0.35]))
 
 
+def test_rmsprop_tf_step_by_hand():
+    # TensorFlow's form: square_avg starts at 1 and eps sits inside the square root.
+    # alpha = 0.9, lr = 0.01, eps = 0.01; p = [0, 1], g = [1, 0]:
+    #   square_avg = 0.9 * 1 + 0.1 * g^2 = [1.0, 0.9]
+    #   p -= 0.01 * g / sqrt(square_avg + 0.01) = [0.01 / sqrt(1.01), 0]
+    # (PyTorch's form, from 0 and with eps outside, would step p[0] by 0.01 / (sqrt(0.1) + 0.01).)
+    cfg = OptimConfig(name="rmsprop_tf", alpha=0.9, eps=0.01)
+    model = type("TwoParams", (nn.Linear,), {"ordered_parameters": lambda self: list(self.parameters())})(1, 1)
+    store = GlobalParams(model, cfg, workers=1, n_actor=2)
+    assert torch.equal(store.state["square_avg"], torch.ones(2))
+    flat = torch.tensor([0.0, 1.0])
+    apply_update("rmsprop_tf", flat, torch.tensor([1.0, 0.0]), store.state, cfg, lr=0.01, critic_lr=0.01, n_actor=2)
+    torch.testing.assert_close(store.state["square_avg"], torch.tensor([1.0, 0.9]))
+    torch.testing.assert_close(flat, torch.tensor([-0.01 / math.sqrt(1.01), 1.0]))
+
+
 def _torch_reference(opt_cls, p0: torch.Tensor, grads: list[torch.Tensor], **kwargs) -> torch.Tensor:
     p = nn.Parameter(p0.clone())
     opt = opt_cls([p], **kwargs)

@@ -117,7 +117,7 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = _f("rmsprop", "Shared optimizer: rmsprop (statistics shared), adam (shared) or sgd.", _one_of("rmsprop", "adam", "sgd"))
+    name: str = _f("rmsprop", "Shared optimizer: rmsprop (statistics shared; PyTorch's form, sqrt(g) + eps, g starting at 0), rmsprop_tf (TensorFlow's form, as in the A3C paper and SB3's RMSpropTFLike: sqrt(g + eps), g starting at 1), adam (shared) or sgd.", _one_of("rmsprop", "rmsprop_tf", "adam", "sgd"))
     learning_rate: float = _f(1e-3, "Initial learning rate (of the actor, and the critic unless set apart).", _nonneg)
     critic_learning_rate: float | None = _f(None, "Separate learning rate for the critic (null: same as learning_rate).", _optional(_nonneg))
     lr_schedule: str = _f("linear", "Per-worker learning-rate schedule over total_steps: linear (to 0) or constant.", _one_of("linear", "constant"))

@@ -35,6 +35,8 @@ class GlobalParams:
         self.state: dict[str, Tensor] = {}
         if cfg.name == "rmsprop":
             self.state["square_avg"] = torch.zeros_like(self.flat)
+        elif cfg.name == "rmsprop_tf":  # TensorFlow starts the average at 1: small first steps
+            self.state["square_avg"] = torch.ones_like(self.flat)
         elif cfg.name == "adam":
             self.state["exp_avg"] = torch.zeros_like(self.flat)
             self.state["exp_avg_sq"] = torch.zeros_like(self.flat)
@@ -100,10 +102,12 @@ def apply_update(
     kind: str, flat: Tensor, grad: Tensor, state: dict[str, Tensor], cfg: OptimConfig, lr: float, critic_lr: float, n_actor: int
 ) -> None:
     """One optimizer step on the flat parameters, in place (actor slice at lr, critic slice at critic_lr)."""
-    if kind == "rmsprop":
+    if kind in ("rmsprop", "rmsprop_tf"):
         sq = state["square_avg"]
         sq.mul_(cfg.alpha).addcmul_(grad, grad, value=1.0 - cfg.alpha)
-        step_dir, denom = grad, sq.sqrt().add_(cfg.eps)
+        # PyTorch: sqrt(g) + eps. TensorFlow (and the paper's eq. in S2): sqrt(g + eps), which
+        # bounds the step of a parameter whose gradients are tiny to lr * grad / sqrt(eps).
+        step_dir, denom = grad, (sq.sqrt().add_(cfg.eps) if kind == "rmsprop" else sq.add(cfg.eps).sqrt_())
     elif kind == "adam":
         b1, b2 = cfg.betas
         state["step"] += 1
