@@ -106,7 +106,10 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
 def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "CartPole-v1", "--backend", "serial", "--total-steps", "100000000", "--run-dir", str(run_dir), "--progress", "lines", "--set", "log_interval=1000"]
-    proc = subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT back to its default in the child: a test suite started as a background job inherits
+    # SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    proc = subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not (run_dir / "progress.csv").exists() or len(_rows(run_dir / "progress.csv")) < 3:
