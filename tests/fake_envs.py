@@ -94,3 +94,26 @@ class CartPoleDiesOnce(CartPoleRaisesOnce):
             import os
 
             os._exit(137)
+
+
+class Pixels(gym.Env):
+    """Random 4x24x24 uint8 frames, 3 actions, reward +1 when the action matches the brightest
+    quadrant; an episode terminates with probability 0.1 per step and is truncated after 9 steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 24, 24), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        self.frame = self.np_random.integers(0, 256, (4, 24, 24), dtype=np.uint8)
+        return self.frame
+
+    def step(self, action):
+        best = int(np.argmax([self.frame[:, :12, :12].mean(), self.frame[:, 12:, :12].mean(), self.frame[:, :12, 12:].mean()]))
+        reward = float(int(action) == best)
+        self.t += 1
+        return self._obs(), reward, bool(self.np_random.random() < 0.1), self.t >= 9, {}

@@ -1,7 +1,8 @@
 """The A3C worker loop, written once and run by every backend.
 
 One update: pull the global parameters -> collect an n-step rollout on the worker's envs (one batched
-forward pass per step, no gradient) -> loss (eq. 1-3) -> gradients -> clip by global norm -> push to
+forward pass per step; without gradient for small models, with it, kept for the loss, for image
+models) -> loss (eq. 1-3) -> gradients -> clip by global norm -> push to
 the shared optimizer -> record what happened for the next report.
 """
 
@@ -18,7 +19,7 @@ import torch
 from a3c import algo, normalize
 from a3c.config import Config
 from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
-from a3c.models import make_model
+from a3c.models import ConvEncoder, State, make_model
 from a3c.optim import GlobalParams, scheduled_lr
 
 
@@ -52,6 +53,10 @@ class Worker:
         self.envs = EnvBatch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
         self.head = self.model.policy_head
+        # Image models keep the rollout's graph for the loss (the forward pass is most of their
+        # cost); small models roll out the actor alone in inference mode and re-evaluate the batch,
+        # which is cheaper than per-step autograd bookkeeping (docs/implementation_details.md).
+        self.graph_rollout = isinstance(self.model.encoder, ConvEncoder)
         self.params = self.model.ordered_parameters()
         # The local parameters are views into one flat tensor, so a pull is a single copy.
         self.flat = torch.empty(store.size, dtype=torch.float32)
@@ -83,29 +88,17 @@ class Worker:
         norm = self._observation_normalizer()
         finals: list[tuple[int, int, np.ndarray]] = []  # (t, env, final obs) at time-limit truncations
         state0 = self.state
-        with torch.inference_mode():
-            state = state0
-            for t in range(T):
-                out, state = self.model.act(norm(self.obs_buf[t]), state)
-                actions = self.head.sample(out, self.generator)
-                self.act_buf[t] = actions
-                obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))
-                self.rew_np[t] = reward
-                self.term_np[t] = terminated
-                self.end_np[t] = terminated | truncated
-                finals.extend((t, i, o) for i, o in final_obs)
-                self.obs_buf[t + 1].copy_(torch.from_numpy(obs))
-                if state is not None:  # a new episode starts from a zero state
-                    keep = torch.from_numpy(1.0 - self.end_np[t]).unsqueeze(-1)
-                    state = (state[0] * keep, state[1] * keep)
-        self.state = None if state is None else (state[0].clone(), state[1].clone())
-
-        # One forward pass (with gradient) over s_0..s_T; the values of s_1..s_T are the bootstraps.
         end_t = torch.from_numpy(self.end_np)
-        out, values, hiddens = self.model.unroll(norm(self.obs_buf), state0, end_t)
-        v_t = values[:T]
+        if self.graph_rollout:
+            out, v_t, v_tp1, hiddens, state = self._rollout_with_graph(norm, state0, finals)
+        else:
+            state = self._rollout(norm, state0, finals)
+            # One forward pass (with gradient) over s_0..s_T; the values of s_1..s_T are the bootstraps.
+            out, values, hiddens = self.model.unroll(norm(self.obs_buf), state0, end_t)
+            out, v_t, v_tp1 = out[: T * B], values[:T], values[1:].detach()
+        self.state = None if state is None else (state[0].detach().clone(), state[1].detach().clone())
         with torch.no_grad():
-            v_tp1 = values[1:].clone()
+            v_tp1 = v_tp1.clone()
             if finals:  # a time-limit truncation bootstraps from V(final observation)
                 extra = torch.as_tensor(np.stack([o for _, _, o in finals])).to(self.obs_buf.dtype)
                 ts = [t for t, _, _ in finals]
@@ -117,7 +110,7 @@ class Worker:
             r_t = r_t * cfg.algo.reward_scale
         discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
         adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, end_t, cfg.algo.gae_lambda)
-        logp, entropy = self.head.logp_entropy(out[: T * B], self.act_buf.view(T * B, *self.head.action_shape))
+        logp, entropy = self.head.logp_entropy(out, self.act_buf.view(T * B, *self.head.action_shape))
         loss = algo.a3c_loss(logp, entropy, v_t.reshape(-1), adv_t.reshape(-1), cfg.algo.ent_coef, cfg.algo.vf_coef)
 
         grads = torch.autograd.grad(loss.total, self.params)
@@ -149,6 +142,53 @@ class Worker:
         rep.grad_norm += grad_norm
         rep.update_lag += lag
         rep.learning_rate += lr
+
+    def _step_envs(self, t: int, actions: torch.Tensor, finals: list[tuple[int, int, np.ndarray]]) -> None:
+        self.act_buf[t] = actions
+        obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))
+        self.rew_np[t] = reward
+        self.term_np[t] = terminated
+        self.end_np[t] = terminated | truncated
+        finals.extend((t, i, o) for i, o in final_obs)
+        self.obs_buf[t + 1].copy_(torch.from_numpy(obs))
+
+    def _reset_ended(self, t: int, state: State) -> State:
+        """A new episode starts from a zero core state."""
+        if state is None:
+            return None
+        keep = torch.from_numpy(1.0 - self.end_np[t]).unsqueeze(-1)
+        return (state[0] * keep, state[1] * keep)
+
+    def _rollout(self, norm: Callable[[torch.Tensor], torch.Tensor], state: State, finals: list[tuple[int, int, np.ndarray]]) -> State:
+        """n steps of the actor alone without gradient (the learning pass re-evaluates them)."""
+        with torch.inference_mode():
+            for t in range(self.n_steps):
+                out, state = self.model.act(norm(self.obs_buf[t]), state)
+                self._step_envs(t, self.head.sample(out, self.generator), finals)
+                state = self._reset_ended(t, state)
+        return state
+
+    def _rollout_with_graph(self, norm: Callable[[torch.Tensor], torch.Tensor], state: State, finals: list[tuple[int, int, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[State], State]:
+        """n steps of actor and critic with gradient, kept for the loss: the learning pass needs no
+        second forward (the parameters do not change during a rollout, so the graph is the same).
+        Returns policy outputs `[T * B, ...]`, V(s_0..s_T-1) with gradient, V(s_1..s_T) without,
+        the core's states per step, and the state after the rollout."""
+        outs, values, hiddens = [], [], []
+        for t in range(self.n_steps):
+            out, v, state = self.model(norm(self.obs_buf[t]), state)
+            outs.append(out)
+            values.append(v)
+            if state is not None:
+                hiddens.append(state)
+            with torch.no_grad():
+                actions = self.head.sample(out.detach(), self.generator)
+            self._step_envs(t, actions, finals)
+            state = self._reset_ended(t, state)
+        v_t = torch.stack(values)
+        with torch.no_grad():
+            _, v_last, _ = self.model(norm(self.obs_buf[self.n_steps]), state)
+            v_tp1 = torch.cat([v_t[1:].detach(), v_last.unsqueeze(0)])
+        return torch.cat(outs), v_t, v_tp1, hiddens, state
 
     def _observation_normalizer(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Add the last rollout's observations to this worker's statistics and snapshot the global
