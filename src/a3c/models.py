@@ -310,8 +310,7 @@ class ActorCritic(nn.Module):
             h = h.view(t1, b, -1)
             for t in range(t1):
                 if t > 0:
-                    keep = (1.0 - end[t - 1]).unsqueeze(-1)
-                    state = (state[0] * keep, state[1] * keep)
+                    state = reset_ended(state, end[t - 1])
                 state = self.core(h[t], state)
                 hiddens.append(state)
                 outs.append(state[0])
@@ -323,6 +322,15 @@ class ActorCritic(nn.Module):
         """V of observations `[K, ...]` seen right after `state` (no reset): truncation bootstraps."""
         _, v, _ = self.forward(obs, state)
         return v
+
+
+def reset_ended(state: State, end: Tensor) -> State:
+    """The core state with the rows of envs whose episode ended (`end [B]` is 1) zeroed: a new
+    episode starts from a zero state."""
+    if state is None:
+        return None
+    keep = (1.0 - end).unsqueeze(-1)
+    return (state[0] * keep, state[1] * keep)
 
 
 def make_model(observation_space: gym.Space, action_space: gym.Space, cfg: ModelConfig) -> ActorCritic:

@@ -1,9 +1,9 @@
 """The A3C worker loop, written once and run by every backend.
 
 One update: pull the global parameters -> collect an n-step rollout on the worker's envs (one batched
-forward pass per step; without gradient for small models, with it, kept for the loss, for image
-models) -> loss (eq. 1-3) -> gradients -> clip by global norm -> push to
-the shared optimizer -> record what happened for the next report.
+forward pass per step: without gradient for small models, with gradient and kept for the loss for
+image models) -> loss (eq. 1-3) -> gradients -> clip by global norm -> push to the shared optimizer
+-> record what happened for the next report.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from a3c import algo, normalize
 from a3c.config import Config
 from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
-from a3c.models import ConvEncoder, State, make_model
+from a3c.models import ConvEncoder, State, make_model, reset_ended
 from a3c.optim import GlobalParams, scheduled_lr
 
 
@@ -55,7 +55,7 @@ class Worker:
         self.head = self.model.policy_head
         # Image models keep the rollout's graph for the loss (the forward pass is most of their
         # cost); small models roll out the actor alone in inference mode and re-evaluate the batch,
-        # which is cheaper than per-step autograd bookkeeping (docs/implementation_details.md).
+        # which is cheaper than per-step autograd bookkeeping (docs/architecture.md).
         self.graph_rollout = isinstance(self.model.encoder, ConvEncoder)
         self.params = self.model.ordered_parameters()
         # The local parameters are views into one flat tensor, so a pull is a single copy.
@@ -152,20 +152,13 @@ class Worker:
         finals.extend((t, i, o) for i, o in final_obs)
         self.obs_buf[t + 1].copy_(torch.from_numpy(obs))
 
-    def _reset_ended(self, t: int, state: State) -> State:
-        """A new episode starts from a zero core state."""
-        if state is None:
-            return None
-        keep = torch.from_numpy(1.0 - self.end_np[t]).unsqueeze(-1)
-        return (state[0] * keep, state[1] * keep)
-
     def _rollout(self, norm: Callable[[torch.Tensor], torch.Tensor], state: State, finals: list[tuple[int, int, np.ndarray]]) -> State:
         """n steps of the actor alone without gradient (the learning pass re-evaluates them)."""
         with torch.inference_mode():
             for t in range(self.n_steps):
                 out, state = self.model.act(norm(self.obs_buf[t]), state)
                 self._step_envs(t, self.head.sample(out, self.generator), finals)
-                state = self._reset_ended(t, state)
+                state = reset_ended(state, torch.from_numpy(self.end_np[t]))
         return state
 
     def _rollout_with_graph(self, norm: Callable[[torch.Tensor], torch.Tensor], state: State, finals: list[tuple[int, int, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[State], State]:
@@ -181,9 +174,9 @@ class Worker:
             if state is not None:
                 hiddens.append(state)
             with torch.no_grad():
-                actions = self.head.sample(out.detach(), self.generator)
+                actions = self.head.sample(out, self.generator)
             self._step_envs(t, actions, finals)
-            state = self._reset_ended(t, state)
+            state = reset_ended(state, torch.from_numpy(self.end_np[t]))
         v_t = torch.stack(values)
         with torch.no_grad():
             _, v_last, _ = self.model(norm(self.obs_buf[self.n_steps]), state)
