@@ -204,6 +204,9 @@ class A3C:
         saved_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         started = False
+        # (steps, window mean) when the window met the target. Episodes the workers finish while
+        # they stop still join the log and the final window; they don't un-solve the run.
+        solved_at: tuple[int, float] | None = None
 
         def stop_reason() -> str | None:
             if target is not None and stats.window_full and stats.return_mean >= target:
@@ -220,6 +223,8 @@ class A3C:
             done = stop_reason() if ckpt is not None else None
             if done is not None:
                 reason = done
+                if done == "target_return":
+                    solved_at = (stats.steps, stats.return_mean)
             else:
                 started = True
                 backend.start()
@@ -242,6 +247,8 @@ class A3C:
                     done = "total_steps"
                 if done is not None:
                     reason = done
+                    if done == "target_return":
+                        solved_at = (stats.steps, stats.return_mean)
                     break
         except _CallbackStop:
             reason = "callback"
@@ -280,7 +287,9 @@ class A3C:
                 "episodes": stats.episodes,
                 "return_mean": stats.return_mean,
                 "target_return": target,
-                "solved": bool(target is not None and stats.window_full and stats.return_mean >= target),
+                "solved": solved_at is not None or bool(target is not None and stats.window_full and stats.return_mean >= target),
+                "solved_steps": None if solved_at is None else solved_at[0],
+                "solved_return_mean": None if solved_at is None else solved_at[1],
                 "stop_reason": reason,
                 "updates": stats.updates,
                 "nonfinite_updates": stats.nonfinite,
