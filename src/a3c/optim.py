@@ -114,9 +114,12 @@ def apply_update(
         t = float(state["step"])
         state["exp_avg"].lerp_(grad, 1.0 - b1)
         state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
-        bias1, bias2 = 1.0 - b1**t, 1.0 - b2**t
-        step_dir = state["exp_avg"] / bias1
-        denom = (state["exp_avg_sq"] / bias2).sqrt_().add_(cfg.eps)
+        # m / bias1 / (sqrt(v / bias2) + eps): the bias corrections fold into scalars, so a step
+        # makes one parameter-sized temporary (the denominator), as torch's Adam does.
+        bias1, bias2_sqrt = 1.0 - b1**t, (1.0 - b2**t) ** 0.5
+        step_dir = state["exp_avg"]
+        denom = state["exp_avg_sq"].sqrt().div_(bias2_sqrt).add_(cfg.eps)
+        lr, critic_lr = lr / bias1, critic_lr / bias1
     else:  # plain SGD: theta += lr * grad of the objective (the tutorial's cliff demo)
         step_dir, denom = grad, None
     if lr == critic_lr:
