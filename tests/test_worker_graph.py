@@ -1,4 +1,4 @@
-"""Image models keep the rollout's graph for the loss: the same gradients as re-evaluating it."""
+"""Wide image rollouts keep the rollout's graph for the loss: the same gradients as re-evaluating it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from a3c import A3C, build_config
 from a3c.optim import GlobalParams
-from a3c.worker import Worker
+from a3c.worker import GRAPH_ROLLOUT_MIN_ENVS, Worker
 
 
 def _pushed_gradients(graph_rollout: bool, overrides: dict, updates: int = 3) -> list[torch.Tensor]:
@@ -38,10 +38,13 @@ def test_graph_rollout_pushes_the_gradients_of_the_re_evaluated_rollout(override
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_image_models_keep_the_graph_and_small_models_do_not():
-    cfg = build_config("fake_envs:Pixels", overrides={"backend": "serial", "workers": 1})
-    agent = A3C("fake_envs:Pixels", config=cfg)
-    assert Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)).graph_rollout
-    cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1})
-    agent = A3C("CartPole-v1", config=cfg)
-    assert not Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)).graph_rollout
+def _keeps_graph(env_id: str, envs_per_worker: int) -> bool:
+    cfg = build_config(env_id, overrides={"backend": "serial", "workers": 1, "envs_per_worker": envs_per_worker})
+    agent = A3C(env_id, config=cfg)
+    return Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)).graph_rollout
+
+
+def test_wide_image_rollouts_keep_the_graph_and_the_rest_do_not():
+    assert _keeps_graph("fake_envs:Pixels", GRAPH_ROLLOUT_MIN_ENVS)
+    assert not _keeps_graph("fake_envs:Pixels", GRAPH_ROLLOUT_MIN_ENVS - 1)
+    assert not _keeps_graph("CartPole-v1", 16)
