@@ -1,4 +1,4 @@
-"""Wide image rollouts keep the rollout's graph for the loss: the same gradients as re-evaluating it."""
+"""model.keep_rollout_graph: the kept graph pushes the same gradients as re-evaluating the rollout."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import torch
 
 from a3c import A3C, build_config
 from a3c.optim import GlobalParams
-from a3c.worker import GRAPH_ROLLOUT_MIN_ENVS, Worker
+from a3c.worker import Worker
 
 
 def _pushed_gradients(graph_rollout: bool, overrides: dict, updates: int = 3) -> list[torch.Tensor]:
-    cfg = build_config("fake_envs:Pixels", overrides={"backend": "serial", "workers": 1, "seed": 3, "n_steps": 5, "envs_per_worker": 4, **overrides})
+    base = {"backend": "serial", "workers": 1, "seed": 3, "n_steps": 5, "envs_per_worker": 4, "keep_rollout_graph": graph_rollout}
+    cfg = build_config("fake_envs:Pixels", overrides={**base, **overrides})
     torch.manual_seed(0)
     agent = A3C("fake_envs:Pixels", config=cfg)
     store = GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)
     worker = Worker(cfg, 0, store)
-    worker.graph_rollout = graph_rollout
+    assert worker.graph_rollout == graph_rollout
     pushed: list[torch.Tensor] = []
     store.push = lambda grad, *a, **k: pushed.append(grad.clone()) or 0
     ended = truncated = 0
@@ -38,13 +39,13 @@ def test_graph_rollout_pushes_the_gradients_of_the_re_evaluated_rollout(override
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def _keeps_graph(env_id: str, envs_per_worker: int) -> bool:
-    cfg = build_config(env_id, overrides={"backend": "serial", "workers": 1, "envs_per_worker": envs_per_worker})
+def _keeps_graph(env_id: str, overrides: dict) -> bool:
+    cfg = build_config(env_id, overrides={"backend": "serial", "workers": 1, **overrides})
     agent = A3C(env_id, config=cfg)
     return Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)).graph_rollout
 
 
-def test_wide_image_rollouts_keep_the_graph_and_the_rest_do_not():
-    assert _keeps_graph("fake_envs:Pixels", GRAPH_ROLLOUT_MIN_ENVS)
-    assert not _keeps_graph("fake_envs:Pixels", GRAPH_ROLLOUT_MIN_ENVS - 1)
-    assert not _keeps_graph("CartPole-v1", 16)
+def test_rollouts_are_re_evaluated_unless_the_graph_is_asked_for():
+    assert not _keeps_graph("fake_envs:Pixels", {"envs_per_worker": 8})
+    assert not _keeps_graph("CartPole-v1", {})
+    assert _keeps_graph("fake_envs:Pixels", {"keep_rollout_graph": True})

@@ -137,6 +137,7 @@ class ModelConfig:
     cnn: str = _f("a3c", "Image encoder: a3c (Mnih et al. 2016: 16-32 conv, fc 256) or nature (Mnih et al. 2015: 32-64-64 conv, fc 512).", _one_of("a3c", "nature"))
     lstm: bool = _f(False, "An LSTM core after the encoder; its state is carried across rollouts and reset at episode ends.", lambda v: None if isinstance(v, bool) else "must be true or false")
     lstm_size: int = _f(256, "Hidden size of the LSTM core.", _positive_int)
+    keep_rollout_graph: bool = _f(False, "Keep the rollout's forward passes, with gradient, for the loss instead of re-evaluating the rollout in one batch: one forward pass fewer, but n_steps backward passes over narrow batches (slower on the 2-core reference machine; docs/architecture.md).", lambda v: None if isinstance(v, bool) else "must be true or false")
     gaussian: str = _f("state_independent", "Gaussian policy for Box actions: state_independent (learned log-std), softplus (the paper's variance head) or sde (state-dependent exploration, gSDE).", _one_of("state_independent", "softplus", "sde"))
     log_std_init: float = _f(0.0, "Initial log standard deviation of the Gaussian policy.", _finite)
 

@@ -1,9 +1,9 @@
 """The A3C worker loop, written once and run by every backend.
 
-One update: pull the global parameters -> collect an n-step rollout on the worker's envs (one batched
-forward pass per step: without gradient for small models, with gradient and kept for the loss for
-image models) -> loss (eq. 1-3) -> gradients -> clip by global norm -> push to the shared optimizer
--> record what happened for the next report.
+One update: pull the global parameters -> collect an n-step rollout on the worker's envs (one
+batched forward pass per step, without gradient) -> re-evaluate the rollout in one batch with
+gradient -> loss (eq. 1-3) -> gradients -> clip by global norm -> push to the shared optimizer ->
+record what happened for the next report.
 """
 
 from __future__ import annotations
@@ -19,14 +19,8 @@ import torch
 from a3c import algo, normalize
 from a3c.config import Config
 from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
-from a3c.models import ConvEncoder, State, make_model, reset_ended
+from a3c.models import State, make_model, reset_ended
 from a3c.optim import GlobalParams, scheduled_lr
-
-# The narrowest rollout (envs per worker) for which an image model keeps the rollout's graph. Pong's
-# CNN, one worker, n_steps 5, ms per update (re-evaluated / kept): 13.2 / 16.0 at 2 envs, 20.8 / 24.3
-# at 4, 41.4 / 38.2 at 8: T backward passes over small batches cost more than one extra forward
-# pass until the batch is wide.
-GRAPH_ROLLOUT_MIN_ENVS = 8
 
 
 @dataclass
@@ -59,11 +53,10 @@ class Worker:
         self.envs = EnvBatch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
         self.head = self.model.policy_head
-        # Image models with wide rollouts keep the rollout's graph for the loss (their forward pass
-        # is most of the cost). Everything else rolls out the actor alone in inference mode and
-        # re-evaluates the batch: one backward pass over T * B samples instead of T over B, which
-        # wins for small models and for narrow image batches (docs/architecture.md).
-        self.graph_rollout = isinstance(self.model.encoder, ConvEncoder) and n_envs >= GRAPH_ROLLOUT_MIN_ENVS
+        # The rollout runs the actor alone in inference mode and the loss re-evaluates it in one
+        # batch: one backward pass over T * B samples. model.keep_rollout_graph keeps the rollout's
+        # graph instead (docs/architecture.md has the measurements).
+        self.graph_rollout = cfg.model.keep_rollout_graph
         self.params = self.model.ordered_parameters()
         # The local parameters are views into one flat tensor, so a pull is a single copy.
         self.flat = torch.empty(store.size, dtype=torch.float32)
