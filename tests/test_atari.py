@@ -30,6 +30,24 @@ def test_pong_pipeline_shapes_and_model():
     batch.close()
 
 
+def test_the_base_envs_observation_type_does_not_change_the_preprocessed_frames():
+    """The base env is made with grayscale observations (AtariPreprocessing reads the screen from
+    the emulator itself); an RGB base env must give the very same frames and rewards."""
+    gray = EnvBatch(make_env_fn(build_config("ALE/Pong-v5").env), 1, [5])
+    rgb = EnvBatch(make_env_fn(build_config("ALE/Pong-v5", overrides={"env.kwargs": {"obs_type": "rgb"}}).env), 1, [5])
+    assert gray.envs[0].unwrapped._obs_type == "grayscale" and rgb.envs[0].unwrapped._obs_type == "rgb"
+    np.testing.assert_array_equal(gray.obs, rgb.obs)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a = rng.integers(0, 6, 1)
+        g, rg = gray.step(a), rgb.step(a)
+        np.testing.assert_array_equal(g[0], rg[0])
+        np.testing.assert_array_equal(g[1], rg[1])
+    assert gray.obs.any()
+    gray.close()
+    rgb.close()
+
+
 def test_reported_returns_are_real_whole_game_scores():
     """SpaceInvaders: invaders are worth 5-30 points and the player has 3 lives. Training sees clipped
     rewards and an episode end per lost life; the reported episode is the whole game's real score."""

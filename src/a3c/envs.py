@@ -116,7 +116,9 @@ class _EnvRecipe:
         cfg = self.cfg
         extra = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
         try:
-            env = gym.make(self.env_id, frameskip=1, disable_env_checker=True, **extra, **self.kwargs)
+            # The wrapper reads the screen from the emulator itself, so the base env's own
+            # observation of every frame is thrown away: grayscale is a third of RGB's copy.
+            env = gym.make(self.env_id, frameskip=1, disable_env_checker=True, **extra, **{"obs_type": "grayscale", **self.kwargs})
         except gym.error.Error as e:
             raise EnvError(f"unknown env id '{self.env_id}': {e}") from None
         env = gym.wrappers.AtariPreprocessing(
