@@ -1,0 +1,74 @@
+"""The cost of one worker update, in ms: one worker in this process, one torch thread, no peers.
+
+What the Pong speed-ups in the README were measured with: the same update the trainer's workers make
+(pull, rollout, loss, backward, clip, push to the shared optimizer), timed over --updates after a
+warm-up, --repeats times, the median reported. Compare settings side by side in one run:
+
+    .venv/bin/python benchmarks/update_cost.py ALE/Pong-v5 --envs 2 4 8 --modes reevaluate keep_graph
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, md_table, median  # noqa: E402
+
+
+def update_ms(env_id: str, envs: int, keep_graph: bool, updates: int, warmup: int = 20) -> tuple[float, int]:
+    """(ms per update, env steps per update)."""
+    from a3c.config import build_config
+    from a3c.envs import probe_spaces
+    from a3c.models import make_model
+    from a3c.optim import GlobalParams
+    from a3c.worker import Worker
+
+    cfg = build_config(env_id, overrides={"env.envs_per_worker": envs, "run.workers": 1, "model.keep_rollout_graph": keep_graph})
+    obs_space, act_space, _ = probe_spaces(cfg.env)
+    model = make_model(obs_space, act_space, cfg.model)
+    store = GlobalParams(model, cfg.optim, 1, sum(p.numel() for p in model.actor_parameters()))
+    worker = Worker(cfg, 0, store)
+    try:
+        for _ in range(warmup):
+            worker.update()
+        t0 = time.perf_counter()
+        for _ in range(updates):
+            worker.update()
+        return (time.perf_counter() - t0) / updates * 1e3, envs * cfg.algo.n_steps
+    finally:
+        worker.envs.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("env_id", nargs="?", default="ALE/Pong-v5")
+    p.add_argument("--envs", type=int, nargs="+", default=[4], help="envs per worker")
+    p.add_argument("--modes", nargs="+", choices=["reevaluate", "keep_graph"], default=["reevaluate"])
+    p.add_argument("--updates", type=int, default=150)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    for envs in args.envs:
+        times: dict[str, list[float]] = {m: [] for m in args.modes}
+        steps = 0
+        for _ in range(args.repeats):  # alternate the modes, so drift on a shared machine hits both
+            for mode in args.modes:
+                ms, steps = update_ms(args.env_id, envs, mode == "keep_graph", args.updates)
+                times[mode].append(ms)
+        for mode in args.modes:
+            ms = median(times[mode])
+            rows.append([envs, mode, ms, steps * 1e3 / ms])
+    info = machine()
+    print(f"{args.env_id}, one worker, medians of {args.repeats} x {args.updates} updates; {info['date']}, commit {info.get('commit')}")
+    print(md_table(["envs per worker", "rollout", "ms per update", "env steps/s (one worker)"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
