@@ -1,8 +1,8 @@
 """Pong training throughput: a3c against Stable-Baselines3 A2C, side by side in one run.
 
 a3c: its Atari preset (2 workers x 4 envs, the paper's network), and the same with 8 envs per
-worker (a3c-8envs: bigger batches, fewer updates per sample; the faster one in steps/s). SB3: A2C in its Atari setup
-(make_atari_env with AtariWrapper, 4 stacked frames, 16 envs, CnnPolicy), torch's default threads.
+worker (a3c-8envs: bigger batches, fewer updates per sample, more steps/s). SB3: A2C in its Atari
+setup (make_atari_env with AtariWrapper, 4 stacked frames, 16 envs, CnnPolicy), torch's default threads.
 Both run on ALE/Pong-v5 with the base env at frameskip=1 and a frame skip of 4 in the wrappers (so
 1 agent step = 4 frames), sticky actions as v5 defines them. Each peer runs --seconds of training,
 in rotating order, --repeats times; the rate is taken over the steady part (after the first 20%%
@@ -79,7 +79,7 @@ def main() -> int:
     p.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        children = {"a3c": lambda s: child_a3c(s), "a3c-8envs": lambda s: child_a3c(s, 8), "sb3": child_sb3}
+        children = {"a3c": child_a3c, "a3c-8envs": lambda s: child_a3c(s, 8), "sb3": child_sb3}
         print(json.dumps(children[args.child](args.seconds)))
         return 0
     report = {"machine": machine(), "seconds": args.seconds, "runs": []}

@@ -22,17 +22,13 @@ from common import machine, md_table, median  # noqa: E402
 
 def update_ms(env_id: str, envs: int, keep_graph: bool, updates: int, warmup: int = 20) -> tuple[float, int]:
     """(ms per update, env steps per update)."""
-    from a3c.config import build_config
-    from a3c.envs import probe_spaces
-    from a3c.models import make_model
+    from a3c import A3C, build_config
     from a3c.optim import GlobalParams
     from a3c.worker import Worker
 
     cfg = build_config(env_id, overrides={"env.envs_per_worker": envs, "run.workers": 1, "model.keep_rollout_graph": keep_graph})
-    obs_space, act_space, _ = probe_spaces(cfg.env)
-    model = make_model(obs_space, act_space, cfg.model)
-    store = GlobalParams(model, cfg.optim, 1, sum(p.numel() for p in model.actor_parameters()))
-    worker = Worker(cfg, 0, store)
+    agent = A3C(env_id, config=cfg)
+    worker = Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor))
     try:
         for _ in range(warmup):
             worker.update()
