@@ -95,7 +95,10 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     # The learning-rate schedule carries on from the absolute global step (linear to 0 at total_steps).
     base, total = ckpt.meta["config"]["optim"]["learning_rate"], ckpt.meta["config"]["run"]["total_steps"]
     assert float(first_new["learning_rate"]) <= base * (1 - ckpt_steps / total) + 1e-9
-    assert float(first_new["learning_rate"]) >= base * (1 - int(first_new["steps"]) / total) - 1e-9
+    # A worker takes its rate from the shared step counter, which runs ahead of the steps the trainer
+    # has been told of (the other worker's last report_interval), so allow one log interval of slack;
+    # counting the checkpoint's steps twice would put the rate below base * (1 - 2 * ckpt_steps / total).
+    assert float(first_new["learning_rate"]) >= base * (1 - (int(first_new["steps"]) + 5_000) / total) - 1e-9
     episode_steps = [int(r["steps"]) for r in _rows(run_dir / "episodes.csv")]
     assert episode_steps == sorted(episode_steps)
     assert (run_dir / "progress.csv").read_text().count("steps,wall_s") == 1, "one header"
