@@ -97,7 +97,7 @@ def test_shared_optimizer_statistics_are_one_copy_seen_by_every_worker(optimizer
     for worker, value in [(0, 1.0), (1, 3.0)]:  # one after the other, each in its own process
         p = ctx.Process(target=_push_known_gradient, args=(store, worker, value))
         p.start()
-        p.join(timeout=60)
+        p.join(timeout=300)
         assert p.exitcode == 0
     assert store.worker_updates.tolist() == [1, 1]
     a = cfg.optim.alpha

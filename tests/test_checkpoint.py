@@ -231,7 +231,7 @@ def test_unusable_checkpoints_exit_2_with_one_line_and_run_no_code(trained_run, 
     procs = [subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args, _ in cases]
     try:
         for proc, (args, message) in zip(procs, cases, strict=True):
-            _, err = proc.communicate(timeout=120)
+            _, err = proc.communicate(timeout=300)
             assert proc.returncode == 2, (args, err)
             lines = err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("a3c: error: "), (args, err)

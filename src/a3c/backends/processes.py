@@ -120,21 +120,24 @@ class ProcessesBackend:
         ready = mp_connection.wait(list(self.conns.values()), timeout=timeout)
         by_conn = {id(c): i for i, c in self.conns.items()}
         for conn in ready:
-            i = by_conn[id(conn)]
-            try:
-                while conn.poll():
-                    item = conn.recv()
-                    if isinstance(item, WorkerReport):
-                        out.append(item)
-                    elif item[0] == "done":
-                        self.done.add(i)
-                    elif item[0] == "error" and on_error:
-                        self._failed(i, item[2], item[3])
-                        break
-            except (EOFError, OSError):
-                if i in self.done:  # finished and gone: stop listening to it
-                    self.conns.pop(i).close()
-                # otherwise the worker died: its exit code is checked in poll()
+            self._read(by_conn[id(conn)], conn, out, on_error)
+
+    def _read(self, i: int, conn: mp_connection.Connection, out: list[WorkerReport], on_error: bool = True) -> None:
+        """Read what worker i has sent so far."""
+        try:
+            while conn.poll():
+                item = conn.recv()
+                if isinstance(item, WorkerReport):
+                    out.append(item)
+                elif item[0] == "done":
+                    self.done.add(i)
+                elif item[0] == "error" and on_error:
+                    self._failed(i, item[2], item[3])
+                    return
+        except (EOFError, OSError):
+            if i in self.done:  # finished and gone: stop listening to it
+                self.conns.pop(i).close()
+            # otherwise the worker died: its exit code is checked in poll()
 
     def poll(self, timeout: float) -> list[WorkerReport]:
         out: list[WorkerReport] = []
@@ -143,7 +146,11 @@ class ProcessesBackend:
         else:
             time.sleep(timeout)
         for i, p in list(self.procs.items()):
-            if i not in self.done and p.exitcode is not None:
+            if i not in self.done and p.exitcode is not None and i in self.conns:
+                # It may have sent its error (or its last reports) after the wait above returned:
+                # read them before calling it a death, so the real message is the one reported.
+                self._read(i, self.conns[i], out)
+            if i in self.procs and i not in self.done and p.exitcode is not None:
                 code = p.exitcode
                 how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
                 self._failed(i, f"worker process died ({how})")

@@ -330,8 +330,8 @@ class RayBackend:
             ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
             reports = ray.get(self.ps.take_reports.remote())
             self.sync()
-        except Exception:  # noqa: BLE001 - stopping must not fail; the state is as last synced
-            pass
+        except Exception as e:  # noqa: BLE001 - stopping must not fail; the state is as last synced
+            print(f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)}); the parameters are as last synced", file=sys.stderr, flush=True)
         finally:
             for actor in self.actors.values():
                 ray.kill(actor)
