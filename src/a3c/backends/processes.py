@@ -146,11 +146,13 @@ class ProcessesBackend:
         else:
             time.sleep(timeout)
         for i, p in list(self.procs.items()):
-            if i not in self.done and p.exitcode is not None and i in self.conns:
+            if i in self.done or p.exitcode is None:
+                continue
+            if i in self.conns:
                 # It may have sent its error (or its last reports) after the wait above returned:
                 # read them before calling it a death, so the real message is the one reported.
                 self._read(i, self.conns[i], out)
-            if i in self.procs and i not in self.done and p.exitcode is not None:
+            if i in self.procs and i not in self.done:  # neither failed by message nor finished
                 code = p.exitcode
                 how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
                 self._failed(i, f"worker process died ({how})")
