@@ -46,6 +46,19 @@ def test_serial_backend_is_reproducible_for_a_seed(tmp_path):
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.model.parameters(), c.model.parameters(), strict=True))
 
 
+def test_entropy_schedule_sets_the_coefficient_workers_use(tmp_path):
+    """A schedule that is 0 from step 0 trains exactly like ent_coef 0; one that is not, does not."""
+
+    def run(name, **kw):
+        A3C("CartPole-v1", backend="serial", workers=2, seed=3, total_steps=3_000, log_interval=1_000, **kw).learn(run_dir=tmp_path / name, progress="none")
+        return _rows(tmp_path / name)
+
+    zero = run("zero", ent_coef=0.0)
+    assert run("scheduled_to_zero", ent_coef=0.5, ent_coef_schedule=[[0, 0.0]]) == zero
+    assert run("constant", ent_coef=0.5) != zero
+    assert run("later", ent_coef=0.0, ent_coef_schedule=[[1_500, 0.5]]) != zero
+
+
 def _worker(cfg_overrides=None):
     cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1, **(cfg_overrides or {})})
     agent = A3C("CartPole-v1", config=cfg)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from a3c.config import (
@@ -58,3 +60,16 @@ def test_config_is_frozen_and_checked():
     with pytest.raises(ConfigError, match="algo.gae_lambda"):
         cfg.replace({"gae_lambda": 1.5})
     assert cfg.replace({"n_steps": 2}).algo.n_steps == 2
+
+
+@pytest.mark.parametrize("bad", [[[2, 0.1], [1, 0.0]], [[1, -0.1]], [[1]], [1, 2], "fast"])
+def test_entropy_schedule_is_checked(bad):
+    with pytest.raises(ConfigError, match="algo.ent_coef_schedule"):
+        Config().replace({"ent_coef_schedule": bad})
+
+
+def test_entropy_schedule_reads_from_set_and_round_trips():
+    # YAML 1.1 reads 6e6 as a string; it must still mean six million
+    cfg = Config().replace(parse_assignments(["algo.ent_coef_schedule=[[6e6, 0.01], [10_000_000, 0.001]]"]))
+    assert cfg.algo.ent_coef_schedule == ((6e6, 0.01), (1e7, 0.001))
+    assert from_dict(json.loads(cfg.to_json())).algo.ent_coef_schedule == cfg.algo.ent_coef_schedule

@@ -14,7 +14,7 @@ from torch import nn
 from a3c import algo
 from a3c.config import ModelConfig, OptimConfig
 from a3c.models import ActorCritic, categorical_logp_entropy, categorical_sample, make_model
-from a3c.optim import GlobalParams, apply_update, scheduled_lr
+from a3c.optim import GlobalParams, apply_update, piecewise_linear, scheduled_lr
 
 
 @pytest.fixture(scope="module")
@@ -405,6 +405,19 @@ def test_scheduled_lr_linear():
 def test_scheduled_lr_constant():
     for steps in (0, 500, 1000, 10**9):
         assert scheduled_lr(7e-4, "constant", steps, 1000) == 7e-4
+
+
+def test_piecewise_linear_entropy_schedule():
+    points = ((1000, 0.01), (3000, 0.002), (3000, 0.0005))
+    assert piecewise_linear(0.01, (), 10**9) == 0.01  # no points: the base throughout
+    assert piecewise_linear(0.02, points, 0) == 0.02  # the base holds until the first point
+    assert piecewise_linear(0.02, points, 999) == 0.02
+    assert piecewise_linear(0.02, points, 1000) == pytest.approx(0.01)
+    assert piecewise_linear(0.02, points, 2000) == pytest.approx(0.006)
+    assert piecewise_linear(0.02, points, 2999) == pytest.approx(0.002 + 0.008 / 2000)
+    assert piecewise_linear(0.02, points, 3000) == pytest.approx(0.0005)  # a step at equal steps
+    assert piecewise_linear(0.02, points, 10**9) == pytest.approx(0.0005)  # the last value after
+    assert piecewise_linear(0.02, ((5, 0.1),), 5) == pytest.approx(0.1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -77,6 +77,14 @@ def _hidden(v: Any) -> str | None:
     return None if ok else "must be a list of integers >= 1 (may be empty)"
 
 
+def _schedule_points(v: Any) -> str | None:
+    ok = isinstance(v, tuple) and all(
+        isinstance(p, list | tuple) and len(p) == 2 and all(_is_number(x) and math.isfinite(x) and x >= 0 for x in p) for p in v
+    )
+    ok = ok and all(a[0] <= b[0] for a, b in zip(v, v[1:], strict=False))
+    return None if ok else "must be a list of [step, value] pairs of numbers >= 0 with non-decreasing steps"
+
+
 def _is_dict(v: Any) -> str | None:
     return None if isinstance(v, dict) else "must be a mapping"
 
@@ -110,6 +118,7 @@ class AlgoConfig:
     gamma: float = _f(0.99, "Discount factor.", _unit_open_closed)
     gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives the n-step advantage of eq. 1 exactly.", _unit_closed)
     ent_coef: float = _f(0.0, "Entropy bonus coefficient (the tutorial's beta).", _nonneg)
+    ent_coef_schedule: tuple = _f((), "Piecewise-linear entropy coefficient over global steps, as [[step, value], ...]: ent_coef holds until the first point, the last value after the last (empty: ent_coef throughout).", _schedule_points)
     vf_coef: float = _f(0.5, "Weight of the value loss 1/2 A^2 (eq. 3) in the total loss.", _nonneg)
     reward_scale: float = _f(1.0, "Multiply training rewards by this (reported returns stay unscaled).", _positive)
     max_grad_norm: float | None = _f(0.5, "Clip gradients to this global norm (null: no clipping).", _optional(_positive))
@@ -219,8 +228,8 @@ def resolve_key(key: str) -> tuple[str, str]:
 
 def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
     """Bring YAML/JSON values to the field's type: lists to tuples, ints to floats where a float is wanted."""
-    if isinstance(value, list):
-        value = tuple(value)
+    if isinstance(value, list):  # pairs inside a list (a schedule's [step, value]) become tuples too
+        value = tuple(tuple(_number_from_text(x) if isinstance(x, str) else x for x in v) if isinstance(v, list) else v for v in value)
     typ = str(f.type)
     if isinstance(value, str) and typ.startswith(("float", "int")):
         value = _number_from_text(value)  # YAML 1.1 reads 7e-4 and 1e6 as strings

@@ -11,6 +11,7 @@ count is their sum. Updates are lock-free (Hogwild) unless a lock is given.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -173,3 +174,14 @@ def scheduled_lr(base: float, schedule: str, global_steps: int, total_steps: int
     if schedule == "constant":
         return base
     return base * max(0.0, 1.0 - global_steps / total_steps)
+
+
+def piecewise_linear(base: float, points: Sequence[Sequence[float]], global_steps: int) -> float:
+    """A value over global steps from [step, value] points: base until the first point, linear
+    between points, the last value after the last (the entropy coefficient's schedule)."""
+    if not points or global_steps < points[0][0]:
+        return base
+    for (s0, v0), (s1, v1) in zip(points, points[1:], strict=False):
+        if global_steps < s1:  # so at two points with one step, the later value holds from that step
+            return v0 + (v1 - v0) * (global_steps - s0) / (s1 - s0)
+    return float(points[-1][1])

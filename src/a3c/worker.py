@@ -20,7 +20,7 @@ from a3c import algo, normalize
 from a3c.config import Config
 from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
 from a3c.models import State, make_model, reset_ended
-from a3c.optim import GlobalParams, scheduled_lr
+from a3c.optim import GlobalParams, piecewise_linear, scheduled_lr
 
 
 @dataclass
@@ -111,7 +111,9 @@ class Worker:
         discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
         adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, end_t, cfg.algo.gae_lambda)
         logp, entropy = self.head.logp_entropy(out, self.act_buf.view(T * B, *self.head.action_shape))
-        loss = algo.a3c_loss(logp, entropy, v_t.reshape(-1), adv_t.reshape(-1), cfg.algo.ent_coef, cfg.algo.vf_coef)
+        global_steps = self.store.global_steps()
+        ent_coef = piecewise_linear(cfg.algo.ent_coef, cfg.algo.ent_coef_schedule, global_steps)
+        loss = algo.a3c_loss(logp, entropy, v_t.reshape(-1), adv_t.reshape(-1), ent_coef, cfg.algo.vf_coef)
 
         grads = torch.autograd.grad(loss.total, self.params)
         grad = torch.cat([g.reshape(-1) for g in grads])
@@ -130,7 +132,6 @@ class Worker:
             return
         if cfg.algo.max_grad_norm is not None and grad_norm > cfg.algo.max_grad_norm:
             grad.mul_(cfg.algo.max_grad_norm / (grad_norm + 1e-6))
-        global_steps = self.store.global_steps()
         lr = scheduled_lr(cfg.optim.learning_rate, cfg.optim.lr_schedule, global_steps, cfg.run.total_steps)
         critic_base = cfg.optim.critic_learning_rate
         critic_lr = lr if critic_base is None else scheduled_lr(critic_base, cfg.optim.lr_schedule, global_steps, cfg.run.total_steps)
