@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import csv
+import time
 
+import fake_envs  # tests/fake_envs.py
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from a3c import A3C, build_config
+from a3c.backends.processes import ProcessesBackend
 from a3c.optim import GlobalParams
 from a3c.worker import Worker
 
@@ -145,3 +148,72 @@ def test_processes_backend_with_lock_and_adam(tmp_path):
     assert summary["stop_reason"] == "total_steps"
     assert summary["steps"] >= 30_000
     assert summary["updates"] > 0
+
+
+# --- the stand-in: the trainer trains while the worker processes start ---------------------------
+
+
+def _slow_start_backend(monkeypatch, delay, env_id="CartPole-v1", **overrides):
+    """A processes backend whose workers take `delay` seconds to start, as on a cold fork server."""
+    cfg = build_config(env_id, overrides={"workers": 2, "total_steps": 10**6, **overrides})
+    agent = A3C(env_id, config=cfg)
+    store = GlobalParams(agent.model, cfg.optim, 2, agent.n_actor)
+    spawn_all = ProcessesBackend._spawn_all
+
+    def slow(self):
+        time.sleep(delay)
+        spawn_all(self)
+
+    monkeypatch.setattr(ProcessesBackend, "_spawn_all", slow)
+    return ProcessesBackend(cfg, store, None if env_id == "CartPole-v1" else fake_envs.RaisesOnStep), store
+
+
+def _poll_until(backend, seconds):
+    reports, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        reports += backend.poll(0.05)
+    return reports
+
+
+def test_the_trainer_trains_as_a_stand_in_while_the_workers_start(monkeypatch):
+    backend, store = _slow_start_backend(monkeypatch, delay=2.0)
+    closed = []
+    close = Worker.close
+    monkeypatch.setattr(Worker, "close", lambda self: closed.append(self.index) or close(self))
+    try:
+        backend.start()
+        early = _poll_until(backend, 0.5)
+        assert not backend.procs, "no worker process has started yet"
+        assert backend.alive() == 1
+        assert early and {r.worker for r in early} == {0}
+        assert sum(r.steps for r in early) == store.global_steps() > 0, "the stand-in's updates reached the global parameters"
+        assert not closed
+        later = _poll_until(backend, 4.0)
+        assert backend.stand_in is None and len(backend.procs) == 2
+        assert closed == [0], "the stand-in's envs are closed once the workers run"
+        assert {r.worker for r in later} == {0, 1}, "both worker processes report"
+    finally:
+        backend.stop()
+    assert backend.alive() == 0
+
+
+def test_the_stand_in_can_be_turned_off(monkeypatch):
+    backend, store = _slow_start_backend(monkeypatch, delay=0.5, train_while_starting=False)
+    t0 = time.monotonic()
+    try:
+        backend.start()  # blocks while the workers start
+        assert time.monotonic() - t0 >= 0.5 and len(backend.procs) == 2
+        assert backend.stand_in is None
+    finally:
+        backend.stop()
+
+
+def test_a_stand_in_that_raises_is_a_failure_of_worker_0(monkeypatch, capfd):
+    backend, _ = _slow_start_backend(monkeypatch, delay=1.0, env_id="fake_envs:RaisesOnStep", max_restarts=5)
+    try:
+        backend.start()
+        _poll_until(backend, 0.5)
+        assert backend.stand_in is None and backend.budget.failures[0] == 1
+        assert "worker 0 failed (RuntimeError: boom from the env)" in capfd.readouterr().err
+    finally:
+        backend.stop()

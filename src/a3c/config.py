@@ -167,6 +167,7 @@ class RunConfig:
     max_restarts: int = _f(3, "Restart a failed worker (exception, crash, kill) up to this many times; then stop the run with a checkpoint.", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
     restart_delay: float = _f(0.5, "Seconds to wait before restarting a failed worker.", _nonneg)
     report_interval: float = _f(0.1, "Seconds between a worker's reports to the trainer.", _positive)
+    train_while_starting: bool = _f(True, "Processes backend: while the worker processes start (the fork server's first start imports torch, about 1 s), the trainer trains as a stand-in for worker 0.", lambda v: None if isinstance(v, bool) else "must be true or false")
     checkpoint_interval_steps: int | None = _f(None, "Write a checkpoint every this many global env steps (null: by time only; one is always written at the end).", _optional(_positive_int))
     checkpoint_interval_s: float | None = _f(600.0, "Write a checkpoint every this many seconds of wall time (null: by steps only).", _optional(_positive))
     checkpoint_keep: int = _f(3, "Keep the newest this many checkpoints in run_dir/checkpoints/.", _positive_int)

@@ -8,6 +8,13 @@ flag), and send their reports and any exception, with its traceback, through a p
 (not one shared queue: a worker killed while writing to a shared queue holds its lock for ever and
 stalls the others). They are daemons and watch their trainer: they die with it. A failed worker is
 restarted (issue 6): see `ProcessesBackend`.
+
+Starting: the first workers wait for the fork server to import torch (about 0.9 s on a 2-core
+machine), a long time in a run that lasts seconds. So `start()` forks them from a background thread,
+and until they are all started the trainer itself trains as a stand-in for worker 0 (a `Worker` of
+its own, with streams no worker process uses), on the core the server's import leaves free; then it
+closes the stand-in (its unfinished episodes are not reported) and supervises the processes as usual.
+`run.train_while_starting=false` turns this off.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from multiprocessing import connection as mp_connection
@@ -29,6 +37,9 @@ from a3c.config import Config
 from a3c.envs import EnvFn
 from a3c.optim import GlobalParams
 from a3c.worker import Worker, WorkerReport
+
+# The stand-in's random streams: an incarnation of worker 0 that no restart reaches.
+STAND_IN_INCARNATION = 2**31 - 1
 
 
 def worker_main(cfg: Config, index: int, store: GlobalParams, conn: Any, env_fn: EnvFn | None, incarnation: int = 0) -> None:
@@ -82,6 +93,10 @@ class ProcessesBackend:
         self.done: set[int] = set()
         self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
+        self.stand_in: Worker | None = None  # the trainer's own worker while the processes start
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self._stand_in_tried = False
 
     def start(self) -> None:
         forkserver.warm_up()  # a no-op when the agent already started it
@@ -89,8 +104,69 @@ class ProcessesBackend:
         if self.cfg.optim.lock:
             self.store.lock = self.ctx.Lock()
         self.conns: dict[int, Any] = {}  # worker -> the receiving end of its pipe
-        for i in range(self.cfg.run.workers):
-            self._spawn(i)
+        if not self.cfg.run.train_while_starting:
+            self._spawn_all()
+            return
+        # Fork the workers from a thread (each start waits for the fork server) and train meanwhile.
+        self._starting = threading.Thread(target=self._spawn_all, name="a3c-start-workers", daemon=True)
+        self._starting.start()
+
+    def _spawn_all(self) -> None:
+        try:
+            for i in range(self.cfg.run.workers):
+                self._spawn(i)
+        except BaseException as e:  # noqa: BLE001 - raised again in the trainer's thread (poll)
+            self._start_error = e
+
+    def _train_while_starting(self, timeout: float) -> list[WorkerReport]:
+        """Updates of the stand-in for up to `timeout` seconds, or until the workers are started.
+        A stand-in that raises is a failure of worker 0 (counted, with its warning) and is not
+        replaced: worker 0's process is on its way."""
+        assert self._starting is not None
+        deadline = time.monotonic() + timeout
+        try:
+            if self.stand_in is None and not self._stand_in_tried:
+                self._stand_in_tried = True
+                self.stand_in = Worker(self.cfg, 0, self.store, self.env_fn, STAND_IN_INCARNATION)
+            while self.stand_in is not None and self._starting.is_alive() and time.monotonic() < deadline:
+                if self.store.should_stop() or self.store.global_steps() >= self.cfg.run.total_steps:
+                    break
+                self.stand_in.update()
+        except Exception as e:  # noqa: BLE001 - supervised like any worker's error
+            out = self._close_stand_in()
+            self.budget.failed(0, f"{type(e).__name__}: {e}", traceback.format_exc())
+            return out
+        if self.stand_in is None or time.monotonic() < deadline:
+            self._starting.join(max(0.0, deadline - time.monotonic()))
+        return self._take_stand_in_report()
+
+    def _take_stand_in_report(self) -> list[WorkerReport]:
+        if self.stand_in is None:
+            return []
+        rep = self.stand_in.take_report()
+        return [rep] if rep.steps or rep.episode_returns else []
+
+    def _close_stand_in(self) -> list[WorkerReport]:
+        out = self._take_stand_in_report()
+        stand_in, self.stand_in = self.stand_in, None
+        if stand_in is not None:
+            try:
+                stand_in.close()
+            except Exception:  # noqa: BLE001 - a broken env may fail to close too
+                pass
+        return out
+
+    def _finish_starting(self) -> list[WorkerReport]:
+        """Once the workers are started (or the start failed): the stand-in's last report, and
+        the start's error raised here, in the trainer's thread."""
+        if self._starting is None:
+            return []
+        self._starting.join()
+        self._starting = None
+        out = self._close_stand_in()
+        if self._start_error is not None:
+            raise self._start_error
+        return out
 
     def _spawn(self, i: int) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
@@ -140,6 +216,10 @@ class ProcessesBackend:
             # otherwise the worker died: its exit code is checked in poll()
 
     def poll(self, timeout: float) -> list[WorkerReport]:
+        if self._starting is not None:
+            if self._starting.is_alive():
+                return self._train_while_starting(timeout)
+            return self._finish_starting()
         out: list[WorkerReport] = []
         if self.conns:
             self._receive(timeout, out)
@@ -168,6 +248,10 @@ class ProcessesBackend:
         self.store.request_stop()
         self.due.clear()
         out: list[WorkerReport] = []
+        try:
+            out += self._finish_starting()  # workers still starting see the stop flag and finish at once
+        except BaseException as e:  # noqa: BLE001 - stopping anyway; stop the workers that did start
+            print(f"a3c: warning: starting the workers failed: {e}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + timeout
         while any(p.is_alive() for p in self.procs.values()) and time.monotonic() < deadline:
             self._receive(0.05, out, on_error=False)
@@ -186,4 +270,6 @@ class ProcessesBackend:
         return not self.due and all(i in self.done for i in range(self.cfg.run.workers))
 
     def alive(self) -> int:
+        if self._starting is not None:  # the thread is still adding to self.procs
+            return int(self.stand_in is not None)
         return sum(p.is_alive() for p in self.procs.values())
