@@ -107,3 +107,31 @@ def test_workers_and_their_fork_server_exit_when_the_trainer_is_killed(tmp_path)
             os.killpg(proc.pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.wait(timeout=30)
+
+
+def test_a_script_without_the_main_guard_gets_a_clear_failure_not_restarts(tmp_path):
+    """Workers import the main script; one that trains at import would train again in each worker.
+    The workers refuse at once, and the trainer stops with the reason rather than restarting them."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "train_unguarded.py"
+    run_dir = tmp_path / "run"
+    script.write_text(f"from a3c import A3C\nA3C('CartPole-v1', workers=2, total_steps=10**8, stop_at_target=False).learn(run_dir={str(run_dir)!r}, progress='none')\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if _group_members(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == 1
+    assert 'a3c: error: your script started training when a worker process imported it: put the code that trains under `if __name__ == "__main__":`' in err
+    assert "RuntimeError" not in err, "multiprocessing's own bootstrapping error is not what the user sees"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] == 0
+    assert "if __name__" in summary["error"]
+    assert not list(tmp_path.glob("run*/**/run")), "no worker made a run directory of its own"

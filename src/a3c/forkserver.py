@@ -18,12 +18,31 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from multiprocessing import forkserver
 from typing import Any
 
 # What the server imports once: the user's main module (as spawn would re-run it, guarded by
 # `if __name__ == "__main__"`) and the worker's code with torch and gymnasium.
 PRELOAD = ["__main__", "a3c.backends.processes"]
+
+
+# A worker process imports the user's main script (as spawn would). A script that trains at import,
+# without the `if __name__ == "__main__":` guard, would train again inside every worker: `learn()`
+# refuses, and the worker exits with this code, which the trainer turns into this message.
+UNGUARDED_MAIN_EXIT = 86
+UNGUARDED_MAIN = (
+    "your script started training when a worker process imported it: put the code that trains under "
+    '`if __name__ == "__main__":` (worker processes import the main script)'
+)
+
+
+def refuse_unguarded_main() -> None:
+    """Exit at once if this is a child process importing the main script (multiprocessing's own
+    test for that is the private `_inheriting` flag, set only while the child prepares)."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        print(f"a3c: error: {UNGUARDED_MAIN}", file=sys.stderr, flush=True)
+        os._exit(UNGUARDED_MAIN_EXIT)
 
 
 def context() -> Any:

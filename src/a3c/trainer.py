@@ -137,6 +137,7 @@ class A3C:
         `callback(row)` is called with every progress row; returning False stops training.
         `progress` is "auto" (a bar on a terminal), "bar", "lines" or "none".
         """
+        forkserver.refuse_unguarded_main()  # not inside a worker that is importing the user's script
         if total_steps is not None:
             self.config = self.config.replace({"run.total_steps": total_steps})
         cfg = self.config

@@ -32,7 +32,7 @@ import torch
 import torch.multiprocessing as mp
 
 from a3c import forkserver
-from a3c.backends import RestartBudget
+from a3c.backends import RestartBudget, WorkerFailure
 from a3c.config import Config
 from a3c.envs import EnvFn
 from a3c.optim import GlobalParams
@@ -234,6 +234,8 @@ class ProcessesBackend:
                 self._read(i, self.conns[i], out)
             if i in self.procs and i not in self.done:  # neither failed by message nor finished
                 code = p.exitcode
+                if code == forkserver.UNGUARDED_MAIN_EXIT:  # a restart cannot help
+                    raise WorkerFailure(i, forkserver.UNGUARDED_MAIN)
                 how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
                 self._failed(i, f"worker process died ({how})")
         now = time.monotonic()
