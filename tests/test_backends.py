@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import threading
 import time
 
 import fake_envs  # tests/fake_envs.py
@@ -153,30 +154,32 @@ def test_processes_backend_with_lock_and_adam(tmp_path):
 # --- the stand-in: the trainer trains while the worker processes start ---------------------------
 
 
-def _slow_start_backend(monkeypatch, delay, env_id="CartPole-v1", **overrides):
-    """A processes backend whose workers take `delay` seconds to start, as on a cold fork server."""
+def _slow_start_backend(monkeypatch, env_id="CartPole-v1", **overrides):
+    """A processes backend whose workers start only when the test sets the returned event (as on a
+    cold fork server, without depending on how fast the machine is)."""
     cfg = build_config(env_id, overrides={"workers": 2, "total_steps": 10**6, **overrides})
     agent = A3C(env_id, config=cfg)
     store = GlobalParams(agent.model, cfg.optim, 2, agent.n_actor)
+    release = threading.Event()
     spawn_all = ProcessesBackend._spawn_all
 
     def slow(self):
-        time.sleep(delay)
+        release.wait(timeout=120)
         spawn_all(self)
 
     monkeypatch.setattr(ProcessesBackend, "_spawn_all", slow)
-    return ProcessesBackend(cfg, store, None if env_id == "CartPole-v1" else fake_envs.RaisesOnStep), store
+    return ProcessesBackend(cfg, store, None if env_id == "CartPole-v1" else fake_envs.RaisesOnStep), store, release
 
 
-def _poll_until(backend, seconds):
+def _poll_until(backend, seconds, until=lambda reports: False):
     reports, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not until(reports):
         reports += backend.poll(0.05)
     return reports
 
 
 def test_the_trainer_trains_as_a_stand_in_while_the_workers_start(monkeypatch):
-    backend, store = _slow_start_backend(monkeypatch, delay=2.0)
+    backend, store, release = _slow_start_backend(monkeypatch)
     closed = []
     close = Worker.close
     monkeypatch.setattr(Worker, "close", lambda self: closed.append(self.index) or close(self))
@@ -188,32 +191,84 @@ def test_the_trainer_trains_as_a_stand_in_while_the_workers_start(monkeypatch):
         assert early and {r.worker for r in early} == {0}
         assert sum(r.steps for r in early) == store.global_steps() > 0, "the stand-in's updates reached the global parameters"
         assert not closed
-        later = _poll_until(backend, 4.0)
+        release.set()
+        later = _poll_until(backend, 120, until=lambda reports: {r.worker for r in reports} == {0, 1} and backend.stand_in is None)
         assert backend.stand_in is None and len(backend.procs) == 2
         assert closed == [0], "the stand-in's envs are closed once the workers run"
         assert {r.worker for r in later} == {0, 1}, "both worker processes report"
     finally:
+        release.set()
         backend.stop()
     assert backend.alive() == 0
 
 
 def test_the_stand_in_can_be_turned_off(monkeypatch):
-    backend, store = _slow_start_backend(monkeypatch, delay=0.5, train_while_starting=False)
+    backend, store, release = _slow_start_backend(monkeypatch, train_while_starting=False)
+    threading.Timer(0.5, release.set).start()
     t0 = time.monotonic()
     try:
         backend.start()  # blocks while the workers start
         assert time.monotonic() - t0 >= 0.5 and len(backend.procs) == 2
         assert backend.stand_in is None
     finally:
+        release.set()
         backend.stop()
 
 
 def test_a_stand_in_that_raises_is_a_failure_of_worker_0(monkeypatch, capfd):
-    backend, _ = _slow_start_backend(monkeypatch, delay=1.0, env_id="fake_envs:RaisesOnStep", max_restarts=5)
+    backend, _, release = _slow_start_backend(monkeypatch, env_id="fake_envs:RaisesOnStep", max_restarts=5)
     try:
         backend.start()
-        _poll_until(backend, 0.5)
+        _poll_until(backend, 60, until=lambda _: backend.budget.failures[0] > 0)
+        assert not backend.procs, "the workers have not started: the failure is the stand-in's"
         assert backend.stand_in is None and backend.budget.failures[0] == 1
         assert "worker 0 failed (RuntimeError: boom from the env)" in capfd.readouterr().err
     finally:
+        release.set()
         backend.stop()
+
+
+def test_an_env_factory_workers_cannot_receive_is_a_clear_error_before_the_run_starts(tmp_path):
+    import gymnasium as gym
+
+    from a3c.errors import ConfigError
+
+    agent = A3C(lambda: gym.make("CartPole-v1"), workers=2, total_steps=10_000)
+    with pytest.raises(ConfigError, match="cannot be pickled.*module-level function or class.*backend='serial'"):
+        agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert not (tmp_path / "run").exists(), "nothing was started"
+    agent.config = agent.config.replace({"run.backend": "serial"})
+    assert agent.learn(run_dir=tmp_path / "serial", progress="none")["steps"] >= 10_000  # the same factory works in one process
+
+
+def test_workers_that_cannot_start_stop_the_run_with_the_reason(tmp_path, monkeypatch):
+    def broken(self, i):
+        raise OSError("the fork server is gone")
+
+    monkeypatch.setattr(ProcessesBackend, "_spawn", broken)
+    agent = A3C("CartPole-v1", workers=2, total_steps=10**6)
+    from a3c.backends import WorkerFailure
+
+    with pytest.raises(WorkerFailure, match=r"worker processes could not start \(OSError: the fork server is gone\)"):
+        agent.learn(run_dir=tmp_path / "run", progress="none")
+    import json
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop_reason"] == "worker_failure" and "fork server is gone" in summary["error"]
+
+
+def test_an_unexpected_error_is_recorded_in_the_summary_and_raised(tmp_path, monkeypatch):
+    from a3c.backends.serial import SerialBackend
+
+    def poll(self, timeout):
+        raise ValueError("something unexpected")
+
+    monkeypatch.setattr(SerialBackend, "poll", poll)
+    agent = A3C("CartPole-v1", backend="serial", workers=1, total_steps=10_000)
+    with pytest.raises(ValueError, match="something unexpected"):
+        agent.learn(run_dir=tmp_path / "run", progress="none")
+    import json
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop_reason"] == "error" and summary["error"] == "something unexpected"
+    assert (tmp_path / "run" / "checkpoints").is_dir(), "the end-of-run checkpoint is written all the same"

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import platform
 import signal
 import threading
@@ -141,6 +142,8 @@ class A3C:
         if total_steps is not None:
             self.config = self.config.replace({"run.total_steps": total_steps})
         cfg = self.config
+        if cfg.run.backend == "processes" and self.env_fn is not None:
+            _check_picklable(self.env_fn)
         if cfg.run.backend == "processes":
             forkserver.warm_up()  # the workers' imports start now, in the background, while the run is set up
         resume, self._resume = self._resume, None
@@ -259,6 +262,8 @@ class A3C:
             reason = "terminated"
         except WorkerFailure as e:
             reason, error = "worker_failure", e
+        except Exception as e:  # noqa: BLE001 - recorded in the summary and raised again below
+            reason, error = "error", e
         finally:
             restore_sigterm()
             for rep in backend.stop() if started else []:
@@ -619,6 +624,17 @@ def _fold_into(dst: torch.Tensor, src: torch.Tensor) -> None:
     else:
         dst.zero_()
         dst[0] = src.sum(0)
+
+
+def _check_picklable(env_fn: Any) -> None:
+    """Worker processes receive the env factory pickled: a lambda or a local function cannot go."""
+    try:
+        pickle.dumps(env_fn)
+    except Exception as e:  # noqa: BLE001 - pickling raises PicklingError, AttributeError or TypeError
+        raise ConfigError(
+            f"the processes backend sends the env factory to its worker processes, and {env_fn!r} cannot be pickled ({e}): "
+            "pass a module-level function or class or an env id, or use backend='serial' or 'ray'"
+        ) from None
 
 
 def _segment_seed(seed: int, resumes: int) -> int:

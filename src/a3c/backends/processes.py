@@ -164,8 +164,9 @@ class ProcessesBackend:
         self._starting.join()
         self._starting = None
         out = self._close_stand_in()
-        if self._start_error is not None:
-            raise self._start_error
+        if self._start_error is not None:  # e.g. the fork server died (it prints why)
+            e = self._start_error
+            raise WorkerFailure(0, f"the worker processes could not start ({type(e).__name__}: {e})") from e
         return out
 
     def _spawn(self, i: int) -> None:
