@@ -345,7 +345,8 @@ def make_model(observation_space: gym.Space, action_space: gym.Space, cfg: Model
 def categorical_sample(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Sample a ~ softmax(logits) per row via the Gumbel-max trick (one RNG call, seedable)."""
     u = torch.rand(logits.shape, generator=generator).clamp_(1e-20, 1.0)
-    return torch.argmax(logits - torch.log(-torch.log(u)), dim=-1)
+    # logits + Gumbel noise, -log(-log u), computed in place in u (one sample per env step).
+    return torch.argmax(logits - u.log_().neg_().log_(), dim=-1)
 
 
 def categorical_logp_entropy(logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
