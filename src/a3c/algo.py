@@ -66,28 +66,18 @@ def advantages(
     _check_same_shape(r_t=r_t, discount_t=discount_t, v_t=v_t, v_tp1=v_tp1, end_t=end_t)
     if not 0.0 <= lambda_ <= 1.0:
         raise ValueError(f"lambda_ must be in [0, 1], got {lambda_}")
-    if r_t.device.type != "cpu":
-        with torch.no_grad():
-            delta = r_t + discount_t * v_tp1 - v_t
-            carry = discount_t * lambda_ * (1.0 - end_t.to(r_t.dtype))
-            adv = torch.empty_like(delta)
-            acc = torch.zeros_like(delta[0])
-            for t in range(delta.shape[0] - 1, -1, -1):
-                acc = delta[t] + carry[t] * acc
-                adv[t] = acc
-        return adv
-    # On the CPU the same recursion in NumPy, on views of the tensors: a worker's rollout is small
-    # ([8, 8] for CartPole), where each torch op costs microseconds of dispatch and the loop over T
-    # made this 3% of an update. The arithmetic, its order and its dtype are the same.
-    r, d, v, v1 = (x.detach().numpy() for x in (r_t, discount_t, v_t, v_tp1))
+    # The recursion runs in NumPy on views of the tensors: a worker's rollout is small ([8, 8] for
+    # CartPole), where each torch op costs microseconds of dispatch and the loop over T made this 3%
+    # of an update. The arithmetic, its order and its dtype are those of the same loop in torch.
+    r, d, v, v1 = (x.detach().cpu().numpy() for x in (r_t, discount_t, v_t, v_tp1))
     delta = r + d * v1 - v
-    carry = d * lambda_ * (1.0 - end_t.numpy().astype(delta.dtype))
+    carry = d * lambda_ * (1.0 - end_t.cpu().numpy().astype(delta.dtype))
     adv = np.empty_like(delta)
     acc = np.zeros_like(delta[0])
     for t in range(delta.shape[0] - 1, -1, -1):
         acc = delta[t] + carry[t] * acc
         adv[t] = acc
-    return torch.from_numpy(adv)
+    return torch.from_numpy(adv).to(r_t.device)
 
 
 def returns(r_t: Tensor, discount_t: Tensor, v_t: Tensor, v_tp1: Tensor, end_t: Tensor, lambda_: float = 1.0) -> Tensor:
