@@ -1,7 +1,8 @@
 """Pong training throughput: a3c against Stable-Baselines3 A2C, side by side in one run.
 
-a3c: its Atari preset (2 workers x 4 envs, the paper's network), and the same with 8 envs per
-worker (a3c-8envs: bigger batches, fewer updates per sample, more steps/s). SB3: A2C in its Atari
+a3c: its Atari preset (2 workers x 4 envs, the paper's network), the same with 8 envs per worker
+(a3c-8envs: bigger batches, fewer updates per sample, more steps/s), and the preset with its envs
+stepped by ale-py's C++ AtariVectorEnv (a3c-ale-vector: `env.ale_vector`, the same frames). SB3: A2C in its Atari
 setup (make_atari_env with AtariWrapper, 4 stacked frames, 16 envs, CnnPolicy), torch's default threads.
 Both run on ALE/Pong-v5 with the base env at frameskip=1 and a frame skip of 4 in the wrappers (so
 1 agent step = 4 frames), sticky actions as v5 defines them. Each peer runs --seconds of training,
@@ -24,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median, run_child, write_results  # noqa: E402
 
 FRAMES_PER_STEP = 4
-PEERS = ["a3c", "a3c-8envs", "sb3"]
+PEERS = ["a3c", "a3c-8envs", "a3c-ale-vector", "sb3"]
+CHILD_OVERRIDES = {"a3c": {}, "a3c-8envs": {"env.envs_per_worker": 8}, "a3c-ale-vector": {"env.ale_vector": True}}
 
 
 def steady_rate(points: list[tuple[float, int]]) -> float:
@@ -34,13 +36,12 @@ def steady_rate(points: list[tuple[float, int]]) -> float:
     return (points[-1][1] - start[1]) / max(points[-1][0] - start[0], 1e-9)
 
 
-def child_a3c(seconds: float, envs_per_worker: int | None = None) -> dict:
+def child_a3c(seconds: float, overrides: dict) -> dict:
     from a3c import A3C
 
     points: list[tuple[float, int]] = []
     t0 = time.monotonic()
-    extra = {} if envs_per_worker is None else {"env.envs_per_worker": envs_per_worker}
-    agent = A3C("ALE/Pong-v5", workers=2, log_interval=2_000, stop_at_target=False, max_time=seconds, **extra)
+    agent = A3C("ALE/Pong-v5", workers=2, log_interval=2_000, stop_at_target=False, max_time=seconds, **overrides)
     with tempfile.TemporaryDirectory() as d:
         summary = agent.learn(run_dir=Path(d) / "run", progress="none", callback=lambda row: points.append((time.monotonic() - t0, row["steps"])))
     return {"steps": summary["steps"], "wall_s": summary["wall_s"], "steady_steps_per_s": steady_rate(points)}
@@ -79,8 +80,8 @@ def main() -> int:
     p.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        children = {"a3c": child_a3c, "a3c-8envs": lambda s: child_a3c(s, 8), "sb3": child_sb3}
-        print(json.dumps(children[args.child](args.seconds)))
+        result = child_sb3(args.seconds) if args.child == "sb3" else child_a3c(args.seconds, CHILD_OVERRIDES[args.child])
+        print(json.dumps(result))
         return 0
     report = {"machine": machine(), "seconds": args.seconds, "runs": []}
     for r in range(args.repeats):

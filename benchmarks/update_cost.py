@@ -4,7 +4,10 @@ What the Pong speed-ups in the README were measured with: the same update the tr
 (pull, rollout, loss, backward, clip, push to the shared optimizer), timed over --updates after a
 warm-up, --repeats times, the median reported. Compare settings side by side in one run:
 
-    .venv/bin/python benchmarks/update_cost.py ALE/Pong-v5 --envs 2 4 8 --modes reevaluate keep_graph
+    .venv/bin/python benchmarks/update_cost.py ALE/Pong-v5 --envs 2 4 8 --modes reevaluate keep_graph ale_vector
+
+Modes: reevaluate (the default worker), keep_graph (`model.keep_rollout_graph`), ale_vector (the
+default worker with `env.ale_vector`: ale-py's C++ AtariVectorEnv steps the envs).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median  # noqa: E402
 
+MODES = {"reevaluate": {}, "keep_graph": {"model.keep_rollout_graph": True}, "ale_vector": {"env.ale_vector": True}}
 
-def update_ms(env_id: str, envs: int, keep_graph: bool, updates: int, warmup: int = 20) -> tuple[float, int]:
+
+def update_ms(env_id: str, envs: int, mode: str, updates: int, warmup: int = 20) -> tuple[float, int]:
     """(ms per update, env steps per update)."""
     from a3c import A3C, build_config
     from a3c.optim import GlobalParams
     from a3c.worker import Worker
 
-    cfg = build_config(env_id, overrides={"env.envs_per_worker": envs, "run.workers": 1, "model.keep_rollout_graph": keep_graph})
+    cfg = build_config(env_id, overrides={"env.envs_per_worker": envs, "run.workers": 1, **MODES[mode]})
     agent = A3C(env_id, config=cfg)
     worker = Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor))
     try:
@@ -44,7 +49,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("env_id", nargs="?", default="ALE/Pong-v5")
     p.add_argument("--envs", type=int, nargs="+", default=[4], help="envs per worker")
-    p.add_argument("--modes", nargs="+", choices=["reevaluate", "keep_graph"], default=["reevaluate"])
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=["reevaluate"])
     p.add_argument("--updates", type=int, default=150)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
@@ -55,7 +60,7 @@ def main() -> int:
         steps = 0
         for _ in range(args.repeats):  # alternate the modes, so drift on a shared machine hits both
             for mode in args.modes:
-                ms, steps = update_ms(args.env_id, envs, mode == "keep_graph", args.updates)
+                ms, steps = update_ms(args.env_id, envs, mode, args.updates)
                 times[mode].append(ms)
         for mode in args.modes:
             ms = median(times[mode])

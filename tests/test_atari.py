@@ -9,7 +9,8 @@ import torch
 pytest.importorskip("ale_py")
 
 from a3c import A3C, build_config  # noqa: E402
-from a3c.envs import EnvBatch, make_env_fn  # noqa: E402
+from a3c.envs import AleVectorBatch, EnvBatch, make_env_batch, make_env_fn  # noqa: E402
+from a3c.errors import EnvError  # noqa: E402
 from a3c.models import ConvEncoder, make_model  # noqa: E402
 
 
@@ -48,11 +49,13 @@ def test_the_base_envs_observation_type_does_not_change_the_preprocessed_frames(
     rgb.close()
 
 
-def test_reported_returns_are_real_whole_game_scores():
+@pytest.mark.parametrize("ale_vector", [False, True])
+def test_reported_returns_are_real_whole_game_scores(ale_vector):
     """SpaceInvaders: invaders are worth 5-30 points and the player has 3 lives. Training sees clipped
     rewards and an episode end per lost life; the reported episode is the whole game's real score."""
-    cfg = build_config("ALE/SpaceInvaders-v5")
-    batch = EnvBatch(make_env_fn(cfg.env), 1, [0])
+    cfg = build_config("ALE/SpaceInvaders-v5", overrides={"env.ale_vector": ale_vector})
+    batch = make_env_batch(make_env_fn(cfg.env), 1, [0])
+    assert isinstance(batch, AleVectorBatch if ale_vector else EnvBatch)
     rng = np.random.default_rng(0)
     train_rewards, train_ends, steps = [], 0, 0
     while not batch.finished and steps < 5_000:
@@ -63,13 +66,50 @@ def test_reported_returns_are_real_whole_game_scores():
     (score, length), = batch.take_finished()
     assert set(train_rewards) <= {-1.0, 0.0, 1.0}, "training rewards are clipped"
     assert train_ends >= 3, "each lost life ends a training episode"
-    # The whole game: our steps plus the one no-op step each life-loss reset plays to continue it.
-    assert length == steps + (train_ends - 1), "the reported episode is the whole game"
+    # The whole game: our steps, plus (Gymnasium's wrappers) the one no-op step each life-loss reset
+    # plays to continue it; AtariVectorEnv goes on without one.
+    assert length == steps + (0 if ale_vector else train_ends - 1), "the reported episode is the whole game"
     assert score > sum(train_rewards) > 0, "the reported return is the real (unclipped) score"
     batch.close()
 
 
-def test_short_atari_training_run_reports_real_scores(tmp_path):
-    agent = A3C("ALE/Pong-v5", backend="serial", workers=1, envs_per_worker=2, total_steps=400, log_interval=200)
+def test_ale_vector_steps_the_same_frames_rewards_and_ends_as_gymnasiums_wrappers():
+    """With no random no-ops and no sticky actions both are deterministic: the same actions must give
+    the same stacked frames, rewards, ends, truncation finals and game scores, through a time-limit
+    truncation (500 agent steps) and the reset after it."""
+    overrides = {"env.noop_max": 0, "env.kwargs": {"repeat_action_probability": 0.0}, "env.max_episode_steps": 2000}
+    gym_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides=overrides).env), 2, [1, 2])
+    ale_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={**overrides, "env.ale_vector": True}).env), 2, [3, 4])
+    assert isinstance(gym_batch, EnvBatch) and isinstance(ale_batch, AleVectorBatch)
+    assert gym_batch.observation_space == ale_batch.observation_space and gym_batch.action_space == ale_batch.action_space
+    np.testing.assert_array_equal(gym_batch.obs, ale_batch.obs)
+    rng = np.random.default_rng(0)
+    truncations = rewards = 0
+    for _ in range(1_100):
+        a = rng.integers(0, 6, 2)
+        g, v = gym_batch.step(a), ale_batch.step(a)
+        for x, y in zip(g[:4], v[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert [i for i, _ in g[4]] == [i for i, _ in v[4]]
+        for (_, x), (_, y) in zip(g[4], v[4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        truncations += len(v[4])
+        rewards += int(np.abs(v[1]).sum())
+    assert truncations == 4 and rewards > 0
+    assert gym_batch.take_finished() == ale_batch.take_finished() != []
+    gym_batch.close()
+    ale_batch.close()
+
+
+def test_ale_vector_rejects_what_it_cannot_do():
+    with pytest.raises(EnvError, match="ALE/<Game>-v5 envs only"):
+        make_env_fn(build_config("CartPole-v1", overrides={"env.ale_vector": True}).env)
+    with pytest.raises(EnvError, match=r"not \['mode'\]"):
+        make_env_fn(build_config("ALE/Pong-v5", overrides={"env.ale_vector": True, "env.kwargs": {"mode": 1}}).env)
+
+
+@pytest.mark.parametrize("ale_vector", [False, True])
+def test_short_atari_training_run_reports_real_scores(tmp_path, ale_vector):
+    agent = A3C("ALE/Pong-v5", backend="serial", workers=1, envs_per_worker=2, total_steps=400, log_interval=200, ale_vector=ale_vector)
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["steps"] >= 400 and summary["updates"] > 0

@@ -110,6 +110,7 @@ class EnvConfig:
     noop_max: int = _f(30, "Atari: up to this many no-op actions at reset.", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
     episodic_life: bool = _f(True, "Atari: a lost life ends the training episode (reported returns stay whole games).", lambda v: None if isinstance(v, bool) else "must be true or false")
     clip_rewards: bool = _f(True, "Atari: train on sign(reward) (reported returns stay the real score).", lambda v: None if isinstance(v, bool) else "must be true or false")
+    ale_vector: bool = _f(False, "Atari: step a worker's envs in ale-py's C++ AtariVectorEnv (the same frames as Gymnasium's wrappers, cheaper per step; env.kwargs limited to repeat_action_probability, full_action_space, max_num_frames_per_episode).", lambda v: None if isinstance(v, bool) else "must be true or false")
 
 
 @dataclass(frozen=True)

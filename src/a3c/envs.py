@@ -5,6 +5,8 @@ An env id is any registered Gymnasium id, or `module:Class` / `module:make_fn` f
 final observation is kept (a time-limit truncation bootstraps from its value) and the env is reset at
 once, so every stored transition is a real one (Gymnasium's vector envs default to NEXT_STEP
 autoreset, whose extra reset step is not a transition: see shared/CONVENTIONS.md).
+`AleVectorBatch` is the same for Atari with ale-py's C++ AtariVectorEnv (`env.ale_vector`), in its
+SAME_STEP autoreset mode; `make_env_batch` picks one.
 """
 
 from __future__ import annotations
@@ -72,12 +74,22 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
 
+# The ALE/*-v5 arguments AtariVectorEnv takes; it has no game modes, difficulties or RGB frames.
+_ALE_VECTOR_KWARGS = frozenset({"repeat_action_probability", "full_action_space", "max_num_frames_per_episode"})
+
+
 class _EnvRecipe:
     def __init__(self, cfg: EnvConfig) -> None:
         self.cfg = cfg
         self.env_id, self.kwargs, self.max_episode_steps = cfg.id, dict(cfg.kwargs), cfg.max_episode_steps
         # Atari training rewards are clipped and lives end episodes: the real score comes from info.
         self.score_from_info = is_atari(cfg.id)
+        if cfg.ale_vector:
+            if not is_atari(cfg.id):
+                raise EnvError(f"env.ale_vector=true steps ALE/<Game>-v5 envs only, not '{cfg.id}'")
+            unsupported = sorted(set(self.kwargs) - _ALE_VECTOR_KWARGS)
+            if unsupported:
+                raise EnvError(f"env.ale_vector=true takes only env.kwargs {sorted(_ALE_VECTOR_KWARGS)}, not {unsupported}: set env.ale_vector=false")
 
     def __call__(self) -> gym.Env:
         env_id, kwargs = self.env_id, self.kwargs
@@ -130,7 +142,32 @@ class _EnvRecipe:
             env = EpisodicLife(env)
         if cfg.clip_rewards:
             env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
-        return gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
+        # Zero padding at a game's start, as AtariVectorEnv does, so both give the same frames.
+        return gym.wrappers.FrameStackObservation(env, cfg.frame_stack, padding_type="zero")
+
+    def ale_vector_args(self) -> dict[str, Any]:
+        """AtariVectorEnv's arguments for the preprocessing of `_atari`: the registered v5 game
+        settings (sticky actions, minimal action set, 108k frames) under the user's kwargs. Lives and
+        rewards arrive raw; `AleVectorBatch` keeps the real score and applies the training aids."""
+        try:
+            import ale_py
+        except ImportError:
+            raise EnvError(f"'{self.env_id}' needs the Atari extra: pip install 'a3c[atari]'") from None
+        gym.register_envs(ale_py)
+        try:
+            spec = gym.spec(self.env_id)
+        except gym.error.Error as e:
+            raise EnvError(f"unknown env id '{self.env_id}': {e}") from None
+        game = {k: v for k, v in spec.kwargs.items() if k in _ALE_VECTOR_KWARGS or k == "game"}
+        args = {**game, **self.kwargs}
+        if self.max_episode_steps is not None:  # counts frames, as the TimeLimit on the frameskip=1 env does
+            args["max_num_frames_per_episode"] = min(args.get("max_num_frames_per_episode", self.max_episode_steps), self.max_episode_steps)
+        cfg = self.cfg
+        return dict(
+            args, img_height=cfg.screen_size, img_width=cfg.screen_size, grayscale=True, stack_num=cfg.frame_stack,
+            frameskip=cfg.frame_skip, maxpool=True, noop_max=cfg.noop_max, use_fire_reset=False,
+            episodic_life=False, life_loss_info=cfg.episodic_life, reward_clipping=False,
+        )  # fmt: skip
 
 
 def probe_spaces(cfg: EnvConfig) -> tuple[gym.Space, gym.Space, float | None]:
@@ -216,3 +253,61 @@ class EnvBatch:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def make_env_batch(env_fn: EnvFn, n: int, seeds: list[int]) -> EnvBatch | AleVectorBatch:
+    """A worker's batch of n envs: ale-py's AtariVectorEnv when the recipe asks for it (`env.ale_vector`), else `EnvBatch`."""
+    if isinstance(env_fn, _EnvRecipe) and env_fn.cfg.ale_vector:
+        return AleVectorBatch(env_fn, n, seeds)
+    return EnvBatch(env_fn, n, seeds)
+
+
+class AleVectorBatch:
+    """`EnvBatch`'s interface over ale-py's C++ AtariVectorEnv: the frames of `_EnvRecipe._atari`
+    (same emulator, frame skip with max-pooling, resize and zero-padded stack; tests/test_atari.py
+    compares them frame for frame), stepped on one thread of its own per worker.
+
+    The env returns raw rewards, and with `life_loss_info` a lost life ends the training episode while
+    the game goes on. A game is over when the env restarted it: its episode frame counter fell. The
+    finished (score, length) pairs are whole games' real scores, as with RecordEpisodeStatistics.
+    """
+
+    def __init__(self, recipe: _EnvRecipe, n: int, seeds: list[int]) -> None:
+        args = recipe.ale_vector_args()  # first: a clear error without the Atari extra
+        from ale_py.vector_env import AtariVectorEnv
+
+        self.n, self.clip_rewards = n, recipe.cfg.clip_rewards
+        self.env = AtariVectorEnv(num_envs=n, num_threads=1, autoreset_mode="SameStep", **args)
+        self.observation_space, self.action_space = self.env.single_observation_space, self.env.single_action_space
+        obs, info = self.env.reset(seed=np.array([s % 2**31 for s in seeds], dtype=np.int64))  # its seeds are C ints
+        self.obs = np.array(obs)
+        self._frame = np.array(info["episode_frame_number"])
+        self.ep_return = np.zeros(n, dtype=np.float64)
+        self.ep_length = np.zeros(n, dtype=np.int64)
+        self.finished: list[tuple[float, int]] = []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
+        obs, raw, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
+        self.obs[...] = obs
+        frame = info["episode_frame_number"]
+        self.ep_return += raw
+        self.ep_length += 1
+        game_over = (terminated | truncated) & (frame < self._frame)
+        self._frame = np.array(frame)
+        for i in np.flatnonzero(game_over):
+            self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
+        self.ep_return[game_over] = 0.0
+        self.ep_length[game_over] = 0
+        finals = [(int(i), np.array(info["final_obs"][i])) for i in np.flatnonzero(truncated & ~terminated)]
+        reward = (np.sign(raw) if self.clip_rewards else raw).astype(np.float32)
+        return self.obs, reward, np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), finals
+
+    def take_finished(self) -> list[tuple[float, int]]:
+        out, self.finished = self.finished, []
+        return out
+
+    def close(self) -> None:
+        self.env.close()

@@ -18,7 +18,7 @@ import torch
 
 from a3c import algo, normalize
 from a3c.config import Config
-from a3c.envs import EnvBatch, EnvFn, make_env_fn, worker_seeds
+from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
 from a3c.models import State, make_model, reset_ended
 from a3c.optim import GlobalParams, piecewise_linear, scheduled_lr
 
@@ -50,7 +50,7 @@ class Worker:
         # A restarted worker (incarnation > 0) draws new random streams, not a replay of the dead one's.
         seeds = worker_seeds(cfg.run.seed, index, n_envs + 1, incarnation)
         self.generator = torch.Generator().manual_seed(seeds[-1])
-        self.envs = EnvBatch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
+        self.envs = make_env_batch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
         self.head = self.model.policy_head
         # The rollout runs the actor alone in inference mode and the loss re-evaluates it in one
