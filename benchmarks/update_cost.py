@@ -25,13 +25,13 @@ from common import machine, md_table, median  # noqa: E402
 MODES = {"reevaluate": {}, "keep_graph": {"model.keep_rollout_graph": True}, "ale_vector": {"env.ale_vector": True}}
 
 
-def update_ms(env_id: str, envs: int, mode: str, updates: int, warmup: int = 20) -> tuple[float, int]:
+def update_ms(env_id: str, envs: int, mode: str, updates: int, extra: dict, warmup: int = 20) -> tuple[float, int]:
     """(ms per update, env steps per update)."""
     from a3c import A3C, build_config
     from a3c.optim import GlobalParams
     from a3c.worker import Worker
 
-    cfg = build_config(env_id, overrides={"env.envs_per_worker": envs, "run.workers": 1, **MODES[mode]})
+    cfg = build_config(env_id, overrides={**extra, "env.envs_per_worker": envs, "run.workers": 1, **MODES[mode]})
     agent = A3C(env_id, config=cfg)
     worker = Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor))
     try:
@@ -52,7 +52,11 @@ def main() -> int:
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=["reevaluate"])
     p.add_argument("--updates", type=int, default=150)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="any config key, for every mode (repeatable)")
     args = p.parse_args()
+    from a3c.config import parse_assignments
+
+    extra = parse_assignments(args.assignments)
     torch.set_num_threads(1)
     rows = []
     for envs in args.envs:
@@ -60,13 +64,14 @@ def main() -> int:
         steps = 0
         for _ in range(args.repeats):  # alternate the modes, so drift on a shared machine hits both
             for mode in args.modes:
-                ms, steps = update_ms(args.env_id, envs, mode, args.updates)
+                ms, steps = update_ms(args.env_id, envs, mode, args.updates, extra)
                 times[mode].append(ms)
         for mode in args.modes:
             ms = median(times[mode])
             rows.append([envs, mode, ms, steps * 1e3 / ms])
     info = machine()
-    print(f"{args.env_id}, one worker, medians of {args.repeats} x {args.updates} updates; {info['date']}, commit {info.get('commit')}")
+    settings = "".join(f" --set {a}" for a in args.assignments)
+    print(f"{args.env_id}{settings}, one worker, medians of {args.repeats} x {args.updates} updates; {info['date']}, commit {info.get('commit')}")
     print(md_table(["envs per worker", "rollout", "ms per update", "env steps/s (one worker)"], rows))
     return 0
 
