@@ -121,13 +121,13 @@ class Worker:
         grad_norm = float(grad.norm())
         steps = T * B
         rep = self.report
-        rep.steps += steps
         for ret, length in self.envs.take_finished():
             rep.episode_returns.append(ret)
             rep.episode_lengths.append(length)
         pl, vl, ent = torch.stack([loss.policy_loss, loss.value_loss, -loss.entropy_loss]).detach().tolist()
         if not (math.isfinite(grad_norm) and math.isfinite(pl) and math.isfinite(vl)):
             self.store.count_skipped(self.index, steps)
+            rep.steps += steps
             rep.nonfinite_updates += 1
             return
         if cfg.algo.max_grad_norm is not None and grad_norm > cfg.algo.max_grad_norm:
@@ -136,6 +136,9 @@ class Worker:
         critic_base = cfg.optim.critic_learning_rate
         critic_lr = lr if critic_base is None else scheduled_lr(critic_base, cfg.optim.lr_schedule, global_steps, cfg.run.total_steps)
         lag = self.store.push(grad, lr, critic_lr, self.index, steps, pulled_at)
+        # Counted once the store has counted them: a Ctrl-C before that leaves no steps in the
+        # report that the checkpoint (which counts the store's) would not have.
+        rep.steps += steps
         rep.updates += 1
         rep.policy_loss += pl
         rep.value_loss += vl
