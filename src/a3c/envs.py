@@ -115,16 +115,19 @@ class _EnvRecipe:
             raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {e}") from None
 
 
-    def _atari(self) -> gym.Env:
-        """ALE/*-v5 with the standard preprocessing (shared/CONVENTIONS.md): the base env at
-        frameskip=1, AtariPreprocessing (no-op starts, frame skip with max-pooling, grayscale,
-        resize), the real score recorded, then end-of-life and reward clipping for training only,
-        then frame stacking."""
+    def _register_ale(self) -> None:
         try:
             import ale_py
         except ImportError:
             raise EnvError(f"'{self.env_id}' needs the Atari extra: pip install 'a3c[atari]'") from None
         gym.register_envs(ale_py)
+
+    def _atari(self) -> gym.Env:
+        """ALE/*-v5 with the standard preprocessing (shared/CONVENTIONS.md): the base env at
+        frameskip=1, AtariPreprocessing (no-op starts, frame skip with max-pooling, grayscale,
+        resize), the real score recorded, then end-of-life and reward clipping for training only,
+        then frame stacking."""
+        self._register_ale()
         cfg = self.cfg
         extra = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
         try:
@@ -149,11 +152,7 @@ class _EnvRecipe:
         """AtariVectorEnv's arguments for the preprocessing of `_atari`: the registered v5 game
         settings (sticky actions, minimal action set, 108k frames) under the user's kwargs. Lives and
         rewards arrive raw; `AleVectorBatch` keeps the real score and applies the training aids."""
-        try:
-            import ale_py
-        except ImportError:
-            raise EnvError(f"'{self.env_id}' needs the Atari extra: pip install 'a3c[atari]'") from None
-        gym.register_envs(ale_py)
+        self._register_ale()
         try:
             spec = gym.spec(self.env_id)
         except gym.error.Error as e:
@@ -186,7 +185,30 @@ def worker_seeds(seed: int, worker: int, n: int, incarnation: int = 0) -> list[i
     return [int(s) for s in np.random.SeedSequence(key).generate_state(n)]
 
 
-class EnvBatch:
+class _EpisodeTally:
+    """Finished episodes' (return, length) pairs, from per-env sums of the rewards, kept in
+    `finished` until the owner takes them."""
+
+    def __init__(self, n: int) -> None:
+        self.ep_return = np.zeros(n, dtype=np.float64)
+        self.ep_length = np.zeros(n, dtype=np.int64)
+        self.finished: list[tuple[float, int]] = []
+
+    def _tally(self, reward: np.ndarray, done: np.ndarray) -> None:
+        self.ep_return += reward
+        self.ep_length += 1
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
+            self.ep_return[done] = 0.0
+            self.ep_length[done] = 0
+
+    def take_finished(self) -> list[tuple[float, int]]:
+        out, self.finished = self.finished, []
+        return out
+
+
+class EnvBatch(_EpisodeTally):
     """B envs of one worker, stepped together; resets in the same step an episode ends.
 
     `step` returns observations `[B, ...]`, rewards, terminated and truncated flags `[B]`, and the
@@ -195,6 +217,7 @@ class EnvBatch:
     """
 
     def __init__(self, env_fn: EnvFn, n: int, seeds: list[int]) -> None:
+        super().__init__(n)
         self.envs = [env_fn() for _ in range(n)]
         # Where finished episodes' returns come from: our own sums of the rewards, or (Atari) the
         # real score that RecordEpisodeStatistics puts in info["episode"] at the end of a game.
@@ -209,9 +232,6 @@ class EnvBatch:
         space = first.action_space
         # Gaussian actions are sampled unbounded (the log-prob is of that sample) and clipped here.
         self._clip = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
-        self.ep_return = np.zeros(n, dtype=np.float64)
-        self.ep_length = np.zeros(n, dtype=np.int64)
-        self.finished: list[tuple[float, int]] = []
         self._reward = np.zeros(n, dtype=np.float32)
         self._terminated = np.zeros(n, dtype=bool)
         self._truncated = np.zeros(n, dtype=bool)
@@ -234,21 +254,9 @@ class EnvBatch:
                     finals.append((i, np.asarray(o)))
                 o, _ = env.reset()
             obs[i] = o
-        if self.score_from_info:
-            return obs, reward, terminated, truncated, finals
-        self.ep_return += reward
-        self.ep_length += 1
-        done = terminated | truncated
-        if done.any():
-            for i in np.flatnonzero(done):
-                self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
-            self.ep_return[done] = 0.0
-            self.ep_length[done] = 0
+        if not self.score_from_info:
+            self._tally(reward, terminated | truncated)
         return obs, reward, terminated, truncated, finals
-
-    def take_finished(self) -> list[tuple[float, int]]:
-        out, self.finished = self.finished, []
-        return out
 
     def close(self) -> None:
         for env in self.envs:
@@ -262,7 +270,7 @@ def make_env_batch(env_fn: EnvFn, n: int, seeds: list[int]) -> EnvBatch | AleVec
     return EnvBatch(env_fn, n, seeds)
 
 
-class AleVectorBatch:
+class AleVectorBatch(_EpisodeTally):
     """`EnvBatch`'s interface over ale-py's C++ AtariVectorEnv: the frames of `_EnvRecipe._atari`
     (same emulator, frame skip with max-pooling, resize and zero-padded stack; tests/test_atari.py
     compares them frame for frame), stepped on one thread of its own per worker.
@@ -276,15 +284,13 @@ class AleVectorBatch:
         args = recipe.ale_vector_args()  # first: a clear error without the Atari extra
         from ale_py.vector_env import AtariVectorEnv
 
+        super().__init__(n)
         self.n, self.clip_rewards = n, recipe.cfg.clip_rewards
         self.env = AtariVectorEnv(num_envs=n, num_threads=1, autoreset_mode="SameStep", **args)
         self.observation_space, self.action_space = self.env.single_observation_space, self.env.single_action_space
         obs, info = self.env.reset(seed=np.array([s % 2**31 for s in seeds], dtype=np.int64))  # its seeds are C ints
         self.obs = np.array(obs)
         self._frame = np.array(info["episode_frame_number"])
-        self.ep_return = np.zeros(n, dtype=np.float64)
-        self.ep_length = np.zeros(n, dtype=np.int64)
-        self.finished: list[tuple[float, int]] = []
 
     def __len__(self) -> int:
         return self.n
@@ -293,21 +299,11 @@ class AleVectorBatch:
         obs, raw, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
         self.obs[...] = obs
         frame = info["episode_frame_number"]
-        self.ep_return += raw
-        self.ep_length += 1
-        game_over = (terminated | truncated) & (frame < self._frame)
+        self._tally(raw, (terminated | truncated) & (frame < self._frame))  # a game restarted: it is over
         self._frame = np.array(frame)
-        for i in np.flatnonzero(game_over):
-            self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
-        self.ep_return[game_over] = 0.0
-        self.ep_length[game_over] = 0
         finals = [(int(i), np.array(info["final_obs"][i])) for i in np.flatnonzero(truncated & ~terminated)]
         reward = (np.sign(raw) if self.clip_rewards else raw).astype(np.float32)
         return self.obs, reward, np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), finals
-
-    def take_finished(self) -> list[tuple[float, int]]:
-        out, self.finished = self.finished, []
-        return out
 
     def close(self) -> None:
         self.env.close()
