@@ -31,6 +31,23 @@ def test_pong_pipeline_shapes_and_model():
     batch.close()
 
 
+def test_the_universe_encoder_on_42x42_frames():
+    """universe-starter-agent's network: four padded 3x3/2 convs take 42x42 to 21, 11, 6, 3."""
+    enc = ConvEncoder((4, 42, 42), "universe")
+    convs = [m for m in enc.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [(32, (3, 3), (2, 2), (1, 1))] * 4
+    assert sum(isinstance(m, torch.nn.ELU) for m in enc.convs) == 4
+    assert enc.fc[0].in_features == 3 * 3 * 32 and enc.out_dim == 256
+    frames = torch.randint(0, 256, (5, 4, 42, 42), dtype=torch.uint8)
+    assert enc(frames).shape == (5, 256)
+    cfg = build_config("ALE/Pong-v5", overrides={"env.screen_size": 42, "model.cnn": "universe"})
+    batch = EnvBatch(make_env_fn(cfg.env), 1, [3])
+    model = make_model(batch.observation_space, batch.action_space, cfg.model)
+    out, v, _ = model(torch.from_numpy(batch.obs))
+    assert batch.obs.shape == (1, 4, 42, 42) and out.shape == (1, 6) and v.shape == (1,)
+    batch.close()
+
+
 def test_the_base_envs_observation_type_does_not_change_the_preprocessed_frames():
     """The base env is made with grayscale observations (AtariPreprocessing reads the screen from
     the emulator itself); an RGB base env must give the very same frames and rewards."""
