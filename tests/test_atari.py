@@ -37,14 +37,17 @@ def test_the_universe_encoder_on_42x42_frames():
     convs = [m for m in enc.convs if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [(32, (3, 3), (2, 2), (1, 1))] * 4
     assert sum(isinstance(m, torch.nn.ELU) for m in enc.convs) == 4
-    assert enc.fc[0].in_features == 3 * 3 * 32 and enc.out_dim == 256
+    assert isinstance(enc.fc, torch.nn.Identity) and enc.out_dim == 3 * 3 * 32  # no fc layer
     frames = torch.randint(0, 256, (5, 4, 42, 42), dtype=torch.uint8)
-    assert enc(frames).shape == (5, 256)
-    cfg = build_config("ALE/Pong-v5", overrides={"env.screen_size": 42, "model.cnn": "universe"})
+    assert enc(frames).shape == (5, 288)
+    # universe-starter-agent's whole model: one 42x42 frame, the encoder, an LSTM 256.
+    over = {"env.screen_size": 42, "env.frame_stack": 1, "model.cnn": "universe", "model.lstm": True}
+    cfg = build_config("ALE/Pong-v5", overrides=over)
     batch = EnvBatch(make_env_fn(cfg.env), 1, [3])
     model = make_model(batch.observation_space, batch.action_space, cfg.model)
-    out, v, _ = model(torch.from_numpy(batch.obs))
-    assert batch.obs.shape == (1, 4, 42, 42) and out.shape == (1, 6) and v.shape == (1,)
+    assert model.core.input_size == 288 and model.core.hidden_size == 256
+    out, v, state = model(torch.from_numpy(batch.obs), model.initial_state(1))
+    assert batch.obs.shape == (1, 1, 42, 42) and out.shape == (1, 6) and v.shape == (1,) and state[0].shape == (1, 256)
     batch.close()
 
 

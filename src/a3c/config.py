@@ -144,7 +144,7 @@ class ModelConfig:
     shared_encoder: bool = _f(False, "Share one MLP body between actor and critic (default: separate; image encoders, embeddings and the LSTM are always shared).", lambda v: None if isinstance(v, bool) else "must be true or false")
     tabular: str = _f("onehot", "Encoding of Discrete observations: onehot (a table) or embedding.", _one_of("onehot", "embedding"))
     embedding_dim: int = _f(32, "Size of the embedding when tabular=embedding.", _positive_int)
-    cnn: str = _f("a3c", "Image encoder: a3c (Mnih et al. 2016: 16-32 conv, fc 256), nature (Mnih et al. 2015: 32-64-64 conv, fc 512) or universe (universe-starter-agent's four 32 3x3/2 convs for 42x42 frames, ELU, fc 256).", _one_of("a3c", "nature", "universe"))
+    cnn: str = _f("a3c", "Image encoder: a3c (Mnih et al. 2016: 16-32 conv, fc 256), nature (Mnih et al. 2015: 32-64-64 conv, fc 512) or universe (universe-starter-agent's four 32 3x3/2 convs for 42x42 frames, ELU, no fc).", _one_of("a3c", "nature", "universe"))
     lstm: bool = _f(False, "An LSTM core after the encoder; its state is carried across rollouts and reset at episode ends.", lambda v: None if isinstance(v, bool) else "must be true or false")
     lstm_size: int = _f(256, "Hidden size of the LSTM core.", _positive_int)
     keep_rollout_graph: bool = _f(False, "Keep the rollout's forward passes, with gradient, for the loss instead of re-evaluating the rollout in one batch: one forward pass fewer, but n_steps backward passes over narrow batches (slower on the 2-core reference machine; docs/architecture.md).", lambda v: None if isinstance(v, bool) else "must be true or false")

@@ -76,20 +76,21 @@ class Flatten(nn.Module):
 class ConvEncoder(nn.Module):
     """Image encoder. "a3c": Mnih et al. 2016's network (16 8x8/4, 32 4x4/2, fc 256, ReLU);
     "nature": Mnih et al. 2015's (32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512); "universe": the 42x42
-    network of universe-starter-agent and ikostrikov/pytorch-a3c (four 32 3x3/2 padded convs, ELU),
-    here with an fc 256. uint8 pixels are scaled to [0, 1]."""
+    network of universe-starter-agent and ikostrikov/pytorch-a3c (four 32 3x3/2 padded convs, ELU,
+    no fc layer: the flattened maps, 288 features at 42x42, feed the LSTM core or the heads).
+    uint8 pixels are scaled to [0, 1]."""
 
-    # kind -> ([(out channels, kernel, stride, padding)], activation, fc size)
+    # kind -> ([(out channels, kernel, stride, padding)], activation, fc size or None)
     KINDS = {
         "a3c": ([(16, 8, 4, 0), (32, 4, 2, 0)], nn.ReLU, 256),
         "nature": ([(32, 8, 4, 0), (64, 4, 2, 0), (64, 3, 1, 0)], nn.ReLU, 512),
-        "universe": ([(32, 3, 2, 1)] * 4, nn.ELU, 256),
+        "universe": ([(32, 3, 2, 1)] * 4, nn.ELU, None),
     }
 
     def __init__(self, shape: tuple[int, ...], kind: str) -> None:
         super().__init__()
         c = shape[0]
-        convs, activation, self.out_dim = self.KINDS[kind]
+        convs, activation, fc = self.KINDS[kind]
         layers: list[nn.Module] = []
         for out, k, s, pad in convs:
             conv = nn.Conv2d(c, out, k, s, pad)
@@ -100,7 +101,8 @@ class ConvEncoder(nn.Module):
         self.convs = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             n = self.convs(torch.zeros(1, *shape)).shape[1]
-        self.fc = nn.Sequential(_linear(n, self.out_dim, math.sqrt(2)), nn.ReLU())
+        self.out_dim = fc or n
+        self.fc = nn.Sequential(_linear(n, fc, math.sqrt(2)), nn.ReLU()) if fc else nn.Identity()
 
     def forward(self, obs: Tensor) -> Tensor:
         # With gradient, the input goes channels-last: oneDNN's convolution backward is then 40%
