@@ -50,6 +50,37 @@ def test_unroll_equals_stepping_one_observation_at_a_time():
     torch.testing.assert_close(out, torch.cat(outs))
 
 
+def test_unroll_gradients_equal_stepping_one_observation_at_a_time():
+    """The fused multi-step core, cut at episode ends, is the same function as stepping the cell:
+    same outputs, same states after the ends, same gradients for every parameter."""
+    model = _model()
+    obs = torch.randn(6, 3, 3)
+    end = torch.zeros(5, 3)
+    end[1, 0] = end[1, 2] = end[3, 1] = 1.0  # two cuts, one of them for two envs at once
+    state0 = (torch.randn(3, 8), torch.randn(3, 8))
+    out, v, hiddens = model.unroll(obs, state0, end)
+    loss = out.pow(2).sum() + v.pow(2).sum()
+    fused = torch.autograd.grad(loss, list(model.parameters()))
+    state, outs, values, states = state0, [], [], {}
+    for t in range(6):
+        if t > 0:
+            keep = (1 - end[t - 1]).unsqueeze(-1)
+            state = (state[0] * keep, state[1] * keep)
+        o, vt, state = model(obs[t], state)
+        outs.append(o)
+        values.append(vt)
+        states[t] = state
+    torch.testing.assert_close(out, torch.cat(outs))
+    torch.testing.assert_close(v, torch.stack(values))
+    assert sorted(hiddens) == [1, 3, 5]
+    for t in hiddens:
+        torch.testing.assert_close(hiddens[t], states[t])
+    loss = torch.cat(outs).pow(2).sum() + torch.stack(values).pow(2).sum()
+    stepped = torch.autograd.grad(loss, list(model.parameters()))
+    for a, b in zip(fused, stepped, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_worker_carries_the_state_across_rollouts_and_resets_it_at_episode_ends():
     cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1, "lstm": True, "lstm_size": 16, "n_steps": 7, "envs_per_worker": 4, "max_episode_steps": 7})
     agent = A3C("CartPole-v1", config=cfg)

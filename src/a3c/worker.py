@@ -165,18 +165,18 @@ class Worker:
                 state = reset_ended(state, torch.from_numpy(self.end_np[t]))
         return state
 
-    def _rollout_with_graph(self, norm: Callable[[torch.Tensor], torch.Tensor], state: State, finals: list[tuple[int, int, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[State], State]:
+    def _rollout_with_graph(self, norm: Callable[[torch.Tensor], torch.Tensor], state: State, finals: list[tuple[int, int, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, State], State]:
         """n steps of actor and critic with gradient, kept for the loss: the learning pass needs no
         second forward (the parameters do not change during a rollout, so the graph is the same).
         Returns policy outputs `[T * B, ...]`, V(s_0..s_T-1) with gradient, V(s_1..s_T) without,
-        the core's states per step, and the state after the rollout."""
-        outs, values, hiddens = [], [], []
+        the core's state after each step, and the state after the rollout."""
+        outs, values, hiddens = [], [], {}
         for t in range(self.n_steps):
             out, v, state = self.model(norm(self.obs_buf[t]), state)
             outs.append(out)
             values.append(v)
             if state is not None:
-                hiddens.append(state)
+                hiddens[t] = state
             with torch.no_grad():
                 actions = self.head.sample(out, self.generator)
             self._step_envs(t, actions, finals)
