@@ -18,6 +18,21 @@ def _model():
     return make_model(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), ModelConfig(lstm=True, lstm_size=8))
 
 
+def _stepped(model, obs, state0, end):
+    """The reference for `unroll`: one observation at a time, zeroing the rows that ended.
+    Returns the policy outputs `[T * B, ...]`, the values `[T, B]` and the state after each step."""
+    state, outs, values, states = state0, [], [], {}
+    for t in range(obs.shape[0]):
+        if t > 0:
+            keep = (1 - end[t - 1]).unsqueeze(-1)
+            state = (state[0] * keep, state[1] * keep)
+        o, v, state = model(obs[t], state)
+        outs.append(o)
+        values.append(v)
+        states[t] = state
+    return torch.cat(outs), torch.stack(values), states
+
+
 def test_unroll_resets_the_state_after_an_episode_end():
     model = _model()
     T, B = 4, 2
@@ -40,14 +55,7 @@ def test_unroll_equals_stepping_one_observation_at_a_time():
     end = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
     state0 = model.initial_state(2)
     out, v, _ = model.unroll(obs, state0, end)
-    state, outs = state0, []
-    for t in range(3):
-        if t > 0:
-            keep = (1 - end[t - 1]).unsqueeze(-1)
-            state = (state[0] * keep, state[1] * keep)
-        o, _, state = model(obs[t], state)
-        outs.append(o)
-    torch.testing.assert_close(out, torch.cat(outs))
+    torch.testing.assert_close(out, _stepped(model, obs, state0, end)[0])
 
 
 def test_unroll_gradients_equal_stepping_one_observation_at_a_time():
@@ -61,21 +69,13 @@ def test_unroll_gradients_equal_stepping_one_observation_at_a_time():
     out, v, hiddens = model.unroll(obs, state0, end)
     loss = out.pow(2).sum() + v.pow(2).sum()
     fused = torch.autograd.grad(loss, list(model.parameters()))
-    state, outs, values, states = state0, [], [], {}
-    for t in range(6):
-        if t > 0:
-            keep = (1 - end[t - 1]).unsqueeze(-1)
-            state = (state[0] * keep, state[1] * keep)
-        o, vt, state = model(obs[t], state)
-        outs.append(o)
-        values.append(vt)
-        states[t] = state
-    torch.testing.assert_close(out, torch.cat(outs))
-    torch.testing.assert_close(v, torch.stack(values))
+    step_out, step_v, states = _stepped(model, obs, state0, end)
+    torch.testing.assert_close(out, step_out)
+    torch.testing.assert_close(v, step_v)
     assert sorted(hiddens) == [1, 3, 5]
     for t in hiddens:
         torch.testing.assert_close(hiddens[t], states[t])
-    loss = torch.cat(outs).pow(2).sum() + torch.stack(values).pow(2).sum()
+    loss = step_out.pow(2).sum() + step_v.pow(2).sum()
     stepped = torch.autograd.grad(loss, list(model.parameters()))
     for a, b in zip(fused, stepped, strict=True):
         torch.testing.assert_close(a, b)
