@@ -1,8 +1,9 @@
 """Pong training throughput: a3c against Stable-Baselines3 A2C, side by side in one run.
 
-a3c: its Atari preset (2 workers x 4 envs, the paper's network), the same with 8 envs per worker
-(a3c-8envs: bigger batches, fewer updates per sample, more steps/s), and the preset with its envs
-stepped by ale-py's C++ AtariVectorEnv (a3c-ale-vector: `env.ale_vector`, the same frames). SB3: A2C in its Atari
+a3c: its Atari preset (2 workers x 4 envs stepped by ale-py's C++ AtariVectorEnv, the paper's
+network), the same with 8 envs per worker (a3c-8envs: bigger batches, fewer updates per sample, more
+steps/s), and the preset with its envs stepped through Gymnasium's wrappers (a3c-gym-wrappers:
+`env.ale_vector=false`, the same frames). SB3: A2C in its Atari
 setup (make_atari_env with AtariWrapper, 4 stacked frames, 16 envs, CnnPolicy), torch's default threads.
 Both run on ALE/Pong-v5 with the base env at frameskip=1 and a frame skip of 4 in the wrappers (so
 1 agent step = 4 frames), sticky actions as v5 defines them. Each peer runs --seconds of training,
@@ -25,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median, run_child, write_results  # noqa: E402
 
 FRAMES_PER_STEP = 4
-PEERS = ["a3c", "a3c-8envs", "a3c-ale-vector", "sb3"]
-CHILD_OVERRIDES = {"a3c": {}, "a3c-8envs": {"env.envs_per_worker": 8}, "a3c-ale-vector": {"env.ale_vector": True}}
+PEERS = ["a3c", "a3c-8envs", "a3c-gym-wrappers", "sb3"]
+CHILD_OVERRIDES = {"a3c": {}, "a3c-8envs": {"env.envs_per_worker": 8}, "a3c-gym-wrappers": {"env.ale_vector": False}}
 
 
 def steady_rate(points: list[tuple[float, int]]) -> float:

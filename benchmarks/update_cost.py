@@ -6,8 +6,9 @@ warm-up, --repeats times, the median reported. Compare settings side by side in 
 
     .venv/bin/python benchmarks/update_cost.py ALE/Pong-v5 --envs 2 4 8 --modes reevaluate keep_graph ale_vector
 
-Modes: reevaluate (the default worker), keep_graph (`model.keep_rollout_graph`), ale_vector (the
-default worker with `env.ale_vector`: ale-py's C++ AtariVectorEnv steps the envs).
+Modes: reevaluate (the default worker, its envs stepped through Gymnasium's wrappers), keep_graph
+(`model.keep_rollout_graph`), ale_vector (the default worker with `env.ale_vector`: ale-py's C++
+AtariVectorEnv steps the envs, as the Atari preset does).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median  # noqa: E402
 
-MODES = {"reevaluate": {}, "keep_graph": {"model.keep_rollout_graph": True}, "ale_vector": {"env.ale_vector": True}}
+WRAPPERS = {"env.ale_vector": False}
+MODES = {"reevaluate": WRAPPERS, "keep_graph": {**WRAPPERS, "model.keep_rollout_graph": True}, "ale_vector": {"env.ale_vector": True}}
 
 
 def update_ms(env_id: str, envs: int, mode: str, updates: int, extra: dict, warmup: int = 20) -> tuple[float, int]:
