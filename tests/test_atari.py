@@ -13,6 +13,9 @@ from a3c.envs import AleVectorBatch, EnvBatch, make_env_batch, make_env_fn  # no
 from a3c.errors import EnvError  # noqa: E402
 from a3c.models import ConvEncoder, make_model  # noqa: E402
 
+# Gymnasium's wrappers rather than the Atari preset's AtariVectorEnv, for the tests of that path.
+GYM_WRAPPERS = {"env.ale_vector": False}
+
 
 def test_pong_pipeline_shapes_and_model():
     cfg = build_config("ALE/Pong-v5")
@@ -54,9 +57,8 @@ def test_the_universe_encoder_on_42x42_frames():
 def test_the_base_envs_observation_type_does_not_change_the_preprocessed_frames():
     """The base env is made with grayscale observations (AtariPreprocessing reads the screen from
     the emulator itself); an RGB base env must give the very same frames and rewards."""
-    wrappers = {"env.ale_vector": False}  # Gymnasium's wrappers, not the preset's AtariVectorEnv
-    gray = EnvBatch(make_env_fn(build_config("ALE/Pong-v5", overrides=wrappers).env), 1, [5])
-    rgb = EnvBatch(make_env_fn(build_config("ALE/Pong-v5", overrides={**wrappers, "env.kwargs": {"obs_type": "rgb"}}).env), 1, [5])
+    gray = EnvBatch(make_env_fn(build_config("ALE/Pong-v5", overrides=GYM_WRAPPERS).env), 1, [5])
+    rgb = EnvBatch(make_env_fn(build_config("ALE/Pong-v5", overrides={**GYM_WRAPPERS, "env.kwargs": {"obs_type": "rgb"}}).env), 1, [5])
     assert gray.envs[0].unwrapped._obs_type == "grayscale" and rgb.envs[0].unwrapped._obs_type == "rgb"
     np.testing.assert_array_equal(gray.obs, rgb.obs)
     rng = np.random.default_rng(0)
@@ -99,7 +101,7 @@ def test_ale_vector_steps_the_same_frames_rewards_and_ends_as_gymnasiums_wrapper
     the same stacked frames, rewards, ends, truncation finals and game scores, through a time-limit
     truncation (500 agent steps) and the reset after it."""
     overrides = {"env.noop_max": 0, "env.kwargs": {"repeat_action_probability": 0.0}, "env.max_episode_steps": 2000}
-    gym_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={**overrides, "env.ale_vector": False}).env), 2, [1, 2])
+    gym_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={**overrides, **GYM_WRAPPERS}).env), 2, [1, 2])
     ale_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={**overrides, "env.ale_vector": True}).env), 2, [3, 4])
     assert isinstance(gym_batch, EnvBatch) and isinstance(ale_batch, AleVectorBatch)
     assert gym_batch.observation_space == ale_batch.observation_space and gym_batch.action_space == ale_batch.action_space
