@@ -65,7 +65,7 @@ def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches:
 
     from a3c import A3C
     from a3c.backends.ray_backend import ParameterServer, init_ray
-    from a3c.optim import GlobalParams
+    from a3c.store import SharedStore
 
     agent = A3C(env_id)
     init_ray(None, num_cpus=max(workers_list) + 1)
@@ -84,8 +84,8 @@ def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches:
             reply = ray.get(self.ps.pull.remote())
             while time.monotonic() < end:
                 ray.get(reply["weights"][0])  # the pull a real worker makes
-                at = [reply["updates"]] * batch
-                reply = ray.get(self.ps.push_batch.remote(grads, [1e-4] * batch, [1e-4] * batch, self.index, [40] * batch, at, [], None))
+                pulled = [(reply["progress"][1], 0.0)] * batch
+                reply = ray.get(self.ps.push_batch.remote(self.index, grads, pulled, [40] * batch, [], None))
                 n += batch
             return n
 
@@ -93,7 +93,7 @@ def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches:
     for batch in batches:
         out[batch] = {}
         for w in workers_list:
-            store = GlobalParams(agent.model, agent.config.optim, w, agent.n_actor)
+            store = SharedStore.for_model(agent.model, agent.config.replace({"workers": w}))
             ps = ray.remote(num_cpus=0)(ParameterServer).remote(store)
             fakes = [FakeWorker.remote(ps, store.size, i) for i in range(w)]
             t0 = time.monotonic()

@@ -4,11 +4,10 @@ What the Pong speed-ups in the README were measured with: the same update the tr
 (pull, rollout, loss, backward, clip, push to the shared optimizer), timed over --updates after a
 warm-up, --repeats times, the median reported. Compare settings side by side in one run:
 
-    .venv/bin/python benchmarks/update_cost.py ALE/Pong-v5 --envs 2 4 8 --modes reevaluate keep_graph ale_vector
+    .venv/bin/python benchmarks/update_cost.py ALE/Pong-v5 --envs 2 4 8 --modes gym_wrappers ale_vector
 
-Modes: reevaluate (the default worker, its envs stepped through Gymnasium's wrappers), keep_graph
-(`model.keep_rollout_graph`), ale_vector (the default worker with `env.ale_vector`: ale-py's C++
-AtariVectorEnv steps the envs, as the Atari preset does).
+Modes: ale_vector (the default: ale-py's C++ AtariVectorEnv steps the envs, as the Atari preset
+does), gym_wrappers (the same worker with its envs stepped through Gymnasium's wrappers).
 """
 
 from __future__ import annotations
@@ -24,18 +23,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median  # noqa: E402
 
 WRAPPERS = {"env.ale_vector": False}
-MODES = {"reevaluate": WRAPPERS, "keep_graph": {**WRAPPERS, "model.keep_rollout_graph": True}, "ale_vector": {"env.ale_vector": True}}
+MODES = {"gym_wrappers": WRAPPERS, "ale_vector": {"env.ale_vector": True}}
 
 
 def update_ms(env_id: str, envs: int, mode: str, updates: int, extra: dict, warmup: int = 20) -> tuple[float, int]:
     """(ms per update, env steps per update)."""
     from a3c import A3C, build_config
-    from a3c.optim import GlobalParams
+    from a3c.store import SharedStore
     from a3c.worker import Worker
 
     cfg = build_config(env_id, overrides={**extra, "env.envs_per_worker": envs, "run.workers": 1, **MODES[mode]})
     agent = A3C(env_id, config=cfg)
-    worker = Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor))
+    worker = Worker(cfg, 0, SharedStore.for_model(agent.model, cfg))
     try:
         for _ in range(warmup):
             worker.update()
@@ -51,7 +50,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("env_id", nargs="?", default="ALE/Pong-v5")
     p.add_argument("--envs", type=int, nargs="+", default=[4], help="envs per worker")
-    p.add_argument("--modes", nargs="+", choices=list(MODES), default=["reevaluate"])
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=["ale_vector"])
     p.add_argument("--updates", type=int, default=150)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="any config key, for every mode (repeatable)")

@@ -89,7 +89,7 @@ def test_a_trained_agent_in_memory_and_its_loaded_copy_act_alike(tmp_path):
     agent.learn(run_dir=tmp_path / "run", progress="none")
     path = agent.save(tmp_path / "agent")
     loaded = A3C.load(path)
-    assert torch.equal(loaded.obs_stats, agent.obs_stats) and loaded.obs_stats[:, 0].sum() > 0
+    assert torch.equal(loaded.obs_stats.table, agent.obs_stats.table) and loaded.obs_stats.table[:, 0].sum() > 0
     obs = _observations(agent, 200)
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
     # Stochastic actions come from the agent's own generator: the same seed, the same samples.

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import copy
 import csv
-import threading
+import os
 import time
 
-import fake_envs  # tests/fake_envs.py
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from a3c import A3C, build_config
 from a3c.backends.processes import ProcessesBackend
-from a3c.optim import GlobalParams
+from a3c.store import SharedStore
 from a3c.worker import Worker
 
 TIME_DEPENDENT = {"wall_s", "steps_per_s"}
@@ -66,7 +65,7 @@ def test_entropy_schedule_sets_the_coefficient_workers_use(tmp_path):
 def _worker(cfg_overrides=None):
     cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1, **(cfg_overrides or {})})
     agent = A3C("CartPole-v1", config=cfg)
-    store = GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)
+    store = SharedStore.for_model(agent.model, cfg)
     return Worker(cfg, 0, store), store
 
 
@@ -74,7 +73,8 @@ def test_identical_updates_push_identical_gradients():
     """The ikostrikov/pytorch-a3c trap: on PyTorch >= 2 gradients accumulated across updates."""
     worker, store = _worker({"learning_rate": 0.0, "max_grad_norm": None})
     pushed = []
-    store.push = lambda grad, *a, **k: pushed.append(grad.clone()) or 0
+    push = store.push
+    store.push = lambda worker, steps, pulled, grad: pushed.append(grad.clone()) or push(worker, steps, pulled, grad)
     snapshot = copy.deepcopy((worker.envs, worker.generator.get_state(), worker.obs_buf))
     worker.update()
     envs, gen_state, obs = snapshot
@@ -89,44 +89,45 @@ def test_identical_updates_push_identical_gradients():
 def test_serial_workers_see_each_others_updates():
     cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 2})
     agent = A3C("CartPole-v1", config=cfg)
-    store = GlobalParams(agent.model, cfg.optim, 2, agent.n_actor)
+    store = SharedStore.for_model(agent.model, cfg)
     w0, w1 = Worker(cfg, 0, store), Worker(cfg, 1, store)
     before = store.flat.clone()
     w0.update()
     w1.update()
     assert not torch.equal(before, store.flat)
-    assert store.global_updates() == 2
-    assert w1.take_report().update_lag == 0  # w1 pulled after w0 pushed
-    assert store.global_steps() == 2 * cfg.algo.n_steps * cfg.env.envs_per_worker
+    assert store.progress().updates == 2
+    assert w1.take_report().sums["update_lag"] == 0  # w1 pulled after w0 pushed
+    assert store.progress().steps == 2 * cfg.algo.n_steps * cfg.env.envs_per_worker
 
 
-def _push_known_gradient(store: GlobalParams, worker: int, value: float) -> None:
+def _push_known_gradient(store: SharedStore, worker: int, value: float) -> None:
     grad = torch.full_like(store.flat, value)
-    store.push(grad, 0.01, 0.01, worker, steps=1, pulled_at=store.global_updates())
+    store.push(worker, 1, store.pull(torch.empty(store.size)), grad)
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_shared_optimizer_statistics_are_one_copy_seen_by_every_worker(optimizer):
     cfg = build_config("CartPole-v1", overrides={"optim.name": optimizer})
     agent = A3C("CartPole-v1", config=cfg)
-    store = GlobalParams(agent.model, cfg.optim, 2, agent.n_actor).share_memory_()
+    store = SharedStore.for_model(agent.model, cfg.replace({"workers": 2})).share_memory_()
     ctx = mp.get_context("spawn")
     for worker, value in [(0, 1.0), (1, 3.0)]:  # one after the other, each in its own process
         p = ctx.Process(target=_push_known_gradient, args=(store, worker, value))
         p.start()
         p.join(timeout=300)
         assert p.exitcode == 0
-    assert store.worker_updates.tolist() == [1, 1]
+    assert store.counters["worker_updates"].tolist() == [1, 1]
+    state = store.optimizer.state
     a = cfg.optim.alpha
     if optimizer == "rmsprop":
         # Worker 1's statistics include worker 0's push: one shared copy, not one per worker.
         expected = a * (1 - a) * 1.0**2 + (1 - a) * 3.0**2
-        assert torch.allclose(store.state["square_avg"], torch.full_like(store.flat, expected))
+        assert torch.allclose(state["square_avg"], torch.full_like(store.flat, expected))
     else:
         b1, b2 = cfg.optim.betas
-        assert float(store.state["step"]) == 2.0
-        assert torch.allclose(store.state["exp_avg"], torch.full_like(store.flat, b1 * (1 - b1) * 1.0 + (1 - b1) * 3.0))
-        assert torch.allclose(store.state["exp_avg_sq"], torch.full_like(store.flat, b2 * (1 - b2) * 1.0 + (1 - b2) * 9.0))
+        assert float(state["step"]) == 2.0
+        assert torch.allclose(state["exp_avg"], torch.full_like(store.flat, b1 * (1 - b1) * 1.0 + (1 - b1) * 3.0))
+        assert torch.allclose(state["exp_avg_sq"], torch.full_like(store.flat, b2 * (1 - b2) * 1.0 + (1 - b2) * 9.0))
 
 
 def test_processes_backend_learns_cartpole(tmp_path):
@@ -151,24 +152,7 @@ def test_processes_backend_with_lock_and_adam(tmp_path):
     assert summary["updates"] > 0
 
 
-# --- the stand-in: the trainer trains while the worker processes start ---------------------------
-
-
-def _slow_start_backend(monkeypatch, env_id="CartPole-v1", **overrides):
-    """A processes backend whose workers start only when the test sets the returned event (as on a
-    cold fork server, without depending on how fast the machine is)."""
-    cfg = build_config(env_id, overrides={"workers": 2, "total_steps": 10**6, **overrides})
-    agent = A3C(env_id, config=cfg)
-    store = GlobalParams(agent.model, cfg.optim, 2, agent.n_actor)
-    release = threading.Event()
-    spawn_all = ProcessesBackend._spawn_all
-
-    def slow(self):
-        release.wait(timeout=120)
-        spawn_all(self)
-
-    monkeypatch.setattr(ProcessesBackend, "_spawn_all", slow)
-    return ProcessesBackend(cfg, store, None if env_id == "CartPole-v1" else fake_envs.RaisesOnStep), store, release
+# --- starting: no env code in the trainer's process ---------------------------------------------
 
 
 def _poll_until(backend, seconds, until=lambda reports: False):
@@ -178,54 +162,24 @@ def _poll_until(backend, seconds, until=lambda reports: False):
     return reports
 
 
-def test_the_trainer_trains_as_a_stand_in_while_the_workers_start(monkeypatch):
-    backend, store, release = _slow_start_backend(monkeypatch)
-    closed = []
-    close = Worker.close
-    monkeypatch.setattr(Worker, "close", lambda self: closed.append(self.index) or close(self))
+def test_worker_processes_start_without_running_env_code_in_the_trainer(tmp_path):
+    """The processes backend builds every env in its worker processes: the trainer's process only
+    supervises (an env that hangs or crashes can then never take the trainer with it)."""
+    log = tmp_path / "pids"
+    cfg = build_config("CartPole-v1", overrides={"workers": 2, "total_steps": 10**6, "env.id": "fake_envs:PidLogging", "env.kwargs": {"path": str(log)}})
+    agent = A3C("CartPole-v1", config=cfg.replace({"env.id": "CartPole-v1", "env.kwargs": {}}))
+    from a3c.envs import make_env_fn
+
+    backend = ProcessesBackend(cfg, SharedStore.for_model(agent.model, cfg), make_env_fn(cfg.env))
     try:
         backend.start()
-        early = _poll_until(backend, 0.5)
-        assert not backend.procs, "no worker process has started yet"
-        assert backend.alive() == 1
-        assert early and {r.worker for r in early} == {0}
-        assert sum(r.steps for r in early) == store.global_steps() > 0, "the stand-in's updates reached the global parameters"
-        assert not closed
-        release.set()
-        later = _poll_until(backend, 120, until=lambda reports: {r.worker for r in reports} == {0, 1} and backend.stand_in is None)
-        assert backend.stand_in is None and len(backend.procs) == 2
-        assert closed == [0], "the stand-in's envs are closed once the workers run"
-        assert {r.worker for r in later} == {0, 1}, "both worker processes report"
+        reports = _poll_until(backend, 120, until=lambda reports: {r.worker for r in reports} == {0, 1})
+        assert {r.worker for r in reports} == {0, 1}, "both worker processes report"
     finally:
-        release.set()
         backend.stop()
     assert backend.alive() == 0
-
-
-def test_the_stand_in_can_be_turned_off(monkeypatch):
-    backend, store, release = _slow_start_backend(monkeypatch, train_while_starting=False)
-    threading.Timer(0.5, release.set).start()
-    t0 = time.monotonic()
-    try:
-        backend.start()  # blocks while the workers start
-        assert time.monotonic() - t0 >= 0.5 and len(backend.procs) == 2
-        assert backend.stand_in is None
-    finally:
-        release.set()
-        backend.stop()
-
-
-def test_a_stand_in_that_raises_is_a_failure_of_worker_0(monkeypatch, capfd):
-    backend, _, release = _slow_start_backend(monkeypatch, env_id="fake_envs:RaisesOnStep", max_restarts=5)
-    try:
-        backend.start()
-        _poll_until(backend, 60, until=lambda _: backend.budget.failures[0] > 0)
-        assert not backend.procs, "the workers have not started: the failure is the stand-in's"
-        assert backend.stand_in is None and backend.budget.failures[0] == 1
-        assert "worker 0 failed (RuntimeError: boom from the env)" in capfd.readouterr().err
-    finally:
-        release.set()
-        backend.stop()
+    pids = {int(line) for line in log.read_text().split()}
+    assert pids and os.getpid() not in pids, "every env was built in a worker process"
 
 
 def test_an_env_factory_workers_cannot_receive_is_a_clear_error_before_the_run_starts(tmp_path):
@@ -237,7 +191,7 @@ def test_an_env_factory_workers_cannot_receive_is_a_clear_error_before_the_run_s
     with pytest.raises(ConfigError, match="cannot be pickled.*module-level function or class.*backend='serial'"):
         agent.learn(run_dir=tmp_path / "run", progress="none")
     assert not (tmp_path / "run").exists(), "nothing was started"
-    agent.config = agent.config.replace({"run.backend": "serial"})
+    agent.config = agent.config.replace({"backend": "serial"})
     assert agent.learn(run_dir=tmp_path / "serial", progress="none")["steps"] >= 10_000  # the same factory works in one process
 
 

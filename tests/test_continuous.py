@@ -13,7 +13,8 @@ import torch
 from a3c import A3C, build_config, normalize
 from a3c.config import ModelConfig
 from a3c.models import GaussianHead, gaussian_logp_entropy, make_model
-from a3c.optim import GlobalParams
+from a3c.normalize import ObservationStats
+from a3c.store import SharedStore
 from a3c.worker import Worker
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)  # 0.918939...
@@ -57,22 +58,22 @@ def test_actions_are_clipped_for_the_env_but_logp_is_of_the_unclipped_sample():
     cfg = build_config(overrides={"backend": "serial", "workers": 1, "log_std_init": 1.5, "n_steps": 10})
     cfg = cfg.replace({"env.id": "fake_envs:Target1D"})
     agent = A3C(fake_envs.Target1D, config=cfg)
-    store = GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)
+    store = SharedStore.for_model(agent.model, cfg)
     worker = Worker(cfg, 0, store, fake_envs.Target1D)
     worker.update()
     stored = worker.act_buf
     assert (stored.abs() > 1.0).any(), "the rollout keeps the unclipped sample"
-    assert store.global_updates() == 1
+    assert store.progress().updates == 1
 
 
 def test_observation_normalisation_statistics():
-    stats = normalize.new_stats(2, 3)
-    normalize.add(stats[0], torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))
-    normalize.add(stats[1], torch.tensor([[[2.0, 2.0, 2.0]]]))
-    mean, std = normalize.mean_std(stats)
+    stats = ObservationStats(2, 3)
+    stats.update(0, torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))
+    stats.update(1, torch.tensor([[[2.0, 2.0, 2.0]]]))
+    mean, std = normalize.mean_std(stats.table)
     torch.testing.assert_close(mean, torch.tensor([2.0, 2.0, 2.0]))
     torch.testing.assert_close(std, torch.tensor([math.sqrt(2 / 3), 1e-4, math.sqrt(2 / 3)]), atol=1e-4, rtol=1e-4)
-    x = normalize.normalize(torch.tensor([[4.0, 2.0, 100.0]]), mean, std)
+    x = stats.snapshot()(torch.tensor([[4.0, 2.0, 100.0]]))
     assert x[0, 0] == pytest.approx(2 / math.sqrt(2 / 3), rel=1e-4) and x[0, 2] == normalize.CLIP
 
 
@@ -86,7 +87,7 @@ def test_continuous_control_learns_a_1d_target(tmp_path, normalize_obs):
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["return_mean"] >= -3.0
     if normalize_obs:
-        mean, std = normalize.mean_std(agent.obs_stats)
+        mean, std = normalize.mean_std(agent.obs_stats.table)
         assert abs(float(mean[1])) < 0.2 and 0.4 < float(std[1]) < 0.75  # target ~ U(-1, 1): std 0.577
 
 

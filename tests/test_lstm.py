@@ -9,7 +9,7 @@ import torch
 from a3c import A3C, build_config
 from a3c.config import ModelConfig
 from a3c.models import make_model
-from a3c.optim import GlobalParams
+from a3c.store import SharedStore
 from a3c.worker import Worker
 
 
@@ -84,7 +84,7 @@ def test_unroll_gradients_equal_stepping_one_observation_at_a_time():
 def test_worker_carries_the_state_across_rollouts_and_resets_it_at_episode_ends():
     cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1, "lstm": True, "lstm_size": 16, "n_steps": 7, "envs_per_worker": 4, "max_episode_steps": 7})
     agent = A3C("CartPole-v1", config=cfg)
-    store = GlobalParams(agent.model, cfg.optim, 1, agent.n_actor)
+    store = SharedStore.for_model(agent.model, cfg)
     worker = Worker(cfg, 0, store)
     saw_end = False
     for _ in range(6):
@@ -96,4 +96,4 @@ def test_worker_carries_the_state_across_rollouts_and_resets_it_at_episode_ends(
             assert torch.any(h[torch.from_numpy(~ended)] != 0), "a running episode keeps its state"
         saw_end |= bool(ended.any())
     assert saw_end, "7-step rollouts of 7-step episodes end on their last step"
-    assert np.isfinite(worker.take_report().policy_loss)
+    assert np.isfinite(worker.take_report().sums["policy_loss"])

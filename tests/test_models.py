@@ -1,5 +1,5 @@
 """Tests of a3c.models (the actor-critic factory, sampling, log-probs) and a3c.optim (the shared
-optimizer on one flat vector, the lr schedule, GlobalParams' pull/push)."""
+optimizer on one flat vector, the lr schedule, the store's pull/push)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from a3c import algo
-from a3c.config import ModelConfig, OptimConfig
+from a3c.config import Config, ModelConfig, OptimConfig
 from a3c.models import ActorCritic, categorical_logp_entropy, categorical_sample, make_model
-from a3c.optim import GlobalParams, apply_update, piecewise_linear, scheduled_lr
+from a3c.optim import apply_update, new_state, piecewise_linear, scheduled_lr
+from a3c.store import Progress, Pulled, Pushed, SharedStore
 
 
 @pytest.fixture(scope="module")
@@ -281,12 +282,11 @@ def test_rmsprop_tf_step_by_hand():
     #   p -= 0.01 * g / sqrt(square_avg + 0.01) = [0.01 / sqrt(1.01), 0]
     # (PyTorch's form, from 0 and with eps outside, would step p[0] by 0.01 / (sqrt(0.1) + 0.01).)
     cfg = OptimConfig(name="rmsprop_tf", alpha=0.9, eps=0.01)
-    model = type("TwoParams", (nn.Linear,), {"ordered_parameters": lambda self: list(self.parameters())})(1, 1)
-    store = GlobalParams(model, cfg, workers=1, n_actor=2)
-    assert torch.equal(store.state["square_avg"], torch.ones(2))
+    state = new_state("rmsprop_tf", 2)
+    assert torch.equal(state["square_avg"], torch.ones(2))
     flat = torch.tensor([0.0, 1.0])
-    apply_update("rmsprop_tf", flat, torch.tensor([1.0, 0.0]), store.state, cfg, lr=0.01, critic_lr=0.01, n_actor=2)
-    torch.testing.assert_close(store.state["square_avg"], torch.tensor([1.0, 0.9]))
+    apply_update("rmsprop_tf", flat, torch.tensor([1.0, 0.0]), state, cfg, lr=0.01, critic_lr=0.01, n_actor=2)
+    torch.testing.assert_close(state["square_avg"], torch.tensor([1.0, 0.9]))
     torch.testing.assert_close(flat, torch.tensor([-0.01 / math.sqrt(1.01), 1.0]))
 
 
@@ -421,7 +421,7 @@ def test_piecewise_linear_entropy_schedule():
 
 
 # ---------------------------------------------------------------------------------------------
-# GlobalParams
+# SharedStore (a3c/store.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -431,87 +431,117 @@ def _model_and_n_actor(cartpole_spaces) -> tuple[ActorCritic, int]:
     return model, sum(p.numel() for p in model.actor_parameters())
 
 
-def test_global_params_flat_is_a_copy_of_the_ordered_parameters(cartpole_spaces):
+def _store(model, workers=1, lock=None, **config) -> SharedStore:
+    # A constant learning rate, so that the pushes below apply exactly the rates the test names.
+    cfg = Config().replace({"workers": workers, "lr_schedule": "constant", **config})
+    store = SharedStore.for_model(model, cfg)
+    store.lock = lock
+    return store
+
+
+def test_the_store_is_a_copy_of_the_ordered_parameters(cartpole_spaces):
     model, n_actor = _model_and_n_actor(cartpole_spaces)
-    store = GlobalParams(model, OptimConfig(), workers=2, n_actor=n_actor)
-    assert store.size == sum(p.numel() for p in model.parameters())
+    store = _store(model, workers=2)
+    assert store.size == sum(p.numel() for p in model.parameters()) and store.n_actor == n_actor
     torch.testing.assert_close(store.flat, flat_of(model))
     store.flat.add_(1.0)  # the store owns its memory: the model is unchanged
     assert not torch.allclose(store.flat, flat_of(model))
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam", "sgd"])
-def test_global_params_push_is_deterministic(cartpole_spaces, name):
-    model, n_actor = _model_and_n_actor(cartpole_spaces)
-    cfg = OptimConfig(name=name)
+def test_store_push_is_deterministic(cartpole_spaces, name):
+    model, _ = _model_and_n_actor(cartpole_spaces)
     gen = torch.Generator().manual_seed(3)
     n = sum(p.numel() for p in model.parameters())
     grads = [torch.randn(n, generator=gen) for _ in range(3)]
     results = []
     for _ in range(2):  # two separate stores from the same model, same pushes
-        store = GlobalParams(model, cfg, workers=2, n_actor=n_actor)
+        store = _store(model, workers=2, **{"optim.name": name, "learning_rate": 1e-3, "critic_learning_rate": 2e-3})
         buf = torch.empty(store.size)
         for i, g in enumerate(grads):
-            pulled_at = store.pull(buf)
-            store.push(g, lr=1e-3, critic_lr=2e-3, worker=i % 2, steps=5, pulled_at=pulled_at)
+            store.push(i % 2, 5, store.pull(buf), g)
         results.append(store.flat.clone())
     assert torch.equal(results[0], results[1])
     assert not torch.equal(results[0], flat_of(model))  # the pushes did change the parameters
 
 
-def test_global_params_push_applies_apply_update(cartpole_spaces):
+def test_store_push_applies_apply_update_at_the_schedules_rates(cartpole_spaces):
     model, n_actor = _model_and_n_actor(cartpole_spaces)
-    cfg = OptimConfig(name="rmsprop")
-    store = GlobalParams(model, cfg, workers=1, n_actor=n_actor)
+    store = _store(model, **{"optim.name": "rmsprop", "learning_rate": 1e-3, "critic_learning_rate": 5e-3})
     g = torch.linspace(-1, 1, store.size)
     expected, state = flat_of(model).clone(), {"square_avg": torch.zeros(store.size)}
-    apply_update("rmsprop", expected, g, state, cfg, 1e-3, 5e-3, n_actor)
-    store.push(g, lr=1e-3, critic_lr=5e-3, worker=0, steps=1, pulled_at=0)
+    apply_update("rmsprop", expected, g, state, store.optimizer.cfg, 1e-3, 5e-3, n_actor)
+    pushed = store.push(0, 1, Pulled(0, 0.0), g)
+    assert pushed == Pushed(lag=0, learning_rate=1e-3)
     assert torch.equal(store.flat, expected)
-    assert torch.equal(store.state["square_avg"], state["square_avg"])
+    assert torch.equal(store.optimizer.state["square_avg"], state["square_avg"])
 
 
-def test_global_params_pull_copies_and_push_returns_update_lag(cartpole_spaces):
-    model, n_actor = _model_and_n_actor(cartpole_spaces)
-    store = GlobalParams(model, OptimConfig(name="sgd"), workers=2, n_actor=n_actor)
+def test_the_store_owns_the_schedules_of_the_absolute_global_step(cartpole_spaces):
+    """Learning rate (linear to 0 at total_steps) and entropy coefficient come from the store's
+    global step count, not from the worker."""
+    model, _ = _model_and_n_actor(cartpole_spaces)
+    cfg = Config().replace({"workers": 2, "total_steps": 100, "learning_rate": 1e-2, "ent_coef": 0.5, "ent_coef_schedule": [[40, 0.1]]})
+    store = SharedStore.for_model(model, cfg)
+    buf = torch.empty(store.size)
+    assert store.pull(buf).ent_coef == 0.5
+    assert store.push(0, 25, store.pull(buf), torch.zeros(store.size)).learning_rate == pytest.approx(1e-2)
+    assert store.push(1, 25, store.pull(buf), torch.zeros(store.size)).learning_rate == pytest.approx(1e-2 * 0.75)
+    assert store.pull(buf).ent_coef == pytest.approx(0.1)  # 50 global steps: past the schedule's point
+
+
+def test_store_pull_copies_and_push_returns_update_lag(cartpole_spaces):
+    model, _ = _model_and_n_actor(cartpole_spaces)
+    store = _store(model, workers=2, **{"optim.name": "sgd"})
     buf0, buf1 = torch.empty(store.size), torch.empty(store.size)
     g = torch.ones(store.size)
 
     at0 = store.pull(buf0)
     at1 = store.pull(buf1)
-    assert at0 == at1 == 0
+    assert at0.version == at1.version == 0
     assert torch.equal(buf0, store.flat)
 
-    assert store.push(g, 0.1, 0.1, worker=0, steps=8, pulled_at=at0) == 0  # nobody pushed since
-    assert store.push(g, 0.1, 0.1, worker=1, steps=8, pulled_at=at1) == 1  # worker 0 pushed once
+    assert store.push(0, 8, at0, g).lag == 0  # nobody pushed since
+    assert store.push(1, 8, at1, g).lag == 1  # worker 0 pushed once
     assert not torch.equal(buf0, store.flat)  # a pull is a copy, not a view
 
     at0 = store.pull(buf0)
-    assert at0 == 2
+    assert at0.version == 2
     # worker 1 pushes again without pulling: two global updates since its pull at 0
-    assert store.push(g, 0.1, 0.1, worker=1, steps=8, pulled_at=at1) == 2
-    assert store.push(g, 0.1, 0.1, worker=0, steps=8, pulled_at=at0) == 1
-    assert store.global_updates() == 4
-    assert store.global_steps() == 32
-    assert store.worker_updates.tolist() == [2, 2]
+    assert store.push(1, 8, at1, g).lag == 2
+    assert store.push(0, 8, at0, g).lag == 1
+    assert store.progress() == Progress(steps=32, updates=4, stop=False)
+    assert store.counters["worker_updates"].tolist() == [2, 2]
 
 
-def test_global_params_count_skipped_and_stop_flag(cartpole_spaces):
-    model, n_actor = _model_and_n_actor(cartpole_spaces)
-    store = GlobalParams(model, OptimConfig(), workers=2, n_actor=n_actor)
+def test_a_skipped_update_counts_its_steps_only_and_the_stop_flag(cartpole_spaces):
+    model, _ = _model_and_n_actor(cartpole_spaces)
+    store = _store(model, workers=2)
     before = store.flat.clone()
-    store.count_skipped(worker=1, steps=5)
-    assert store.global_steps() == 5
-    assert store.global_updates() == 0
-    assert store.worker_nonfinite.tolist() == [0, 1]
+    store.push(1, 5, store.pull(torch.empty(store.size)), None)
+    assert store.progress() == Progress(steps=5, updates=0, stop=False)
+    assert store.counters["worker_nonfinite"].tolist() == [0, 1]
     assert torch.equal(store.flat, before)
-    assert not store.should_stop()
     store.request_stop()
-    assert store.should_stop()
+    assert store.progress().stop
 
 
-def test_global_params_lock_is_used(cartpole_spaces):
-    model, n_actor = _model_and_n_actor(cartpole_spaces)
+def test_store_state_dict_round_trip_folds_other_worker_counts(cartpole_spaces):
+    model, _ = _model_and_n_actor(cartpole_spaces)
+    store = _store(model, workers=2, **{"optim.name": "adam"})
+    for w in (0, 1, 1):
+        store.push(w, 10, store.pull(torch.empty(store.size)), torch.ones(store.size))
+    state = store.state_dict()
+    assert set(state) == {"params", "optim.exp_avg", "optim.exp_avg_sq", "optim.step", "counters.worker_steps", "counters.worker_updates", "counters.worker_nonfinite"}
+    three = _store(model, workers=3, **{"optim.name": "adam"})
+    three.load_state_dict(state)
+    assert torch.equal(three.flat, store.flat) and torch.equal(three.optimizer.state["exp_avg"], store.optimizer.state["exp_avg"])
+    assert three.counters["worker_steps"].tolist() == [30, 0, 0], "another worker count: the totals in row 0"
+    assert three.progress() == store.progress()
+
+
+def test_store_lock_is_used(cartpole_spaces):
+    model, _ = _model_and_n_actor(cartpole_spaces)
 
     class CountingLock:
         entered = released = 0
@@ -524,6 +554,6 @@ def test_global_params_lock_is_used(cartpole_spaces):
         def release(self):
             CountingLock.released += 1
 
-    store = GlobalParams(model, OptimConfig(), workers=1, n_actor=n_actor, lock=CountingLock())
-    store.push(torch.zeros(store.size), 1e-3, 1e-3, worker=0, steps=1, pulled_at=0)
+    store = _store(model, lock=CountingLock())
+    store.push(0, 1, Pulled(0, 0.0), torch.zeros(store.size))
     assert CountingLock.entered == 1 and CountingLock.released == 1

@@ -90,30 +90,42 @@ class _NoRay:
         return x
 
 
-def _store(workers=1):
-    from a3c.optim import GlobalParams
+def _store(workers=1, normalize_obs=False):
+    from a3c.store import SharedStore
 
-    agent = A3C("CartPole-v1", workers=workers, seed=0)
-    return agent, GlobalParams(agent.model, agent.config.optim, workers, agent.n_actor)
+    agent = A3C("CartPole-v1", workers=workers, seed=0, normalize_obs=normalize_obs)
+    return agent, SharedStore.for_model(agent.model, agent.config, 4 if normalize_obs else None)
+
+
+def _remote(server, store, index=0, interval=3600.0):
+    from a3c.backends import ray_backend
+    from a3c.optim import Schedules
+
+    cfg = A3C("CartPole-v1", workers=store.counters["worker_steps"].numel()).config
+    schedules = Schedules(cfg.optim, cfg.algo, cfg.run.total_steps)
+    dim = None if store.obs_stats is None else store.obs_stats.dim
+    return ray_backend.RemoteStore(server, store.size, index, schedules, dim, store.counters["worker_steps"].numel(), interval=interval)
 
 
 def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatch):
     """k gradients sent together give exactly the parameters and optimizer statistics of k pushes
     one by one (k RMSprop steps in order, not one step on their sum), and the same counters."""
     from a3c.backends import ray_backend
+    from a3c.store import Pulled
 
     monkeypatch.setattr(ray_backend, "_ray", _NoRay)
     _, one_by_one = _store()
     _, batched = _store()
     g = torch.Generator().manual_seed(0)
     grads = [torch.randn(one_by_one.size, generator=g) for _ in range(4)]
-    lags = [one_by_one.push(gr, 1e-3, 1e-3, 0, 64, 0) for gr in grads]
-    reply = ray_backend.ParameterServer(batched).push_batch(torch.stack(grads).numpy(), [1e-3] * 4, [1e-3] * 4, 0, [64] * 4, [0] * 4, [64], None)
+    pulled = Pulled(0, 0.0)
+    pushed = [tuple(one_by_one.push(0, 64, pulled, gr)) for gr in grads]
+    reply = ray_backend.ParameterServer(batched).push_batch(0, torch.stack(grads).numpy(), [tuple(pulled)] * 4, [64] * 4, [64], None)
     assert torch.equal(batched.flat, one_by_one.flat)
-    assert torch.equal(batched.state["square_avg"], one_by_one.state["square_avg"])
-    assert reply["lags"] == lags == [0, 1, 2, 3]
-    assert batched.global_updates() == 4 and batched.global_steps() == 5 * 64  # the skipped update's steps count too
-    assert int(batched.worker_nonfinite.sum()) == 1
+    assert torch.equal(batched.optimizer.state["square_avg"], one_by_one.optimizer.state["square_avg"])
+    assert reply["pushed"] == pushed and [lag for lag, _ in pushed] == [0, 1, 2, 3]
+    assert batched.progress()[:2] == (5 * 64, 4)  # the skipped update's steps count too
+    assert int(batched.counters["worker_nonfinite"].sum()) == 1
 
 
 def test_a_ray_worker_resyncs_once_per_round_trip(monkeypatch):
@@ -122,15 +134,38 @@ def test_a_ray_worker_resyncs_once_per_round_trip(monkeypatch):
     from a3c.backends import ray_backend
 
     monkeypatch.setattr(ray_backend, "_ray", _NoRay)
-    _, global_params = _store()
-    server = _LocalServer(ray_backend.ParameterServer(global_params))
-    remote = ray_backend.RemoteStore(server, global_params.size, 0, None, interval=3600.0)
-    local = torch.empty(global_params.size)
-    assert remote.pull(local) == 0 and torch.equal(local, global_params.flat)
+    _, store = _store()
+    server = _LocalServer(ray_backend.ParameterServer(store))
+    remote = _remote(server, store)
+    local = torch.empty(store.size)
+    assert remote.pull(local).version == 0 and torch.equal(local, store.flat)
     before = local.clone()
     for _ in range(3):
-        remote.push(torch.ones(global_params.size), 1e-3, 1e-3, 0, 64, remote.pull(local))
-    assert server.trips == 0 and global_params.global_updates() == 0 and torch.equal(local, before)
+        remote.push(0, 64, remote.pull(local), torch.ones(store.size))
+    assert server.trips == 0 and store.progress().updates == 0 and torch.equal(local, before)
     remote.finish()
-    assert server.trips == 1 and global_params.global_updates() == 3 and global_params.global_steps() == 192
-    assert remote.pull(local) == 3 and torch.equal(local, global_params.flat) and not torch.equal(local, before)
+    assert server.trips == 1 and store.progress()[:2] == (192, 3)
+    assert remote.pull(local).version == 3 and torch.equal(local, store.flat) and not torch.equal(local, before)
+
+
+def test_observation_statistics_are_merged_at_the_server_never_overwritten(monkeypatch):
+    """A worker sends what it added to its row since its last round trip; the server adds it. A
+    restarted (or resumed) worker starts from the server's rows, so nothing is lost."""
+    from a3c.backends import ray_backend
+
+    monkeypatch.setattr(ray_backend, "_ray", _NoRay)
+    _, store = _store(workers=2, normalize_obs=True)
+    store.obs_stats.update(0, torch.ones(10, 4))  # restored statistics, e.g. from a checkpoint
+    server = _LocalServer(ray_backend.ParameterServer(store))
+    remote = _remote(server, store, index=0)
+    assert torch.equal(remote.obs_stats.table, store.obs_stats.table), "a new worker starts from the server's statistics"
+    remote.obs_stats.update(0, torch.full((5, 4), 2.0))
+    remote.push(0, 5, remote.pull(torch.empty(store.size)), torch.zeros(store.size))
+    remote.finish()
+    assert store.obs_stats.table[0, 0] == 15 and store.obs_stats.table[0, 1] == 10 + 10  # sums of 1s and 2s
+    again = _remote(server, store, index=0)  # the restarted worker 0
+    again.obs_stats.update(0, torch.full((1, 4), 3.0))
+    again.push(0, 1, again.pull(torch.empty(store.size)), torch.zeros(store.size))
+    again.finish()
+    assert store.obs_stats.table[0, 0] == 16 and store.obs_stats.table[0, 1] == 23
+    assert torch.equal(again.obs_stats.table, store.obs_stats.table)

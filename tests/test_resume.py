@@ -19,6 +19,7 @@ from a3c import A3C, checkpoint
 from a3c.cli import main
 from a3c.errors import ConfigError
 from a3c.runlog import EPISODE_COLUMNS, PROGRESS_COLUMNS, truncate_csv
+from a3c.store import SharedStore
 
 A3C_CLI = [sys.executable, "-m", "a3c.cli"]
 
@@ -158,9 +159,11 @@ def test_resume_restores_parameters_optimizer_counters_and_schedule(tmp_path):
     assert agent.num_timesteps == ckpt.steps
     for p, q in zip(agent.model.parameters(), first.model.parameters(), strict=True):
         assert torch.equal(p, q)
-    store = agent._new_store(ckpt.tensors)
-    assert torch.equal(store.state["square_avg"], ckpt.tensors["optim.square_avg"]) and store.state["square_avg"].abs().sum() > 0
-    assert store.global_steps() == ckpt.steps and store.global_updates() == ckpt.meta["updates"]
+    store = SharedStore.for_model(agent.model, agent.config)
+    store.load_state_dict(ckpt.tensors)  # as learn() restores it
+    square_avg = store.optimizer.state["square_avg"]
+    assert torch.equal(square_avg, ckpt.tensors["optim.square_avg"]) and square_avg.abs().sum() > 0
+    assert store.progress().steps == ckpt.steps and store.progress().updates == ckpt.meta["updates"]
 
     summary = agent.learn(progress="none")
     assert summary["stop_reason"] == "total_steps" and summary["steps"] >= 12_000
@@ -177,11 +180,11 @@ def test_resume_restores_parameters_optimizer_counters_and_schedule(tmp_path):
 def test_a_resumed_run_draws_new_random_streams(tmp_path, monkeypatch):
     """Workers seed their envs and RNGs from (seed, worker); a resumed segment's seed derives from
     (seed, resume count), so the lost work is not replayed with the same random streams."""
-    import a3c.trainer
+    import a3c.session
 
     seen = []
-    real = a3c.trainer.make_backend
-    monkeypatch.setattr(a3c.trainer, "make_backend", lambda name, cfg, *a: seen.append(cfg.run.seed) or real(name, cfg, *a))
+    real = a3c.session.make_backend
+    monkeypatch.setattr(a3c.session, "make_backend", lambda cfg, *a: seen.append(cfg.run.seed) or real(cfg, *a))
     _serial_run(tmp_path / "run", stop_at=2_000)
     for extra in (1_000, 2_000):
         A3C.resume(tmp_path / "run", total_steps=checkpoint.find(tmp_path / "run").steps + extra).learn(progress="none")

@@ -10,7 +10,7 @@ from a3c.config import Config, build_config  # noqa: E402
 from a3c.errors import A3CError, ConfigError, EnvError  # noqa: E402
 
 if TYPE_CHECKING:
-    from a3c.trainer import A3C
+    from a3c.agent import A3C
 
 __all__ = ["A3C", "A3CError", "Config", "ConfigError", "EnvError", "build_config", "__version__"]
 
@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
     # `a3c.A3C` imports torch on first use, so that `import a3c.cli` (and the worker fork server
     # it starts) does not wait for torch.
     if name == "A3C":
-        from a3c.trainer import A3C
+        from a3c.agent import A3C
 
         return A3C
     raise AttributeError(f"module 'a3c' has no attribute {name!r}")

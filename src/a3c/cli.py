@@ -145,12 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--title", help="the figure's title (default: the env ids)")
     plot.set_defaults(func=cmd_plot)
 
-    try:
-        from a3c.demos import cliff
-    except ImportError:
-        cliff = None
-    if cliff is not None:
-        cliff.add_parser(sub)
+    from a3c.demos import cliff
+
+    cliff.add_parser(sub)
     return parser
 
 
@@ -172,8 +169,8 @@ def _version() -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from a3c.agent import A3C
     from a3c.config import build_config, parse_assignments
-    from a3c.trainer import A3C
 
     overrides: dict[str, Any] = parse_assignments(args.assignments)
     flags = {
@@ -228,8 +225,8 @@ def _draw_curves(run_dir: Path | None) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from a3c.agent import A3C
     from a3c.runlog import write_json_atomic
-    from a3c.trainer import A3C
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")

@@ -4,7 +4,7 @@ An env id is any registered Gymnasium id, or `module:Class` / `module:make_fn` f
 `EnvBatch` steps a worker's envs in a plain loop with same-step reset: when an episode ends, the
 final observation is kept (a time-limit truncation bootstraps from its value) and the env is reset at
 once, so every stored transition is a real one (Gymnasium's vector envs default to NEXT_STEP
-autoreset, whose extra reset step is not a transition: see shared/CONVENTIONS.md).
+autoreset, whose extra reset step is not a transition).
 `AleVectorBatch` is the same for Atari with ale-py's C++ AtariVectorEnv (`env.ale_vector`), in its
 SAME_STEP autoreset mode; `make_env_batch` picks one.
 """
@@ -123,7 +123,7 @@ class _EnvRecipe:
         gym.register_envs(ale_py)
 
     def _atari(self) -> gym.Env:
-        """ALE/*-v5 with the standard preprocessing (shared/CONVENTIONS.md): the base env at
+        """ALE/*-v5 with the standard preprocessing (Machado et al. 2018): the base env at
         frameskip=1, AtariPreprocessing (no-op starts, frame skip with max-pooling, grayscale,
         resize), the real score recorded, then end-of-life and reward clipping for training only,
         then frame stacking."""
@@ -169,11 +169,12 @@ class _EnvRecipe:
         )  # fmt: skip
 
 
-def probe_spaces(cfg: EnvConfig) -> tuple[gym.Space, gym.Space, float | None]:
+def probe_spaces(env_fn: EnvFn) -> tuple[gym.Space, gym.Space, float | None]:
     """Build one env to read its spaces and reward threshold; raises EnvError on a bad id."""
-    env = make_env_fn(cfg)()
+    env = env_fn()
     try:
-        threshold = env.spec.reward_threshold if env.spec is not None else None
+        spec = getattr(env, "spec", None)
+        threshold = spec.reward_threshold if spec is not None else None
         return env.observation_space, env.action_space, threshold
     finally:
         env.close()

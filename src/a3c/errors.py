@@ -11,3 +11,9 @@ class ConfigError(A3CError):
 
 class EnvError(A3CError):
     """An unknown env id or an env whose spaces the library does not support."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none)."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

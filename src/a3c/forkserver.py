@@ -8,10 +8,9 @@ torch or BLAS threads.
 
 `warm_up()` starts the server without waiting for it: the CLI calls it first thing (so the server
 imports torch on the other core while the CLI itself does), and an agent on the processes backend
-calls it at the start of `learn()`, where the server's imports (about 0.9 s on this machine) are
-part of the run's wall time; the processes backend trains in the trainer meanwhile (its stand-in
-worker). The server lives as long as this process. Standard library only, so
-that it can run before torch is imported.
+calls it when it is built (`backends.prepare`), so the server's imports (about 0.9 s on a 2-core
+machine) overlap the agent's set-up. The server lives as long as this process. Standard library
+only, so that it can run before torch is imported.
 """
 
 from __future__ import annotations

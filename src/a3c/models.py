@@ -119,7 +119,6 @@ class CategoricalHead(nn.Linear):
     """pi(a|s) = softmax(W h + b) over Discrete(n) actions (shifted by the space's start). For a
     tabular model (one-hot h, no bias) `weight[a, s]` is the tutorial's policy table theta."""
 
-    discrete = True
     action_shape: tuple[int, ...] = ()
     action_dtype = torch.int64
 
@@ -155,8 +154,6 @@ class GaussianHead(nn.Module):
       matrix E ~ N(0, exp(log_std)^2) drawn once per rollout (`resample`), so exploration is smooth
       in time; given s the action is Gaussian with variance (h^2)^T exp(log_std)^2. h is detached.
     """
-
-    discrete = False
 
     def __init__(self, in_dim: int, space: gym.spaces.Box, kind: str, log_std_init: float) -> None:
         super().__init__()

@@ -1,26 +1,21 @@
-"""The global parameters and the shared optimizer, as one flat vector each.
+"""The shared optimizer on flat tensors, and the schedules it owns.
 
-All global parameters live in one flat float32 tensor (in shared memory on the processes backend);
-the optimizer's statistics (RMSprop's squared-gradient average, Adam's moments and step) are one
-more flat tensor each, also shared: one copy that every worker reads and writes, as in the paper's
-"shared RMSProp" (Mnih et al. 2016, sec. 4 and S2). A pull is one copy; a push is a few vector ops.
-
-Workers' env steps and updates are counted in per-worker slots, so counters need no lock: the global
-count is their sum. Updates are lock-free (Hogwild) unless a lock is given.
+The optimizer's statistics (RMSprop's squared-gradient average, Adam's moments and step) are one
+flat tensor each, in shared memory on the processes backend: one copy that every worker reads and
+writes, as in the paper's "shared RMSProp" (Mnih et al. 2016, sec. 4 and S2). Its schedules (the
+actor's and the critic's learning rates, the entropy coefficient) are functions of the absolute
+global step, so a resumed run continues them where it stopped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from a3c import normalize
-from a3c.config import OptimConfig
+from a3c.config import AlgoConfig, OptimConfig
 
-LOCK_TIMEOUT_S = 5.0
 # Square roots of the squared-gradient averages are taken of max(avg, SQRT_FLOOR). On this
 # machine's AVX-512 build, torch.sqrt of an exact 0 runs 8-20x slower than of a normal float, and a
 # CNN's averages are half zeros (weights whose gradient has always been 0: dead units): 1.4 of a
@@ -30,86 +25,56 @@ LOCK_TIMEOUT_S = 5.0
 SQRT_FLOOR = 1e-30
 
 
-class GlobalParams:
-    """Global parameters, shared optimizer statistics and counters; the backends' pull/push."""
+class Schedules:
+    """The learning rates and the entropy coefficient at a global step (eq. of the paper's
+    annealing: lr = lr0 * (1 - T / T_max) for the linear schedule)."""
 
-    def __init__(
-        self, model: nn.Module, cfg: OptimConfig, workers: int, n_actor: int, lock: Any = None, obs_dim: int | None = None
-    ) -> None:
-        params = model.ordered_parameters()
-        self.flat = torch.cat([p.detach().reshape(-1) for p in params]).to(torch.float32).clone()
-        self.n_actor = n_actor  # the critic's parameters are flat[n_actor:]
-        self.cfg = cfg
-        self.state: dict[str, Tensor] = {}
-        if cfg.name == "rmsprop":
-            self.state["square_avg"] = torch.zeros_like(self.flat)
-        elif cfg.name == "rmsprop_tf":  # TensorFlow starts the average at 1: small first steps
-            self.state["square_avg"] = torch.ones_like(self.flat)
-        elif cfg.name == "adam":
-            self.state["exp_avg"] = torch.zeros_like(self.flat)
-            self.state["exp_avg_sq"] = torch.zeros_like(self.flat)
-            # A shared tensor, not a Python int: on current PyTorch a per-process step breaks sharing.
-            self.state["step"] = torch.zeros(1, dtype=torch.float64)
-        self.worker_steps = torch.zeros(workers, dtype=torch.int64)
-        self.worker_updates = torch.zeros(workers, dtype=torch.int64)
-        self.worker_nonfinite = torch.zeros(workers, dtype=torch.int64)
-        self.stop_flag = torch.zeros(1, dtype=torch.int8)
-        # Observation normalisation statistics, one row per worker (a3c/normalize.py), or None.
-        self.obs_stats = None if obs_dim is None else normalize.new_stats(workers, obs_dim)
-        self.lock = lock
+    def __init__(self, optim: OptimConfig, algo: AlgoConfig, total_steps: int) -> None:
+        self.optim, self.algo, self.total_steps = optim, algo, total_steps
+
+    def learning_rates(self, global_steps: int) -> tuple[float, float]:
+        """(actor lr, critic lr) at `global_steps`."""
+        o = self.optim
+        lr = scheduled_lr(o.learning_rate, o.lr_schedule, global_steps, self.total_steps)
+        if o.critic_learning_rate is None:
+            return lr, lr
+        return lr, scheduled_lr(o.critic_learning_rate, o.lr_schedule, global_steps, self.total_steps)
+
+    def ent_coef(self, global_steps: int) -> float:
+        return piecewise_linear(self.algo.ent_coef, self.algo.ent_coef_schedule, global_steps)
+
+
+def new_state(name: str, size: int) -> dict[str, Tensor]:
+    """Fresh statistics of optimizer `name` for `size` parameters (empty for sgd)."""
+    if name == "rmsprop":
+        return {"square_avg": torch.zeros(size)}
+    if name == "rmsprop_tf":  # TensorFlow starts the average at 1: small first steps
+        return {"square_avg": torch.ones(size)}
+    if name == "adam":
+        # `step` is a shared tensor, not a Python int: on current PyTorch a per-process step breaks sharing.
+        return {"exp_avg": torch.zeros(size), "exp_avg_sq": torch.zeros(size), "step": torch.zeros(1, dtype=torch.float64)}
+    return {}
+
+
+class SharedOptimizer:
+    """Applies one worker's gradient to the flat parameters with the shared statistics, at the
+    learning rates of the current global step."""
+
+    def __init__(self, optim: OptimConfig, schedules: Schedules, size: int, n_actor: int) -> None:
+        self.cfg, self.schedules, self.n_actor = optim, schedules, n_actor
+        self.state = new_state(optim.name, size)
         self._scratch: Tensor | None = None  # this process's denominator buffer (never shared)
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict:
         return {**self.__dict__, "_scratch": None}
 
-    def share_memory_(self) -> GlobalParams:
-        extra = [] if self.obs_stats is None else [self.obs_stats]
-        for t in [self.flat, *self.state.values(), self.worker_steps, self.worker_updates, self.worker_nonfinite, self.stop_flag, *extra]:
-            t.share_memory_()
-        return self
-
-    @property
-    def size(self) -> int:
-        return self.flat.numel()
-
-    def global_steps(self) -> int:
-        return int(self.worker_steps.sum())
-
-    def global_updates(self) -> int:
-        return int(self.worker_updates.sum())
-
-    def should_stop(self) -> bool:
-        return bool(self.stop_flag[0])
-
-    def request_stop(self) -> None:
-        self.stop_flag[0] = 1
-
-    def pull(self, out: Tensor) -> int:
-        """Copy the global parameters into `out`; returns the global update count at the pull."""
-        out.copy_(self.flat)
-        return self.global_updates()
-
-    def count_skipped(self, worker: int, steps: int) -> None:
-        """A non-finite update never reaches the parameters; its env steps still count."""
-        self.worker_steps[worker] += steps
-        self.worker_nonfinite[worker] += 1
-
-    def push(self, grad: Tensor, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int) -> int:
-        """Apply one worker's (clipped, finite) gradient; returns the update lag since its pull."""
-        # A worker killed while holding the lock must not stall the others for ever: wait a bounded
-        # time, then apply the update lock-free (as Hogwild does anyway).
-        locked = self.lock is not None and self.lock.acquire(timeout=LOCK_TIMEOUT_S)
-        try:
-            lag = self.global_updates() - pulled_at
-            if self._scratch is None:
-                self._scratch = torch.empty_like(self.flat)
-            apply_update(self.cfg.name, self.flat, grad, self.state, self.cfg, lr, critic_lr, self.n_actor, self._scratch)
-            self.worker_steps[worker] += steps
-            self.worker_updates[worker] += 1
-        finally:
-            if locked:
-                self.lock.release()
-        return lag
+    def step(self, flat: Tensor, grad: Tensor, global_steps: int) -> float:
+        """One update of `flat` in place; returns the actor's learning rate it used."""
+        lr, critic_lr = self.schedules.learning_rates(global_steps)
+        if self._scratch is None:
+            self._scratch = torch.empty_like(flat)
+        apply_update(self.cfg.name, flat, grad, self.state, self.cfg, lr, critic_lr, self.n_actor, self._scratch)
+        return lr
 
 
 def apply_update(

@@ -1,22 +1,22 @@
 """Where workers run and where the global parameters live, behind one small interface.
 
-Every backend runs the same `Worker.update` (pull -> rollout -> loss -> clip -> push) and hands the
-trainer `WorkerReport`s:
-
-    backend.start()                  # build workers
-    backend.poll(timeout) -> reports # what workers did since the last poll
-    backend.stop() -> reports        # stop workers, return their last reports
-    backend.alive() -> int           # workers still running
-    backend.all_done() -> bool       # every worker finished (a dead worker's unreported steps
-                                     # may keep the reported count short of the budget)
+Every backend runs the same `Worker.update` (pull -> rollout -> loss -> clip -> push) against a
+`ParameterStore` and hands the training session `WorkerReport`s through the `Backend` interface.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from a3c.worker import WorkerReport
+from torch import Tensor
+
+from a3c.metrics import WorkerReport
+
+if TYPE_CHECKING:
+    from a3c.config import Config
+    from a3c.envs import EnvFn
+    from a3c.store import SharedStore
 
 
 class WorkerFailure(RuntimeError):
@@ -48,16 +48,52 @@ class RestartBudget:
 
 
 class Backend(Protocol):
-    budget: RestartBudget
+    """Where workers run. Every backend supervises its workers (a failed one is restarted within
+    a `RestartBudget`; past it `poll` raises WorkerFailure)."""
 
-    def start(self) -> None: ...
-    def poll(self, timeout: float) -> list[WorkerReport]: ...
-    def stop(self) -> list[WorkerReport]: ...
-    def alive(self) -> int: ...
-    def all_done(self) -> bool: ...
+    def start(self) -> None:
+        """Start the workers."""
+        ...
+
+    def poll(self, timeout: float) -> list[WorkerReport]:
+        """What the workers did since the last poll (waiting up to about `timeout` seconds)."""
+        ...
+
+    def stop(self) -> list[WorkerReport]:
+        """Stop the workers and return their last reports; the store then holds the final state."""
+        ...
+
+    def alive(self) -> int:
+        """Workers still running."""
+        ...
+
+    def all_done(self) -> bool:
+        """Every worker finished its share of the budget (a dead worker's unreported steps may keep
+        the reported count short of it)."""
+        ...
+
+    def snapshot(self) -> dict[str, Tensor]:
+        """The global state as a checkpoint holds it (`SharedStore.state_dict`), current while running."""
+        ...
+
+    @property
+    def restarts(self) -> int:
+        """Workers restarted so far."""
+        ...
 
 
-def make_backend(name: str, cfg, store, env_fn) -> Backend:  # noqa: ANN001
+def prepare(name: str) -> None:
+    """Let a backend get ready before the run is set up (the processes backend starts its fork
+    server, whose imports then overlap the agent's own set-up)."""
+    if name == "processes":
+        from a3c import forkserver
+
+        forkserver.warm_up()
+
+
+def make_backend(cfg: Config, store: SharedStore, env_fn: EnvFn) -> Backend:
+    """The backend `cfg.run.backend` names, over `store`, building envs with `env_fn`."""
+    name = cfg.run.backend
     if name == "serial":
         from a3c.backends.serial import SerialBackend
 

@@ -7,22 +7,19 @@ threads), run one torch thread each, ignore Ctrl-C (the trainer stops them throu
 flag), and send their reports and any exception, with its traceback, through a pipe of their own
 (not one shared queue: a worker killed while writing to a shared queue holds its lock for ever and
 stalls the others). They are daemons and watch their trainer: they die with it. A failed worker is
-restarted (issue 6): see `ProcessesBackend`.
+restarted: see `ProcessesBackend`. No env code runs in the trainer's process.
 
 Starting: the first workers wait for the fork server to import torch (about 0.9 s on a 2-core
-machine), a long time in a run that lasts seconds. So `start()` forks them from a background thread,
-and until they are all started the trainer itself trains as a stand-in for worker 0 (a `Worker` of
-its own, with streams no worker process uses), on the core the server's import leaves free; then it
-closes the stand-in (its unfinished episodes are not reported) and supervises the processes as usual.
-`run.train_while_starting=false` turns this off.
+machine). `backends.prepare` starts the server when the agent is built, so its imports overlap the
+agent's own set-up; a run that starts later finds the server ready.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
-import threading
 import time
 import traceback
 from multiprocessing import connection as mp_connection
@@ -30,19 +27,19 @@ from typing import Any
 
 import torch
 import torch.multiprocessing as mp
+from torch import Tensor
 
 from a3c import forkserver
 from a3c.backends import RestartBudget, WorkerFailure
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.optim import GlobalParams
-from a3c.worker import Worker, WorkerReport
+from a3c.errors import ConfigError
+from a3c.metrics import WorkerReport
+from a3c.store import SharedStore
+from a3c.worker import Worker
 
-# The stand-in's random streams: an incarnation of worker 0 that no restart reaches.
-STAND_IN_INCARNATION = 2**31 - 1
 
-
-def worker_main(cfg: Config, index: int, store: GlobalParams, conn: Any, env_fn: EnvFn | None, incarnation: int = 0) -> None:
+def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: EnvFn | None, incarnation: int = 0) -> None:
     """Entry point of a worker process: update until told to stop, the step budget is spent, or the
     trainer is gone (a worker never outlives its trainer, even one killed with SIGKILL)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -57,7 +54,7 @@ def worker_main(cfg: Config, index: int, store: GlobalParams, conn: Any, env_fn:
     try:
         worker = Worker(cfg, index, store, env_fn, incarnation)
         last = time.monotonic()
-        while not store.should_stop() and store.global_steps() < cfg.run.total_steps:
+        while not (progress := store.progress()).stop and progress.steps < cfg.run.total_steps:
             worker.update()
             now = time.monotonic()
             if now - last >= cfg.run.report_interval:
@@ -68,7 +65,7 @@ def worker_main(cfg: Config, index: int, store: GlobalParams, conn: Any, env_fn:
         conn.send(worker.take_report())
         worker.close()
         conn.send(("done", index))
-    except BaseException as e:  # noqa: BLE001 - every failure must reach the trainer
+    except BaseException as e:  # every failure must reach the trainer
         try:
             conn.send(("error", index, f"{type(e).__name__}: {e}", traceback.format_exc()))
         except OSError:
@@ -86,88 +83,32 @@ class ProcessesBackend:
     (after `run.restart_delay`, from the current global parameters, with new random streams) up to
     `run.max_restarts` times; past that the run stops with a WorkerFailure."""
 
-    def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
+    def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
+        forkserver.refuse_unguarded_main()  # not inside a worker that is importing the user's script
+        if env_fn is not None:
+            check_picklable(env_fn)
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.ctx = forkserver.context()
         self.procs: dict[int, Any] = {}
+        self.conns: dict[int, Any] = {}  # worker -> the receiving end of its pipe
         self.done: set[int] = set()
         self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
-        self.stand_in: Worker | None = None  # the trainer's own worker while the processes start
-        self._starting: threading.Thread | None = None
-        self._start_error: BaseException | None = None
-        self._stand_in_tried = False
+
+    @property
+    def restarts(self) -> int:
+        return self.budget.restarts
 
     def start(self) -> None:
-        forkserver.warm_up()  # a no-op when the agent already started it
+        forkserver.warm_up()  # a no-op when `backends.prepare` already started it
         self.store.share_memory_()
         if self.cfg.optim.lock:
             self.store.lock = self.ctx.Lock()
-        self.conns: dict[int, Any] = {}  # worker -> the receiving end of its pipe
-        if not self.cfg.run.train_while_starting:
-            self._spawn_all()
-            return
-        # Fork the workers from a thread (each start waits for the fork server) and train meanwhile.
-        self._starting = threading.Thread(target=self._spawn_all, name="a3c-start-workers", daemon=True)
-        self._starting.start()
-
-    def _spawn_all(self) -> None:
         try:
             for i in range(self.cfg.run.workers):
                 self._spawn(i)
-        except BaseException as e:  # noqa: BLE001 - raised again in the trainer's thread (poll)
-            self._start_error = e
-
-    def _train_while_starting(self, timeout: float) -> list[WorkerReport]:
-        """Updates of the stand-in for up to `timeout` seconds, or until the workers are started.
-        A stand-in that raises is a failure of worker 0 (counted, with its warning) and is not
-        replaced: worker 0's process is on its way."""
-        assert self._starting is not None
-        deadline = time.monotonic() + timeout
-        try:
-            if self.stand_in is None and not self._stand_in_tried:
-                self._stand_in_tried = True
-                self.stand_in = Worker(self.cfg, 0, self.store, self.env_fn, STAND_IN_INCARNATION)
-            while self.stand_in is not None and self._starting.is_alive() and time.monotonic() < deadline:
-                if self.store.should_stop() or self.store.global_steps() >= self.cfg.run.total_steps:
-                    break
-                self.stand_in.update()
-        except Exception as e:  # noqa: BLE001 - supervised like any worker's error
-            out = self._close_stand_in()
-            self.budget.failed(0, f"{type(e).__name__}: {e}", traceback.format_exc())
-            return out
-        if self.stand_in is None or time.monotonic() < deadline:
-            self._starting.join(max(0.0, deadline - time.monotonic()))
-        return self._take_stand_in_report()
-
-    def _take_stand_in_report(self) -> list[WorkerReport]:
-        if self.stand_in is None:
-            return []
-        rep = self.stand_in.take_report()
-        return [rep] if rep.steps or rep.episode_returns else []
-
-    def _close_stand_in(self) -> list[WorkerReport]:
-        out = self._take_stand_in_report()
-        stand_in, self.stand_in = self.stand_in, None
-        if stand_in is not None:
-            try:
-                stand_in.close()
-            except Exception:  # noqa: BLE001 - a broken env may fail to close too
-                pass
-        return out
-
-    def _finish_starting(self) -> list[WorkerReport]:
-        """Once the workers are started (or the start failed): the stand-in's last report, and
-        the start's error raised here, in the trainer's thread."""
-        if self._starting is None:
-            return []
-        self._starting.join()
-        self._starting = None
-        out = self._close_stand_in()
-        if self._start_error is not None:  # e.g. the fork server died (it prints why)
-            e = self._start_error
+        except Exception as e:  # e.g. the fork server died (it prints why)
             raise WorkerFailure(0, f"the worker processes could not start ({type(e).__name__}: {e})") from e
-        return out
 
     def _spawn(self, i: int) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
@@ -217,10 +158,6 @@ class ProcessesBackend:
             # otherwise the worker died: its exit code is checked in poll()
 
     def poll(self, timeout: float) -> list[WorkerReport]:
-        if self._starting is not None:
-            if self._starting.is_alive():
-                return self._train_while_starting(timeout)
-            return self._finish_starting()
         out: list[WorkerReport] = []
         if self.conns:
             self._receive(timeout, out)
@@ -241,7 +178,7 @@ class ProcessesBackend:
                 self._failed(i, f"worker process died ({how})")
         now = time.monotonic()
         for i, when in list(self.due.items()):
-            if now >= when and not self.store.should_stop():
+            if now >= when and not self.store.progress().stop:
                 del self.due[i]
                 self._spawn(i)
         return out
@@ -251,10 +188,6 @@ class ProcessesBackend:
         self.store.request_stop()
         self.due.clear()
         out: list[WorkerReport] = []
-        try:
-            out += self._finish_starting()  # workers still starting see the stop flag and finish at once
-        except BaseException as e:  # noqa: BLE001 - stopping anyway; stop the workers that did start
-            print(f"a3c: warning: starting the workers failed: {e}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + timeout
         while any(p.is_alive() for p in self.procs.values()) and time.monotonic() < deadline:
             self._receive(0.05, out, on_error=False)
@@ -273,6 +206,18 @@ class ProcessesBackend:
         return not self.due and all(i in self.done for i in range(self.cfg.run.workers))
 
     def alive(self) -> int:
-        if self._starting is not None:  # the thread is still adding to self.procs
-            return int(self.stand_in is not None)
         return sum(p.is_alive() for p in self.procs.values())
+
+    def snapshot(self) -> dict[str, Tensor]:
+        return self.store.state_dict()
+
+
+def check_picklable(env_fn: Any) -> None:
+    """Worker processes receive the env factory pickled: a lambda or a local function cannot go."""
+    try:
+        pickle.dumps(env_fn)
+    except Exception as e:  # pickling raises PicklingError, AttributeError or TypeError
+        raise ConfigError(
+            f"the processes backend sends the env factory to its worker processes, and {env_fn!r} cannot be pickled ({e}): "
+            "pass a module-level function or class or an env id, or use backend='serial' or 'ray'"
+        ) from None

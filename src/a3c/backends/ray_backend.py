@@ -1,10 +1,10 @@
 """The Ray backend: the same workers as Ray actors, the global parameters in a parameter server.
 
-- `ParameterServer` (an actor) owns a `GlobalParams`: the flat parameters, the shared optimizer's
+- `ParameterServer` (an actor) owns a `SharedStore`: the flat parameters, the shared optimizer's
   statistics, the counters and the observation statistics. Actor calls run one at a time, so
   updates are applied in arrival order (the lock of the processes backend is implicit).
-- `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, a proxy with the interface
-  of `GlobalParams` that the worker already uses. Gradients are sent in round trips at most every
+- `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, the `ParameterStore`
+  (a3c/store.py) of a Ray worker. Gradients are sent in round trips at most every
   `run.ray_sync_interval` seconds: the clipped gradients computed since the last one travel as one
   float32 array [k, size] and the server applies them one by one, in order, each as its own
   optimizer step (asynchronous updates, as in A3C; not A2C's synchronous average). The reply carries
@@ -15,6 +15,9 @@
   call per update would spend more CPU in Ray's per-call overhead than in learning; on a large
   one (Atari: tens of ms per update) a round trip per update is what you get. Worker reports for
   the trainer travel with the round trips.
+- Observation statistics travel as increments: each round trip carries what the worker added to its
+  row since the last one, and the server adds it to its own table; a reply brings the whole table
+  back. A started, restarted or resumed worker therefore never overwrites the server's statistics.
 - A weights version goes through the object store once (`ray.put` when first asked for), not once
   per worker.
 - Without an address the library starts a local Ray bound to 127.0.0.1 with no dashboard; with one
@@ -30,13 +33,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from a3c import normalize
 from a3c.backends import RestartBudget
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.optim import GlobalParams
-from a3c.worker import Worker, WorkerReport
+from a3c.errors import ConfigError, first_line
+from a3c.metrics import WorkerReport
+from a3c.normalize import ObservationStats
+from a3c.optim import Schedules
+from a3c.store import Progress, Pulled, Pushed, SharedStore
+from a3c.worker import Worker
 
 POLL_S = 0.2
 EARLY_CHECK_S = 0.002
@@ -48,8 +55,6 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        from a3c.errors import ConfigError
-
         raise ConfigError("the ray backend needs Ray: pip install 'a3c[ray]'") from None
     return ray
 
@@ -74,7 +79,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
 class ParameterServer:
     """Holds the global state; applies pushes; hands out weights (one object per version)."""
 
-    def __init__(self, store: GlobalParams) -> None:
+    def __init__(self, store: SharedStore) -> None:
         torch.set_num_threads(1)
         self.store = store
         self.reports: list[WorkerReport] = []
@@ -82,48 +87,34 @@ class ParameterServer:
         self._ref_updates = -1
 
     def _weights(self) -> Any:
-        ray = _ray()
-        updates = self.store.global_updates()
+        updates = self.store.progress().updates
         if self._ref is None or self._ref_updates != updates:
-            self._ref = ray.put(self.store.flat.numpy().copy())
+            self._ref = _ray().put(self.store.flat.numpy().copy())
             self._ref_updates = updates
         return self._ref
 
-    def _reply(self, lag: int) -> dict[str, Any]:
+    def pull(self) -> dict[str, Any]:
         s = self.store
         return {
-            "lag": lag,
             "weights": [self._weights()],  # in a list, so Ray hands over the reference, not the array
-            "updates": s.global_updates(),
-            "steps": s.global_steps(),
-            "stop": s.should_stop(),
-            "obs_stats": None if s.obs_stats is None else s.obs_stats.numpy().copy(),
+            "progress": tuple(s.progress()),
+            "obs_stats": None if s.obs_stats is None else s.obs_stats.table.numpy().copy(),
         }
 
-    def pull(self) -> dict[str, Any]:
-        return self._reply(0)
-
-    def push(self, grad: np.ndarray, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int, obs_row: np.ndarray | None) -> dict[str, Any]:
-        """Apply one gradient (a round trip of one update)."""
-        return self.push_batch(np.asarray(grad)[None], [lr], [critic_lr], worker, [steps], [pulled_at], [], obs_row)
-
-    def push_batch(self, grads: np.ndarray, lrs: list[float], critic_lrs: list[float], worker: int, steps: list[int], pulled_at: list[int], skipped: list[int], obs_row: np.ndarray | None, reports: list[WorkerReport] = ()) -> dict[str, Any]:
+    def push_batch(self, worker: int, grads: np.ndarray, pulled: list[tuple[int, float]], steps: list[int], skipped: list[int], obs_delta: np.ndarray | None, reports: list[WorkerReport] = ()) -> dict[str, Any]:
         """Apply a worker's gradients [k, size] one by one, in order (k optimizer steps), and count
-        its skipped (non-finite) updates' env steps; the reply's `lags` has one lag per gradient.
-        `reports` are the worker's reports since its last round trip (for the trainer)."""
+        its skipped (non-finite) updates' env steps; the reply's `pushed` has one (lag, lr) per
+        gradient. `obs_delta` is what the worker added to its row of the observation statistics
+        since its last round trip; `reports` are its reports since then (for the trainer)."""
         self.reports.extend(reports)
-        self._obs_row(worker, obs_row)
+        stats = self.store.obs_stats
+        if obs_delta is not None and stats is not None:
+            stats.table[worker] += torch.from_numpy(obs_delta)
         for n in skipped:
-            self.store.count_skipped(worker, n)
+            self.store.push(worker, n, Pulled(0, 0.0), None)
         grads_t = torch.from_numpy(np.array(grads))  # Ray's arrays are read-only
-        lags = [self.store.push(g, lr, clr, worker, n, at) for g, lr, clr, n, at in zip(grads_t, lrs, critic_lrs, steps, pulled_at, strict=True)]
-        reply = self._reply(0)
-        reply["lags"] = lags
-        return reply
-
-    def _obs_row(self, worker: int, row: np.ndarray | None) -> None:
-        if row is not None and self.store.obs_stats is not None:
-            self.store.obs_stats[worker] = torch.from_numpy(row)
+        pushed = [tuple(self.store.push(worker, n, Pulled(*p), g)) for g, p, n in zip(grads_t, pulled, steps, strict=True)]
+        return {**self.pull(), "pushed": pushed}
 
     def take_reports(self) -> list[WorkerReport]:
         out, self.reports = self.reports, []
@@ -132,47 +123,67 @@ class ParameterServer:
     def request_stop(self) -> None:
         self.store.request_stop()
 
-    def state(self) -> GlobalParams:
+    def state_dict(self) -> dict[str, Tensor]:
         """The whole global state (for checkpoints and the end of a run)."""
-        return self.store
+        return self.store.state_dict()
 
 
 class RemoteStore:
-    """What a Worker sees of the global state when it runs as a Ray actor (the GlobalParams API).
+    """A Ray worker's `ParameterStore`: a proxy to the parameter server.
 
-    `push` buffers the gradient and starts a round trip once `interval` seconds have passed since
-    the last one; `pull` re-syncs the local weights when a reply has brought a newer version (between
+    `push` queues the update and starts a round trip once `interval` seconds have passed since the
+    last one; `pull` re-syncs the local weights when a reply has brought a newer version (between
     round trips the local copy is the last one pulled, unchanged: gradients are never applied
-    locally)."""
+    locally). The entropy coefficient and the learning rate reported before a reply comes are the
+    schedules' at the last known global step."""
 
-    def __init__(self, ps: Any, size: int, index: int, obs_stats: torch.Tensor | None, interval: float = 0.0) -> None:
-        self.ps, self.size, self.index, self.interval = ps, size, index, interval
-        self.obs_stats = obs_stats  # all rows; this worker's row is its own, the others as last seen
+    def __init__(self, ps: Any, size: int, index: int, schedules: Schedules, obs_dim: int | None, workers: int, interval: float = 0.0) -> None:
+        self.ps, self._size, self.index, self.interval = ps, size, index, interval
+        self.schedules = schedules
+        # All rows as last seen at the server, plus this worker's additions not yet acknowledged.
+        self._obs_stats = None if obs_dim is None else ObservationStats(workers, obs_dim)
+        self._sent_row: Tensor | None = None  # this worker's row as the server has it (once sent)
         self._reply: dict[str, Any] = {}
         self._pulled = -1  # the weights version (global update count) in the local copy
-        self._grads: list[torch.Tensor] = []
-        self._meta: list[tuple[float, float, int, int]] = []  # (lr, critic_lr, steps, pulled_at)
+        self._grads: list[Tensor] = []
+        self._meta: list[tuple[tuple[int, float], int]] = []  # (pulled, steps) per queued gradient
         self._skipped: list[int] = []
         self._reports: list[WorkerReport] = []  # travel with the next round trip
-        self._lags: list[int] = []  # lags of applied gradients, not yet handed to the worker
+        self._pushed: list[Pushed] = []  # applied updates whose (lag, lr) the worker has not had yet
         self._sent = self._checked = time.monotonic()
         # Pipelining: a round trip's reply is taken when it has arrived (or at the next round trip),
         # so it overlaps the next rollouts; the server counts the staleness in the update lag.
         self._pending: Any = None
         self._take(_ray().get(ps.pull.remote()))
 
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def obs_stats(self) -> ObservationStats | None:
+        return self._obs_stats
+
     def _take(self, reply: dict[str, Any]) -> None:
+        """Take a reply. It confirms every increment sent so far (a round trip is sent only after
+        the previous one's reply is taken), so this worker's row is the server's plus what was
+        added since the last send."""
         self._reply = reply
-        self._lags.extend(reply.get("lags", ()))
-        if reply["obs_stats"] is not None and self.obs_stats is not None:
-            own = self.obs_stats[self.index].clone()
-            self.obs_stats.copy_(torch.from_numpy(reply["obs_stats"]))
-            self.obs_stats[self.index] = own
+        self._pushed.extend(Pushed(*p) for p in reply.get("pushed", ()))
+        stats, table = self._obs_stats, reply["obs_stats"]
+        if stats is None or table is None:
+            return
+        server = torch.from_numpy(table).clone()
+        unsent = None if self._sent_row is None else stats.table[self.index] - self._sent_row
+        stats.table.copy_(server)
+        if unsent is not None:
+            stats.table[self.index] += unsent
+        self._sent_row = server[self.index].clone()
 
-    def _own_row(self) -> np.ndarray | None:
-        return None if self.obs_stats is None else self.obs_stats[self.index].numpy().copy()
+    def progress(self) -> Progress:
+        return Progress(*self._reply["progress"])
 
-    def pull(self, out: torch.Tensor) -> int:
+    def pull(self, out: Tensor) -> Pulled:
         # The reply of the round trip in flight usually arrives a few ms after it was sent: take it
         # as soon as it is there (a non-blocking check, at most every EARLY_CHECK_S), so the local
         # copy re-syncs about one update after a round trip rather than one round trip later.
@@ -180,46 +191,49 @@ class RemoteStore:
             self._checked = time.monotonic()
             if _ray().wait([self._pending], timeout=0)[0]:
                 self.flush()
-        if self._reply["updates"] != self._pulled:
+        updates = self.progress().updates
+        if updates != self._pulled:
             np.copyto(out.numpy(), _ray().get(self._reply["weights"][0]))
-            self._pulled = self._reply["updates"]
-        return self._pulled
+            self._pulled = updates
+        return Pulled(self._pulled, self.schedules.ent_coef(self.progress().steps))
 
-    def push(self, grad: torch.Tensor, lr: float, critic_lr: float, worker: int, steps: int, pulled_at: int) -> int:
-        """Queue this gradient (sent with the next round trip); returns the update lag of an earlier
-        gradient whose reply has arrived (0 before the first reply)."""
-        self._grads.append(grad.clone())
-        self._meta.append((lr, critic_lr, steps, pulled_at))
-        self._maybe_send()
-        return self._lags.pop(0) if self._lags else 0
-
-    def count_skipped(self, worker: int, steps: int) -> None:
-        """A non-finite update: its env steps are counted at the server with the next round trip."""
-        self._skipped.append(steps)
-        self._maybe_send()
-
-    def _maybe_send(self) -> None:
+    def push(self, worker: int, steps: int, pulled: Pulled, grad: Tensor | None) -> Pushed:
+        """Queue this update (sent with the next round trip); returns the (lag, lr) of an earlier
+        update whose reply has arrived, or (0, the current schedule's lr) before the first reply."""
+        if grad is None:
+            self._skipped.append(steps)
+        else:
+            self._grads.append(grad.clone())
+            self._meta.append((tuple(pulled), steps))
         if time.monotonic() - self._sent >= self.interval:
             self.send()
+        if grad is None:
+            return Pushed(0, 0.0)
+        return self._pushed.pop(0) if self._pushed else Pushed(0, self.schedules.learning_rates(self.progress().steps)[0])
 
     def send(self) -> None:
         """Start a round trip with everything queued (after collecting the previous one's reply)."""
         self.flush()
         if not self._grads and not self._skipped and not self._reports:
             return
-        grads = torch.stack(self._grads).numpy() if self._grads else np.zeros((0, self.size), dtype=np.float32)
-        lrs, critic_lrs, steps, pulled_at = (list(x) for x in zip(*self._meta, strict=True)) if self._meta else ([], [], [], [])
-        self._pending = self.ps.push_batch.remote(grads, lrs, critic_lrs, self.index, steps, pulled_at, self._skipped, self._own_row(), self._reports)
+        grads = torch.stack(self._grads).numpy() if self._grads else np.zeros((0, self._size), dtype=np.float32)
+        pulled = [p for p, _ in self._meta]
+        steps = [n for _, n in self._meta]
+        delta = None
+        if self._obs_stats is not None and self._sent_row is not None:
+            row = self._obs_stats.table[self.index]
+            delta = (row - self._sent_row).numpy().copy()
+            self._sent_row = row.clone()
+        self._pending = self.ps.push_batch.remote(self.index, grads, pulled, steps, self._skipped, delta, self._reports)
         self._grads, self._meta, self._skipped, self._reports = [], [], [], []
         self._sent = self._checked = time.monotonic()
 
-    def flush(self) -> int:
-        """Wait for the reply of the round trip in flight, if any; returns the sum of its lags."""
+    def flush(self) -> None:
+        """Wait for the reply of the round trip in flight, if any."""
         if self._pending is None:
-            return 0
+            return
         reply, self._pending = _ray().get(self._pending), None
         self._take(reply)
-        return sum(reply.get("lags", ()))
 
     def report(self, rep: WorkerReport) -> None:
         """Queue a report for the trainer; it travels with the next round trip."""
@@ -230,31 +244,22 @@ class RemoteStore:
         self.send()
         self.flush()
 
-    def global_steps(self) -> int:
-        return self._reply["steps"]
-
-    def global_updates(self) -> int:
-        return self._reply["updates"]
-
-    def should_stop(self) -> bool:
-        return self._reply["stop"]
-
 
 class WorkerActor:
     """One A3C worker in a Ray actor. A restarted actor re-runs this constructor: it pulls the
-    current global parameters before its first update, as every update does."""
+    current global parameters (and observation statistics) before its first update."""
 
     def __init__(self, cfg: Config, index: int, ps: Any, size: int, obs_dim: int | None, env_fn: EnvFn | None, incarnation: int = 0) -> None:
         torch.set_num_threads(1)
-        obs_stats = None if obs_dim is None else normalize.new_stats(cfg.run.workers, obs_dim)
-        self.store = RemoteStore(ps, size, index, obs_stats, cfg.run.ray_sync_interval)
+        schedules = Schedules(cfg.optim, cfg.algo, cfg.run.total_steps)
+        self.store = RemoteStore(ps, size, index, schedules, obs_dim, cfg.run.workers, cfg.run.ray_sync_interval)
         self.worker = Worker(cfg, index, self.store, env_fn, incarnation)
         self.cfg, self.ps = cfg, ps
 
     def run(self) -> int:
         """Update until the parameter server says stop or the step budget is spent."""
         last = time.monotonic()
-        while not self.store.should_stop() and self.store.global_steps() < self.cfg.run.total_steps:
+        while not (progress := self.store.progress()).stop and progress.steps < self.cfg.run.total_steps:
             self.worker.update()
             now = time.monotonic()
             if now - last >= self.cfg.run.report_interval:
@@ -267,19 +272,27 @@ class WorkerActor:
 
 
 class RayBackend:
-    def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
+    """Worker actors and a parameter-server actor. The trainer's store is the server's initial
+    state; `snapshot` reads the server's, and `stop` copies it back into the trainer's store."""
+
+    def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.started_ray = False
+        self.ps: Any = None
         self.runs: dict[Any, int] = {}
         self.actors: dict[int, Any] = {}
         self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
+
+    @property
+    def restarts(self) -> int:
+        return self.budget.restarts
 
     def start(self) -> None:
         ray = _ray()
         self.started_ray = init_ray(self.cfg.run.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.run.workers))
         self.ps = ray.remote(num_cpus=0)(ParameterServer).remote(self.store)
         self.actor_cls = ray.remote(num_cpus=1)(WorkerActor)
-        self.obs_dim = None if self.store.obs_stats is None else (self.store.obs_stats.shape[1] - 1) // 2
+        self.obs_dim = None if self.store.obs_stats is None else self.store.obs_stats.dim
         for i in range(self.cfg.run.workers):
             self._spawn(i)
 
@@ -311,31 +324,28 @@ class RayBackend:
         time.sleep(self.cfg.run.restart_delay)
         self._spawn(i)
 
-    def sync(self) -> None:
-        """Copy the parameter server's state into the trainer's store (checkpoints, the end)."""
-        remote = _ray().get(self.ps.state.remote())
-        for mine, theirs in [(self.store.flat, remote.flat), (self.store.worker_steps, remote.worker_steps),
-                             (self.store.worker_updates, remote.worker_updates), (self.store.worker_nonfinite, remote.worker_nonfinite)]:  # fmt: skip
-            mine.copy_(theirs)
-        for k, v in remote.state.items():
-            self.store.state[k].copy_(v)
-        if self.store.obs_stats is not None:
-            self.store.obs_stats.copy_(remote.obs_stats)
+    def snapshot(self) -> dict[str, Tensor]:
+        if self.ps is None:  # not started, or stopped: the trainer's store holds the state
+            return self.store.state_dict()
+        return _ray().get(self.ps.state_dict.remote())
 
     def stop(self, timeout: float = 30.0) -> list[WorkerReport]:
+        if self.ps is None:
+            return []
         ray = _ray()
         reports: list[WorkerReport] = []
         try:
             ray.get(self.ps.request_stop.remote())
             ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
             reports = ray.get(self.ps.take_reports.remote())
-            self.sync()
-        except Exception as e:  # noqa: BLE001 - stopping must not fail; the state is as last synced
+            self.store.load_state_dict(self.snapshot())
+        except Exception as e:  # stopping must not fail; the state is as last synced
             print(f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)}); the parameters are as last synced", file=sys.stderr, flush=True)
         finally:
             for actor in self.actors.values():
                 ray.kill(actor)
             ray.kill(self.ps)
+            self.ps = None
             self.runs.clear()
             if self.started_ray:
                 ray.shutdown()
@@ -349,6 +359,6 @@ class RayBackend:
 
 
 def _ray_error_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    lines = [ln.strip() for ln in text if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
+    """The last non-empty line of a Ray error (its own first lines are Ray's framing)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else first_line(e)

@@ -7,15 +7,18 @@ workers - 1, as in a real asynchronous run), and a seed fixes everything.
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from a3c.backends import RestartBudget, WorkerFailure
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.optim import GlobalParams
-from a3c.worker import Worker, WorkerReport
+from a3c.metrics import WorkerReport
+from a3c.store import SharedStore
+from a3c.worker import Worker
 
 
 class SerialBackend:
-    def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
+    def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.workers: list[Worker] = []
         self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
@@ -26,7 +29,8 @@ class SerialBackend:
     def poll(self, timeout: float) -> list[WorkerReport]:
         reports = []
         for w in self.workers:
-            if self.store.should_stop() or self.store.global_steps() >= self.cfg.run.total_steps:
+            steps, _, stop = self.store.progress()
+            if stop or steps >= self.cfg.run.total_steps:
                 break
             try:
                 w.update()
@@ -44,7 +48,7 @@ class SerialBackend:
             raise e from cause
         try:
             w.close()
-        except Exception:  # noqa: BLE001 - a broken env may fail to close too
+        except Exception:  # a broken env may fail to close too
             pass
         self.workers[i] = Worker(self.cfg, i, self.store, self.env_fn, incarnation)
 
@@ -56,7 +60,14 @@ class SerialBackend:
         return reports
 
     def all_done(self) -> bool:
-        return self.store.global_steps() >= self.cfg.run.total_steps
+        return self.store.progress().steps >= self.cfg.run.total_steps
 
     def alive(self) -> int:
-        return 0 if self.store.should_stop() else len(self.workers)
+        return 0 if self.store.progress().stop else len(self.workers)
+
+    def snapshot(self) -> dict[str, Tensor]:
+        return self.store.state_dict()
+
+    @property
+    def restarts(self) -> int:
+        return self.budget.restarts

@@ -176,7 +176,7 @@ def _episode_budget_callback(episodes: int):  # noqa: ANN202
 
 
 def _train(workers: int, backend: str, episodes: int, seed: int, run_dir: Path, overrides: Mapping[str, Any], progress: str):  # noqa: ANN202
-    from a3c.trainer import A3C
+    from a3c.agent import A3C
 
     config = {**DEMO_CONFIG, **dict(overrides)}
     max_len = config.get("env.max_episode_steps") or DEMO_CONFIG["env.max_episode_steps"]

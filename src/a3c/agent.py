@@ -1,0 +1,228 @@
+"""The `A3C` facade: a Stable-Baselines3-style API over the training session, persistence,
+prediction and evaluation.
+
+    agent = A3C("CartPole-v1", workers=2, n_steps=8)
+    summary = agent.learn(total_steps=200_000)
+    agent.save("agent")                       # a checkpoint directory (a3c/checkpoint.py)
+    agent = A3C.load("agent")                 # or a run directory: its newest checkpoint
+    action, state = agent.predict(obs, deterministic=True)
+    result = agent.evaluate(episodes=10)      # {"mean": ..., "std": ..., "returns": [...], ...}
+    agent = A3C.resume("runs/cartpole")       # continue a stopped or killed run where it left off
+    agent.learn()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from a3c import backends, checkpoint, evaluation, persistence
+from a3c.checkpoint import Checkpoint
+from a3c.config import Config, resolve_target
+from a3c.configfile import build_config
+from a3c.envs import EnvFn, make_env_fn, probe_spaces
+from a3c.errors import ConfigError
+from a3c.models import make_model
+from a3c.normalize import ObservationStats
+from a3c.policy import Policy
+from a3c.runlog import default_run_dir
+from a3c.session import Callback, TrainingSession
+from a3c.store import SharedStore
+
+
+class A3C:
+    """Asynchronous Advantage Actor-Critic over any Gymnasium env with Discrete or bounded Box actions.
+
+    Args:
+      env: a Gymnasium env id, `module:Class` / `module:make_fn`, or a module-level callable that
+        returns an env (it must be importable by the worker processes).
+      config: a full Config; otherwise one is built from the env family's preset.
+      config_files: YAML files layered over the preset.
+      **hyperparameters: any config key, bare (`n_steps=5`) or dotted (`"algo.n_steps"`), e.g.
+        `workers=2`, `backend="serial"`, `learning_rate=7e-4`.
+    """
+
+    def __init__(
+        self,
+        env: str | Callable[[], gym.Env] = "CartPole-v1",
+        config: Config | None = None,
+        config_files: list[str | Path] | tuple[()] = (),
+        **hyperparameters: Any,
+    ) -> None:
+        self.env_fn: EnvFn | None = None
+        if callable(env):
+            self.env_fn = env
+            env = f"{env.__module__}:{env.__qualname__}"
+        if config is None:
+            config = build_config(env, list(config_files), hyperparameters)
+        else:
+            config = config.replace({**hyperparameters, "env.id": env})
+        self.config = config
+        backends.prepare(config.run.backend)  # e.g. the fork server's imports overlap what follows
+        self.observation_space, self.action_space, self.reward_threshold = probe_spaces(self.env_fn or make_env_fn(config.env))
+        torch.manual_seed(config.run.seed)
+        self.model = make_model(self.observation_space, self.action_space, config.model)
+        self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
+        self.policy = Policy(self.model, self.observation_space, self.action_space, config.run.seed)
+        self.run_dir: Path | None = None
+        self.checkpoint_path: Path | None = None  # the checkpoint this agent was loaded from
+        # What a checkpoint holds besides the parameters and observation statistics (optimizer
+        # statistics, counters) after learn() or load(); meta.json of the last one.
+        self._train_state: dict[str, Tensor] = {}
+        self._meta: dict[str, Any] = {}
+        self._resume: tuple[Path, Checkpoint] | None = None
+
+    @property
+    def obs_stats(self) -> ObservationStats | None:
+        """The observation statistics the model normalises with (env.normalize_obs), or None."""
+        return self.policy.obs_stats
+
+    @obs_stats.setter
+    def obs_stats(self, stats: ObservationStats | None) -> None:
+        self.policy.obs_stats = stats
+
+    @property
+    def num_timesteps(self) -> int:
+        """Global env steps behind the current parameters (of the last learn() or the loaded checkpoint)."""
+        return int(self._meta.get("steps", 0))
+
+    @property
+    def target_return(self) -> float | None:
+        return resolve_target(self.config.run.target_return, self.reward_threshold)
+
+    def _obs_dim(self) -> int | None:
+        if not self.config.env.normalize_obs:
+            return None
+        space = self.observation_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+            raise ConfigError(f"env.normalize_obs needs vector Box observations, not {space}")
+        return int(space.shape[0])
+
+    # --- training -----------------------------------------------------------------------------
+
+    def learn(self, total_steps: int | None = None, run_dir: str | Path | None = None, callback: Callback | None = None, progress: str = "auto") -> dict[str, Any]:
+        """Train; returns the summary (also written to run_dir/summary.json).
+
+        Starts from the agent's current parameters (and observation statistics) with fresh optimizer
+        statistics and counters, into a new run directory; an agent from `A3C.resume` instead
+        continues its run (counters, optimizer statistics, schedule, files) in its run directory.
+        `total_steps` is the run's global step budget (absolute on a resumed run).
+        `callback(row)` is called with every progress row; returning False stops training.
+        `progress` is "auto" (a bar on a terminal), "bar", "lines" or "none".
+        """
+        if total_steps is not None:
+            self.config = self.config.replace({"run.total_steps": total_steps})
+        cfg = self.config
+        resume, self._resume = self._resume, None
+        if resume is not None and run_dir is not None and Path(run_dir).resolve() != resume[0].resolve():
+            raise ConfigError("a resumed agent continues in its own run directory; do not pass run_dir")
+        ckpt = None if resume is None else resume[1]
+        if ckpt is not None and ckpt.steps >= cfg.run.total_steps:
+            raise ConfigError(f"the run already has {ckpt.steps} steps (run.total_steps is {cfg.run.total_steps}); raise --total-steps to train further")
+        store = SharedStore.for_model(self.model, cfg, self._obs_dim())
+        if self.obs_stats is not None:
+            store.load_state_dict({"obs_stats": self.obs_stats.table})
+        if ckpt is not None:
+            store.load_state_dict(ckpt.tensors)
+        path = resume[0] if resume is not None else Path(run_dir) if run_dir is not None else default_run_dir(cfg.env.id)
+        record = persistence.static_record(cfg, self.model, self.observation_space, self.action_space)
+        session = TrainingSession(
+            cfg, store, self.env_fn or make_env_fn(cfg.env), path, record,
+            target=self.target_return, resumed=ckpt, callback=callback, progress=progress,
+        )  # fmt: skip
+        self.run_dir = session.rundir.path
+        try:
+            return session.run().to_dict()
+        finally:
+            if session.final_state:
+                self._take_state(session.final_state)
+                self._meta = session.last_meta or self._meta
+
+    def _take_state(self, state: dict[str, Tensor]) -> None:
+        """Bring the model (and observation statistics) to `state`; keep the rest for save()."""
+        torch.nn.utils.vector_to_parameters(state["params"].clone(), self.model.ordered_parameters())
+        stats = state.get("obs_stats")
+        self.obs_stats = None if stats is None or self._obs_dim() is None else ObservationStats.like(stats.clone())
+        self._train_state = {k: v for k, v in state.items() if k not in ("params", "obs_stats")}
+
+    # --- save / load / resume -----------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the agent as a checkpoint directory at `path` (parameters, observation statistics,
+        optimizer statistics and counters of the last learn(), config); never a pickle."""
+        cfg = self.config
+        params = torch.nn.utils.parameters_to_vector(self.model.ordered_parameters()).detach()
+        state = persistence.full_state(cfg, params, self._train_state, None if self.obs_stats is None else self.obs_stats.table)
+        meta = self._meta
+        record = persistence.static_record(cfg, self.model, self.observation_space, self.action_space)
+        fresh = persistence.checkpoint_meta(
+            record, state, episodes=int(meta.get("episodes", 0)), return_mean=meta.get("return_mean"),
+            wall_s=float(meta.get("wall_s", 0.0)), resumes=int(meta.get("resumes", 0)),
+        )  # fmt: skip
+        return checkpoint.write(path, state, fresh)
+
+    @classmethod
+    def load(cls, path: str | Path, env: str | Callable[[], gym.Env] | None = None, **hyperparameters: Any) -> A3C:
+        """An agent from a checkpoint directory, or from a run directory's newest checkpoint.
+
+        `env` replaces the recorded env (e.g. a factory that is not importable by name);
+        `hyperparameters` override the recorded config (an architecture change is an error).
+        """
+        ckpt = checkpoint.find(path)
+        cfg = persistence.config_of(ckpt)
+        if hyperparameters:
+            cfg = cfg.replace(hyperparameters)
+        agent = cls(env if env is not None else cfg.env.id, config=cfg)
+        agent._load(ckpt)
+        return agent
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, env: str | Callable[[], gym.Env] | None = None, **overrides: Any) -> A3C:
+        """An agent that continues the run in `run_dir` from its newest checkpoint on its next learn().
+
+        `overrides` may change only run.*, log.* and backend.* settings other than the seed (the
+        budget: total_steps, max_time, target_return; workers, backend, intervals); anything else
+        is a ConfigError.
+        """
+        run_dir = Path(run_dir)
+        recorded = persistence.read_run_config(run_dir)
+        cfg = recorded.replace(overrides) if overrides else recorded
+        persistence.check_resumable(recorded, cfg)
+        ckpt = checkpoint.find(run_dir)
+        agent = cls(env if env is not None else cfg.env.id, config=cfg)
+        checkpoint.check_architecture(ckpt, agent.model)
+        persistence.check_same_run(recorded, ckpt)
+        agent._load(ckpt, resuming=True)
+        agent._resume = (run_dir, ckpt)
+        agent.run_dir = run_dir
+        return agent
+
+    def _load(self, ckpt: Checkpoint, resuming: bool = False) -> None:
+        checkpoint.check_architecture(ckpt, self.model)
+        self._take_state(persistence.training_state(ckpt, self.config, self._obs_dim(), resuming))
+        self._meta = dict(ckpt.meta)
+        self.checkpoint_path = ckpt.path
+
+    # --- acting -------------------------------------------------------------------------------
+
+    def predict(
+        self, observation: Any, state: tuple[Any, Any] | None = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """Actions for one observation or a batch `[N, ...]`, as Stable-Baselines3's predict:
+        `action, state = agent.predict(obs, deterministic=True)`. Box actions are clipped to the
+        bounds. For an LSTM model pass the returned `state` back, and `episode_start` (one flag per
+        observation) to reset it at new episodes; feed-forward models return state None."""
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+    def evaluate(self, episodes: int = 10, deterministic: bool = True, seed: int | None = None, video_dir: str | Path | None = None) -> dict[str, Any]:
+        """Play `episodes` whole episodes on a fresh env and return {"mean", "std", "returns",
+        "lengths", ...}: real, unclipped returns (Atari: whole games, no end-of-life, no reward
+        clipping; the same preprocessing as training otherwise). `video_dir` records each episode
+        with Gymnasium's RecordVideo (needs the video extra: pip install 'a3c[video]')."""
+        return evaluation.evaluate(self.policy, self.config, self.env_fn, episodes, deterministic, seed, video_dir)

@@ -1,0 +1,295 @@
+"""A training session: start a backend, consume its reports, log, checkpoint, stop, summarise.
+
+    session = TrainingSession(config, store, env_fn, rundir, record, target=475.0)
+    summary = session.run()        # start(), then step() until a stop rule fires, then finish()
+
+Stops on the first of: the target return (mean of the last `return_window` episodes), the step
+budget, the wall-time budget, a callback returning False, a worker failure, Ctrl-C or SIGTERM.
+Every stop writes a checkpoint and summary.json; checkpoints are also written every
+`checkpoint_interval_steps` global steps and/or `checkpoint_interval_s` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from a3c import checkpoint
+from a3c.backends import WorkerFailure, make_backend
+from a3c.checkpoint import Checkpoint
+from a3c.config import Config, RunConfig
+from a3c.envs import EnvFn
+from a3c.errors import A3CError
+from a3c.metrics import Stats, WorkerReport
+from a3c.persistence import checkpoint_meta, segment_seed, versions
+from a3c.runlog import Console, RunDir
+from a3c.store import SharedStore
+
+Callback = Callable[[dict[str, Any]], bool | None]
+log = logging.getLogger("a3c")
+POLL_S = 0.05
+
+
+class Terminated(BaseException):
+    """SIGTERM (`kill PID`) during a session: stop like Ctrl-C. A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on the way (a supervisor's) swallows it."""
+
+
+class CallbackStop(BaseException):
+    """The user's callback returned False."""
+
+
+@dataclasses.dataclass
+class Summary:
+    """The result of a session (also summary.json)."""
+
+    steps: int
+    wall_s: float
+    episodes: int
+    return_mean: float
+    target_return: float | None
+    solved: bool
+    solved_steps: int | None
+    solved_return_mean: float | None
+    stop_reason: str
+    updates: int
+    nonfinite_updates: int
+    worker_restarts: int
+    env_id: str
+    workers: int
+    backend: str
+    seed: int
+    resumes: int
+    resumed_from_steps: int | None
+    checkpoint: str | None
+    error: str | None
+    versions: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def stop_rule(stats: Stats, run: RunConfig, target: float | None, elapsed_s: float) -> str | None:
+    """Why a run should stop now, or None: a pure function of the stats, the config and the clock."""
+    if target is not None and stats.window_full and stats.return_mean >= target:
+        return "target_return"
+    if stats.steps >= run.total_steps:
+        return "total_steps"
+    if run.max_time is not None and elapsed_s >= run.max_time:
+        return "max_time"
+    return None
+
+
+class TrainingSession:
+    """One segment of a run: from a fresh or resumed store to a final checkpoint and summary.
+
+    `run_dir` is created (or, with `resumed`, the checkpoint a resumed run continues from, reopened);
+    `record` is the static part of a checkpoint's meta.json (persistence.static_record)."""
+
+    def __init__(
+        self, config: Config, store: SharedStore, env_fn: EnvFn, run_dir: Path, record: dict[str, Any], *,
+        target: float | None, resumed: Checkpoint | None = None, callback: Callback | None = None, progress: str = "auto",
+    ) -> None:  # fmt: skip
+        self.cfg, self.store, self.record = config, store, record
+        self.target, self.resumed, self.callback = target, resumed, callback
+        self.resumes = 0 if resumed is None else int(resumed.meta.get("resumes", 0)) + 1
+        # A resumed run's workers draw new random streams, so the lost work is not replayed identically.
+        worker_cfg = config if self.resumes == 0 else config.replace({"run.seed": segment_seed(config.run.seed, self.resumes)})
+        self.backend = make_backend(worker_cfg, store, env_fn)  # checks what it can before anything is written
+        if resumed is None:
+            rundir = RunDir(run_dir)
+        else:
+            rundir = RunDir(run_dir, resume_steps=resumed.steps)  # refuses a run a live trainer holds
+            checkpoint.set_aside_newer(run_dir, resumed.steps)
+        self.rundir = rundir
+        rundir.write_config(config.to_dict())
+        self.stats = Stats(config.run.return_window)
+        wall_before = 0.0
+        if resumed is not None:
+            t = resumed.tensors
+            self.stats.restore(
+                steps=resumed.steps, episodes=int(resumed.meta["episodes"]), updates=int(t["counters.worker_updates"].sum()),
+                nonfinite=int(t["counters.worker_nonfinite"].sum()), recent=rundir.recent_episodes(config.run.return_window),
+            )  # fmt: skip
+            wall_before = float(resumed.meta.get("wall_s", 0.0))
+        self.console = Console(config.run.total_steps, progress)
+        self.start_time = time.monotonic() - wall_before  # wall time continues from the checkpoint's
+        log_every, ckpt_steps = config.log.log_interval, config.log.checkpoint_interval_steps
+        self.next_log = (self.stats.steps // log_every + 1) * log_every
+        self.next_ckpt = None if ckpt_steps is None else (self.stats.steps // ckpt_steps + 1) * ckpt_steps
+        self.last_ckpt_time = time.monotonic()
+        self.logged_steps = self.stats.steps if resumed is not None else -1
+        self.started = False
+        self.solved_at: tuple[int, float] | None = None  # (steps, window mean) when it met the target
+        self.last_checkpoint: Path | None = None
+        self.last_meta: dict[str, Any] = {}
+        self.final_state: dict[str, Tensor] = {}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start_time
+
+    def run(self) -> Summary:
+        """The training loop: start, step until a stop rule fires, finish (whatever stopped it)."""
+        reason, error = "total_steps", None
+        try:
+            with _one_torch_thread(), _sigterm_raises() as reinstall:
+                found = self.start()
+                reinstall()  # a backend may install its own handler as it starts (Ray does)
+                while found is None:
+                    found = self.step()
+                reason = found
+        except CallbackStop:
+            reason = "callback"
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        except Terminated:
+            reason = "terminated"
+        except WorkerFailure as e:
+            reason, error = "worker_failure", e
+        except Exception as e:  # recorded in the summary and raised again below
+            reason, error = "error", e
+        finally:
+            summary = self.finish(reason, error)
+        if error is not None:
+            raise error
+        return summary
+
+    def start(self) -> str | None:
+        """Start the workers; a resumed run with nothing left to do (solved, out of time) starts none."""
+        if self.resumed is not None and (reason := self._stop_reason()) is not None:
+            return reason
+        self.started = True
+        self.backend.start()
+        return None
+
+    def step(self) -> str | None:
+        """One poll of the backend: add its reports, log and checkpoint when due; the stop reason or None."""
+        for rep in self.backend.poll(timeout=POLL_S):
+            self._add(rep)
+        if self.stats.steps >= self.next_log:
+            self._log_row(self.backend.alive())
+            self.next_log = (self.stats.steps // self.cfg.log.log_interval + 1) * self.cfg.log.log_interval
+        if self._checkpoint_due():
+            self.rundir.flush_episodes()
+            self.last_checkpoint = self._save(self.backend.snapshot())
+            self.last_ckpt_time = time.monotonic()
+            if self.next_ckpt is not None:
+                every = self.cfg.log.checkpoint_interval_steps or 1
+                self.next_ckpt = (self.stats.steps // every + 1) * every
+        reason = self._stop_reason()
+        if reason is None and self.backend.all_done():
+            reason = "total_steps"
+        return reason
+
+    def finish(self, reason: str, error: BaseException | None) -> Summary:
+        """Stop the workers, take their last reports, write the final checkpoint and summary.json."""
+        if self.started:
+            for rep in self.backend.stop():
+                self._add(rep)
+        self.final_state = self.backend.snapshot()
+        # The shared counters are authoritative (a killed worker's last steps were never reported).
+        self.stats.steps = max(self.stats.steps, int(self.final_state["counters.worker_steps"].sum()))
+        if self.stats.steps != self.logged_steps:
+            with contextlib.suppress(CallbackStop):
+                self._log_row(0)
+        self.console.close()
+        try:  # the end-of-run checkpoint, whatever the stop (a worker failure or Ctrl-C included)
+            self.last_checkpoint = self._save(self.final_state, stop_reason=reason)
+        except (OSError, A3CError) as e:
+            log.warning("a3c: warning: could not write the final checkpoint: %s", e)
+        summary = self._summary(reason, error)
+        self.rundir.write_summary(summary.to_dict())
+        self.rundir.close()
+        return summary
+
+    def _stop_reason(self) -> str | None:
+        reason = stop_rule(self.stats, self.cfg.run, self.target, self.elapsed())
+        if reason == "target_return" and self.solved_at is None:
+            self.solved_at = (self.stats.steps, self.stats.return_mean)
+        return reason
+
+    def _add(self, rep: WorkerReport) -> None:
+        self.stats.add(rep)
+        self.rundir.write_episodes(rep, self.stats.steps, self.elapsed())
+
+    def _log_row(self, alive: int) -> None:
+        row = self.stats.row(self.elapsed(), alive, self.backend.restarts)
+        self.logged_steps = self.stats.steps
+        self.rundir.write_row(row)
+        self.console.update(row)
+        if self.callback is not None and self.callback(row) is False:
+            raise CallbackStop
+
+    def _checkpoint_due(self) -> bool:
+        """Checkpoint frequencies count global env steps (as reported), or seconds."""
+        every_s = self.cfg.log.checkpoint_interval_s
+        return (self.next_ckpt is not None and self.stats.steps >= self.next_ckpt) or (
+            every_s is not None and time.monotonic() - self.last_ckpt_time >= every_s
+        )
+
+    def _save(self, state: dict[str, Tensor], **extra: Any) -> Path:
+        meta = checkpoint_meta(
+            self.record, state, episodes=self.stats.episodes, return_mean=self.stats.return_mean,
+            wall_s=self.elapsed(), resumes=self.resumes, **extra,
+        )  # fmt: skip
+        path = checkpoint.save_in_run(self.rundir.path, state, meta, self.cfg.log.checkpoint_keep)
+        self.last_meta = meta
+        return path
+
+    def _summary(self, reason: str, error: BaseException | None) -> Summary:
+        stats, target, cfg = self.stats, self.target, self.cfg
+        solved_now = target is not None and stats.window_full and stats.return_mean >= target
+        return Summary(
+            steps=stats.steps, wall_s=round(self.elapsed(), 3), episodes=stats.episodes, return_mean=stats.return_mean,
+            target_return=target, solved=self.solved_at is not None or solved_now,
+            solved_steps=None if self.solved_at is None else self.solved_at[0],
+            solved_return_mean=None if self.solved_at is None else self.solved_at[1],
+            stop_reason=reason, updates=stats.updates, nonfinite_updates=stats.nonfinite,
+            worker_restarts=self.backend.restarts, env_id=cfg.env.id, workers=cfg.run.workers, backend=cfg.run.backend,
+            seed=cfg.run.seed, resumes=self.resumes, resumed_from_steps=None if self.resumed is None else self.resumed.steps,
+            checkpoint=None if self.last_checkpoint is None else str(self.last_checkpoint),
+            error=None if error is None else str(error), versions=versions(),
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread, as in every worker: the serial backend trains in this process, and a
+    second intra-op thread on a busy machine costs far more than it gains (30x measured)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[Callable[[], None]]:
+    """Inside, SIGTERM raises Terminated in the main thread (once: a second SIGTERM gets the
+    previous handler, by default terminating at once). Yields a function that installs the handler
+    again (over one a library installed meanwhile). Off the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield lambda: signal.signal(signal.SIGTERM, handler)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
