@@ -14,7 +14,7 @@ import pytest
 
 from a3c import A3C
 from a3c.cli import main
-from a3c.curves import aggregate, group_runs, load_run, plot_runs
+from a3c.plots import aggregate, group_runs, load_run, plot_runs
 
 A3C_CLI = [sys.executable, "-m", "a3c.cli"]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -215,7 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _draw_curves(run_dir: Path | None) -> None:
     """curves.png at the end of every run; a plotting problem never fails the run."""
-    from a3c.curves import plot_runs
+    from a3c.plots import plot_runs
 
     if run_dir is None:
         return
@@ -223,12 +223,12 @@ def _draw_curves(run_dir: Path | None) -> None:
         plot_runs([run_dir], run_dir / "curves.png")
     except A3CError:
         pass  # no episode finished: nothing to draw
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         log.warning("a3c: warning: could not draw curves.png: %s", e)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from a3c.runlog import write_json_atomic
+    from a3c.io import write_json_atomic
     from a3c.trainer import A3C
 
     if args.episodes < 1:
@@ -248,7 +248,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from a3c.curves import plot_runs
+    from a3c.plots import plot_runs
 
     out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png"))
     path = plot_runs(args.run_dirs, out, title=args.title)
