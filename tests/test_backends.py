@@ -96,7 +96,7 @@ def test_serial_workers_see_each_others_updates():
     w1.update()
     assert not torch.equal(before, store.flat)
     assert store.global_updates() == 2
-    assert w1.take_report().update_lag == 0  # w1 pulled after w0 pushed
+    assert w1.take_report().sums["update_lag"] == 0  # w1 pulled after w0 pushed
     assert store.global_steps() == 2 * cfg.algo.n_steps * cfg.env.envs_per_worker
 
 

@@ -96,4 +96,4 @@ def test_worker_carries_the_state_across_rollouts_and_resets_it_at_episode_ends(
             assert torch.any(h[torch.from_numpy(~ended)] != 0), "a running episode keeps its state"
         saw_end |= bool(ended.any())
     assert saw_end, "7-step rollouts of 7-step episodes end on their last step"
-    assert np.isfinite(worker.take_report().policy_loss)
+    assert np.isfinite(worker.take_report().sums["policy_loss"])

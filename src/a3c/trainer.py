@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import pickle
 import platform
@@ -43,9 +42,11 @@ from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, build_config, from_dict, resolve_key
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
 from a3c.errors import A3CError, ConfigError
+from a3c.io import finite_or_none
+from a3c.metrics import Stats
 from a3c.models import make_model
 from a3c.optim import GlobalParams
-from a3c.runlog import Console, RunDir, Stats, default_run_dir
+from a3c.runlog import Console, RunDir, default_run_dir
 
 Callback = Callable[[dict[str, Any]], bool | None]
 log = logging.getLogger("a3c")
@@ -188,8 +189,7 @@ class A3C:
 
         def log_row(alive: int) -> None:
             nonlocal logged_steps
-            row = stats.row(time.monotonic() - start, alive)
-            row["worker_restarts"] = backend.budget.restarts
+            row = stats.row(time.monotonic() - start, alive, backend.budget.restarts)
             logged_steps = stats.steps
             rundir.write_row(row)
             console.update(row)
@@ -683,6 +683,3 @@ def _spaces_of(env_fn: EnvFn) -> tuple[gym.Space, gym.Space, float | None]:
 def _versions() -> dict[str, str]:
     return {"a3c": __version__, "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()}
 
-
-def finite_or_none(x: Any) -> float | None:
-    return x if isinstance(x, float) and math.isfinite(x) else None

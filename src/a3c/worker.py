@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -19,26 +18,9 @@ import torch
 from a3c import algo, normalize
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
+from a3c.metrics import LOSS_COLUMNS, WorkerReport
 from a3c.models import State, make_model, reset_ended
 from a3c.optim import GlobalParams, piecewise_linear, scheduled_lr
-
-
-@dataclass
-class WorkerReport:
-    """What one worker did since its previous report; sums, so reports add up."""
-
-    worker: int
-    steps: int = 0
-    updates: int = 0
-    nonfinite_updates: int = 0
-    episode_returns: list[float] = field(default_factory=list)
-    episode_lengths: list[int] = field(default_factory=list)
-    policy_loss: float = 0.0
-    value_loss: float = 0.0
-    entropy: float = 0.0
-    grad_norm: float = 0.0
-    update_lag: float = 0.0
-    learning_rate: float = 0.0
 
 
 class Worker:
@@ -124,8 +106,8 @@ class Worker:
         for ret, length in self.envs.take_finished():
             rep.episode_returns.append(ret)
             rep.episode_lengths.append(length)
-        pl, vl, ent = torch.stack([loss.policy_loss, loss.value_loss, -loss.entropy_loss]).detach().tolist()
-        if not (math.isfinite(grad_norm) and math.isfinite(pl) and math.isfinite(vl)):
+        terms = dict(zip(LOSS_COLUMNS, torch.stack([getattr(loss, k) for k in LOSS_COLUMNS]).detach().tolist(), strict=True))
+        if not (math.isfinite(grad_norm) and math.isfinite(terms["policy_loss"]) and math.isfinite(terms["value_loss"])):
             self.store.count_skipped(self.index, steps)
             rep.steps += steps
             rep.nonfinite_updates += 1
@@ -140,12 +122,11 @@ class Worker:
         # report that the checkpoint (which counts the store's) would not have.
         rep.steps += steps
         rep.updates += 1
-        rep.policy_loss += pl
-        rep.value_loss += vl
-        rep.entropy += ent
-        rep.grad_norm += grad_norm
-        rep.update_lag += lag
-        rep.learning_rate += lr
+        for name, value in terms.items():
+            rep.add(name, value)
+        rep.add("grad_norm", grad_norm)
+        rep.add("update_lag", lag)
+        rep.add("learning_rate", lr)
 
     def _step_envs(self, t: int, actions: torch.Tensor, finals: list[tuple[int, int, np.ndarray]]) -> None:
         self.act_buf[t] = actions
