@@ -97,7 +97,7 @@ def test_train_writes_a_run_directory(tmp_path):
     assert config["optim"]["learning_rate"] == 7e-4
     assert config["run"]["seed"] == 3 and config["run"]["backend"] == "serial"
     header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
-    for column in ["steps", "wall_s", "episodes", "return_mean", "entropy", "grad_norm", "policy_loss", "value_loss", "steps_per_s", "update_lag"]:
+    for column in ["steps", "wall_s", "episodes", "return_mean", "entropy_loss", "grad_norm", "policy_loss", "value_loss", "steps_per_s", "update_lag"]:
         assert column in header
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {"steps", "wall_s", "episodes", "return_mean", "solved", "stop_reason"} <= summary.keys()

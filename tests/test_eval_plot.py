@@ -14,7 +14,7 @@ import pytest
 
 from a3c import A3C
 from a3c.cli import main
-from a3c.curves import aggregate, group_runs, load_run, plot_runs
+from a3c.plots import aggregate, group_runs, load_run, plot_runs
 
 A3C_CLI = [sys.executable, "-m", "a3c.cli"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -107,12 +107,12 @@ def test_tensorboard_events_mirror_progress_csv(runs):
     events = EventAccumulator(str(runs["s2"]))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ["charts/return_mean", "charts/episodes", "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/grad_norm", "perf/steps_per_s", "perf/update_lag", "perf/learning_rate", "perf/workers_alive"]:
+    for tag in ["rollout/ep_rew_mean", "rollout/episodes", "train/policy_loss", "train/value_loss", "train/entropy_loss", "train/grad_norm", "time/fps", "train/update_lag", "train/learning_rate", "workers/alive"]:
         assert tag in tags, tag
     with open(runs["s2"] / "progress.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [e.step for e in events.Scalars("charts/episodes")] == [int(r["steps"]) for r in rows]
-    assert [e.value for e in events.Scalars("charts/episodes")] == [float(r["episodes"]) for r in rows]
+    assert [e.step for e in events.Scalars("rollout/episodes")] == [int(r["steps"]) for r in rows]
+    assert [e.value for e in events.Scalars("rollout/episodes")] == [float(r["episodes"]) for r in rows]
 
 
 def test_every_command_has_complete_help(capsys):

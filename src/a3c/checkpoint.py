@@ -16,7 +16,7 @@ A checkpoint is a directory:
 In a run directory checkpoints sit in `checkpoints/`, named by zero-padded global step; the newest
 `run.checkpoint_keep` are kept and `checkpoints/latest` names the newest. A checkpoint is written as
 `NAME.tmp/` (each file fsynced), renamed into place, and the parent fsynced: a reader sees a whole
-checkpoint or none (Sample Factory's habit; shared/CONVENTIONS.md).
+checkpoint or none (Sample Factory's habit). Its files and `latest` are written by `a3c.io`.
 
 Loading never unpickles anything. The safetensors header is checked by hand (length, JSON, dtypes,
 offsets inside the file) before the tensors are read, file sizes are capped, the checksum must match,
@@ -39,7 +39,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from a3c.errors import A3CError
+from a3c.errors import A3CError, first_line
+from a3c.io import fsync_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 FORMAT = "a3c-checkpoint"
 FORMAT_VERSION = 1
@@ -103,9 +104,8 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
     if tmp.exists():
         shutil.rmtree(tmp)  # left by a writer that was killed
     tmp.mkdir()
-    _write_file(tmp / TENSORS, blob)
-    _write_file(tmp / META, (json.dumps(meta, indent=2, default=_json_default) + "\n").encode())
-    _fsync_dir(tmp)
+    write_bytes_atomic(tmp / TENSORS, blob)
+    write_json_atomic(tmp / META, meta)
     if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside
         old = path.with_name(path.name + ".old")
         if old.exists():
@@ -115,7 +115,7 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -127,8 +127,11 @@ def save_in_run(run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str,
     for old in list_checkpoints(folder)[:-keep]:
         if old != path:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in folder.glob("*.tmp"):  # a killed writer's leftovers
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in folder.glob("*.tmp"):  # a killed writer's leftovers (a directory, or `latest`'s temp file)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     return path
 
 
@@ -144,39 +147,6 @@ def set_aside_newer(run_dir: str | Path, steps: int) -> list[Path]:
             os.replace(path, target)
             moved.append(target)
     return moved
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    _write_file(tmp, text.encode())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, tuple | set):
-        return list(o)
-    return str(o)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -278,7 +248,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise CheckpointError(f"checkpoint {path}: cannot read {META} ({e.strerror or e})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path}: {META} is not valid JSON ({_first_line(e)})") from None
+        raise CheckpointError(f"checkpoint {path}: {META} is not valid JSON ({first_line(e)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an a3c checkpoint: {META} does not say format '{FORMAT}'")
     version = meta.get("format_version")
@@ -316,7 +286,7 @@ def parse_safetensors(data: bytes, what: str) -> dict[str, Tensor]:
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{what}: {TENSORS} has a malformed header ({_first_line(e)})") from None
+        raise CheckpointError(f"{what}: {TENSORS} has a malformed header ({first_line(e)})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{what}: {TENSORS} has a malformed header")
     body = len(data) - 8 - n
@@ -340,7 +310,7 @@ def parse_safetensors(data: bytes, what: str) -> dict[str, Tensor]:
     try:
         return load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{what}: {TENSORS} cannot be read ({_first_line(e)})") from None
+        raise CheckpointError(f"{what}: {TENSORS} cannot be read ({first_line(e)})") from None
 
 
 def _check_contents(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -357,11 +327,6 @@ def _check_contents(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]
         raise CheckpointError(f"checkpoint {path} has no valid per-worker counters")
     if int(counters[0].sum()) != meta["steps"]:
         raise CheckpointError(f"checkpoint {path} is inconsistent: its counters sum to {int(counters[0].sum())} steps, {META} says {meta['steps']}")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 # --- the model's architecture ------------------------------------------------------------------

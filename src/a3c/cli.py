@@ -212,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _draw_curves(run_dir: Path | None) -> None:
     """curves.png at the end of every run; a plotting problem never fails the run."""
-    from a3c.curves import plot_runs
+    from a3c.plots import plot_runs
 
     if run_dir is None:
         return
@@ -220,13 +220,13 @@ def _draw_curves(run_dir: Path | None) -> None:
         plot_runs([run_dir], run_dir / "curves.png")
     except A3CError:
         pass  # no episode finished: nothing to draw
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         log.warning("a3c: warning: could not draw curves.png: %s", e)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from a3c.agent import A3C
-    from a3c.runlog import write_json_atomic
+    from a3c.io import write_json_atomic
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
@@ -245,7 +245,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from a3c.curves import plot_runs
+    from a3c.plots import plot_runs
 
     out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png"))
     path = plot_runs(args.run_dirs, out, title=args.title)

@@ -1,10 +1,11 @@
 """A run directory and what is written into it: config.json, progress.csv, episodes.csv, summary.json,
 TensorBoard event files; and the console.
 
-Metrics aggregate `WorkerReport`s; a progress.csv row is written every `log_interval` global env
-steps (a frequency counts global steps, never calls per worker), and the same row goes to TensorBoard
-as scalars grouped charts/, losses/ and perf/ against the global step. On a terminal a progress bar
-shows the run; elsewhere one plain line per row.
+`a3c.metrics.Stats` aggregates the workers' reports; a progress.csv row (the columns of
+`a3c.metrics.METRICS`) is written every `log_interval` global env steps (a frequency counts global
+steps, never calls per worker), and the same row goes to TensorBoard as scalars under the metrics'
+tags (rollout/, train/, time/, workers/) against the global step. Whole files are written by
+`a3c.io`. On a terminal a progress bar shows the run; elsewhere one plain line per row.
 
 A resumed run reopens its directory: progress.csv and episodes.csv keep their rows up to the
 checkpoint's step (rows of the work lost after it are cut off, so steps never go backwards) and are
@@ -14,103 +15,23 @@ appended to; TensorBoard purges its events past that step.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from a3c.errors import ConfigError
-from a3c.worker import WorkerReport
-
-PROGRESS_COLUMNS = [
-    "steps", "wall_s", "episodes", "return_mean", "return_std", "length_mean", "entropy", "grad_norm",
-    "policy_loss", "value_loss", "learning_rate", "steps_per_s", "update_lag", "updates",
-    "nonfinite_updates", "workers_alive", "worker_restarts",
-]  # fmt: skip
-
+from a3c.io import write_json_atomic
+from a3c.metrics import PROGRESS_COLUMNS, TENSORBOARD_TAGS, WorkerReport
 
 EPISODE_COLUMNS = ["worker", "steps", "wall_s", "return", "length"]
 
-# TensorBoard tags of the progress columns (CleanRL's grouping); `steps` is the x axis.
-TENSORBOARD_TAGS = {
-    "return_mean": "charts/return_mean", "return_std": "charts/return_std", "length_mean": "charts/length_mean",
-    "episodes": "charts/episodes", "policy_loss": "losses/policy_loss", "value_loss": "losses/value_loss",
-    "entropy": "losses/entropy", "grad_norm": "losses/grad_norm", "nonfinite_updates": "losses/nonfinite_updates",
-    "steps_per_s": "perf/steps_per_s", "update_lag": "perf/update_lag", "learning_rate": "perf/learning_rate",
-    "workers_alive": "perf/workers_alive", "updates": "perf/updates", "wall_s": "perf/wall_s",
-}  # fmt: skip
-
 log = logging.getLogger("a3c")
-
-
-class Stats:
-    """Running totals and the current log interval's sums, fed by worker reports."""
-
-    def __init__(self, window: int) -> None:
-        self.returns: deque[float] = deque(maxlen=window)
-        self.lengths: deque[int] = deque(maxlen=window)
-        self.window = window
-        self.steps = self.episodes = self.updates = self.nonfinite = 0
-        self._sums: dict[str, float] = {}
-        self._n = 0
-        self._last_steps, self._last_time = 0, time.monotonic()
-
-    def add(self, rep: WorkerReport) -> None:
-        self.steps += rep.steps
-        self.updates += rep.updates
-        self.nonfinite += rep.nonfinite_updates
-        self.episodes += len(rep.episode_returns)
-        self.returns.extend(rep.episode_returns)
-        self.lengths.extend(rep.episode_lengths)
-        for key in ("policy_loss", "value_loss", "entropy", "grad_norm", "update_lag", "learning_rate"):
-            self._sums[key] = self._sums.get(key, 0.0) + getattr(rep, key)
-        self._n += rep.updates
-
-    def restore(self, steps: int, episodes: int, updates: int, nonfinite: int, recent: Iterable[tuple[float, int]]) -> None:
-        """Continue from a checkpoint's counters; `recent` (return, length) pairs refill the window."""
-        self.steps, self.episodes, self.updates, self.nonfinite = steps, episodes, updates, nonfinite
-        for ret, length in recent:
-            self.returns.append(ret)
-            self.lengths.append(length)
-        self._last_steps, self._last_time = steps, time.monotonic()
-
-    @property
-    def return_mean(self) -> float:
-        return sum(self.returns) / len(self.returns) if self.returns else math.nan
-
-    @property
-    def window_full(self) -> bool:
-        return len(self.returns) >= self.window
-
-    def row(self, wall_s: float, workers_alive: int) -> dict[str, Any]:
-        now = time.monotonic()
-        dt = now - self._last_time
-        rate = (self.steps - self._last_steps) / dt if dt > 0 else math.nan
-        self._last_steps, self._last_time = self.steps, now
-        n = max(self._n, 1)
-        mean = self.return_mean
-        std = math.sqrt(sum((r - mean) ** 2 for r in self.returns) / len(self.returns)) if self.returns else math.nan
-        row = {
-            "steps": self.steps,
-            "wall_s": round(wall_s, 3),
-            "episodes": self.episodes,
-            "return_mean": mean,
-            "return_std": std,
-            "length_mean": sum(self.lengths) / len(self.lengths) if self.lengths else math.nan,
-            **{k: (self._sums.get(k, 0.0) / n if self._n else math.nan) for k in ("entropy", "grad_norm", "policy_loss", "value_loss", "learning_rate", "update_lag")},
-            "steps_per_s": round(rate, 1),
-            "updates": self.updates,
-            "nonfinite_updates": self.nonfinite,
-            "workers_alive": workers_alive,
-        }
-        self._sums, self._n = {}, 0
-        return row
 
 
 def default_run_dir(env_id: str, root: str | Path = "runs") -> Path:
@@ -122,27 +43,6 @@ def default_run_dir(env_id: str, root: str | Path = "runs") -> Path:
         k += 1
         path = Path(f"{base}-{k}")
     return path
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file, fsync, then rename over the target: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=_json_default)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, tuple | set):
-        return list(o)
-    return str(o)
-
-
-def _clean(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 class RunDir:
@@ -168,9 +68,9 @@ class RunDir:
         if resume_steps is not None:
             truncate_csv(self.path / "progress.csv", PROGRESS_COLUMNS, resume_steps)
             truncate_csv(self.path / "episodes.csv", EPISODE_COLUMNS, resume_steps)
-        self._csv_file = open(self.path / "progress.csv", mode, newline="")  # noqa: SIM115 - closed in close()
+        self._csv_file = open(self.path / "progress.csv", mode, newline="")  # closed in close()
         self._csv = csv.DictWriter(self._csv_file, fieldnames=PROGRESS_COLUMNS)
-        self._episodes_file = open(self.path / "episodes.csv", mode, newline="")  # noqa: SIM115
+        self._episodes_file = open(self.path / "episodes.csv", mode, newline="")
         self._episodes = csv.writer(self._episodes_file)
         if resume_steps is None:
             self._csv.writeheader()
@@ -216,7 +116,7 @@ class RunDir:
                     self._tb.add_scalar(tag, value, step)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.path / "summary.json", {k: _clean(v) for k, v in summary.items()})
+        write_json_atomic(self.path / "summary.json", summary)  # NaN and inf become null
 
     def close(self) -> None:
         self._csv_file.close()
@@ -234,7 +134,7 @@ def _lock_run(path: Path) -> Any:
         import fcntl
     except ImportError:  # not on POSIX: no lock
         return None
-    f = open(path / ".lock", "a+")  # noqa: SIM115 - closed in close()
+    f = open(path / ".lock", "a+")  # closed in close()
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -261,11 +161,12 @@ def _summary_writer(path: Path, resume_steps: int | None) -> Any:
     return SummaryWriter(log_dir=str(path), flush_secs=10, purge_step=purge)
 
 
-def truncate_csv(path: Path, columns: list[str], max_steps: int) -> None:
+def truncate_csv(path: Path, columns: Sequence[str], max_steps: int) -> None:
     """Keep the header and the complete rows with steps <= max_steps (rows are in step order); cut the
     file after them. A missing or headerless file gets a header."""
+    columns = list(columns)
     try:
-        f = open(path, "r+b")  # noqa: SIM115
+        f = open(path, "r+b")
     except FileNotFoundError:
         with open(path, "w", newline="") as out:
             csv.writer(out).writerow(columns)

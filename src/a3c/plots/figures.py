@@ -1,9 +1,9 @@
-"""Plotting helpers for episode returns and tabular policies (the cliff demo's figures).
+"""The plots' figures: learning curves of run directories (`plot_runs`, `curves_figure`), episode
+returns across workers (`returns_figure`, `compare_workers_figure`) and a tabular policy
+(`policy_heatmap_figure`); `save_figure` writes any of them as a PNG, atomically.
 
-Split as Stable-Baselines3's results_plotter is: data transforms (`load_episodes`,
-`moving_average`, `aggregate_curve`, `greedy_actions`) apart from drawing (`*_figure`), so the
-transforms are testable without a figure. Drawing uses matplotlib's object API on the Agg canvas,
-never pyplot: no display, no global backend switch, safe in a headless trainer process.
+Drawing uses matplotlib's object API on the Agg canvas, never pyplot: no display, no global backend
+switch, safe in a headless trainer process. The data they draw comes from `a3c.plots.data`.
 
     data = load_episodes(run_dir / "episodes.csv")
     save_figure(returns_figure(data, optimal_return=-13), run_dir / "returns.png")
@@ -11,18 +11,32 @@ never pyplot: no display, no global backend switch, safe in a headless trainer p
 
 from __future__ import annotations
 
-import csv
-import os
+import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from a3c.errors import A3CError
+from a3c.io import write_bytes_atomic
+from a3c.plots.data import (
+    EpisodeData,
+    Group,
+    RunCurve,
+    aggregate,
+    aggregate_curve,
+    greedy_actions,
+    group_runs,
+    load_run,
+    moving_average,
+    steps_label,
+)
 
 DPI = 120
 # Returns of early random episodes run to the thousands (every fall costs -100); a symmetric-log
@@ -30,85 +44,84 @@ DPI = 120
 SYMLOG_LINTHRESH = 100.0
 
 
-@dataclass(frozen=True)
-class EpisodeData:
-    """One row per finished episode, in the order the trainer received them (episodes.csv)."""
-
-    worker: np.ndarray  # int, the worker that ran the episode
-    steps: np.ndarray  # int, global env steps when the trainer received it
-    wall_s: np.ndarray  # float, seconds since the run started
-    returns: np.ndarray  # float, undiscounted episode return
-    lengths: np.ndarray  # int, episode length in steps
-
-    def __len__(self) -> int:
-        return len(self.returns)
-
-    @property
-    def workers(self) -> list[int]:
-        return sorted({int(w) for w in self.worker})
-
-
-def load_episodes(path: str | Path) -> EpisodeData:
-    """Read a run's episodes.csv (columns worker, steps, wall_s, return, length)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "episodes.csv"
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise A3CError(f"cannot read episodes file {path}: {e.strerror or e}") from None
-    try:
-        return EpisodeData(
-            worker=np.array([int(r["worker"]) for r in rows], dtype=np.int64),
-            steps=np.array([int(r["steps"]) for r in rows], dtype=np.int64),
-            wall_s=np.array([float(r["wall_s"]) for r in rows], dtype=np.float64),
-            returns=np.array([float(r["return"]) for r in rows], dtype=np.float64),
-            lengths=np.array([int(r["length"]) for r in rows], dtype=np.int64),
-        )
-    except (KeyError, ValueError) as e:
-        raise A3CError(f"malformed episodes file {path}: {e}") from None
-
-
-def moving_average(x: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean: out[i] = mean(x[max(0, i - window + 1) : i + 1]) (no lag-free smoothing)."""
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    x = np.asarray(x, dtype=np.float64)
-    if x.size == 0:
-        return x
-    c = np.concatenate([[0.0], np.cumsum(x)])
-    i = np.arange(1, x.size + 1)
-    lo = np.maximum(0, i - window)
-    return (c[i] - c[lo]) / (i - lo)
-
-
-def aggregate_curve(data: EpisodeData, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The aggregate across workers: (episode number 1..N, wall_s, moving-average return)."""
-    return np.arange(1, len(data) + 1), data.wall_s, moving_average(data.returns, window)
-
-
-def greedy_actions(probs: np.ndarray) -> np.ndarray:
-    """argmax_a pi(a|s) per state (ties to the lowest action index, as torch.argmax)."""
-    return np.asarray(probs).argmax(axis=1)
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
-    """Save a PNG atomically (temp file, then rename): a reader never sees half an image."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+def save_figure(fig: Figure, path: str | Path, dpi: float | None = DPI) -> Path:
+    """Save a figure as a PNG atomically (rendered in memory, then `a3c.io.write_bytes_atomic`): a
+    reader never sees half an image. `dpi=None` keeps the figure's own. Returns the path."""
     FigureCanvasAgg(fig)  # attach an Agg canvas; no pyplot involved
-    fig.savefig(tmp, dpi=dpi, format="png")
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+# --- learning curves ---------------------------------------------------------------------------
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None) -> Path:
+    """Draw curves.png: mean return against global steps and against wall time, one line per run or
+    seed group (mean with a min-max band). Returns the path written."""
+    fig = curves_figure([load_run(p) for p in run_dirs], title)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, out, dpi=None)
+
+
+def curves_figure(runs: Sequence[RunCurve], title: str | None = None) -> Figure:
+    """The learning-curves figure of `plot_runs`: return against steps (left) and wall time (right)."""
+    plotted = [r for r in runs if len(r.steps)]
+    if not plotted:
+        raise A3CError("no run has a finite return_mean yet (no episode finished): nothing to plot")
+    groups = group_runs(plotted)
+    fig = Figure(figsize=(12, 4.6), dpi=110, layout="constrained")
+    ax_steps, ax_wall = fig.subplots(1, 2, sharey=True)
+    for k, group in enumerate(groups):
+        for ax, attr in ((ax_steps, "steps"), (ax_wall, "wall_s")):
+            _draw_group(ax, group, attr, f"C{k % 10}")
+    targets = {r.target_return for r in plotted if r.target_return is not None}
+    if len(targets) == 1:
+        target = targets.pop()
+        for ax in (ax_steps, ax_wall):
+            ax.axhline(target, color="0.3", ls="--", lw=1, label=f"target {target:g}")
+    ax_steps.xaxis.set_major_formatter(FuncFormatter(steps_label))
+    ax_steps.set_xlabel("global env steps")
+    ax_wall.set_xlabel("wall time (s)")
+    window = {r.config.get("run.return_window") for r in plotted}
+    window_text = f"last {window.pop()} episodes" if len(window) == 1 and None not in window else "recent episodes"
+    ax_steps.set_ylabel(f"mean return ({window_text})")
+    ax_steps.set_title("return against steps")
+    ax_wall.set_title("return against wall time")
+    for ax in (ax_steps, ax_wall):
+        ax.set_xlim(left=0)
+        ax.grid(True, alpha=0.3)
+    ax_steps.legend(loc="best", fontsize=8)
+    envs = sorted({r.env_id for r in plotted})
+    fig.suptitle(title or f"A3C learning curves: {', '.join(envs)}")
+    return fig
+
+
+def _draw_group(ax: Any, group: Group, attr: str, color: str) -> None:
+    """One run as a line; a seed group as each run thin to its own end, their mean and min-max band."""
+    xs = [getattr(r, attr).astype(np.float64) for r in group.runs]
+    ys = [r.return_mean for r in group.runs]
+    if len(group.runs) == 1:
+        ax.plot(xs[0], ys[0], color=color, lw=1.6, label=group.label)
+        return
+    for x, y in zip(xs, ys, strict=True):  # each seed, thin, to its own end
+        ax.plot(x, y, color=color, lw=0.7, alpha=0.45)
+    held = [r.solved for r in group.runs]
+    grid, mean, lower, upper = aggregate(xs, ys, held)
+    note = " (solved runs hold their last value)" if any(held) else ""
+    ax.plot(grid, mean, color=color, lw=2.0, label=f"{group.label}: mean{note}")
+    ax.fill_between(grid, lower, upper, color=color, alpha=0.2, lw=0, label=f"{group.label}: min-max")
+
+
+# --- episode returns and tabular policies (the cliff demo's figures) ---------------------------
+
 
 
 _RETURN_TICKS = (-10000, -5000, -2000, -1000, -500, -200, -100, -50, -25, 0)
 
 
-def _return_axis(ax, optimal_return: float | None, symlog: bool = True) -> None:  # noqa: ANN001
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
+def _return_axis(ax: Any, optimal_return: float | None, symlog: bool = True) -> None:
     if symlog:
         ax.set_yscale("symlog", linthresh=SYMLOG_LINTHRESH)
         ax.yaxis.set_major_locator(FixedLocator(_RETURN_TICKS))
@@ -262,7 +275,5 @@ def policy_heatmap_figure(
     return fig
 
 
-def _line_handle(label: str):  # noqa: ANN202
-    from matplotlib.lines import Line2D
-
+def _line_handle(label: str) -> Line2D:
     return Line2D([], [], color="#ff3b30", linewidth=2.2, marker="o", markersize=3, label=label)

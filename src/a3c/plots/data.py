@@ -1,11 +1,10 @@
-"""Learning curves from run directories: mean return against global steps and against wall time.
+"""The plots' data: run directories and episode files read into arrays, and the transforms the
+figures draw (seed groups, their aggregate, moving averages, greedy actions). No matplotlib here:
+every transform is testable without a figure.
 
-Split as Stable-Baselines3's results_plotter is: data transforms (`load_run`, `group_runs`,
-`aggregate`) apart from drawing (`plot_runs`). Runs whose configs differ only by seed (and by
-settings that do not change what is learned: time budget, target, logging and checkpoint intervals)
-form one group, drawn as the mean over its runs with a min-max band where every run has data, and
-each run as a thin line to its own end; a single run is a plain line.
-Matplotlib's Agg backend, no pyplot state: safe in a headless trainer process.
+Runs whose configs differ only by seed (and by settings that do not change what is learned: time
+budget, target, logging and checkpoint intervals) form one group (`group_runs`); `aggregate` gives
+their mean and min-max band where every run has data.
 """
 
 from __future__ import annotations
@@ -23,10 +22,14 @@ import numpy as np
 from a3c.errors import A3CError
 
 # Settings that do not change what a run learns: runs differing only in these are seeds of one setup.
+# replaced by a3c.config.NOT_LEARNING at merge
 NOT_LEARNING = {
     "run.seed", "run.max_time", "run.target_return", "run.stop_at_target", "run.log_interval",
     "run.report_interval", "run.checkpoint_interval_steps", "run.checkpoint_interval_s", "run.checkpoint_keep",
 }  # fmt: skip
+
+
+# --- learning curves (progress.csv) ------------------------------------------------------------
 
 
 @dataclass
@@ -136,66 +139,75 @@ def aggregate(
     return grid, stack.mean(axis=0), stack.min(axis=0), stack.max(axis=0)
 
 
-def _steps_label(x: float, _pos: Any = None) -> str:
+def steps_label(x: float, _pos: Any = None) -> str:
+    """A step count as a tick label: 1500000 -> '1.5M' (a matplotlib FuncFormatter's signature)."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= scale:
             return f"{x / scale:g}{suffix}"
     return f"{x:g}"
 
 
-def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None) -> Path:
-    """Draw curves.png: mean return against global steps and against wall time, one line per run or
-    seed group (mean with a min-max band). Returns the path written."""
-    import matplotlib
+# --- episode returns (episodes.csv) and tabular policies ----------------------------------------
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
 
-    runs = [load_run(p) for p in run_dirs]
-    plotted = [r for r in runs if len(r.steps)]
-    if not plotted:
-        raise A3CError("no run has a finite return_mean yet (no episode finished): nothing to plot")
-    groups = group_runs(plotted)
-    fig = Figure(figsize=(12, 4.6), dpi=110, layout="constrained")
-    ax_steps, ax_wall = fig.subplots(1, 2, sharey=True)
-    colors = [f"C{i % 10}" for i in range(len(groups))]
-    for group, color in zip(groups, colors, strict=True):
-        for ax, attr in ((ax_steps, "steps"), (ax_wall, "wall_s")):
-            xs = [getattr(r, attr).astype(np.float64) for r in group.runs]
-            ys = [r.return_mean for r in group.runs]
-            if len(group.runs) == 1:
-                ax.plot(xs[0], ys[0], color=color, lw=1.6, label=group.label)
-                continue
-            for x, y in zip(xs, ys, strict=True):  # each seed, thin, to its own end
-                ax.plot(x, y, color=color, lw=0.7, alpha=0.45)
-            held = [r.solved for r in group.runs]
-            grid, mean, lower, upper = aggregate(xs, ys, held)
-            note = " (solved runs hold their last value)" if any(held) else ""
-            ax.plot(grid, mean, color=color, lw=2.0, label=f"{group.label}: mean{note}")
-            ax.fill_between(grid, lower, upper, color=color, alpha=0.2, lw=0, label=f"{group.label}: min-max")
-    targets = {r.target_return for r in plotted if r.target_return is not None}
-    if len(targets) == 1:
-        target = targets.pop()
-        for ax in (ax_steps, ax_wall):
-            ax.axhline(target, color="0.3", ls="--", lw=1, label=f"target {target:g}")
-    ax_steps.xaxis.set_major_formatter(FuncFormatter(_steps_label))
-    ax_steps.set_xlabel("global env steps")
-    ax_wall.set_xlabel("wall time (s)")
-    window = {r.config.get("run.return_window") for r in plotted}
-    window_text = f"last {window.pop()} episodes" if len(window) == 1 and None not in window else "recent episodes"
-    ax_steps.set_ylabel(f"mean return ({window_text})")
-    ax_steps.set_title("return against steps")
-    ax_wall.set_title("return against wall time")
-    for ax in (ax_steps, ax_wall):
-        ax.set_xlim(left=0)
-        ax.grid(True, alpha=0.3)
-    ax_steps.legend(loc="best", fontsize=8)
-    envs = sorted({r.env_id for r in plotted})
-    fig.suptitle(title or f"A3C learning curves: {', '.join(envs)}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(out)
-    return out
+@dataclass(frozen=True)
+class EpisodeData:
+    """One row per finished episode, in the order the trainer received them (episodes.csv)."""
+
+    worker: np.ndarray  # int, the worker that ran the episode
+    steps: np.ndarray  # int, global env steps when the trainer received it
+    wall_s: np.ndarray  # float, seconds since the run started
+    returns: np.ndarray  # float, undiscounted episode return
+    lengths: np.ndarray  # int, episode length in steps
+
+    def __len__(self) -> int:
+        return len(self.returns)
+
+    @property
+    def workers(self) -> list[int]:
+        return sorted({int(w) for w in self.worker})
+
+
+def load_episodes(path: str | Path) -> EpisodeData:
+    """Read a run's episodes.csv (columns worker, steps, wall_s, return, length)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "episodes.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise A3CError(f"cannot read episodes file {path}: {e.strerror or e}") from None
+    try:
+        return EpisodeData(
+            worker=np.array([int(r["worker"]) for r in rows], dtype=np.int64),
+            steps=np.array([int(r["steps"]) for r in rows], dtype=np.int64),
+            wall_s=np.array([float(r["wall_s"]) for r in rows], dtype=np.float64),
+            returns=np.array([float(r["return"]) for r in rows], dtype=np.float64),
+            lengths=np.array([int(r["length"]) for r in rows], dtype=np.int64),
+        )
+    except (KeyError, ValueError) as e:
+        raise A3CError(f"malformed episodes file {path}: {e}") from None
+
+
+def moving_average(x: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean: out[i] = mean(x[max(0, i - window + 1) : i + 1]) (no lag-free smoothing)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return x
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(1, x.size + 1)
+    lo = np.maximum(0, i - window)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def aggregate_curve(data: EpisodeData, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The aggregate across workers: (episode number 1..N, wall_s, moving-average return)."""
+    return np.arange(1, len(data) + 1), data.wall_s, moving_average(data.returns, window)
+
+
+def greedy_actions(probs: np.ndarray) -> np.ndarray:
+    """argmax_a pi(a|s) per state (ties to the lowest action index, as torch.argmax)."""
+    return np.asarray(probs).argmax(axis=1)
