@@ -15,6 +15,7 @@ appended to; TensorBoard purges its events past that step.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from a3c.errors import ConfigError
-from a3c.io import write_json_atomic
+from a3c.io import write_json_atomic, write_text_atomic
 from a3c.metrics import PROGRESS_COLUMNS, TENSORBOARD_TAGS, WorkerReport
 
 EPISODE_COLUMNS = ["worker", "steps", "wall_s", "return", "length"]
@@ -66,6 +67,7 @@ class RunDir:
         self._lock = _lock_run(self.path)
         mode = "w" if resume_steps is None else "a"
         if resume_steps is not None:
+            upgrade_progress_csv(self.path / "progress.csv")
             truncate_csv(self.path / "progress.csv", PROGRESS_COLUMNS, resume_steps)
             truncate_csv(self.path / "episodes.csv", EPISODE_COLUMNS, resume_steps)
         self._csv_file = open(self.path / "progress.csv", mode, newline="")  # closed in close()
@@ -159,6 +161,40 @@ def _summary_writer(path: Path, resume_steps: int | None) -> Any:
     # purge_step: events at or past it (written after the checkpoint by a killed run) are hidden.
     purge = None if resume_steps is None else resume_steps + 1
     return SummaryWriter(log_dir=str(path), flush_secs=10, purge_step=purge)
+
+
+# progress.csv as the previous layout wrote it: a resumed run of that layout is rewritten in this
+# one's columns first (its `entropy`, the mean entropy, becomes `entropy_loss`, its negative).
+PREVIOUS_PROGRESS_COLUMNS = (
+    "steps", "wall_s", "episodes", "return_mean", "return_std", "length_mean", "entropy", "grad_norm",
+    "policy_loss", "value_loss", "learning_rate", "steps_per_s", "update_lag", "updates",
+    "nonfinite_updates", "workers_alive", "worker_restarts",
+)  # fmt: skip
+
+
+def upgrade_progress_csv(path: Path) -> bool:
+    """Rewrite a progress.csv of the previous layout in the current columns (atomically); returns
+    whether it did. Any other file is left as it is."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != PREVIOUS_PROGRESS_COLUMNS:
+                return False
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=list(PROGRESS_COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        entropy = row.pop("entropy", "")
+        try:
+            row["entropy_loss"] = repr(-float(entropy)) if entropy not in ("", None) else ""
+        except ValueError:
+            row["entropy_loss"] = ""
+        writer.writerow(row)
+    write_text_atomic(path, out.getvalue())
+    return True
 
 
 def truncate_csv(path: Path, columns: Sequence[str], max_steps: int) -> None:

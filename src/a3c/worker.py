@@ -19,7 +19,7 @@ from a3c import algo
 from a3c.algo import LossTerms
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
-from a3c.metrics import WorkerReport
+from a3c.metrics import LOSS_COLUMNS, WorkerReport
 from a3c.models import State, make_model, reset_ended
 from a3c.normalize import Normalizer, identity
 from a3c.store import ParameterStore, Pulled
@@ -94,7 +94,7 @@ class Worker:
         # report that the checkpoint (which counts the store's) would not have.
         rep.steps += steps
         rep.updates += 1
-        for name, value in zip(LossTerms._fields[1:], terms, strict=True):
+        for name, value in zip(LOSS_COLUMNS, terms, strict=True):
             rep.add(name, value)
         rep.add("grad_norm", grad_norm)
         rep.add("update_lag", pushed.lag)
