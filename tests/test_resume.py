@@ -45,7 +45,7 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
         "--set", f"run.checkpoint_interval_steps={interval}", "--set", "run.log_interval=5000",
         "--set", "run.stop_at_target=false",  # however slow the test is to kill it, it cannot finish first
     ]  # fmt: skip
-    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([*A3C_CLI, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -22,11 +22,10 @@ the greedy evaluation and the final table of action probabilities to the trainer
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,14 +167,14 @@ def greedy_rollout(theta: np.ndarray, env_id: str | None = None, max_steps: int 
         env.close()
 
 
-def _episode_budget_callback(episodes: int):  # noqa: ANN202
+def _episode_budget_callback(episodes: int) -> Callable[[Mapping[str, Any]], bool | None]:
     def callback(row: Mapping[str, Any]) -> bool | None:
         return False if row["episodes"] >= episodes else None
 
     return callback
 
 
-def _train(workers: int, backend: str, episodes: int, seed: int, run_dir: Path, overrides: Mapping[str, Any], progress: str):  # noqa: ANN202
+def _train(workers: int, backend: str, episodes: int, seed: int, run_dir: Path, overrides: Mapping[str, Any], progress: str) -> tuple[Any, dict[str, Any]]:
     from a3c.agent import A3C
 
     config = {**DEMO_CONFIG, **dict(overrides)}
@@ -219,13 +218,10 @@ def run(
     if backend not in ("processes", "serial"):
         raise ConfigError(f"--backend must be processes or serial, got {backend!r}")
     counts = parse_worker_counts(compare_workers)
-    overrides = dict(overrides or {})
     from a3c.config import resolve_key
-    from a3c.runlog import default_run_dir, write_json_atomic
+    from a3c.runlog import default_run_dir
 
-    for key in overrides:
-        resolve_key(key)  # unknown keys fail now, with the config's message
-    overrides = {".".join(resolve_key(k)): v for k, v in overrides.items()}
+    overrides = {".".join(resolve_key(k)): v for k, v in dict(overrides or {}).items()}  # unknown keys fail now
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir("cliff")
     max_len = int(overrides.get("env.max_episode_steps") or DEMO_CONFIG["env.max_episode_steps"])
 
@@ -257,34 +253,45 @@ def run(
         "values": np.round(values, 4).tolist(),
         "files": {k: p.name for k, p in files.items()},
     }
-    write_json_atomic(run_dir / "summary.json", {k: _finite(v) for k, v in summary.items()})
+    _write_summary(run_dir, summary)
     result = CliffResult(run_dir, summary, probs, values, theta, path, files)
-
     if counts and summary["stop_reason"] != "interrupted":
-        runs: dict[int, Path] = {}
-        for k in counts:
-            if k == workers:
-                runs[k] = run_dir
-                continue
-            sub = run_dir / f"workers-{k}"
-            _train(k, backend, episodes, seed, sub, overrides, progress)
-            runs[k] = sub
-        result.compare = runs
-        if plots:
-            from a3c import plots as plotting
-
-            fig = plotting.compare_workers_figure(
-                {f"{k} worker{'s' if k > 1 else ''}": plotting.load_episodes(p) for k, p in runs.items()},
-                window=SMOOTHING,
-                optimal_return=OPTIMAL_RETURN,
-                zoom=RETURNS_ZOOM,
-                title=f"CliffWalking: aggregate return with {', '.join(map(str, counts))} workers, {episodes} episodes each ({backend}, seed {seed})",
-            )
-            result.files["compare_workers"] = plotting.save_figure(fig, run_dir / "compare_workers.png")
-        summary["compare_workers"] = {str(k): str(p) for k, p in runs.items()}
-        summary["files"] = {k: p.name for k, p in result.files.items()}
-        write_json_atomic(run_dir / "summary.json", {k: _finite(v) for k, v in summary.items()})
+        _compare(result, counts, workers, backend, episodes, seed, overrides, progress, plots)
     return result
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    from a3c.io import write_json_atomic  # non-finite numbers become null
+
+    write_json_atomic(run_dir / "summary.json", summary)
+
+
+def _compare(result: CliffResult, counts: list[int], workers: int, backend: str, episodes: int, seed: int, overrides: dict[str, Any], progress: str, plots: bool) -> None:
+    """The same budget with each worker count (the main run reused for its own), and compare_workers.png."""
+    run_dir, summary = result.run_dir, result.summary
+    runs: dict[int, Path] = {}
+    for k in counts:
+        if k == workers:
+            runs[k] = run_dir
+            continue
+        sub = run_dir / f"workers-{k}"
+        _train(k, backend, episodes, seed, sub, overrides, progress)
+        runs[k] = sub
+    result.compare = runs
+    if plots:
+        from a3c import plots as plotting
+
+        fig = plotting.compare_workers_figure(
+            {f"{k} worker{'s' if k > 1 else ''}": plotting.load_episodes(p) for k, p in runs.items()},
+            window=SMOOTHING,
+            optimal_return=OPTIMAL_RETURN,
+            zoom=RETURNS_ZOOM,
+            title=f"CliffWalking: aggregate return with {', '.join(map(str, counts))} workers, {episodes} episodes each ({backend}, seed {seed})",
+        )
+        result.files["compare_workers"] = plotting.save_figure(fig, run_dir / "compare_workers.png")
+    summary["compare_workers"] = {str(k): str(p) for k, p in runs.items()}
+    summary["files"] = {k: p.name for k, p in result.files.items()}
+    _write_summary(run_dir, summary)
 
 
 def _draw(run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: float, workers: int, seed: int) -> dict[str, Path]:
@@ -317,10 +324,6 @@ def _draw(run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: floa
 def _check_int(flag: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{flag} must be an integer >= {low}, got {value!r}")
-
-
-def _finite(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -382,16 +385,7 @@ def main(args: argparse.Namespace) -> int:
     from a3c.config import parse_assignments
 
     overrides = parse_assignments(getattr(args, "assignments", []) or [])
-    result = run(
-        workers=args.workers,
-        backend=args.backend,
-        episodes=args.episodes,
-        seed=args.seed,
-        run_dir=args.run_dir,
-        compare_workers=args.compare_workers,
-        overrides=overrides,
-        progress=getattr(args, "progress", "none"),
-    )
+    result = run(args.workers, args.backend, args.episodes, args.seed, args.run_dir, args.compare_workers, overrides, getattr(args, "progress", "none"))
     s = result.summary
     verdict = "reaches the goal without falling" if s["reaches_goal"] else "does NOT reach the goal safely"
     print(
