@@ -7,7 +7,7 @@ warm-up, --repeats times, the median reported. Compare settings side by side in 
     .venv/bin/python benchmarks/update_cost.py ALE/Pong-v5 --envs 2 4 8 --modes reevaluate keep_graph ale_vector
 
 Modes: reevaluate (the default worker, its envs stepped through Gymnasium's wrappers), keep_graph
-(`model.keep_rollout_graph`), ale_vector (the default worker with `env.ale_vector`: ale-py's C++
+(`model.keep_rollout_graph`), ale_vector (the default worker with `env.atari.ale_vector`: ale-py's C++
 AtariVectorEnv steps the envs, as the Atari preset does).
 """
 
@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median  # noqa: E402
 
-WRAPPERS = {"env.ale_vector": False}
-MODES = {"reevaluate": WRAPPERS, "keep_graph": {**WRAPPERS, "model.keep_rollout_graph": True}, "ale_vector": {"env.ale_vector": True}}
+WRAPPERS = {"env.atari.ale_vector": False}
+MODES = {"reevaluate": WRAPPERS, "keep_graph": {**WRAPPERS, "model.keep_rollout_graph": True}, "ale_vector": {"env.atari.ale_vector": True}}
 
 
 def update_ms(env_id: str, envs: int, mode: str, updates: int, extra: dict, warmup: int = 20) -> tuple[float, int]:
@@ -33,7 +33,7 @@ def update_ms(env_id: str, envs: int, mode: str, updates: int, extra: dict, warm
     from a3c.optim import GlobalParams
     from a3c.worker import Worker
 
-    cfg = build_config(env_id, overrides={**extra, "env.envs_per_worker": envs, "run.workers": 1, **MODES[mode]})
+    cfg = build_config(env_id, overrides={**extra, "env.envs_per_worker": envs, "backend.workers": 1, **MODES[mode]})
     agent = A3C(env_id, config=cfg)
     worker = Worker(cfg, 0, GlobalParams(agent.model, cfg.optim, 1, agent.n_actor))
     try:

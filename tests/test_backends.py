@@ -237,7 +237,7 @@ def test_an_env_factory_workers_cannot_receive_is_a_clear_error_before_the_run_s
     with pytest.raises(ConfigError, match="cannot be pickled.*module-level function or class.*backend='serial'"):
         agent.learn(run_dir=tmp_path / "run", progress="none")
     assert not (tmp_path / "run").exists(), "nothing was started"
-    agent.config = agent.config.replace({"run.backend": "serial"})
+    agent.config = agent.config.replace({"backend.name": "serial"})
     assert agent.learn(run_dir=tmp_path / "serial", progress="none")["steps"] >= 10_000  # the same factory works in one process
 
 

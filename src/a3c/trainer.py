@@ -40,7 +40,8 @@ import torch
 from a3c import __version__, checkpoint, forkserver, normalize
 from a3c.backends import WorkerFailure, make_backend
 from a3c.checkpoint import Checkpoint, CheckpointError
-from a3c.config import Config, build_config, from_dict, resolve_key
+from a3c.config import Config, canonical_key, from_recorded, resolve_target, resumable
+from a3c.configfile import build_config
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
 from a3c.errors import A3CError, ConfigError
 from a3c.models import make_model
@@ -52,9 +53,6 @@ log = logging.getLogger("a3c")
 
 # Seed stream of evaluation envs, apart from the workers' streams (seed, worker index).
 EVAL_STREAM = 1_000_000_007
-# The settings a resumed run may change: its budget and how it runs and logs, nothing that changes
-# what it learns from (the seed stays; the workers' streams derive from it and the resume count).
-RESUMABLE = {f.name for f in dataclasses.fields(Config().run)} - {"seed"}
 
 
 class A3C:
@@ -115,10 +113,7 @@ class A3C:
 
     @property
     def target_return(self) -> float | None:
-        run = self.config.run
-        if not run.stop_at_target:
-            return None
-        return run.target_return if run.target_return is not None else self.reward_threshold
+        return resolve_target(self.config.run.target_return, self.reward_threshold)
 
     # --- training -----------------------------------------------------------------------------
 
@@ -142,9 +137,9 @@ class A3C:
         if total_steps is not None:
             self.config = self.config.replace({"run.total_steps": total_steps})
         cfg = self.config
-        if cfg.run.backend == "processes" and self.env_fn is not None:
+        if cfg.backend.name == "processes" and self.env_fn is not None:
             _check_picklable(self.env_fn)
-        if cfg.run.backend == "processes":
+        if cfg.backend.name == "processes":
             forkserver.warm_up()  # the workers' imports start now, in the background, while the run is set up
         resume, self._resume = self._resume, None
         if resume is not None and run_dir is not None and Path(run_dir).resolve() != resume[0].resolve():
@@ -164,7 +159,7 @@ class A3C:
         # A resumed run's workers draw new random streams: (seed, resume count) seeds them, so the
         # lost work is not replayed identically.
         worker_cfg = cfg if resumes == 0 else cfg.replace({"run.seed": _segment_seed(cfg.run.seed, resumes)})
-        backend = make_backend(cfg.run.backend, worker_cfg, store, self.env_fn or make_env_fn(cfg.env))
+        backend = make_backend(cfg.backend.name, worker_cfg, store, self.env_fn or make_env_fn(cfg.env))
         stats = Stats(cfg.run.return_window)
         wall_before = 0.0
         if ckpt is not None:
@@ -177,9 +172,9 @@ class A3C:
         console = Console(cfg.run.total_steps, progress)
         target = self.target_return
         start = time.monotonic() - wall_before  # wall time continues from the checkpoint's
-        log_every, run = cfg.run.log_interval, cfg.run
+        log_every = cfg.log.log_interval
         next_log = (stats.steps // log_every + 1) * log_every
-        ckpt_steps, ckpt_s = run.checkpoint_interval_steps, run.checkpoint_interval_s
+        ckpt_steps, ckpt_s = cfg.log.checkpoint_interval_steps, cfg.log.checkpoint_interval_s
         next_ckpt = None if ckpt_steps is None else (stats.steps // ckpt_steps + 1) * ckpt_steps
         last_ckpt_time = time.monotonic()
         reason, error = "total_steps", None
@@ -201,7 +196,7 @@ class A3C:
             if started and not final and sync is not None:  # the ray backend's state lives in its parameter server (stop() syncs it)
                 sync()
             tensors, meta = self._snapshot(store, stats, time.monotonic() - start, resumes)
-            return checkpoint.save_in_run(rundir.path, tensors, {**meta, **extra}, run.checkpoint_keep)
+            return checkpoint.save_in_run(rundir.path, tensors, {**meta, **extra}, cfg.log.checkpoint_keep)
 
         # One torch thread, as in every worker: the serial backend trains in this process, and a
         # second intra-op thread on a busy machine costs far more than it gains (30x measured).
@@ -301,8 +296,8 @@ class A3C:
                 "nonfinite_updates": stats.nonfinite,
                 "worker_restarts": backend.budget.restarts,
                 "env_id": cfg.env.id,
-                "workers": cfg.run.workers,
-                "backend": cfg.run.backend,
+                "workers": cfg.backend.workers,
+                "backend": cfg.backend.name,
                 "seed": cfg.run.seed,
                 "resumes": resumes,
                 "resumed_from_steps": None if ckpt is None else ckpt.steps,
@@ -321,7 +316,7 @@ class A3C:
         """Global parameters from the agent's model and observation statistics; with `tensors` (a
         checkpoint's), the optimizer statistics and per-worker counters continue from them too."""
         cfg = self.config
-        store = GlobalParams(self.model, cfg.optim, cfg.run.workers, self.n_actor, obs_dim=self._obs_norm_dim())
+        store = GlobalParams(self.model, cfg.optim, cfg.backend.workers, self.n_actor, obs_dim=self._obs_norm_dim())
         if store.obs_stats is not None and self.obs_stats is not None:
             _fold_into(store.obs_stats, self.obs_stats)
         if tensors is not None:
@@ -371,7 +366,7 @@ class A3C:
         """Write the agent as a checkpoint directory at `path` (parameters, observation statistics,
         optimizer statistics and counters of the last learn(), config); never a pickle."""
         cfg = self.config
-        store = GlobalParams(self.model, cfg.optim, cfg.run.workers, self.n_actor, obs_dim=self._obs_norm_dim())
+        store = GlobalParams(self.model, cfg.optim, cfg.backend.workers, self.n_actor, obs_dim=self._obs_norm_dim())
         if self.obs_stats is not None and store.obs_stats is not None:
             _fold_into(store.obs_stats, self.obs_stats)
         t = self._train_tensors
@@ -404,15 +399,16 @@ class A3C:
     def resume(cls, run_dir: str | Path, env: str | Callable[[], gym.Env] | None = None, **overrides: Any) -> A3C:
         """An agent that continues the run in `run_dir` from its latest checkpoint on its next learn().
 
-        `overrides` may change only `run.*` settings other than the seed (the budget: total_steps,
-        max_time, target_return; workers, backend, intervals); anything else is a ConfigError.
+        `overrides` may change only `run.*`, `log.*` and `backend.*` settings other than the seed (the
+        budget: total_steps, max_time, target_return; intervals; workers, backend); anything else is a
+        ConfigError.
         """
         run_dir = Path(run_dir)
         config_path = run_dir / "config.json"
         if not config_path.is_file():
             raise ConfigError(f"{run_dir} is not a run directory (it has no config.json)")
         try:
-            recorded = from_dict(json.loads(config_path.read_text()))
+            recorded = from_recorded(json.loads(config_path.read_text()))
         except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
             raise ConfigError(f"cannot read {config_path}: {e}") from None
         cfg = recorded.replace(overrides) if overrides else recorded
@@ -579,7 +575,8 @@ class A3C:
             if video_dir is not None:
                 kwargs["render_mode"] = "rgb_array"
             # Real scores: Atari's end-of-life and reward clipping are training aids only.
-            env_cfg = dataclasses.replace(self.config.env, episodic_life=False, clip_rewards=False, kwargs=kwargs)
+            atari = dataclasses.replace(self.config.env.atari, episodic_life=False, clip_rewards=False)
+            env_cfg = dataclasses.replace(self.config.env, atari=atari, kwargs=kwargs)
             env = make_env_fn(env_cfg)()
         if video_dir is None:
             return env
@@ -643,27 +640,21 @@ def _segment_seed(seed: int, resumes: int) -> int:
 
 def _config_of(ckpt: Checkpoint) -> Config:
     try:
-        return from_dict(ckpt.meta["config"])
+        return from_recorded(ckpt.meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"checkpoint {ckpt.path} has an invalid config: {e}") from None
 
 
 def _comparable(cfg: Config) -> dict[str, Any]:
-    """A config's settings that define what a run learns (everything but run.* except the seed)."""
-    out = {}
-    for section, values in cfg.to_dict().items():
-        for name, value in values.items():
-            if section != "run" or name not in RESUMABLE:
-                out[f"{section}.{name}"] = value
-    return out
+    """A config's settings that a resumed run keeps (all but those `resumable` allows to change)."""
+    return {key: value for key, value in cfg.to_flat().items() if not resumable(key)}
 
 
 def _check_resumable(recorded: Config, new: Config) -> None:
     a, b = _comparable(recorded), _comparable(new)
     for key in a:
         if a[key] != b[key]:
-            section, name = resolve_key(key)
-            raise ConfigError(f"--resume cannot change {section}.{name} ({a[key]!r} -> {b[key]!r}); only run.* settings other than the seed may change")
+            raise ConfigError(f"--resume cannot change {canonical_key(key)} ({a[key]!r} -> {b[key]!r}); only run.*, log.* and backend.* settings other than the seed may change")
 
 
 def _first_line(e: BaseException) -> str:

@@ -54,9 +54,9 @@ class Worker:
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
         self.head = self.model.policy_head
         # The rollout runs the actor alone in inference mode and the loss re-evaluates it in one
-        # batch: one backward pass over T * B samples. model.keep_rollout_graph keeps the rollout's
-        # graph instead (docs/architecture.md has the measurements).
-        self.graph_rollout = cfg.model.keep_rollout_graph
+        # batch: one backward pass over T * B samples. (The kept-graph mode below lost its config
+        # key, model.keep_rollout_graph; docs/architecture.md has the measurements.)
+        self.graph_rollout = False
         self.params = self.model.ordered_parameters()
         # The local parameters are views into one flat tensor, so a pull is a single copy.
         self.flat = torch.empty(store.size, dtype=torch.float32)

@@ -14,7 +14,6 @@ machine), a long time in a run that lasts seconds. So `start()` forks them from 
 and until they are all started the trainer itself trains as a stand-in for worker 0 (a `Worker` of
 its own, with streams no worker process uses), on the core the server's import leaves free; then it
 closes the stand-in (its unfinished episodes are not reported) and supervises the processes as usual.
-`run.train_while_starting=false` turns this off.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def worker_main(cfg: Config, index: int, store: GlobalParams, conn: Any, env_fn:
         while not store.should_stop() and store.global_steps() < cfg.run.total_steps:
             worker.update()
             now = time.monotonic()
-            if now - last >= cfg.run.report_interval:
+            if now - last >= cfg.backend.report_interval:
                 if trainer is not None and not trainer.is_alive():
                     return  # orphaned: the trainer died
                 conn.send(worker.take_report())
@@ -83,15 +82,15 @@ def worker_main(cfg: Config, index: int, store: GlobalParams, conn: Any, env_fn:
 
 class ProcessesBackend:
     """Worker processes, supervised: a worker that raises, crashes or is killed is restarted
-    (after `run.restart_delay`, from the current global parameters, with new random streams) up to
-    `run.max_restarts` times; past that the run stops with a WorkerFailure."""
+    (after `backend.restart_delay`, from the current global parameters, with new random streams) up to
+    `backend.max_restarts` times; past that the run stops with a WorkerFailure."""
 
     def __init__(self, cfg: Config, store: GlobalParams, env_fn: EnvFn | None = None) -> None:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.ctx = forkserver.context()
         self.procs: dict[int, Any] = {}
         self.done: set[int] = set()
-        self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
+        self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
         self.stand_in: Worker | None = None  # the trainer's own worker while the processes start
         self._starting: threading.Thread | None = None
@@ -104,16 +103,13 @@ class ProcessesBackend:
         if self.cfg.optim.lock:
             self.store.lock = self.ctx.Lock()
         self.conns: dict[int, Any] = {}  # worker -> the receiving end of its pipe
-        if not self.cfg.run.train_while_starting:
-            self._spawn_all()
-            return
         # Fork the workers from a thread (each start waits for the fork server) and train meanwhile.
         self._starting = threading.Thread(target=self._spawn_all, name="a3c-start-workers", daemon=True)
         self._starting.start()
 
     def _spawn_all(self) -> None:
         try:
-            for i in range(self.cfg.run.workers):
+            for i in range(self.cfg.backend.workers):
                 self._spawn(i)
         except BaseException as e:  # noqa: BLE001 - raised again in the trainer's thread (poll)
             self._start_error = e
@@ -190,7 +186,7 @@ class ProcessesBackend:
                 p.kill()
             p.join(timeout=5)
         self.budget.failed(i, message, tb)
-        self.due[i] = time.monotonic() + self.cfg.run.restart_delay
+        self.due[i] = time.monotonic() + self.cfg.backend.restart_delay
 
     def _receive(self, timeout: float, out: list[WorkerReport], on_error: bool = True) -> None:
         """Read every message that is waiting (waiting up to `timeout` for the first)."""
@@ -270,7 +266,7 @@ class ProcessesBackend:
 
     def all_done(self) -> bool:
         """Every worker finished its share (the step budget is spent) and none awaits a restart."""
-        return not self.due and all(i in self.done for i in range(self.cfg.run.workers))
+        return not self.due and all(i in self.done for i in range(self.cfg.backend.workers))
 
     def alive(self) -> int:
         if self._starting is not None:  # the thread is still adding to self.procs
