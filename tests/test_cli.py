@@ -92,7 +92,7 @@ def test_existing_run_is_never_overwritten(tmp_path):
 
 def test_train_writes_a_run_directory(tmp_path):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("algo:\n  n_steps: 5\nrun:\n  log_interval: 1000\n")
+    cfg.write_text("algo:\n  n_steps: 5\nlog:\n  log_interval: 1000\n")
     run_dir = tmp_path / "run"
     result = run(
         "train", "CartPole-v1", "--backend", "serial", "--total-steps", "6000", "--seed", "3",
