@@ -3,7 +3,7 @@
 a3c: its Atari preset (2 workers x 4 envs stepped by ale-py's C++ AtariVectorEnv, the paper's
 network), the same with 8 envs per worker (a3c-8envs: bigger batches, fewer updates per sample, more
 steps/s), and the preset with its envs stepped through Gymnasium's wrappers (a3c-gym-wrappers:
-`env.ale_vector=false`, the same frames). SB3: A2C in its Atari
+`env.atari.ale_vector=false`, the same frames). SB3: A2C in its Atari
 setup (make_atari_env with AtariWrapper, 4 stacked frames, 16 envs, CnnPolicy), torch's default threads.
 Both run on ALE/Pong-v5 with the base env at frameskip=1 and a frame skip of 4 in the wrappers (so
 1 agent step = 4 frames), sticky actions as v5 defines them. Each peer runs --seconds of training,
@@ -27,7 +27,7 @@ from common import machine, md_table, median, run_child, write_results  # noqa: 
 
 FRAMES_PER_STEP = 4
 PEERS = ["a3c", "a3c-8envs", "a3c-gym-wrappers", "sb3"]
-CHILD_OVERRIDES = {"a3c": {}, "a3c-8envs": {"env.envs_per_worker": 8}, "a3c-gym-wrappers": {"env.ale_vector": False}}
+CHILD_OVERRIDES = {"a3c": {}, "a3c-8envs": {"env.envs_per_worker": 8}, "a3c-gym-wrappers": {"env.atari.ale_vector": False}}
 
 
 def steady_rate(points: list[tuple[float, int]]) -> float:
@@ -42,7 +42,7 @@ def child_a3c(seconds: float, overrides: dict) -> dict:
 
     points: list[tuple[float, int]] = []
     t0 = time.monotonic()
-    agent = A3C("ALE/Pong-v5", workers=2, log_interval=2_000, stop_at_target=False, max_time=seconds, **overrides)
+    agent = A3C("ALE/Pong-v5", workers=2, log_interval=2_000, target_return=None, max_time=seconds, **overrides)
     with tempfile.TemporaryDirectory() as d:
         summary = agent.learn(run_dir=Path(d) / "run", progress="none", callback=lambda row: points.append((time.monotonic() - t0, row["steps"])))
     return {"steps": summary["steps"], "wall_s": summary["wall_s"], "steady_steps_per_s": steady_rate(points)}

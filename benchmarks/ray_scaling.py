@@ -8,7 +8,7 @@ seconds for Ray). Target: ray >= 70% of processes.
 Part 2, scaling: fake fast workers (Ray actors that push random gradients of the model's size in a
 loop and pull the returned weights, no env, no model) against one `ParameterServer`, for 1, 2, 4, 8,
 16 workers, for two model sizes (CartPole's MLP and Pong's CNN), with 1 and 8 gradients per round
-trip (--batches; the batching that `run.ray_sync_interval` gives real workers). Reported: the updates/s the server
+trip (--batches; the batching that `backend.ray_sync_interval` gives real workers). Reported: the updates/s the server
 sustains and the speed-up over 1 worker. The paper's thread-scaling table (1, 2, 4, 8, 16 threads:
 1.0, 2.1, 3.7, 6.9, 12.5x) is the reference for what near-linear looks like. On a 2-core machine the
 fake workers and the server share 2 cores, so the curve flattens where the CPU runs out.
@@ -53,7 +53,7 @@ def child_throughput(backend: str, steps: int, workers: int) -> dict:
         lags.append(row["update_lag"])
 
     t0 = time.monotonic()
-    agent = A3C("CartPole-v1", backend=backend, workers=workers, total_steps=steps, stop_at_target=False, log_interval=5_000)
+    agent = A3C("CartPole-v1", backend=backend, workers=workers, total_steps=steps, target_return=None, log_interval=5_000)
     with tempfile.TemporaryDirectory() as d:
         s = agent.learn(run_dir=Path(d) / "run", progress="none", callback=on_row)
     return {"steps": s["steps"], "wall_s": s["wall_s"], "steady_steps_per_s": steady_rate(points, steps), "update_lag_median": median([x for x in lags if x == x]), "return_mean": s["return_mean"]}
@@ -77,7 +77,7 @@ def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches:
             self.grad = np.random.default_rng(index).standard_normal(size).astype(np.float32) * 1e-3
 
         def run(self, seconds: float, batch: int) -> int:
-            """Round trips of `batch` gradients each (run.ray_sync_interval's batching); returns
+            """Round trips of `batch` gradients each (backend.ray_sync_interval's batching); returns
             the number of gradients applied."""
             n, end = 0, time.monotonic() + seconds
             grads = np.stack([self.grad] * batch)
@@ -109,7 +109,7 @@ def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches:
 def _sync_interval() -> float:
     from a3c.config import Config
 
-    return Config().run.ray_sync_interval
+    return Config().backend.ray_sync_interval
 
 
 def main() -> int:
@@ -151,7 +151,7 @@ def main() -> int:
     lag = {b: median([x.get("update_lag_median") for x in report["throughput"] if x["backend"] == b]) for b in ("processes", "ray")}
     rows = [[b, rates[b], lag[b]] for b in ("processes", "ray")]
     parts = [
-        f"### Ray backend ({args.workers} workers, CartPole-v1, {args.repeats} runs of {args.steps:,} steps each, medians; run.ray_sync_interval {_sync_interval()} s)",
+        f"### Ray backend ({args.workers} workers, CartPole-v1, {args.repeats} runs of {args.steps:,} steps each, medians; backend.ray_sync_interval {_sync_interval()} s)",
         f"`.venv/bin/python benchmarks/ray_scaling.py --repeats {args.repeats} --steps {args.steps} --seconds {args.seconds:g}` on {report['machine']['date']}, {report['machine']['cpus']} CPUs, commit {report['machine'].get('commit')}",
         md_table(["backend", "env steps/s (steady)", "update lag (median)"], rows),
         f"ray / processes = **{ratio:.2f}** (target >= 0.70: {'met' if ratio and ratio >= 0.7 else 'NOT met'})" if ratio else "ratio: n/a",

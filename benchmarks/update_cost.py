@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median  # noqa: E402
 
-WRAPPERS = {"env.ale_vector": False}
-MODES = {"gym_wrappers": WRAPPERS, "ale_vector": {"env.ale_vector": True}}
+WRAPPERS = {"env.atari.ale_vector": False}
+MODES = {"gym_wrappers": WRAPPERS, "ale_vector": {"env.atari.ale_vector": True}}
 
 
 def update_ms(env_id: str, envs: int, mode: str, updates: int, extra: dict, warmup: int = 20) -> tuple[float, int]:
@@ -32,7 +32,7 @@ def update_ms(env_id: str, envs: int, mode: str, updates: int, extra: dict, warm
     from a3c.store import SharedStore
     from a3c.worker import Worker
 
-    cfg = build_config(env_id, overrides={**extra, "env.envs_per_worker": envs, "run.workers": 1, **MODES[mode]})
+    cfg = build_config(env_id, overrides={**extra, "env.envs_per_worker": envs, "backend.workers": 1, **MODES[mode]})
     agent = A3C(env_id, config=cfg)
     worker = Worker(cfg, 0, SharedStore.for_model(agent.model, cfg))
     try:

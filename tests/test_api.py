@@ -141,5 +141,5 @@ def test_load_refuses_an_override_that_changes_the_architecture(readme_run):
     with pytest.raises(CheckpointError, match="another architecture"):
         A3C.load(where / "cartpole-agent", hidden=[8])
     agent = A3C.load(where / "cartpole-agent", backend="processes", workers=1)
-    assert agent.config.run.backend == "processes"
-    assert checkpoint.find(where / "cartpole-agent").meta["config"]["run"]["backend"] == "serial"  # as saved
+    assert agent.config.backend.name == "processes"
+    assert checkpoint.find(where / "cartpole-agent").meta["config"]["backend"]["name"] == "serial"  # as saved

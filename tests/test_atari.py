@@ -14,7 +14,7 @@ from a3c.errors import EnvError  # noqa: E402
 from a3c.models import ConvEncoder, make_model  # noqa: E402
 
 # Gymnasium's wrappers rather than the Atari preset's AtariVectorEnv, for the tests of that path.
-GYM_WRAPPERS = {"env.ale_vector": False}
+GYM_WRAPPERS = {"env.atari.ale_vector": False}
 
 
 def test_pong_pipeline_shapes_and_model():
@@ -44,7 +44,7 @@ def test_the_universe_encoder_on_42x42_frames():
     frames = torch.randint(0, 256, (5, 4, 42, 42), dtype=torch.uint8)
     assert enc(frames).shape == (5, 288)
     # universe-starter-agent's whole model: one 42x42 frame, the encoder, an LSTM 256.
-    over = {"env.screen_size": 42, "env.frame_stack": 1, "model.cnn": "universe", "model.lstm": True}
+    over = {"env.atari.screen_size": 42, "env.atari.frame_stack": 1, "model.cnn": "universe", "model.lstm": True}
     cfg = build_config("ALE/Pong-v5", overrides=over)
     batch = EnvBatch(make_env_fn(cfg.env), 1, [3])
     model = make_model(batch.observation_space, batch.action_space, cfg.model)
@@ -76,7 +76,7 @@ def test_the_base_envs_observation_type_does_not_change_the_preprocessed_frames(
 def test_reported_returns_are_real_whole_game_scores(ale_vector):
     """SpaceInvaders: invaders are worth 5-30 points and the player has 3 lives. Training sees clipped
     rewards and an episode end per lost life; the reported episode is the whole game's real score."""
-    cfg = build_config("ALE/SpaceInvaders-v5", overrides={"env.ale_vector": ale_vector})
+    cfg = build_config("ALE/SpaceInvaders-v5", overrides={"env.atari.ale_vector": ale_vector})
     batch = make_env_batch(make_env_fn(cfg.env), 1, [0])
     assert isinstance(batch, AleVectorBatch if ale_vector else EnvBatch)
     rng = np.random.default_rng(0)
@@ -100,9 +100,9 @@ def test_ale_vector_steps_the_same_frames_rewards_and_ends_as_gymnasiums_wrapper
     """With no random no-ops and no sticky actions both are deterministic: the same actions must give
     the same stacked frames, rewards, ends, truncation finals and game scores, through a time-limit
     truncation (500 agent steps) and the reset after it."""
-    overrides = {"env.noop_max": 0, "env.kwargs": {"repeat_action_probability": 0.0}, "env.max_episode_steps": 2000}
+    overrides = {"env.atari.noop_max": 0, "env.kwargs": {"repeat_action_probability": 0.0}, "env.max_episode_steps": 2000}
     gym_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={**overrides, **GYM_WRAPPERS}).env), 2, [1, 2])
-    ale_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={**overrides, "env.ale_vector": True}).env), 2, [3, 4])
+    ale_batch = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={**overrides, "env.atari.ale_vector": True}).env), 2, [3, 4])
     assert isinstance(gym_batch, EnvBatch) and isinstance(ale_batch, AleVectorBatch)
     assert gym_batch.observation_space == ale_batch.observation_space and gym_batch.action_space == ale_batch.action_space
     np.testing.assert_array_equal(gym_batch.obs, ale_batch.obs)
@@ -126,9 +126,9 @@ def test_ale_vector_steps_the_same_frames_rewards_and_ends_as_gymnasiums_wrapper
 
 def test_ale_vector_rejects_what_it_cannot_do():
     with pytest.raises(EnvError, match="ALE/<Game>-v5 envs only"):
-        make_env_fn(build_config("CartPole-v1", overrides={"env.ale_vector": True}).env)
+        make_env_fn(build_config("CartPole-v1", overrides={"env.atari.ale_vector": True}).env)
     with pytest.raises(EnvError, match=r"not \['mode'\]"):
-        make_env_fn(build_config("ALE/Pong-v5", overrides={"env.ale_vector": True, "env.kwargs": {"mode": 1}}).env)
+        make_env_fn(build_config("ALE/Pong-v5", overrides={"env.atari.ale_vector": True, "env.kwargs": {"mode": 1}}).env)
 
 
 @pytest.mark.parametrize("ale_vector", [False, True])

@@ -13,7 +13,8 @@ import pytest
 A3C = [sys.executable, "-m", "a3c.cli"]
 
 
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # for fake_envs:...
+# fake_envs:... from here; the a3c under test from PYTHONPATH when set (a checkout's src/)
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -24,7 +25,7 @@ BAD_INPUTS = [
     (["train", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
     (["train", "Blackjack-v1"], "unsupported observation space"),
     (["train", "fake_envs:MultiDiscreteActions"], "unsupported action space"),
-    (["train", "CartPole-v1", "--workers", "0"], "run.workers: 0 must be an integer >= 1"),
+    (["train", "CartPole-v1", "--workers", "0"], "backend.workers: 0 must be an integer >= 1"),
     (["train", "CartPole-v1", "--set", "gamma=1.5"], "algo.gamma: 1.5 must be in (0, 1]"),
     (["train", "CartPole-v1", "--set", "gamma=0"], "algo.gamma: 0.0 must be in (0, 1]"),
     (["train", "CartPole-v1", "--set", "learning_rate=-0.001"], "optim.learning_rate: -0.001 must be a number >= 0"),
@@ -32,6 +33,11 @@ BAD_INPUTS = [
     (["train", "CartPole-v1", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
     (["train", "CartPole-v1", "--set", "algo"], "--set expects key=value"),
     (["train", "CartPole-v1", "--total-steps", "-5"], "run.total_steps: -5 must be an integer >= 1"),
+    (["train", "CartPole-v1", "--set", "n_steps=1e30"], "must be an integer in [1, 100000]"),
+    (["train", "CartPole-v1", "--set", "run.workers=2"], "config key 'run.workers' is now 'backend.workers'"),
+    (["train", "CartPole-v1", "--set", "env.frame_skip=2"], "config key 'env.frame_skip' is now 'env.atari.frame_skip'"),
+    (["train", "CartPole-v1", "--set", "run.stop_at_target=false"], "config key 'run.stop_at_target' was removed: set run.target_return: null"),
+    (["train", "CartPole-v1", "--set", "backend=threads"], "backend.name: 'threads' must be one of processes, serial, ray"),
     (["train", "my_missing_module:Env"], "cannot import env module 'my_missing_module'"),
     (["train", "fake_envs:NoSuchEnv"], "module 'fake_envs' has no 'NoSuchEnv'"),
 ]
@@ -64,6 +70,7 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
         ("- just\n- a list\n", "expected a mapping"),
         ("algo:\n  n_step: 5\n", "unknown config key 'algo.n_step'"),
         ("optim:\n  learning_rate: fast\n", "optim.learning_rate: 'fast' must be a number >= 0"),
+        ("run:\n  log_interval: 5\n", "config key 'run.log_interval' is now 'log.log_interval'"),
     ],
 )
 def test_malformed_config_file_exits_2(content, message, tmp_path):
@@ -85,7 +92,7 @@ def test_existing_run_is_never_overwritten(tmp_path):
 
 def test_train_writes_a_run_directory(tmp_path):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("algo:\n  n_steps: 5\nrun:\n  log_interval: 1000\n")
+    cfg.write_text("algo:\n  n_steps: 5\nlog:\n  log_interval: 1000\n")
     run_dir = tmp_path / "run"
     result = run(
         "train", "CartPole-v1", "--backend", "serial", "--total-steps", "6000", "--seed", "3",
@@ -95,7 +102,7 @@ def test_train_writes_a_run_directory(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["algo"]["n_steps"] == 5
     assert config["optim"]["learning_rate"] == 7e-4
-    assert config["run"]["seed"] == 3 and config["run"]["backend"] == "serial"
+    assert config["run"]["seed"] == 3 and config["backend"]["name"] == "serial"
     header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
     for column in ["steps", "wall_s", "episodes", "return_mean", "entropy_loss", "grad_norm", "policy_loss", "value_loss", "steps_per_s", "update_lag"]:
         assert column in header
@@ -112,3 +119,31 @@ def test_help_lists_every_config_key():
     assert result.returncode == 0
     for key, _, _ in field_docs():
         assert key in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "other"),
+    [
+        (["train", "X", "--backend", "serial"], True),
+        (["train", "X", "--backend=ray"], True),
+        (["train", "X", "--set", "backend=serial"], True),
+        (["train", "X", "--set", "backend.name=ray"], True),
+        (["train", "X", "--set=backend.name=serial"], True),
+        (["train", "X", "--set", "backend=processes"], False),
+        (["train", "X", "--set", "backend.workers=4"], False),
+        (["train", "X"], False),
+    ],
+)
+def test_other_backend_skips_the_fork_server(argv, other):
+    from a3c.cli import _other_backend
+
+    assert _other_backend(argv) is other
+
+
+def test_target_return_flag_takes_auto_and_null():
+    from a3c.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["train", "X", "--target-return", "195"]).target_return == 195.0
+    assert parse(["train", "X", "--target-return", "auto"]).target_return == "auto"
+    assert parse(["train", "X", "--target-return", "null"]).target_return == "null"

@@ -1,26 +1,85 @@
 from __future__ import annotations
 
+import copy
 import json
+from importlib import resources
 
 import pytest
+import yaml
 
 from a3c.config import (
+    MOVED,
+    NOT_LEARNING,
+    RESUMABLE_SECTIONS,
     Config,
     ConfigError,
-    build_config,
-    env_family,
+    canonical_key,
     field_docs,
     from_dict,
-    parse_assignments,
+    from_recorded,
     resolve_key,
+    resolve_target,
+    resumable,
+    upgrade,
 )
+from a3c.configfile import build_config, env_family, load_file, parse_assignments, preset_for
+
+# Config().to_dict() of the previous layout (five sections), as a run directory's config.json and a
+# checkpoint's meta["config"] recorded it.
+OLD_LAYOUT = {
+    "env": {
+        "id": "CartPole-v1", "envs_per_worker": 8, "kwargs": {}, "max_episode_steps": None, "normalize_obs": False,
+        "frame_skip": 4, "frame_stack": 4, "screen_size": 84, "noop_max": 30, "episodic_life": True,
+        "clip_rewards": True, "ale_vector": False,
+    },
+    "algo": {
+        "n_steps": 8, "gamma": 0.99, "gae_lambda": 1.0, "ent_coef": 0.0, "ent_coef_schedule": [], "vf_coef": 0.5,
+        "reward_scale": 1.0, "max_grad_norm": 0.5,
+    },
+    "optim": {
+        "name": "rmsprop", "learning_rate": 0.001, "critic_learning_rate": None, "lr_schedule": "linear",
+        "alpha": 0.99, "eps": 1e-05, "betas": [0.9, 0.999], "lock": False,
+    },
+    "model": {
+        "hidden": [64, 64], "activation": "tanh", "shared_encoder": False, "tabular": "onehot", "embedding_dim": 32,
+        "cnn": "a3c", "lstm": False, "lstm_size": 256, "keep_rollout_graph": False, "gaussian": "state_independent",
+        "log_std_init": 0.0,
+    },
+    "run": {
+        "workers": 2, "backend": "processes", "ray_address": None, "ray_sync_interval": 0.05, "seed": 0,
+        "total_steps": 1000000, "target_return": None, "stop_at_target": True, "return_window": 100, "max_time": None,
+        "log_interval": 10000, "max_restarts": 3, "restart_delay": 0.5, "report_interval": 0.1,
+        "train_while_starting": True, "checkpoint_interval_steps": None, "checkpoint_interval_s": 600.0,
+        "checkpoint_keep": 3,
+    },
+}  # fmt: skip
 
 
 def test_defaults_are_valid_and_documented():
     cfg = from_dict({})
     assert cfg == Config()
     for key, _, doc in field_docs():
-        assert doc and doc.endswith(".") or doc.endswith(")"), key
+        assert doc and (doc.endswith(".") or doc.endswith(")")), key
+
+
+def test_every_field_doc_is_one_short_line():
+    for key, _, doc in field_docs():
+        assert "\n" not in doc and len(doc) <= 90, (key, len(doc))
+
+
+def test_the_layout():
+    sections = {}
+    for key, _, _ in field_docs():
+        section, _, name = key.rpartition(".")
+        sections.setdefault(section, []).append(name)
+    assert list(sections) == ["env", "env.atari", "algo", "optim", "model", "run", "log", "backend"]
+    assert sections["env.atari"] == ["frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector"]
+    assert sections["run"] == ["seed", "total_steps", "max_time", "target_return", "return_window"]
+    assert sections["log"] == ["log_interval", "checkpoint_interval_steps", "checkpoint_interval_s", "checkpoint_keep"]
+    assert sections["backend"] == ["name", "workers", "max_restarts", "restart_delay", "report_interval", "ray_address", "ray_sync_interval"]
+    data = Config().to_dict()
+    assert data["env"]["atari"]["frame_skip"] == 4 and data["backend"]["name"] == "processes"
+    assert from_dict(json.loads(Config().to_json())) == Config()
 
 
 def test_bare_and_dotted_keys_resolve():
@@ -28,6 +87,164 @@ def test_bare_and_dotted_keys_resolve():
     assert resolve_key("optim.learning_rate") == ("optim", "learning_rate")
     with pytest.raises(ConfigError, match="unknown config key"):
         resolve_key("algo.learning_rate")
+    for bare, key in [("workers", "backend.workers"), ("frame_skip", "env.atari.frame_skip"), ("seed", "run.seed"),
+                      ("log_interval", "log.log_interval"), ("ale_vector", "env.atari.ale_vector")]:  # fmt: skip
+        assert canonical_key(bare) == key
+    assert canonical_key("env.atari.noop_max") == "env.atari.noop_max"
+    with pytest.raises(ConfigError, match="ambiguous config key 'name': write one of optim.name, backend.name"):
+        canonical_key("name")
+
+
+def test_nested_atari_keys():
+    cfg = Config().replace({"env.atari.frame_skip": 2, "frame_stack": 3})
+    assert cfg.env.atari.frame_skip == 2 and cfg.env.atari.frame_stack == 3
+    cfg = from_dict({"env": {"envs_per_worker": 2, "atari": {"screen_size": 42}}})
+    assert cfg.env.atari.screen_size == 42 and cfg.env.envs_per_worker == 2
+    assert from_dict({"env.atari": {"noop_max": 0}}).env.atari.noop_max == 0
+    with pytest.raises(ConfigError, match="invalid value for env.atari.frame_skip: 0 must be an integer >= 1"):
+        Config().replace({"frame_skip": 0})
+
+
+def test_backend_primary_field(tmp_path):
+    assert from_dict({"backend": "serial"}).backend.name == "serial"
+    assert Config().replace({"backend": "ray"}).backend.name == "ray"
+    assert from_dict({"backend": {"name": "serial", "workers": 3}}).backend.workers == 3
+    assert build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1}).backend == from_dict({"backend.name": "serial", "backend.workers": 1}).backend
+    assert parse_assignments(["backend=ray"]) == {"backend": "ray"}
+    f = tmp_path / "c.yaml"
+    f.write_text("backend: serial\n")
+    assert build_config("CartPole-v1", [f]).backend.name == "serial"
+    with pytest.raises(ConfigError, match="invalid value for backend.name: 'threads' must be one of processes, serial, ray"):
+        from_dict({"backend": "threads"})
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED.items()))
+def test_each_old_key_names_its_new_key(old, new, tmp_path):
+    message = f"config key '{old}' is now '{new}'"
+    value = Config().to_flat()[new]
+    for attempt in (
+        lambda: Config().replace({old: value}),
+        lambda: build_config("CartPole-v1", overrides={old: value}),
+        lambda: parse_assignments([f"{old}={json.dumps(value)}"]),
+    ):
+        with pytest.raises(ConfigError, match=f"^{message}$".replace(".", r"\.")):
+            attempt()
+    section, name = old.split(".")
+    f = tmp_path / "old.yaml"
+    f.write_text(yaml.safe_dump({section: {name: value}}))
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_file(f)
+
+
+def test_old_bare_names_that_still_resolve_just_work():
+    cfg = Config().replace({"workers": 3, "frame_skip": 2, "log_interval": 500, "ray_address": "auto"})
+    assert (cfg.backend.workers, cfg.env.atari.frame_skip, cfg.log.log_interval, cfg.backend.ray_address) == (3, 2, 500, "auto")
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("run.stop_at_target", "config key 'run.stop_at_target' was removed: set run.target_return: null to never stop on the return"),
+        ("stop_at_target", "config key 'stop_at_target' was removed: set run.target_return: null"),
+        ("model.keep_rollout_graph", "config key 'model.keep_rollout_graph' was removed ("),
+        ("keep_rollout_graph", "config key 'keep_rollout_graph' was removed ("),
+        ("run.train_while_starting", "config key 'run.train_while_starting' was removed ("),
+        ("train_while_starting", "config key 'train_while_starting' was removed ("),
+    ],
+)
+def test_removed_keys_say_so(key, message):
+    with pytest.raises(ConfigError) as e:
+        Config().replace({key: False})
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_target_return_auto_number_null():
+    assert Config().run.target_return == "auto"
+    assert resolve_target("auto", 475.0) == 475.0
+    assert resolve_target("auto", None) is None
+    assert resolve_target(None, 475.0) is None
+    assert resolve_target(200, 475.0) == 200.0
+    assert Config().replace({"target_return": 200}).run.target_return == 200.0
+    assert Config().replace(parse_assignments(["run.target_return=null"])).run.target_return is None
+    assert Config().replace(parse_assignments(["run.target_return=auto"])).run.target_return == "auto"
+    for bad in ["soon", float("inf"), True]:
+        with pytest.raises(ConfigError, match="run.target_return"):
+            Config().replace({"target_return": bad})
+
+
+def test_recorded_old_layout_loads():
+    cfg = from_recorded(OLD_LAYOUT)
+    assert cfg == Config()
+    old = copy.deepcopy(OLD_LAYOUT)
+    old["run"].update(workers=4, backend="serial", log_interval=500, checkpoint_keep=7, ray_sync_interval=0.0)
+    old["env"].update(frame_skip=2, ale_vector=True)
+    old["model"]["keep_rollout_graph"] = True
+    old["run"]["train_while_starting"] = False
+    cfg = from_recorded(old)
+    assert (cfg.backend.workers, cfg.backend.name, cfg.backend.ray_sync_interval) == (4, "serial", 0.0)
+    assert (cfg.log.log_interval, cfg.log.checkpoint_keep) == (500, 7)
+    assert (cfg.env.atari.frame_skip, cfg.env.atari.ale_vector) == (2, True)
+    assert OLD_LAYOUT["run"]["workers"] == 2, "upgrade leaves its input alone"
+
+
+@pytest.mark.parametrize(
+    ("stop", "target", "expected"),
+    [(False, None, None), (False, 100.0, None), (True, None, "auto"), (True, 100.0, 100.0)],
+)
+def test_recorded_stop_at_target_folds_into_target_return(stop, target, expected):
+    old = copy.deepcopy(OLD_LAYOUT)
+    old["run"].update(stop_at_target=stop, target_return=target)
+    assert upgrade(old)["run"]["target_return"] == expected
+    assert "stop_at_target" not in upgrade(old)["run"]
+    assert from_recorded(old).run.target_return == expected
+
+
+def test_recorded_new_layout_passes_through():
+    for cfg in (Config(), Config().replace({"target_return": None, "workers": 3, "frame_skip": 2})):
+        data = cfg.to_dict()
+        assert upgrade(data) == data
+        assert from_recorded(data) == cfg
+
+
+def test_not_learning_and_resumable():
+    assert NOT_LEARNING == {
+        "run.max_time", "run.target_return", "run.return_window",
+        "log.log_interval", "log.checkpoint_interval_steps", "log.checkpoint_interval_s", "log.checkpoint_keep",
+        "backend.report_interval", "backend.max_restarts", "backend.restart_delay", "backend.ray_address",
+    }  # fmt: skip
+    assert RESUMABLE_SECTIONS == ("run", "log", "backend")
+    assert resumable("total_steps") and resumable("backend.workers") and resumable("backend") and resumable("log.checkpoint_keep")
+    assert not resumable("run.seed") and not resumable("n_steps") and not resumable("env.atari.frame_skip")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("n_steps", 1e30, "invalid value for algo.n_steps: 1000000000000000019884624838656 must be an integer in [1, 100000]"),
+        ("n_steps", 100_001, "must be an integer in [1, 100000]"),
+        ("n_steps", 0, "invalid value for algo.n_steps: 0 must be an integer >= 1"),
+        ("envs_per_worker", 4097, "in [1, 4096]"),
+        ("workers", 5000, "invalid value for backend.workers: 5000 must be an integer in [1, 4096]"),
+        ("lstm_size", 65_537, "in [1, 65536]"),
+        ("hidden", [64, 10**6], "model.hidden"),
+        ("embedding_dim", 10**5, "in [1, 65536]"),
+        ("seed", 2**63, "run.seed"),
+        ("seed", -1, "must be an integer >= 0"),
+        ("total_steps", "1e16", "run.total_steps"),
+        ("checkpoint_keep", 10_001, "in [1, 10000]"),
+        ("lock", "yes", "must be true or false"),
+        ("gamma", 1.5, "must be in (0, 1]"),
+    ],
+)
+def test_bounds(key, value, message):
+    with pytest.raises(ConfigError) as e:
+        Config().replace({key: value})
+    assert message in str(e.value)
+
+
+def test_large_but_sane_values_pass():
+    cfg = Config().replace({"n_steps": 100_000, "seed": 2**63 - 1, "total_steps": "1e9", "workers": 4096})
+    assert cfg.run.total_steps == 10**9 and cfg.backend.workers == 4096
 
 
 def test_set_values_are_literals_never_code():
@@ -39,10 +256,10 @@ def test_set_values_are_literals_never_code():
 
 def test_layers_override_in_order(tmp_path):
     f1, f2 = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    f1.write_text("algo: {n_steps: 3, gamma: 0.9}\n")
+    f1.write_text("algo: {n_steps: 3, gamma: 0.9}\nenv: {atari: {frame_skip: 3}}\n")
     f2.write_text("n_steps: 4\n")
     cfg = build_config("CartPole-v1", [f1, f2], {"algo.gamma": 0.95})
-    assert cfg.algo.n_steps == 4 and cfg.algo.gamma == 0.95
+    assert cfg.algo.n_steps == 4 and cfg.algo.gamma == 0.95 and cfg.env.atari.frame_skip == 3
     assert cfg.env.id == "CartPole-v1"
 
 
@@ -51,6 +268,18 @@ def test_presets_follow_the_env_family():
     assert env_family("ALE/Pong-v5") == "atari"
     assert build_config("CliffWalking-v1").model.hidden == ()
     assert build_config("CartPole-v1").model.hidden == (64, 64)
+    pong = build_config("ALE/Pong-v5")
+    assert pong.env.atari.ale_vector and pong.env.envs_per_worker == 4 and pong.log.log_interval == 50_000
+
+
+@pytest.mark.parametrize("family", ["atari", "classic_control", "mujoco", "tabular"])
+def test_every_preset_file_loads(family):
+    data = yaml.safe_load(resources.files("a3c.presets").joinpath(f"{family}.yaml").read_text()) or {}
+    for block in data.values():
+        from_dict(block or {})
+    env_id = {"atari": "ALE/Pong-v5", "classic_control": "Pendulum-v1", "mujoco": "InvertedPendulum-v5", "tabular": "Taxi-v3"}[family]
+    assert preset_for(env_id)[0] == family
+    build_config(env_id)
 
 
 def test_config_is_frozen_and_checked():
@@ -60,6 +289,13 @@ def test_config_is_frozen_and_checked():
     with pytest.raises(ConfigError, match="algo.gae_lambda"):
         cfg.replace({"gae_lambda": 1.5})
     assert cfg.replace({"n_steps": 2}).algo.n_steps == 2
+
+
+def test_replace_does_not_share_mutable_values():
+    cfg = Config().replace({"env.kwargs": {"a": 1}})
+    other = cfg.replace({"n_steps": 3})
+    other.env.kwargs["a"] = 2
+    assert cfg.env.kwargs == {"a": 1}
 
 
 @pytest.mark.parametrize("bad", [[[2, 0.1], [1, 0.0]], [[1, -0.1]], [[1]], [1, 2], "fast"])
@@ -73,3 +309,9 @@ def test_entropy_schedule_reads_from_set_and_round_trips():
     cfg = Config().replace(parse_assignments(["algo.ent_coef_schedule=[[6e6, 0.01], [10_000_000, 0.001]]"]))
     assert cfg.algo.ent_coef_schedule == ((6e6, 0.01), (1e7, 0.001))
     assert from_dict(json.loads(cfg.to_json())).algo.ent_coef_schedule == cfg.algo.ent_coef_schedule
+
+
+def test_old_import_paths_still_work():
+    from a3c import config
+
+    assert config.build_config is build_config and config.parse_assignments is parse_assignments

@@ -82,7 +82,7 @@ def test_continuous_control_learns_a_1d_target(tmp_path, normalize_obs):
     """Target1D: standing still scores about -10; a good policy about -1.5."""
     agent = A3C(
         fake_envs.Target1D, backend="serial", workers=2, seed=0, total_steps=50_000, n_steps=5,
-        learning_rate=3e-3, normalize_obs=normalize_obs, stop_at_target=False, log_interval=10_000,
+        learning_rate=3e-3, normalize_obs=normalize_obs, target_return=None, log_interval=10_000,
     )  # fmt: skip
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["return_mean"] >= -3.0

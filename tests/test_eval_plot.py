@@ -118,7 +118,7 @@ def test_tensorboard_events_mirror_progress_csv(runs):
 def test_every_command_has_complete_help(capsys):
     for command, words in [
         ([], ["train", "eval", "plot"]),
-        (["train"], ["--resume", "--total-steps", "--set", "run.checkpoint_interval_steps", "run.checkpoint_keep", "a3c train --resume"]),
+        (["train"], ["--resume", "--total-steps", "--set", "log.checkpoint_interval_steps", "log.checkpoint_keep", "a3c train --resume"]),
         (["eval"], ["--episodes", "--deterministic", "--stochastic", "--video", "--output", "eval.json"]),
         (["plot"], ["RUN_DIR", "--out", "seed"]),
     ]:

@@ -42,8 +42,8 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     interval = 10_000
     args = [
         "train", "CartPole-v1", "--seed", "1", "--run-dir", str(run_dir), "--progress", "lines",
-        "--set", f"run.checkpoint_interval_steps={interval}", "--set", "run.log_interval=5000",
-        "--set", "run.stop_at_target=false",  # however slow the test is to kill it, it cannot finish first
+        "--set", f"log.checkpoint_interval_steps={interval}", "--set", "log.log_interval=5000",
+        "--set", "run.target_return=null",  # however slow the test is to kill it, it cannot finish first
     ]  # fmt: skip
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([*A3C_CLI, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -70,7 +70,7 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     ckpt_steps = ckpt.steps
     assert ckpt_steps >= seen >= 2 * interval, "the resume point is the newest checkpoint written before the kill"
 
-    resume_args = ["train", "--resume", str(run_dir), "--progress", "lines", "--set", "run.stop_at_target=true"]
+    resume_args = ["train", "--resume", str(run_dir), "--progress", "lines", "--set", "run.target_return=auto"]
     resumed = subprocess.Popen([*A3C_CLI, *resume_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = resumed.communicate(timeout=300)
@@ -258,7 +258,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_with_a_checkpoint_and_a_summary(tmp_pat
     stops gracefully, writes its final checkpoint and summary.json, and exits 143."""
     run_dir = tmp_path / "run"
     args = ["train", "CartPole-v1", "--run-dir", str(run_dir), "--progress", "lines", "--total-steps", "100000000",
-            "--set", "run.stop_at_target=false", "--set", "run.log_interval=5000"]  # fmt: skip
+            "--set", "run.target_return=null", "--set", "log.log_interval=5000"]  # fmt: skip
     proc = subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

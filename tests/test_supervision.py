@@ -24,7 +24,7 @@ def _rows(run_dir):
 def test_an_env_that_raises_once_is_a_restart_not_a_crash(tmp_path, backend, capfd):
     marker = tmp_path / "raised"
     agent = A3C("fake_envs:CartPoleRaisesOnce", backend=backend, workers=2, seed=0, total_steps=40_000,
-                stop_at_target=False, log_interval=5_000, restart_delay=0.1, **{"env.kwargs": {"marker": str(marker)}})  # fmt: skip
+                target_return=None, log_interval=5_000, restart_delay=0.1, **{"env.kwargs": {"marker": str(marker)}})  # fmt: skip
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "the env did raise"
     assert summary["stop_reason"] == "total_steps" and summary["steps"] >= 40_000
@@ -89,7 +89,7 @@ def test_workers_and_their_fork_server_exit_when_the_trainer_is_killed(tmp_path)
     import time
 
     run_dir = tmp_path / "run"
-    code = "from a3c import A3C; A3C('CartPole-v1', workers=2, total_steps=10**8, stop_at_target=False).learn(run_dir=%r, progress='none')"
+    code = "from a3c import A3C; A3C('CartPole-v1', workers=2, total_steps=10**8, target_return=None).learn(run_dir=%r, progress='none')"
     proc = subprocess.Popen([sys.executable, "-c", code % str(run_dir)], start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -118,7 +118,7 @@ def test_a_script_without_the_main_guard_gets_a_clear_failure_not_restarts(tmp_p
 
     script = tmp_path / "train_unguarded.py"
     run_dir = tmp_path / "run"
-    script.write_text(f"from a3c import A3C\nA3C('CartPole-v1', workers=2, total_steps=10**8, stop_at_target=False).learn(run_dir={str(run_dir)!r}, progress='none')\n")
+    script.write_text(f"from a3c import A3C\nA3C('CartPole-v1', workers=2, total_steps=10**8, target_return=None).learn(run_dir={str(run_dir)!r}, progress='none')\n")
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _, err = proc.communicate(timeout=300)

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from a3c.config import Config, build_config  # noqa: E402
+from a3c.config import Config  # noqa: E402
+from a3c.configfile import build_config  # noqa: E402
 from a3c.errors import A3CError, ConfigError, EnvError  # noqa: E402
 
 if TYPE_CHECKING:

@@ -64,7 +64,7 @@ class A3C:
         else:
             config = config.replace({**hyperparameters, "env.id": env})
         self.config = config
-        backends.prepare(config.run.backend)  # e.g. the fork server's imports overlap what follows
+        backends.prepare(config.backend.name)  # e.g. the fork server's imports overlap what follows
         self.observation_space, self.action_space, self.reward_threshold = probe_spaces(self.env_fn or make_env_fn(config.env))
         torch.manual_seed(config.run.seed)
         self.model = make_model(self.observation_space, self.action_space, config.model)

@@ -14,7 +14,7 @@ A checkpoint is a directory:
                              names and shapes, the size and SHA-256 of tensors.safetensors
 
 In a run directory checkpoints sit in `checkpoints/`, named by zero-padded global step; the newest
-`run.checkpoint_keep` are kept and `checkpoints/latest` names the newest. A checkpoint is written as
+`log.checkpoint_keep` are kept and `checkpoints/latest` names the newest. A checkpoint is written as
 `NAME.tmp/` (each file fsynced), renamed into place, and the parent fsynced: a reader sees a whole
 checkpoint or none (Sample Factory's habit). Its files and `latest` are written by `a3c.io`.
 

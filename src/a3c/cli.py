@@ -3,6 +3,7 @@
     a3c train ENV_ID [--workers N] [--backend B] [--total-steps N] [--target-return R] [--max-time S]
                      [--seed S] [--run-dir DIR] [--config FILE ...] [--set key=value ...]
     a3c train --resume RUN_DIR [--total-steps N] [--max-time S] [--set run.KEY=VALUE ...]
+                              (run.*, log.* and backend.* keys other than run.seed may change)
     a3c eval RUN_DIR|CHECKPOINT [--episodes N] [--deterministic|--stochastic] [--video DIR]
     a3c plot RUN_DIR [RUN_DIR ...] [--out FILE]
 
@@ -30,7 +31,7 @@ log = logging.getLogger("a3c")
 def _config_epilog() -> str:
     from a3c.config import field_docs
 
-    lines = ["config keys (--set KEY=VALUE; a bare name works where it is unique):"]
+    lines = ["config keys (--set KEY=VALUE; a bare name works where it is unique; docs/configuration.md):"]
     for key, default, doc in field_docs():
         shown = json.dumps(list(default) if isinstance(default, tuple) else default)
         lines.append(f"  {key} = {shown}")
@@ -43,14 +44,15 @@ def _config_epilog() -> str:
         "resume: `a3c train --resume RUN_DIR` continues a stopped or killed run from its latest",
         "checkpoint (RUN_DIR/checkpoints/): counters, optimizer statistics, the learning-rate schedule",
         "and wall time carry on, and progress.csv / episodes.csv are appended to (rows past the",
-        "checkpoint, the lost work, are cut off). Only run.* settings other than the seed may change",
-        "(--total-steps, --max-time, --target-return, --workers, --backend, --set run.KEY=VALUE).",
+        "checkpoint, the lost work, are cut off). Only run.*, log.* and backend.* settings other than",
+        "the seed may change (--total-steps, --max-time, --target-return, --workers, --backend,",
+        "--set run.KEY=VALUE, --set log.KEY=VALUE, --set backend.KEY=VALUE).",
         "",
         "examples:",
         "  a3c train CartPole-v1",
         "  a3c train CartPole-v1 --workers 2 --seed 3 --set n_steps=5 --set optim.learning_rate=7e-4",
         "  a3c train Acrobot-v1 --backend serial --total-steps 200000 --run-dir runs/acrobot",
-        "  a3c train CartPole-v1 --run-dir runs/cp --set checkpoint_interval_steps=20000",
+        "  a3c train CartPole-v1 --run-dir runs/cp --set log.checkpoint_interval_steps=20000",
         "  a3c train --resume runs/cp",
     ]
     return "\n".join(lines)
@@ -103,11 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("env_id", metavar="ENV_ID", nargs="?", help="a Gymnasium env id (CartPole-v1), or module:Class / module:make_fn (optional with --resume)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
-    train.add_argument("--workers", type=int, help="number of asynchronous workers (default 2)")
-    train.add_argument("--backend", choices=["processes", "serial", "ray"], help="where workers run (default processes)")
-    train.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the cluster to join (auto or HOST:PORT; default: a local Ray on 127.0.0.1)")
-    train.add_argument("--total-steps", type=int, help="global env-step budget (default 1000000)")
-    train.add_argument("--target-return", type=float, help="stop once the mean return of the last 100 episodes reaches this (default: the env's reward threshold)")
+    train.add_argument("--workers", type=int, help="number of asynchronous workers (backend.workers, default 2)")
+    train.add_argument("--backend", choices=["processes", "serial", "ray"], help="where workers run (backend.name, default processes)")
+    train.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the cluster to join, auto or HOST:PORT (backend.ray_address)")
+    train.add_argument("--total-steps", type=int, help="global env-step budget (run.total_steps, default 1000000)")
+    train.add_argument("--target-return", type=_target_return, metavar="R", help="stop once return_mean reaches R: a number, auto (the env's threshold) or null")
     train.add_argument("--max-time", type=float, help="stop after this many seconds of wall time (of the whole run, when resumed)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--run-dir", help="where to write the run (default runs/ENV_ID-DATE-TIME)")
@@ -151,13 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _target_return(text: str) -> float | str:
+    """--target-return: a number, auto or null (kept as the string "null" until cmd_train)."""
+    if text in ("auto", "null", "none"):
+        return "auto" if text == "auto" else "null"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, auto or null, got {text!r}") from None
+
+
 def _other_backend(argv: list[str]) -> bool:
-    """Whether the command line asks for a backend other than processes (then no fork server)."""
+    """Whether the command line asks for a backend other than processes (then no fork server):
+    --backend serial|ray, or --set backend=serial / backend.name=ray (either --set form)."""
     for i, arg in enumerate(argv):
         value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
         if arg.startswith("--backend") and value in ("serial", "ray"):
             return True
-        if arg.startswith("--set") and value.replace(" ", "") in ("run.backend=serial", "run.backend=ray", "backend=serial", "backend=ray"):
+        key, _, chosen = value.replace(" ", "").partition("=")
+        if arg.startswith("--set") and key in ("backend", "backend.name") and chosen in ("serial", "ray"):
             return True
     return False
 
@@ -170,22 +184,24 @@ def _version() -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from a3c.agent import A3C
-    from a3c.config import build_config, parse_assignments
+    from a3c.configfile import build_config, parse_assignments
 
     overrides: dict[str, Any] = parse_assignments(args.assignments)
     flags = {
-        "run.workers": args.workers,
-        "run.backend": args.backend,
-        "run.ray_address": args.ray_address,
+        "backend.workers": args.workers,
+        "backend.name": args.backend,
+        "backend.ray_address": args.ray_address,
         "run.total_steps": args.total_steps,
         "run.target_return": args.target_return,
         "run.max_time": args.max_time,
         "run.seed": args.seed,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
+    if args.target_return == "null":
+        overrides["run.target_return"] = None  # never stop on the return
     if args.resume is not None:
         if args.config or args.seed is not None or args.run_dir is not None:
-            raise ConfigError("--resume continues a run as it was configured: it takes no --config, --seed or --run-dir (--set run.KEY=VALUE, --total-steps, --max-time, --target-return, --workers, --backend and --ray-address can change its budget)")
+            raise ConfigError("--resume continues a run as it was configured: it takes no --config, --seed or --run-dir (--set run.*, log.* and backend.* keys other than run.seed, --total-steps, --max-time, --target-return, --workers, --backend and --ray-address may change)")
         agent = A3C.resume(args.resume, **overrides)
         if args.env_id is not None and args.env_id != agent.config.env.id:
             raise ConfigError(f"{args.resume} is a run on {agent.config.env.id}, not {args.env_id}")

@@ -1,234 +1,320 @@
-"""One validated, frozen configuration tree.
+"""One validated, frozen configuration tree: sections env (with env.atari), algo, optim, model, run,
+log and backend.
 
-Every field has a default that works, a check and a one-line doc (which `a3c train --help` and the
-README show). Hyperparameters are spelled as in Stable-Baselines3 (`n_steps`, `gamma`, `ent_coef`,
-`vf_coef`, `max_grad_norm`, `learning_rate`) so results compare directly; the tutorial's beta is
-`ent_coef`.
-
-Keys are addressed as `section.field` (`algo.n_steps`); a bare field name (`n_steps`) is accepted
-wherever it is unique across sections.
+Every field has a default that works, a check, a one-line doc (`a3c train --help`; the reasoning is
+in docs/configuration.md) and a `learning` flag, False for settings that do not change what a run
+learns. Keys are `section.field`, `env.atari.field`, or a bare field name where unique; `backend`
+alone is its primary field backend.name. The previous layout's keys are refused with the key that
+replaces them, and configs it recorded load through `from_recorded`.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from a3c.errors import ConfigError
 
 Check = Callable[[Any], str | None]
 
 
-def _f(default: Any, doc: str, check: Check | None = None, factory: bool = False) -> Any:
-    meta = {"doc": doc, "check": check}
+def _f(default: Any, doc: str, check: Check | None = None, factory: bool = False, learning: bool = True) -> Any:
+    meta = {"doc": doc, "check": check, "learning": learning}
     if factory:
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def _positive_int(v: Any) -> str | None:
-    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "must be an integer >= 1"
+def _section(cls: type, primary: str | None = None) -> Any:
+    return field(default_factory=cls, metadata={"section": cls, "primary": primary})
 
 
-def _nonneg(v: Any) -> str | None:
-    return None if _is_number(v) and v >= 0 and math.isfinite(v) else "must be a number >= 0"
+# Shared validators: each returns None for a good value, else what it must be.
+def _kind(ok: Callable[[Any], bool], want: str) -> Check:
+    return lambda v: None if ok(v) else want
 
 
-def _positive(v: Any) -> str | None:
-    return None if _is_number(v) and v > 0 and math.isfinite(v) else "must be a number > 0"
-
-
-def _unit_open_closed(v: Any) -> str | None:
-    return None if _is_number(v) and 0 < v <= 1 else "must be in (0, 1]"
-
-
-def _unit_closed(v: Any) -> str | None:
-    return None if _is_number(v) and 0 <= v <= 1 else "must be in [0, 1]"
-
-
-def _one_of(*choices: str) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(choices)}"
-
-    return check
-
-
-def _optional(check: Check) -> Check:
-    def inner(v: Any) -> str | None:
-        return None if v is None else check(v)
-
-    return inner
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, int | float) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
 
 
-def _hidden(v: Any) -> str | None:
-    ok = isinstance(v, tuple) and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in v)
-    return None if ok else "must be a list of integers >= 1 (may be empty)"
+def integer(lo: int = 0, hi: int | None = None) -> Check:
+    """An int (not a bool) in [lo, hi]; the message names the upper bound when it is the one broken."""
+    low, both = f"must be an integer >= {lo}", f"must be an integer in [{lo}, {hi}]"
+    return lambda v: (low if not _is_int(v) or v < lo else both if hi is not None and v > hi else None)
 
 
-def _schedule_points(v: Any) -> str | None:
-    ok = isinstance(v, tuple) and all(
-        isinstance(p, list | tuple) and len(p) == 2 and all(_is_number(x) and math.isfinite(x) and x >= 0 for x in p) for p in v
-    )
-    ok = ok and all(a[0] <= b[0] for a, b in zip(v, v[1:], strict=False))
-    return None if ok else "must be a list of [step, value] pairs of numbers >= 0 with non-decreasing steps"
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Check:
+    """A finite int or float within the bounds (open or closed)."""
+    want = "must be a finite number" if lo is None else f"must be a number {'>' if lo_open else '>='} {lo}"
+    if lo is not None and hi is not None:
+        want = f"must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    above = (lambda v: lo is None or v > lo) if lo_open else (lambda v: lo is None or v >= lo)
+    below = (lambda v: hi is None or v < hi) if hi_open else (lambda v: hi is None or v <= hi)
+    return _kind(lambda v: _is_number(v) and above(v) and below(v), want)
 
 
-def _is_dict(v: Any) -> str | None:
-    return None if isinstance(v, dict) else "must be a mapping"
+def one_of(*choices: str) -> Check:
+    return _kind(lambda v: v in choices, f"must be one of {', '.join(choices)}")
 
 
-def _is_str(v: Any) -> str | None:
-    return None if isinstance(v, str) and v else "must be a non-empty string"
+def optional(check: Check) -> Check:
+    return lambda v: None if v is None else check(v)
 
 
-def _finite(v: Any) -> str | None:
-    return None if _is_number(v) and math.isfinite(v) else "must be a finite number"
+def int_list(lo: int, hi: int) -> Check:
+    ok = integer(lo, hi)
+    return _kind(lambda v: isinstance(v, tuple) and not any(ok(h) for h in v), f"must be a list of integers in [{lo}, {hi}] (may be empty)")
+
+
+def _pairs(v: Any) -> bool:
+    ok = isinstance(v, tuple) and all(isinstance(p, list | tuple) and len(p) == 2 and not any(number(lo=0)(x) for x in p) for p in v)
+    return ok and all(a[0] <= b[0] for a, b in zip(v, v[1:], strict=False))
+
+
+boolean = _kind(lambda v: isinstance(v, bool), "must be true or false")
+text = _kind(lambda v: isinstance(v, str) and bool(v), "must be a non-empty string")
+mapping = _kind(lambda v: isinstance(v, dict), "must be a mapping")
+_schedule_points = _kind(_pairs, "must be a list of [step, value] pairs of numbers >= 0 with non-decreasing steps")
+_betas = _kind(lambda v: isinstance(v, tuple) and len(v) == 2 and not any(number(0, 1, hi_open=True)(b) for b in v), "must be two numbers in [0, 1)")
+_target = _kind(lambda v: v is None or v == "auto" or not number()(v), "must be a finite number, auto or null")
+
+STEPS = 10**15  # more global env steps than any run takes: a larger count can only be a mistake
+SIZE = 65_536  # the largest layer, LSTM or embedding size
+
+
+@dataclass(frozen=True)
+class AtariConfig:
+    frame_skip: int = _f(4, "Frames per agent step (max-pooled over the last two).", integer(1, 1000))
+    frame_stack: int = _f(4, "Stacked frames per observation.", integer(1, 1000))
+    screen_size: int = _f(84, "Observation size (square, grayscale).", integer(1, 4096))
+    noop_max: int = _f(30, "Up to this many no-op actions at reset.", integer(0, 100_000))
+    episodic_life: bool = _f(True, "A lost life ends the training episode (reported returns stay whole games).", boolean)
+    clip_rewards: bool = _f(True, "Train on sign(reward) (reported returns stay the real score).", boolean)
+    ale_vector: bool = _f(False, "Step a worker's envs in ale-py's C++ AtariVectorEnv (takes few env.kwargs).", boolean)
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    id: str = _f("CartPole-v1", "Gymnasium env id, or module:Class / module:make_fn for your own env.", _is_str)
-    envs_per_worker: int = _f(8, "Envs each worker steps together with one batched forward pass.", _positive_int)
-    kwargs: dict = _f(dict, "Keyword arguments passed to gymnasium.make (the zoo's --env-kwargs).", _is_dict, factory=True)
-    max_episode_steps: int | None = _f(None, "Override the env's time limit (truncation, bootstrapped).", _optional(_positive_int))
-    normalize_obs: bool = _f(False, "Normalise observations by a running mean and std shared by all workers.", lambda v: None if isinstance(v, bool) else "must be true or false")
-    frame_skip: int = _f(4, "Atari: frames per agent step (max-pooled over the last two).", _positive_int)
-    frame_stack: int = _f(4, "Atari: stacked frames per observation.", _positive_int)
-    screen_size: int = _f(84, "Atari: observation size (square, grayscale).", _positive_int)
-    noop_max: int = _f(30, "Atari: up to this many no-op actions at reset.", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
-    episodic_life: bool = _f(True, "Atari: a lost life ends the training episode (reported returns stay whole games).", lambda v: None if isinstance(v, bool) else "must be true or false")
-    clip_rewards: bool = _f(True, "Atari: train on sign(reward) (reported returns stay the real score).", lambda v: None if isinstance(v, bool) else "must be true or false")
-    ale_vector: bool = _f(False, "Atari: step a worker's envs in ale-py's C++ AtariVectorEnv (the same frames as Gymnasium's wrappers, cheaper per step; env.kwargs limited to repeat_action_probability, full_action_space, max_num_frames_per_episode).", lambda v: None if isinstance(v, bool) else "must be true or false")
+    id: str = _f("CartPole-v1", "Gymnasium env id, or module:Class / module:make_fn for your own env.", text)
+    envs_per_worker: int = _f(8, "Envs each worker steps together with one batched forward pass.", integer(1, 4096))
+    kwargs: dict = _f(dict, "Keyword arguments passed to gymnasium.make (the zoo's --env-kwargs).", mapping, factory=True)
+    max_episode_steps: int | None = _f(None, "Override the env's time limit (truncation, bootstrapped).", optional(integer(1, STEPS)))
+    normalize_obs: bool = _f(False, "Normalise observations by a running mean and std shared by all workers.", boolean)
+    atari: AtariConfig = _section(AtariConfig)
 
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    n_steps: int = _f(8, "Rollout length per update (the tutorial's n in eq. 1).", _positive_int)
-    gamma: float = _f(0.99, "Discount factor.", _unit_open_closed)
-    gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives the n-step advantage of eq. 1 exactly.", _unit_closed)
-    ent_coef: float = _f(0.0, "Entropy bonus coefficient (the tutorial's beta).", _nonneg)
-    ent_coef_schedule: tuple = _f((), "Piecewise-linear entropy coefficient over global steps, as [[step, value], ...]: ent_coef holds until the first point, the last value after the last (empty: ent_coef throughout).", _schedule_points)
-    vf_coef: float = _f(0.5, "Weight of the value loss 1/2 A^2 (eq. 3) in the total loss.", _nonneg)
-    reward_scale: float = _f(1.0, "Multiply training rewards by this (reported returns stay unscaled).", _positive)
-    max_grad_norm: float | None = _f(0.5, "Clip gradients to this global norm (null: no clipping).", _optional(_positive))
+    n_steps: int = _f(8, "Rollout length per update (the tutorial's n in eq. 1).", integer(1, 100_000))
+    gamma: float = _f(0.99, "Discount factor.", number(0, 1, lo_open=True))
+    gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives the n-step advantage of eq. 1 exactly.", number(0, 1))
+    ent_coef: float = _f(0.0, "Entropy bonus coefficient (the tutorial's beta).", number(lo=0))
+    ent_coef_schedule: tuple = _f((), "Piecewise-linear ent_coef over global steps, [[step, value], ...] (empty: none).", _schedule_points)
+    vf_coef: float = _f(0.5, "Weight of the value loss 1/2 A^2 (eq. 3) in the total loss.", number(lo=0))
+    reward_scale: float = _f(1.0, "Multiply training rewards by this (reported returns stay unscaled).", number(lo=0, lo_open=True))
+    max_grad_norm: float | None = _f(0.5, "Clip gradients to this global norm (null: no clipping).", optional(number(lo=0, lo_open=True)))
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = _f("rmsprop", "Shared optimizer: rmsprop (statistics shared; PyTorch's form, sqrt(g) + eps, g starting at 0), rmsprop_tf (TensorFlow's form, as in the A3C paper and SB3's RMSpropTFLike: sqrt(g + eps), g starting at 1), adam (shared) or sgd.", _one_of("rmsprop", "rmsprop_tf", "adam", "sgd"))
-    learning_rate: float = _f(1e-3, "Initial learning rate (of the actor, and the critic unless set apart).", _nonneg)
-    critic_learning_rate: float | None = _f(None, "Separate learning rate for the critic (null: same as learning_rate).", _optional(_nonneg))
-    lr_schedule: str = _f("linear", "Per-worker learning-rate schedule over total_steps: linear (to 0) or constant.", _one_of("linear", "constant"))
-    alpha: float = _f(0.99, "RMSprop smoothing constant of the squared-gradient average.", _unit_open_closed)
-    eps: float = _f(1e-5, "Optimizer epsilon (RMSprop and Adam).", _positive)
-    betas: tuple = _f((0.9, 0.999), "Adam betas.", lambda v: None if isinstance(v, tuple) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v) else "must be two numbers in [0, 1)")
-    lock: bool = _f(False, "Apply updates under a lock (default: lock-free Hogwild updates).", lambda v: None if isinstance(v, bool) else "must be true or false")
+    name: str = _f("rmsprop", "Shared optimizer: rmsprop, rmsprop_tf (the A3C paper's form), adam or sgd.", one_of("rmsprop", "rmsprop_tf", "adam", "sgd"))
+    learning_rate: float = _f(1e-3, "Initial learning rate (of the actor, and the critic unless set apart).", number(lo=0))
+    critic_learning_rate: float | None = _f(None, "Separate learning rate for the critic (null: same as learning_rate).", optional(number(lo=0)))
+    lr_schedule: str = _f("linear", "Per-worker learning-rate schedule over total_steps: linear (to 0) or constant.", one_of("linear", "constant"))
+    alpha: float = _f(0.99, "RMSprop smoothing constant of the squared-gradient average.", number(0, 1, lo_open=True))
+    eps: float = _f(1e-5, "Optimizer epsilon (RMSprop and Adam).", number(lo=0, lo_open=True))
+    betas: tuple = _f((0.9, 0.999), "Adam betas.", _betas)
+    lock: bool = _f(False, "Apply updates under a lock (default: lock-free Hogwild updates).", boolean)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: tuple = _f((64, 64), "Hidden layer sizes of the MLP (empty for a linear / tabular model).", _hidden)
-    activation: str = _f("tanh", "Activation of the MLP: tanh or relu.", _one_of("tanh", "relu"))
-    shared_encoder: bool = _f(False, "Share one MLP body between actor and critic (default: separate; image encoders, embeddings and the LSTM are always shared).", lambda v: None if isinstance(v, bool) else "must be true or false")
-    tabular: str = _f("onehot", "Encoding of Discrete observations: onehot (a table) or embedding.", _one_of("onehot", "embedding"))
-    embedding_dim: int = _f(32, "Size of the embedding when tabular=embedding.", _positive_int)
-    cnn: str = _f("a3c", "Image encoder: a3c (Mnih et al. 2016: 16-32 conv, fc 256), nature (Mnih et al. 2015: 32-64-64 conv, fc 512) or universe (universe-starter-agent's four 32 3x3/2 convs for 42x42 frames, ELU, no fc).", _one_of("a3c", "nature", "universe"))
-    lstm: bool = _f(False, "An LSTM core after the encoder; its state is carried across rollouts and reset at episode ends.", lambda v: None if isinstance(v, bool) else "must be true or false")
-    lstm_size: int = _f(256, "Hidden size of the LSTM core.", _positive_int)
-    keep_rollout_graph: bool = _f(False, "Keep the rollout's forward passes, with gradient, for the loss instead of re-evaluating the rollout in one batch: one forward pass fewer, but n_steps backward passes over narrow batches (slower on the 2-core reference machine; docs/architecture.md).", lambda v: None if isinstance(v, bool) else "must be true or false")
-    gaussian: str = _f("state_independent", "Gaussian policy for Box actions: state_independent (learned log-std), softplus (the paper's variance head) or sde (state-dependent exploration, gSDE).", _one_of("state_independent", "softplus", "sde"))
-    log_std_init: float = _f(0.0, "Initial log standard deviation of the Gaussian policy.", _finite)
+    hidden: tuple = _f((64, 64), "Hidden layer sizes of the MLP (empty for a linear / tabular model).", int_list(1, SIZE))
+    activation: str = _f("tanh", "Activation of the MLP: tanh or relu.", one_of("tanh", "relu"))
+    shared_encoder: bool = _f(False, "Share one MLP body between actor and critic (default: separate).", boolean)
+    tabular: str = _f("onehot", "Encoding of Discrete observations: onehot (a table) or embedding.", one_of("onehot", "embedding"))
+    embedding_dim: int = _f(32, "Size of the embedding when tabular=embedding.", integer(1, SIZE))
+    cnn: str = _f("a3c", "Image encoder: a3c (Mnih et al. 2016), nature (Mnih et al. 2015) or universe.", one_of("a3c", "nature", "universe"))
+    lstm: bool = _f(False, "An LSTM core after the encoder, carried across rollouts, reset at episode ends.", boolean)
+    lstm_size: int = _f(256, "Hidden size of the LSTM core.", integer(1, SIZE))
+    gaussian: str = _f("state_independent", "Gaussian policy for Box actions: state_independent, softplus or sde (gSDE).", one_of("state_independent", "softplus", "sde"))
+    log_std_init: float = _f(0.0, "Initial log standard deviation of the Gaussian policy.", number())
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    workers: int = _f(2, "Number of asynchronous workers (default: 2).", _positive_int)
-    backend: str = _f("processes", "Where workers run: processes (default), serial (deterministic emulation) or ray.", _one_of("processes", "serial", "ray"))
-    ray_address: str | None = _f(None, "Ray cluster to join (auto or HOST:PORT); null starts a local Ray on 127.0.0.1.", _optional(_is_str))
-    ray_sync_interval: float = _f(0.05, "Ray backend: seconds between a worker's round trips to the parameter server. The gradients computed in between travel together (each is still applied as its own update, in order) and the worker re-syncs its weights once per round trip; 0 = a round trip per update.", _nonneg)
-    seed: int = _f(0, "Seed; each worker seeds its envs and RNGs from (seed, worker index).", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
-    total_steps: int = _f(1_000_000, "Stop after this many global env steps (also the horizon of the lr schedule).", _positive_int)
-    target_return: float | None = _f(None, "Stop once the mean return of the last return_window episodes reaches this (null: the env's reward_threshold if it has one).", _optional(_finite))
-    stop_at_target: bool = _f(True, "Stop when the target return is reached.", lambda v: None if isinstance(v, bool) else "must be true or false")
-    return_window: int = _f(100, "Episodes in the running mean return (return_mean).", _positive_int)
-    max_time: float | None = _f(None, "Stop after this many seconds of wall time (null: no limit).", _optional(_positive))
-    log_interval: int = _f(10_000, "Write a progress.csv row every this many global env steps.", _positive_int)
-    max_restarts: int = _f(3, "Restart a failed worker (exception, crash, kill) up to this many times; then stop the run with a checkpoint.", lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0")
-    restart_delay: float = _f(0.5, "Seconds to wait before restarting a failed worker.", _nonneg)
-    report_interval: float = _f(0.1, "Seconds between a worker's reports to the trainer.", _positive)
-    train_while_starting: bool = _f(True, "Processes backend: while the worker processes start (the fork server's first start imports torch, about 1 s), the trainer trains as a stand-in for worker 0.", lambda v: None if isinstance(v, bool) else "must be true or false")
-    checkpoint_interval_steps: int | None = _f(None, "Write a checkpoint every this many global env steps (null: by time only; one is always written at the end).", _optional(_positive_int))
-    checkpoint_interval_s: float | None = _f(600.0, "Write a checkpoint every this many seconds of wall time (null: by steps only).", _optional(_positive))
-    checkpoint_keep: int = _f(3, "Keep the newest this many checkpoints in run_dir/checkpoints/.", _positive_int)
+    seed: int = _f(0, "Seed; each worker seeds its envs and RNGs from (seed, worker index).", integer(0, 2**63 - 1))
+    total_steps: int = _f(1_000_000, "Stop after this many global env steps (also the lr schedule's horizon).", integer(1, STEPS))
+    max_time: float | None = _f(None, "Stop after this many seconds of wall time (null: no limit).", optional(number(lo=0, lo_open=True)), learning=False)
+    target_return: float | str | None = _f("auto", "Stop once return_mean reaches this: a number, auto (the env's threshold) or null.", _target, learning=False)
+    return_window: int = _f(100, "Episodes in the running mean return (return_mean).", integer(1, 10**7), learning=False)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    log_interval: int = _f(10_000, "Write a progress.csv row every this many global env steps.", integer(1, STEPS), learning=False)
+    checkpoint_interval_steps: int | None = _f(None, "Write a checkpoint every this many global env steps (null: by time only).", optional(integer(1, STEPS)), learning=False)
+    checkpoint_interval_s: float | None = _f(600.0, "Write a checkpoint every this many seconds of wall time (null: by steps only).", optional(number(lo=0, lo_open=True)), learning=False)
+    checkpoint_keep: int = _f(3, "Keep the newest this many checkpoints in run_dir/checkpoints/.", integer(1, 10_000), learning=False)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    name: str = _f("processes", "Where workers run: processes (default), serial (deterministic emulation) or ray.", one_of("processes", "serial", "ray"))
+    workers: int = _f(2, "Number of asynchronous workers (default: 2).", integer(1, 4096))
+    max_restarts: int = _f(3, "Restart a failed worker up to this many times, then stop with a checkpoint.", integer(0, 10**6), learning=False)
+    restart_delay: float = _f(0.5, "Seconds to wait before restarting a failed worker.", number(lo=0), learning=False)
+    report_interval: float = _f(0.1, "Seconds between a worker's reports to the trainer.", number(lo=0, lo_open=True), learning=False)
+    ray_address: str | None = _f(None, "Ray cluster to join (auto or HOST:PORT); null starts a local Ray on 127.0.0.1.", optional(text), learning=False)
+    ray_sync_interval: float = _f(0.05, "Ray: seconds between a worker's round trips to the parameter server (0: each update).", number(lo=0))
 
 
 @dataclass(frozen=True)
 class Config:
-    env: EnvConfig = field(default_factory=EnvConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    env: EnvConfig = _section(EnvConfig)
+    algo: AlgoConfig = _section(AlgoConfig)
+    optim: OptimConfig = _section(OptimConfig)
+    model: ModelConfig = _section(ModelConfig)
+    run: RunConfig = _section(RunConfig)
+    log: LogConfig = _section(LogConfig)
+    backend: BackendConfig = _section(BackendConfig, primary="name")
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {
-            s.name: {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(getattr(self, s.name)).items()}
-            for s in dataclasses.fields(self)
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """Nested dicts of plain values (tuples as lists), `env.atari` included."""
+        return _as_dict(self)
+
+    def to_flat(self) -> dict[str, Any]:
+        """{dotted key: value} for every leaf."""
+        return {key: _plain(functools.reduce(getattr, key.split("."), self)) for key in LEAVES}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     def replace(self, updates: Mapping[str, Any]) -> Config:
         """A new config with `updates` ({"algo.n_steps": 5, "gamma": 0.9, ...}) applied and checked."""
-        data = self.to_dict()
-        for key, value in updates.items():
-            section, name = resolve_key(key)
-            data[section][name] = value
-        return from_dict(data)
+        flat = self.to_flat()
+        flat.update(flatten(updates))
+        return from_dict(flat)
 
 
-SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+def _as_dict(obj: Any) -> dict[str, Any]:
+    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return {k: _as_dict(v) if dataclasses.is_dataclass(v) else _plain(v) for k, v in values.items()}
 
 
-def field_docs() -> list[tuple[str, Any, str]]:
-    """(key, default, doc) for every field, in order: the source of --help and the README table."""
-    out = []
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-            out.append((f"{section}.{f.name}", default, f.metadata["doc"]))
-    return out
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else copy.deepcopy(v) if isinstance(v, dict) else v
 
 
-def resolve_key(key: str) -> tuple[str, str]:
-    """`algo.n_steps` or a unique bare `n_steps` -> ("algo", "n_steps"); unknown keys raise."""
-    if "." in key:
-        section, _, name = key.partition(".")
-        if section in SECTIONS and name in {f.name for f in dataclasses.fields(SECTIONS[section])}:
-            return section, name
-        raise ConfigError(f"unknown config key '{key}' (see `a3c train --help` for the keys)")
-    matches = [s for s, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+def _walk(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:
+    for f in dataclasses.fields(cls):
+        yield prefix + f.name, f
+        if f.metadata.get("section"):
+            yield from _walk(f.metadata["section"], f"{prefix}{f.name}.")
+
+
+SECTIONS: dict[str, type] = {k: f.metadata["section"] for k, f in _walk(Config) if f.metadata.get("section")}
+LEAVES: dict[str, dataclasses.Field] = {k: f for k, f in _walk(Config) if not f.metadata.get("section")}
+PRIMARY: dict[str, str] = {k: f"{k}.{f.metadata['primary']}" for k, f in _walk(Config) if f.metadata.get("primary")}
+_BARE: dict[str, list[str]] = {}
+for _key in LEAVES:
+    _BARE.setdefault(_key.rsplit(".", 1)[-1], []).append(_key)
+
+# Settings that do not change what a run learns (runs differing only in these and in run.seed are
+# seeds of one setup), and the sections a resumed run may change (all but run.seed).
+NOT_LEARNING: frozenset[str] = frozenset(k for k, f in LEAVES.items() if not f.metadata["learning"])
+RESUMABLE_SECTIONS = ("run", "log", "backend")
+
+# The previous layout's keys: moved ones name their new key, removed ones say what to do instead.
+MOVED: dict[str, str] = {
+    "run.workers": "backend.workers", "run.backend": "backend.name",
+    **{f"run.{n}": f"backend.{n}" for n in ("ray_address", "ray_sync_interval", "max_restarts", "restart_delay", "report_interval")},
+    **{f"run.{n}": f"log.{n}" for n in ("log_interval", "checkpoint_interval_steps", "checkpoint_interval_s", "checkpoint_keep")},
+    **{f"env.{n}": f"env.atari.{n}" for n in ("frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector")},
+}  # fmt: skip
+REMOVED: dict[str, str] = {
+    "run.stop_at_target": ": set run.target_return: null to never stop on the return",
+    "model.keep_rollout_graph": " (the worker re-evaluates the rollout in one batched forward pass)",
+    "run.train_while_starting": " (it is no longer a setting)",
+}
+_REMOVED_BARE = {k.rsplit(".", 1)[-1]: k for k in REMOVED}
+
+
+def _old_key_problem(key: str) -> str | None:
+    if key in MOVED:
+        return f"config key '{key}' is now '{MOVED[key]}'"
+    removed = key if key in REMOVED else _REMOVED_BARE.get(key)
+    return None if removed is None else f"config key '{key}' was removed{REMOVED[removed]}"
+
+
+def canonical_key(key: str) -> str:
+    """The dotted key of a leaf from it, a unique bare name or `backend`; old and unknown keys raise."""
+    if key in LEAVES:
+        return key
+    if key in PRIMARY:
+        return PRIMARY[key]
+    problem = _old_key_problem(key)
+    if problem:
+        raise ConfigError(problem)
+    matches = _BARE.get(key, []) if "." not in key else []
     if len(matches) == 1:
-        return matches[0], key
+        return matches[0]
     if len(matches) > 1:
-        raise ConfigError(f"ambiguous config key '{key}': write one of {', '.join(f'{s}.{key}' for s in matches)}")
+        raise ConfigError(f"ambiguous config key '{key}': write one of {', '.join(matches)}")
     raise ConfigError(f"unknown config key '{key}' (see `a3c train --help` for the keys)")
 
 
-def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
+def resolve_key(key: str) -> tuple[str, str]:
+    """`n_steps` -> ("algo", "n_steps"); `frame_skip` -> ("env", "atari.frame_skip")."""
+    section, _, name = canonical_key(key).partition(".")
+    return section, name
+
+
+def resumable(key: str) -> bool:
+    """Whether a resumed run may change `key`: any key of run, log and backend except run.seed."""
+    key = canonical_key(key)
+    return key.split(".", 1)[0] in RESUMABLE_SECTIONS and key != "run.seed"
+
+
+def resolve_target(target_return: float | str | None, reward_threshold: float | None) -> float | None:
+    """The return to stop at: the number, the env's reward_threshold for "auto", None for null."""
+    value = reward_threshold if target_return == "auto" else target_return
+    return None if value is None else float(value)
+
+
+def field_docs() -> list[tuple[str, Any, str]]:
+    """(key, default, doc) for every leaf, in order: the source of --help and docs/configuration.md."""
+    return [(k, f.default_factory() if f.default is dataclasses.MISSING else f.default, f.metadata["doc"]) for k, f in LEAVES.items()]
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections and/or dotted or bare keys -> {dotted key: value}; keys are checked."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("a config must be a mapping of sections (env, algo, optim, model, run, log, backend)")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config keys must be strings, got {key!r}")
+        path = prefix + key
+        if path in SECTIONS and isinstance(value, Mapping):
+            out.update(flatten(value, path + "."))
+        else:
+            out[canonical_key(path)] = value
+    return out
+
+
+def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
     """Bring YAML/JSON values to the field's type: lists to tuples, ints to floats where a float is wanted."""
     if isinstance(value, list):  # pairs inside a list (a schedule's [step, value]) become tuples too
         value = tuple(tuple(_number_from_text(x) if isinstance(x, str) else x for x in v) if isinstance(v, list) else v for v in value)
@@ -236,151 +322,75 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
     if isinstance(value, str) and typ.startswith(("float", "int")):
         value = _number_from_text(value)  # YAML 1.1 reads 7e-4 and 1e6 as strings
     if typ.startswith("int") and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if typ.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        value = int(value)  # 1e30 becomes a 31-digit int here: the upper bounds refuse it
+    if typ.startswith("float") and _is_int(value):
         value = float(value)
     check = f.metadata.get("check")
     problem = check(value) if check else None
     if problem:
-        raise ConfigError(f"invalid value for {section}.{f.name}: {value!r} {problem}")
+        raise ConfigError(f"invalid value for {key}: {value!r} {problem}")
     return value
 
 
-def _number_from_text(text: str) -> Any:
+def _number_from_text(s: str) -> Any:
     try:
-        return float(text.replace("_", ""))
+        return float(s.replace("_", ""))
     except ValueError:
-        return text
+        return s
 
 
 def from_dict(data: Mapping[str, Any]) -> Config:
     """Build and check a Config from nested ({"algo": {...}}) and/or dotted/bare keys."""
+    return _build(Config, "", flatten(data))
+
+
+def _build(cls: type, prefix: str, flat: Mapping[str, Any]) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f.metadata.get("section"):
+            kwargs[f.name] = _build(f.metadata["section"], key + ".", flat)
+        elif key in flat:
+            kwargs[f.name] = _coerce(key, f, flat[key])
+    return cls(**kwargs)
+
+
+def upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded config (nested sections) in the current layout: the previous layout's keys moved,
+    run.stop_at_target folded into run.target_return, removed keys dropped. A config already in the
+    current layout comes back unchanged."""
     if not isinstance(data, Mapping):
-        raise ConfigError("a config must be a mapping of sections (env, algo, optim, model, run)")
-    nested: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    for key, value in data.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"config keys must be strings, got {key!r}")
-        if key in SECTIONS and isinstance(value, Mapping):
-            for name, v in value.items():
-                s, n = resolve_key(f"{key}.{name}")
-                nested[s][n] = v
-        else:
-            s, n = resolve_key(key)
-            nested[s][n] = value
-    built = {}
-    for section, cls in SECTIONS.items():
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {name: _coerce(section, fields[name], v) for name, v in nested[section].items()}
-        built[section] = cls(**kwargs)
-    return Config(**built)
-
-
-def parse_value(text: str) -> Any:
-    """Parse a --set value as a YAML literal (numbers, true/false, null, lists); never evaluated as code."""
-    try:
-        return yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-
-
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got '{item}'")
-        resolve_key(key.strip())
-        out[key.strip()] = parse_value(value)
+        return data  # from_dict says what is wrong with it
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    old = [(s, n) for s, sec in out.items() if isinstance(sec, dict) for n in sec if f"{s}.{n}" in MOVED or f"{s}.{n}" in REMOVED]
+    if not old:
+        return out
+    run = out.setdefault("run", {})
+    if isinstance(run, dict) and ("stop_at_target" in run or "target_return" in run):
+        stop, target = run.pop("stop_at_target", True), run.get("target_return")
+        run["target_return"] = None if not stop else ("auto" if target is None else target)
+    for section, name in old:
+        value = out[section].pop(name, None)
+        new = MOVED.get(f"{section}.{name}")
+        if new is not None:
+            *parents, leaf = new.split(".")
+            node = out
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
     return out
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (or JSON) config file with yaml.safe_load; a malformed file is a ConfigError."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"malformed config file {p}{line}: {getattr(e, 'problem', None) or e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"malformed config file {p}: expected a mapping of sections, got {type(data).__name__}")
-    from_dict(data)  # check keys and values now, so the error names this file
-    return data
+def from_recorded(data: Mapping[str, Any]) -> Config:
+    """A Config from a run directory's config.json or a checkpoint's meta["config"], of this layout
+    or the previous one."""
+    return from_dict(upgrade(data))
 
 
-MUJOCO = {
-    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
-    "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
-}  # fmt: skip
+def __getattr__(name: str) -> Any:
+    # The YAML files and presets live in a3c.configfile; these names stay importable from here.
+    if name in {"build_config", "load_file", "preset_for", "env_family", "parse_value", "parse_assignments", "MUJOCO"}:
+        from a3c import configfile
 
-
-def preset_for(env_id: str) -> tuple[str, dict[str, Any]]:
-    """The preset (family, values) for an env id, from the data files in a3c/presets/.
-
-    Each family file holds a `default` block and, like rl-baselines3-zoo's hyperparameter files,
-    optional blocks keyed by env id (`Pendulum-v1`) or by env name without version (`Pendulum`) that
-    override it.
-    """
-    family = env_family(env_id)
-    text = resources.files("a3c.presets").joinpath(f"{family}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    values = _flatten(data.get("default") or {})
-    name = env_id.split("/")[-1].split("-v")[0]
-    for key in (name, env_id):
-        values.update(_flatten(data.get(key) or {}))
-    return family, values
-
-
-def env_family(env_id: str) -> str:
-    if env_id.startswith("ALE/"):
-        return "atari"
-    name = env_id.split("-v")[0]
-    if name in {"CliffWalking", "CliffWalkingSlippery", "FrozenLake", "FrozenLake8x8", "Taxi"}:
-        return "tabular"
-    if name in MUJOCO:
-        return "mujoco"
-    return "classic_control"
-
-
-def build_config(
-    env_id: str | None = None,
-    files: list[str | Path] = (),
-    overrides: Mapping[str, Any] | None = None,
-    use_preset: bool = True,
-) -> Config:
-    """Defaults <- the env family's preset <- config files <- overrides (later wins)."""
-    layers: list[Mapping[str, Any]] = []
-    if env_id is not None and use_preset:
-        layers.append(preset_for(env_id)[1])
-    layers += [load_file(f) for f in files]
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update(_flatten(layer))  # only the keys a layer sets override the layers below
-    if overrides:
-        for key, value in overrides.items():
-            s, n = resolve_key(key)
-            merged[f"{s}.{n}"] = value
-    if env_id is not None:
-        merged["env.id"] = env_id
-    return from_dict(merged)
-
-
-def _flatten(layer: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in layer.items():
-        if key in SECTIONS and isinstance(value, Mapping):
-            for name, v in value.items():
-                s, n = resolve_key(f"{key}.{name}")
-                out[f"{s}.{n}"] = v
-        else:
-            s, n = resolve_key(key)
-            out[f"{s}.{n}"] = value
-    return out
+        return getattr(configfile, name)
+    raise AttributeError(f"module 'a3c.config' has no attribute {name!r}")

@@ -5,7 +5,7 @@ An env id is any registered Gymnasium id, or `module:Class` / `module:make_fn` f
 final observation is kept (a time-limit truncation bootstraps from its value) and the env is reset at
 once, so every stored transition is a real one (Gymnasium's vector envs default to NEXT_STEP
 autoreset, whose extra reset step is not a transition).
-`AleVectorBatch` is the same for Atari with ale-py's C++ AtariVectorEnv (`env.ale_vector`), in its
+`AleVectorBatch` is the same for Atari with ale-py's C++ AtariVectorEnv (`env.atari.ale_vector`), in its
 SAME_STEP autoreset mode; `make_env_batch` picks one.
 """
 
@@ -84,12 +84,12 @@ class _EnvRecipe:
         self.env_id, self.kwargs, self.max_episode_steps = cfg.id, dict(cfg.kwargs), cfg.max_episode_steps
         # Atari training rewards are clipped and lives end episodes: the real score comes from info.
         self.score_from_info = is_atari(cfg.id)
-        if cfg.ale_vector:
+        if cfg.atari.ale_vector:
             if not is_atari(cfg.id):
-                raise EnvError(f"env.ale_vector=true steps ALE/<Game>-v5 envs only, not '{cfg.id}'")
+                raise EnvError(f"env.atari.ale_vector=true steps ALE/<Game>-v5 envs only, not '{cfg.id}'")
             unsupported = sorted(set(self.kwargs) - _ALE_VECTOR_KWARGS)
             if unsupported:
-                raise EnvError(f"env.ale_vector=true takes only env.kwargs {sorted(_ALE_VECTOR_KWARGS)}, not {unsupported}: set env.ale_vector=false")
+                raise EnvError(f"env.atari.ale_vector=true takes only env.kwargs {sorted(_ALE_VECTOR_KWARGS)}, not {unsupported}: set env.atari.ale_vector=false")
 
     def __call__(self) -> gym.Env:
         env_id, kwargs = self.env_id, self.kwargs
@@ -137,16 +137,16 @@ class _EnvRecipe:
         except gym.error.Error as e:
             raise EnvError(f"unknown env id '{self.env_id}': {e}") from None
         env = gym.wrappers.AtariPreprocessing(
-            env, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip, screen_size=cfg.screen_size,
+            env, noop_max=cfg.atari.noop_max, frame_skip=cfg.atari.frame_skip, screen_size=cfg.atari.screen_size,
             terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False,
         )  # fmt: skip
         env = gym.wrappers.RecordEpisodeStatistics(env)
-        if cfg.episodic_life:
+        if cfg.atari.episodic_life:
             env = EpisodicLife(env)
-        if cfg.clip_rewards:
+        if cfg.atari.clip_rewards:
             env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
         # Zero padding at a game's start, as AtariVectorEnv does, so both give the same frames.
-        return gym.wrappers.FrameStackObservation(env, cfg.frame_stack, padding_type="zero")
+        return gym.wrappers.FrameStackObservation(env, cfg.atari.frame_stack, padding_type="zero")
 
     def ale_vector_args(self) -> dict[str, Any]:
         """AtariVectorEnv's arguments for the preprocessing of `_atari`: the registered v5 game
@@ -163,9 +163,9 @@ class _EnvRecipe:
             args["max_num_frames_per_episode"] = min(args.get("max_num_frames_per_episode", self.max_episode_steps), self.max_episode_steps)
         cfg = self.cfg
         return dict(
-            args, img_height=cfg.screen_size, img_width=cfg.screen_size, grayscale=True, stack_num=cfg.frame_stack,
-            frameskip=cfg.frame_skip, maxpool=True, noop_max=cfg.noop_max, use_fire_reset=False,
-            episodic_life=False, life_loss_info=cfg.episodic_life, reward_clipping=False,
+            args, img_height=cfg.atari.screen_size, img_width=cfg.atari.screen_size, grayscale=True, stack_num=cfg.atari.frame_stack,
+            frameskip=cfg.atari.frame_skip, maxpool=True, noop_max=cfg.atari.noop_max, use_fire_reset=False,
+            episodic_life=False, life_loss_info=cfg.atari.episodic_life, reward_clipping=False,
         )  # fmt: skip
 
 
@@ -265,8 +265,8 @@ class EnvBatch(_EpisodeTally):
 
 
 def make_env_batch(env_fn: EnvFn, n: int, seeds: list[int]) -> EnvBatch | AleVectorBatch:
-    """A worker's batch of n envs: ale-py's AtariVectorEnv when the recipe asks for it (`env.ale_vector`), else `EnvBatch`."""
-    if isinstance(env_fn, _EnvRecipe) and env_fn.cfg.ale_vector:
+    """A worker's batch of n envs: ale-py's AtariVectorEnv when the recipe asks for it (`env.atari.ale_vector`), else `EnvBatch`."""
+    if isinstance(env_fn, _EnvRecipe) and env_fn.cfg.atari.ale_vector:
         return AleVectorBatch(env_fn, n, seeds)
     return EnvBatch(env_fn, n, seeds)
 
@@ -286,7 +286,7 @@ class AleVectorBatch(_EpisodeTally):
         from ale_py.vector_env import AtariVectorEnv
 
         super().__init__(n)
-        self.n, self.clip_rewards = n, recipe.cfg.clip_rewards
+        self.n, self.clip_rewards = n, recipe.cfg.atari.clip_rewards
         self.env = AtariVectorEnv(num_envs=n, num_threads=1, autoreset_mode="SameStep", **args)
         self.observation_space, self.action_space = self.env.single_observation_space, self.env.single_action_space
         obs, info = self.env.reset(seed=np.array([s % 2**31 for s in seeds], dtype=np.int64))  # its seeds are C ints

@@ -133,7 +133,7 @@ def full_state(config: Config, params: Tensor, train_state: dict[str, Tensor], o
     """A checkpoint's tensors for an agent: its parameters and observation statistics, and the
     optimizer statistics and counters of its last run (fresh ones if it has none)."""
     state = {f"optim.{k}": v for k, v in new_state(config.optim.name, params.numel()).items()}
-    state.update({f"counters.{k}": torch.zeros(config.run.workers, dtype=torch.int64) for k in COUNTERS})
+    state.update({f"counters.{k}": torch.zeros(config.backend.workers, dtype=torch.int64) for k in COUNTERS})
     state.update(train_state)
     state["params"] = params.clone()
     if obs_stats is not None:

@@ -255,7 +255,7 @@ class TrainingSession:
             solved_steps=None if self.solved_at is None else self.solved_at[0],
             solved_return_mean=None if self.solved_at is None else self.solved_at[1],
             stop_reason=reason, updates=stats.updates, nonfinite_updates=stats.nonfinite,
-            worker_restarts=self.backend.restarts, env_id=cfg.env.id, workers=cfg.run.workers, backend=cfg.run.backend,
+            worker_restarts=self.backend.restarts, env_id=cfg.env.id, workers=cfg.backend.workers, backend=cfg.backend.name,
             seed=cfg.run.seed, resumes=self.resumes, resumed_from_steps=None if self.resumed is None else self.resumed.steps,
             checkpoint=None if self.last_checkpoint is None else str(self.last_checkpoint),
             error=None if error is None else str(error), versions=versions(),

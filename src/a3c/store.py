@@ -78,7 +78,7 @@ class SharedStore:
     and the observation statistics; `state_dict` / `load_state_dict` are what a checkpoint holds."""
 
     def __init__(self, params: Tensor, n_actor: int, config: Config, obs_dim: int | None = None) -> None:
-        workers = config.run.workers
+        workers = config.backend.workers
         self.flat = params.detach().reshape(-1).to(torch.float32).clone()
         self.n_actor = n_actor  # the critic's parameters are flat[n_actor:]
         schedules = Schedules(config.optim, config.algo, config.run.total_steps)

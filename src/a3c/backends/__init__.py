@@ -92,8 +92,8 @@ def prepare(name: str) -> None:
 
 
 def make_backend(cfg: Config, store: SharedStore, env_fn: EnvFn) -> Backend:
-    """The backend `cfg.run.backend` names, over `store`, building envs with `env_fn`."""
-    name = cfg.run.backend
+    """The backend `cfg.backend.name` names, over `store`, building envs with `env_fn`."""
+    name = cfg.backend.name
     if name == "serial":
         from a3c.backends.serial import SerialBackend
 

@@ -57,7 +57,7 @@ def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: 
         while not (progress := store.progress()).stop and progress.steps < cfg.run.total_steps:
             worker.update()
             now = time.monotonic()
-            if now - last >= cfg.run.report_interval:
+            if now - last >= cfg.backend.report_interval:
                 if trainer is not None and not trainer.is_alive():
                     return  # orphaned: the trainer died
                 conn.send(worker.take_report())
@@ -80,8 +80,8 @@ def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: 
 
 class ProcessesBackend:
     """Worker processes, supervised: a worker that raises, crashes or is killed is restarted
-    (after `run.restart_delay`, from the current global parameters, with new random streams) up to
-    `run.max_restarts` times; past that the run stops with a WorkerFailure."""
+    (after `backend.restart_delay`, from the current global parameters, with new random streams) up to
+    `backend.max_restarts` times; past that the run stops with a WorkerFailure."""
 
     def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
         forkserver.refuse_unguarded_main()  # not inside a worker that is importing the user's script
@@ -92,7 +92,7 @@ class ProcessesBackend:
         self.procs: dict[int, Any] = {}
         self.conns: dict[int, Any] = {}  # worker -> the receiving end of its pipe
         self.done: set[int] = set()
-        self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
+        self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
 
     @property
@@ -105,7 +105,7 @@ class ProcessesBackend:
         if self.cfg.optim.lock:
             self.store.lock = self.ctx.Lock()
         try:
-            for i in range(self.cfg.run.workers):
+            for i in range(self.cfg.backend.workers):
                 self._spawn(i)
         except Exception as e:  # e.g. the fork server died (it prints why)
             raise WorkerFailure(0, f"the worker processes could not start ({type(e).__name__}: {e})") from e
@@ -131,7 +131,7 @@ class ProcessesBackend:
                 p.kill()
             p.join(timeout=5)
         self.budget.failed(i, message, tb)
-        self.due[i] = time.monotonic() + self.cfg.run.restart_delay
+        self.due[i] = time.monotonic() + self.cfg.backend.restart_delay
 
     def _receive(self, timeout: float, out: list[WorkerReport], on_error: bool = True) -> None:
         """Read every message that is waiting (waiting up to `timeout` for the first)."""
@@ -203,7 +203,7 @@ class ProcessesBackend:
 
     def all_done(self) -> bool:
         """Every worker finished its share (the step budget is spent) and none awaits a restart."""
-        return not self.due and all(i in self.done for i in range(self.cfg.run.workers))
+        return not self.due and all(i in self.done for i in range(self.cfg.backend.workers))
 
     def alive(self) -> int:
         return sum(p.is_alive() for p in self.procs.values())

@@ -5,7 +5,7 @@
   updates are applied in arrival order (the lock of the processes backend is implicit).
 - `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, the `ParameterStore`
   (a3c/store.py) of a Ray worker. Gradients are sent in round trips at most every
-  `run.ray_sync_interval` seconds: the clipped gradients computed since the last one travel as one
+  `backend.ray_sync_interval` seconds: the clipped gradients computed since the last one travel as one
   float32 array [k, size] and the server applies them one by one, in order, each as its own
   optimizer step (asynchronous updates, as in A3C; not A2C's synchronous average). The reply carries
   each gradient's update lag and a reference to the newest weights; the worker fetches that object
@@ -252,7 +252,7 @@ class WorkerActor:
     def __init__(self, cfg: Config, index: int, ps: Any, size: int, obs_dim: int | None, env_fn: EnvFn | None, incarnation: int = 0) -> None:
         torch.set_num_threads(1)
         schedules = Schedules(cfg.optim, cfg.algo, cfg.run.total_steps)
-        self.store = RemoteStore(ps, size, index, schedules, obs_dim, cfg.run.workers, cfg.run.ray_sync_interval)
+        self.store = RemoteStore(ps, size, index, schedules, obs_dim, cfg.backend.workers, cfg.backend.ray_sync_interval)
         self.worker = Worker(cfg, index, self.store, env_fn, incarnation)
         self.cfg, self.ps = cfg, ps
 
@@ -262,7 +262,7 @@ class WorkerActor:
         while not (progress := self.store.progress()).stop and progress.steps < self.cfg.run.total_steps:
             self.worker.update()
             now = time.monotonic()
-            if now - last >= self.cfg.run.report_interval:
+            if now - last >= self.cfg.backend.report_interval:
                 self.store.report(self.worker.take_report())
                 last = now
         self.store.report(self.worker.take_report())
@@ -281,7 +281,7 @@ class RayBackend:
         self.ps: Any = None
         self.runs: dict[Any, int] = {}
         self.actors: dict[int, Any] = {}
-        self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
+        self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
 
     @property
     def restarts(self) -> int:
@@ -289,11 +289,11 @@ class RayBackend:
 
     def start(self) -> None:
         ray = _ray()
-        self.started_ray = init_ray(self.cfg.run.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.run.workers))
+        self.started_ray = init_ray(self.cfg.backend.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.backend.workers))
         self.ps = ray.remote(num_cpus=0)(ParameterServer).remote(self.store)
         self.actor_cls = ray.remote(num_cpus=1)(WorkerActor)
         self.obs_dim = None if self.store.obs_stats is None else self.store.obs_stats.dim
-        for i in range(self.cfg.run.workers):
+        for i in range(self.cfg.backend.workers):
             self._spawn(i)
 
     def _spawn(self, i: int) -> None:
@@ -304,7 +304,7 @@ class RayBackend:
     def poll(self, timeout: float) -> list[WorkerReport]:
         ray = _ray()
         # At most one call to the server every POLL_S: on a busy machine the trainer's calls take
-        # CPU from the workers (the reports arrive every run.report_interval anyway).
+        # CPU from the workers (the reports arrive every backend.report_interval anyway).
         ready, _ = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=max(timeout, POLL_S))
         reports = ray.get(self.ps.take_reports.remote())
         for ref in ready:
@@ -321,7 +321,7 @@ class RayBackend:
         ray = _ray()
         ray.kill(self.actors.pop(i))
         self.budget.failed(i, message)
-        time.sleep(self.cfg.run.restart_delay)
+        time.sleep(self.cfg.backend.restart_delay)
         self._spawn(i)
 
     def snapshot(self) -> dict[str, Tensor]:

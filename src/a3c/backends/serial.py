@@ -21,10 +21,10 @@ class SerialBackend:
     def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.workers: list[Worker] = []
-        self.budget = RestartBudget(cfg.run.workers, cfg.run.max_restarts)
+        self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
 
     def start(self) -> None:
-        self.workers = [Worker(self.cfg, i, self.store, self.env_fn) for i in range(self.cfg.run.workers)]
+        self.workers = [Worker(self.cfg, i, self.store, self.env_fn) for i in range(self.cfg.backend.workers)]
 
     def poll(self, timeout: float) -> list[WorkerReport]:
         reports = []

@@ -68,8 +68,8 @@ DEMO_CONFIG: dict[str, Any] = {
     "algo.max_grad_norm": 2.0,
     "env.envs_per_worker": 1,  # one env per worker, as in the tutorial
     "env.max_episode_steps": 100,  # bounds early random episodes; truncation bootstraps from V
-    "run.stop_at_target": False,  # the budget is episodes
-    "run.log_interval": 200,  # progress rows (and the episode-budget check) every 200 global steps
+    "run.target_return": None,  # the budget is episodes: never stop on the return
+    "log.log_interval": 200,  # progress rows (and the episode-budget check) every 200 global steps
     "run.return_window": SMOOTHING,
 }
 

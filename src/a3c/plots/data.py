@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from a3c.config import NOT_LEARNING as CONFIG_NOT_LEARNING
+from a3c.config import from_recorded
 from a3c.errors import A3CError
 
-# Settings that do not change what a run learns: runs differing only in these are seeds of one setup.
-# replaced by a3c.config.NOT_LEARNING at merge
-NOT_LEARNING = {
-    "run.seed", "run.max_time", "run.target_return", "run.stop_at_target", "run.log_interval",
-    "run.report_interval", "run.checkpoint_interval_steps", "run.checkpoint_interval_s", "run.checkpoint_keep",
-}  # fmt: skip
+# Runs differing only in these (the config's settings that do not change what a run learns, and
+# the seed) are seeds of one setup.
+NOT_LEARNING = CONFIG_NOT_LEARNING | {"run.seed"}
 
 
 # --- learning curves (progress.csv) ------------------------------------------------------------
@@ -72,9 +71,8 @@ def load_run(path: str | Path) -> RunCurve:
                 ret.append(r)
     config: dict[str, Any] = {}
     try:
-        nested = json.loads((path / "config.json").read_text())
-        config = {f"{s}.{k}": v for s, values in nested.items() for k, v in values.items()}
-    except (OSError, ValueError, AttributeError):
+        config = from_recorded(json.loads((path / "config.json").read_text())).to_flat()
+    except (OSError, ValueError, AttributeError, A3CError):
         pass
     summary: dict[str, Any] = {}
     try:
