@@ -166,8 +166,8 @@ def test_worker_processes_start_without_running_env_code_in_the_trainer(tmp_path
     """The processes backend builds every env in its worker processes: the trainer's process only
     supervises (an env that hangs or crashes can then never take the trainer with it)."""
     log = tmp_path / "pids"
-    cfg = build_config("CartPole-v1", overrides={"workers": 2, "total_steps": 10**6, "env.id": "fake_envs:PidLogging", "env.kwargs": {"path": str(log)}})
-    agent = A3C("CartPole-v1", config=cfg.replace({"env.id": "CartPole-v1", "env.kwargs": {}}))
+    cfg = build_config("fake_envs:PidLogging", overrides={"workers": 2, "total_steps": 10**6, "env.kwargs": {"path": str(log)}})
+    agent = A3C("CartPole-v1", workers=2)  # the same spaces; its env probe is not the backend's
     from a3c.envs import make_env_fn
 
     backend = ProcessesBackend(cfg, SharedStore.for_model(agent.model, cfg), make_env_fn(cfg.env))

@@ -119,6 +119,7 @@ def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatc
     g = torch.Generator().manual_seed(0)
     grads = [torch.randn(one_by_one.size, generator=g) for _ in range(4)]
     pulled = Pulled(0, 0.0)
+    one_by_one.push(0, 64, pulled, None)  # the batch's skipped update is counted first, as the server does
     pushed = [tuple(one_by_one.push(0, 64, pulled, gr)) for gr in grads]
     reply = ray_backend.ParameterServer(batched).push_batch(0, torch.stack(grads).numpy(), [tuple(pulled)] * 4, [64] * 4, [64], None)
     assert torch.equal(batched.flat, one_by_one.flat)

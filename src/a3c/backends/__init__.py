@@ -88,6 +88,7 @@ def prepare(name: str) -> None:
     if name == "processes":
         from a3c import forkserver
 
+        forkserver.refuse_unguarded_main()  # not inside a worker that is importing the user's script
         forkserver.warm_up()
 
 
