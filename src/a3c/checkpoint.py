@@ -34,13 +34,16 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from a3c.errors import A3CError, first_line
 from a3c.io import fsync_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from a3c.models import ActorCritic
 
 FORMAT = "a3c-checkpoint"
 FORMAT_VERSION = 1
@@ -322,8 +325,9 @@ def _check_contents(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]
         raise CheckpointError(f"checkpoint {path} is inconsistent: {params.numel()} parameters, its architecture says {expected}")
     if not bool(torch.isfinite(params).all()):
         raise CheckpointError(f"checkpoint {path} holds non-finite parameters")
-    counters = [tensors.get(f"counters.{k}") for k in ("worker_steps", "worker_updates", "worker_nonfinite")]
-    if any(c is None or c.dtype != torch.int64 or c.dim() != 1 or c.numel() != counters[0].numel() for c in counters):
+    found = [tensors.get(f"counters.{k}") for k in ("worker_steps", "worker_updates", "worker_nonfinite")]
+    counters = [c for c in found if c is not None and c.dtype == torch.int64 and c.dim() == 1]
+    if len(counters) != len(found) or any(c.numel() != counters[0].numel() for c in counters):
         raise CheckpointError(f"checkpoint {path} has no valid per-worker counters")
     if int(counters[0].sum()) != meta["steps"]:
         raise CheckpointError(f"checkpoint {path} is inconsistent: its counters sum to {int(counters[0].sum())} steps, {META} says {meta['steps']}")
@@ -332,13 +336,13 @@ def _check_contents(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]
 # --- the model's architecture ------------------------------------------------------------------
 
 
-def architecture(model: nn.Module) -> list[list[Any]]:
+def architecture(model: ActorCritic) -> list[list[Any]]:
     """[[parameter name, shape], ...] in the flat vector's order: what a checkpoint must match."""
     names = {id(p): n for n, p in model.named_parameters()}
     return [[names[id(p)], list(p.shape)] for p in model.ordered_parameters()]
 
 
-def check_architecture(ckpt: Checkpoint, model: nn.Module) -> None:
+def check_architecture(ckpt: Checkpoint, model: ActorCritic) -> None:
     """Raise a one-line CheckpointError unless the checkpoint's parameters fit `model`."""
     want, have = architecture(model), ckpt.meta["architecture"]
     if have == want:

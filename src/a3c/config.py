@@ -295,7 +295,7 @@ def resolve_target(target_return: float | str | None, reward_threshold: float | 
 
 def field_docs() -> list[tuple[str, Any, str]]:
     """(key, default, doc) for every leaf, in order: the source of --help and docs/configuration.md."""
-    return [(k, f.default_factory() if f.default is dataclasses.MISSING else f.default, f.metadata["doc"]) for k, f in LEAVES.items()]
+    return [(k, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default, f.metadata["doc"]) for k, f in LEAVES.items()]
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

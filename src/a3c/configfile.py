@@ -7,7 +7,7 @@ The presets are data files in a3c/presets/ (one per env family), in the layout o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def env_family(env_id: str) -> str:
 
 def build_config(
     env_id: str | None = None,
-    files: list[str | Path] = (),
+    files: Sequence[str | Path] = (),
     overrides: Mapping[str, Any] | None = None,
     use_preset: bool = True,
 ) -> Config:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -54,10 +54,10 @@ class EpisodicLife(gym.Wrapper):
         super().__init__(env)
         self.lives, self.game_over = 0, True
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.game_over = terminated or truncated
-        lives = self.env.unwrapped.ale.lives()
+        lives = self._lives()
         if 0 < lives < self.lives:
             terminated = True
         self.lives = lives
@@ -70,8 +70,11 @@ class EpisodicLife(gym.Wrapper):
             obs, _, terminated, truncated, info = self.env.step(0)
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
-        self.lives = self.env.unwrapped.ale.lives()
+        self.lives = self._lives()
         return obs, info
+
+    def _lives(self) -> int:
+        return int(cast(Any, self.env.unwrapped).ale.lives())  # an AtariEnv: lives from the emulator
 
 
 # The ALE/*-v5 arguments AtariVectorEnv takes; it has no game modes, difficulties or RGB frames.
@@ -144,7 +147,7 @@ class _EnvRecipe:
         if cfg.atari.episodic_life:
             env = EpisodicLife(env)
         if cfg.atari.clip_rewards:
-            env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
+            env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(float(r))))
         # Zero padding at a game's start, as AtariVectorEnv does, so both give the same frames.
         return gym.wrappers.FrameStackObservation(env, cfg.atari.frame_stack, padding_type="zero")
 

@@ -95,6 +95,7 @@ class ConvEncoder(nn.Module):
         for out, k, s, pad in convs:
             conv = nn.Conv2d(c, out, k, s, pad)
             nn.init.orthogonal_(conv.weight, math.sqrt(2))
+            assert conv.bias is not None
             nn.init.zeros_(conv.bias)
             layers += [conv, activation()]
             c = out
@@ -154,6 +155,10 @@ class GaussianHead(nn.Module):
       matrix E ~ N(0, exp(log_std)^2) drawn once per rollout (`resample`), so exploration is smooth
       in time; given s the action is Gaussian with variance (h^2)^T exp(log_std)^2. h is detached.
     """
+
+    log_std: nn.Parameter
+    noise_matrix: Tensor
+    var: nn.Linear
 
     def __init__(self, in_dim: int, space: gym.spaces.Box, kind: str, log_std_init: float) -> None:
         super().__init__()
@@ -307,7 +312,7 @@ class ActorCritic(nn.Module):
             h = state[0]
         return self.policy_head(h), state
 
-    def unroll(self, obs: Tensor, state: State, end: Tensor) -> tuple[Tensor, Tensor, dict[int, State]]:
+    def unroll(self, obs: Tensor, state: State, end: Tensor) -> tuple[Tensor, Tensor, dict[int, tuple[Tensor, Tensor]]]:
         """A whole rollout `obs [T1, B, ...]` from `state`, resetting the core after steps where
         `end [T1 - 1, B]` is 1. Returns policy outputs `[T1 * B, ...]`, values `[T1, B]`, and the
         core's state after every step where an episode ended (to evaluate truncated episodes' final
@@ -319,18 +324,20 @@ class ActorCritic(nn.Module):
         costs twice as much on a 21-step rollout of one env (docs/architecture.md)."""
         t1, b = obs.shape[0], obs.shape[1]
         x, h = self._features(obs.reshape(t1 * b, *obs.shape[2:]))
-        hiddens: dict[int, State] = {}
+        hiddens: dict[int, tuple[Tensor, Tensor]] = {}
         if self.core is not None:
             core = self.core
             weights = [core.weight_ih, core.weight_hh, core.bias_ih, core.bias_hh]
             h = h.view(t1, b, -1)
             if state is None:
                 state = self.initial_state(b)
+            assert state is not None
             cuts = (torch.nonzero(end[: t1 - 1].reshape(t1 - 1, b).any(dim=1)).flatten() + 1).tolist()
             outs = []
             for start, stop in zip([0, *cuts], [*cuts, t1], strict=True):
                 if start > 0:
                     state = reset_ended(state, end[start - 1])
+                    assert state is not None
                 y, hn, cn = torch.lstm(h[start:stop], (state[0].unsqueeze(0), state[1].unsqueeze(0)), weights, True, 1, 0.0, self.training, False, False)
                 state = (hn[0], cn[0])
                 hiddens[stop - 1] = state

@@ -92,7 +92,7 @@ def apply_update(
 
     `scratch`, a tensor like `flat`, holds the denominator; without it a new one is allocated
     (the store keeps one per process, so an update allocates no parameter-sized tensor)."""
-    if scratch is None and kind != "sgd":
+    if scratch is None:
         scratch = torch.empty_like(flat)
     if kind in ("rmsprop", "rmsprop_tf"):
         sq = state["square_avg"]

@@ -16,13 +16,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from a3c import __version__, checkpoint
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, from_recorded, resumable
 from a3c.errors import ConfigError
 from a3c.io import finite_or_none
+from a3c.models import ActorCritic
 from a3c.optim import new_state
 from a3c.store import COUNTERS
 
@@ -31,7 +32,7 @@ def versions() -> dict[str, str]:
     return {"a3c": __version__, "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()}
 
 
-def static_record(config: Config, model: nn.Module, observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
+def static_record(config: Config, model: ActorCritic, observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
     """The parts of a checkpoint's meta.json that do not change during a run."""
     return {
         "versions": versions(),

@@ -140,7 +140,8 @@ class TrainingSession:
 
     def run(self) -> Summary:
         """The training loop: start, step until a stop rule fires, finish (whatever stopped it)."""
-        reason, error = "total_steps", None
+        reason = "total_steps"
+        error: BaseException | None = None
         try:
             with _one_torch_thread(), _sigterm_raises() as reinstall:
                 found = self.start()
@@ -288,8 +289,11 @@ def _sigterm_raises() -> Iterator[Callable[[], None]]:
         signal.signal(signal.SIGTERM, previous)
         raise Terminated
 
-    signal.signal(signal.SIGTERM, handler)
+    def reinstall() -> None:
+        signal.signal(signal.SIGTERM, handler)
+
+    reinstall()
     try:
-        yield lambda: signal.signal(signal.SIGTERM, handler)
+        yield reinstall
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -10,6 +10,7 @@ live: it talks to a `ParameterStore` (a3c/store.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -20,7 +21,7 @@ from a3c.algo import LossTerms
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
 from a3c.metrics import LOSS_COLUMNS, WorkerReport
-from a3c.models import State, make_model, reset_ended
+from a3c.models import GaussianHead, State, make_model, reset_ended
 from a3c.normalize import Normalizer, identity
 from a3c.store import ParameterStore, Pulled
 
@@ -48,7 +49,7 @@ class Worker:
             offset += p.numel()
         space = self.envs.observation_space
         discrete_obs = isinstance(space, gym.spaces.Discrete)
-        obs_shape = () if discrete_obs else space.shape
+        obs_shape = () if discrete_obs else tuple(space.shape or ())
         obs_dtype = torch.int64 if discrete_obs else (torch.uint8 if space.dtype == np.uint8 else torch.float32)
         T, B = self.n_steps, n_envs
         self.obs_buf = torch.zeros((T + 1, B, *obs_shape), dtype=obs_dtype)  # s_0..s_T
@@ -65,8 +66,8 @@ class Worker:
         """One A3C update: pull, rollout, loss, gradient, clip, push."""
         T, B = self.n_steps, len(self.envs)
         pulled = self.store.pull(self.flat)
-        if hasattr(self.head, "resample"):
-            self.head.resample(self.generator)  # gSDE: one exploration matrix per rollout
+        if isinstance(self.head, GaussianHead):
+            self.head.resample(self.generator)  # gSDE: one exploration matrix per rollout (else a no-op)
         norm = self._normalizer()
         finals: Finals = []
         state0 = self.state
@@ -104,9 +105,9 @@ class Worker:
         """The loss of the rollout in the buffers: one forward pass with gradient over s_0..s_T
         (the values of s_1..s_T are the bootstraps), advantages (eq. 1), loss (eq. 2 and 3)."""
         cfg, T, B = self.cfg, self.n_steps, len(self.envs)
-        norm = norm or identity
+        prepare: Callable[[torch.Tensor], torch.Tensor] = norm or identity
         end_t = torch.from_numpy(self.end_np)
-        out, values, hiddens = self.model.unroll(norm(self.obs_buf), state0, end_t)
+        out, values, hiddens = self.model.unroll(prepare(self.obs_buf), state0, end_t)
         out, v_t = out[: T * B], values[:T]
         with torch.no_grad():
             v_tp1 = values[1:].detach().clone()
@@ -114,8 +115,12 @@ class Worker:
                 extra = torch.as_tensor(np.stack([o for _, _, o in finals])).to(self.obs_buf.dtype)
                 ts = [t for t, _, _ in finals]
                 idx = [i for _, i, _ in finals]
-                before = None if not hiddens else tuple(torch.stack([hiddens[t][k][i] for t, i in zip(ts, idx, strict=True)]) for k in (0, 1))
-                v_tp1[ts, idx] = self.model.value_after(norm(extra), before)
+                before = None
+                if hiddens:  # the core's state right before each truncated episode's reset
+                    h0 = torch.stack([hiddens[t][0][i] for t, i in zip(ts, idx, strict=True)])
+                    c0 = torch.stack([hiddens[t][1][i] for t, i in zip(ts, idx, strict=True)])
+                    before = (h0, c0)
+                v_tp1[ts, idx] = self.model.value_after(prepare(extra), before)
         r_t = torch.from_numpy(self.rew_np)
         if cfg.algo.reward_scale != 1.0:
             r_t = r_t * cfg.algo.reward_scale
@@ -135,10 +140,10 @@ class Worker:
 
     def _rollout(self, norm: Normalizer | None, state: State, finals: Finals) -> State:
         """n steps of the actor alone without gradient (the learning pass re-evaluates them)."""
-        norm = norm or identity
+        prepare: Callable[[torch.Tensor], torch.Tensor] = norm or identity
         with torch.inference_mode():
             for t in range(self.n_steps):
-                out, state = self.model.act(norm(self.obs_buf[t]), state)
+                out, state = self.model.act(prepare(self.obs_buf[t]), state)
                 self._step_envs(t, self.head.sample(out, self.generator), finals)
                 state = reset_ended(state, torch.from_numpy(self.end_np[t]))
         return state

@@ -23,7 +23,7 @@ import sys
 import time
 import traceback
 from multiprocessing import connection as mp_connection
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.multiprocessing as mp
@@ -138,7 +138,7 @@ class ProcessesBackend:
         ready = mp_connection.wait(list(self.conns.values()), timeout=timeout)
         by_conn = {id(c): i for i, c in self.conns.items()}
         for conn in ready:
-            self._read(by_conn[id(conn)], conn, out, on_error)
+            self._read(by_conn[id(conn)], cast(mp_connection.Connection, conn), out, on_error)
 
     def _read(self, i: int, conn: mp_connection.Connection, out: list[WorkerReport], on_error: bool = True) -> None:
         """Read what worker i has sent so far."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -101,7 +102,7 @@ class ParameterServer:
             "obs_stats": None if s.obs_stats is None else s.obs_stats.table.numpy().copy(),
         }
 
-    def push_batch(self, worker: int, grads: np.ndarray, pulled: list[tuple[int, float]], steps: list[int], skipped: list[int], obs_delta: np.ndarray | None, reports: list[WorkerReport] = ()) -> dict[str, Any]:
+    def push_batch(self, worker: int, grads: np.ndarray, pulled: list[tuple[int, float]], steps: list[int], skipped: list[int], obs_delta: np.ndarray | None, reports: Sequence[WorkerReport] = ()) -> dict[str, Any]:
         """Apply a worker's gradients [k, size] one by one, in order (k optimizer steps), and count
         its skipped (non-finite) updates' env steps; the reply's `pushed` has one (lag, lr) per
         gradient. `obs_delta` is what the worker added to its row of the observation statistics
@@ -204,7 +205,7 @@ class RemoteStore:
             self._skipped.append(steps)
         else:
             self._grads.append(grad.clone())
-            self._meta.append((tuple(pulled), steps))
+            self._meta.append(((pulled.version, pulled.ent_coef), steps))
         if time.monotonic() - self._sent >= self.interval:
             self.send()
         if grad is None:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from a3c.errors import ConfigError, EnvError
+from a3c.models import ActorCritic, CategoricalHead
 
 SHAPE = (4, 12)  # rows, columns of the grid; states are numbered row-major
 START, GOAL = 36, 47  # bottom-left and bottom-right cells
@@ -133,9 +134,12 @@ def _as_int(item: Any) -> int | None:
     return None
 
 
-def tables(model: torch.nn.Module, n_states: int = SHAPE[0] * SHAPE[1], n_actions: int = len(ACTIONS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tables(model: ActorCritic, n_states: int = SHAPE[0] * SHAPE[1], n_actions: int = len(ACTIONS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(theta [S, A], pi [S, A], V [S]) read from a tabular ActorCritic's head weights."""
-    w = model.policy_head.weight.detach()
+    head = model.policy_head
+    if not isinstance(head, CategoricalHead):
+        raise RuntimeError(f"not a tabular model: its policy head is a {type(head).__name__}")
+    w = head.weight.detach()
     v = model.value_head.weight.detach()
     if tuple(w.shape) != (n_actions, n_states) or tuple(v.shape) != (1, n_states):
         raise RuntimeError(f"not a tabular model: policy head {list(w.shape)}, value head {list(v.shape)} (expected [{n_actions}, {n_states}] and [1, {n_states}])")

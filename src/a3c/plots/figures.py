@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -262,9 +263,10 @@ def policy_heatmap_figure(
         ax.set_ylabel("row")
     for ax in axes[n:]:
         ax.set_visible(False)
+    assert image is not None  # there is at least one action
     cbar = fig.colorbar(image, ax=list(axes[:n]), shrink=0.9, pad=0.02)
     cbar.set_label("probability of the action")
-    handles = [Patch(facecolor="0.35", hatch="//", edgecolor="white", label=hazard_label)]
+    handles: list[Artist] = [Patch(facecolor="0.35", hatch="//", edgecolor="white", label=hazard_label)]
     if path is not None and len(path) > 1:
         handles.append(_line_handle("greedy path"))
     labels = ", ".join(f"{letter} = {meaning}" for letter, meaning in dict.fromkeys(marks.values()))
