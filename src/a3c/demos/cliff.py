@@ -125,13 +125,9 @@ def parse_worker_counts(text: str | Sequence[int] | None) -> list[int]:
 
 
 def _as_int(item: Any) -> int | None:
-    if isinstance(item, bool):
-        return None
-    if isinstance(item, int):
+    if isinstance(item, int) and not isinstance(item, bool):
         return item
-    if isinstance(item, str) and re.fullmatch(r"[+-]?\d+", item):
-        return int(item)
-    return None
+    return int(item) if isinstance(item, str) and re.fullmatch(r"[+-]?\d+", item) else None
 
 
 def tables(model: ActorCritic, n_states: int = SHAPE[0] * SHAPE[1], n_actions: int = len(ACTIONS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
