@@ -76,7 +76,7 @@ TARGET_THROUGHPUT_RATIO = 4.0  # a3c median throughput / SB3 median throughput >
 
 def run_a3c(seed: int, run_dir: Path) -> dict[str, Any]:
     """Train a3c with its defaults and 2 workers; return the summary plus throughput figures."""
-    from a3c.agent import A3C
+    from a3c import A3C
 
     agent = A3C(ENV_ID, seed=seed, workers=A3C_WORKERS, total_steps=A3C_TOTAL_STEPS)
     t0 = time.monotonic()

@@ -18,8 +18,13 @@ __all__ = ["A3C", "A3CError", "Config", "ConfigError", "EnvError", "build_config
 
 def __getattr__(name: str) -> Any:
     # `a3c.A3C` imports torch on first use, so that `import a3c.cli` (and the worker fork server
-    # it starts) does not wait for torch.
+    # it starts) does not wait for torch. The default backend forks its workers from a server that
+    # imports torch once: started here, its imports overlap this process's own instead of following
+    # them (a CartPole run's first progress row 0.26 s after learn() starts instead of 1.7 s).
     if name == "A3C":
+        from a3c import forkserver
+
+        forkserver.warm_up_in_main_process()
         from a3c.agent import A3C
 
         return A3C

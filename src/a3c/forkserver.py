@@ -6,11 +6,12 @@ Starting a worker with `spawn` means a fresh interpreter importing torch, gymnas
 is a fork of it, ready in milliseconds. Forking the trainer itself stays off limits: it may hold
 torch or BLAS threads.
 
-`warm_up()` starts the server without waiting for it: the CLI calls it first thing (so the server
-imports torch on the other core while the CLI itself does), and an agent on the processes backend
-calls it when it is built (`backends.prepare`), so the server's imports (about 0.9 s on a 2-core
-machine) overlap the agent's set-up. The server lives as long as this process. Standard library
-only, so that it can run before torch is imported.
+`warm_up()` starts the server without waiting for it: the CLI calls it first thing, and
+`from a3c import A3C` does, before it imports torch, so the server imports torch on the other core
+while this process does (about 1.5 s on a 2-core machine, paid once instead of twice in a row); an
+agent on the processes backend calls it again when it is built (`backends.prepare`: a no-op when the
+server runs). The server lives as long as this process. Standard library only, so that it can run
+before torch is imported.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def refuse_unguarded_main() -> None:
 def context() -> Any:
     """The multiprocessing context the processes backend starts workers with."""
     return multiprocessing.get_context("forkserver")
+
+
+def warm_up_in_main_process() -> None:
+    """`warm_up()`, except in a child process (a worker importing the user's script, which must not
+    start servers of its own)."""
+    if multiprocessing.parent_process() is None and not getattr(multiprocessing.current_process(), "_inheriting", False):
+        warm_up()
 
 
 def warm_up() -> None:
