@@ -74,9 +74,9 @@ def test_the_layout():
         sections.setdefault(section, []).append(name)
     assert list(sections) == ["env", "env.atari", "algo", "optim", "model", "run", "log", "backend"]
     assert sections["env.atari"] == ["frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector"]
-    assert sections["run"] == ["seed", "total_steps", "max_time", "target_return", "return_window"]
+    assert sections["run"] == ["seed", "total_steps", "max_time", "target_return", "return_window", "max_nonfinite_updates"]
     assert sections["log"] == ["log_interval", "checkpoint_interval_steps", "checkpoint_interval_s", "checkpoint_keep"]
-    assert sections["backend"] == ["name", "workers", "max_restarts", "restart_delay", "report_interval", "ray_address", "ray_sync_interval"]
+    assert sections["backend"] == ["name", "workers", "max_restarts", "restart_delay", "worker_timeout", "report_interval", "ray_address", "ray_sync_interval"]
     data = Config().to_dict()
     assert data["env"]["atari"]["frame_skip"] == 4 and data["backend"]["name"] == "processes"
     assert from_dict(json.loads(Config().to_json())) == Config()
@@ -208,9 +208,9 @@ def test_recorded_new_layout_passes_through():
 
 def test_not_learning_and_resumable():
     assert NOT_LEARNING == {
-        "run.max_time", "run.target_return", "run.return_window",
+        "run.max_time", "run.target_return", "run.return_window", "run.max_nonfinite_updates",
         "log.log_interval", "log.checkpoint_interval_steps", "log.checkpoint_interval_s", "log.checkpoint_keep",
-        "backend.report_interval", "backend.max_restarts", "backend.restart_delay", "backend.ray_address",
+        "backend.report_interval", "backend.max_restarts", "backend.restart_delay", "backend.worker_timeout", "backend.ray_address",
     }  # fmt: skip
     assert RESUMABLE_SECTIONS == ("run", "log", "backend")
     assert resumable("total_steps") and resumable("backend.workers") and resumable("backend") and resumable("log.checkpoint_keep")
@@ -315,3 +315,17 @@ def test_old_import_paths_still_work():
     from a3c import config
 
     assert config.build_config is build_config and config.parse_assignments is parse_assignments
+
+
+def test_docs_configuration_lists_every_key_with_its_default_and_doc():
+    """docs/configuration.md's tables are the config's own field docs (so they cannot drift)."""
+    import json
+    from pathlib import Path
+
+    from a3c.config import NOT_LEARNING, field_docs
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    for key, default, doc in field_docs():
+        shown = json.dumps(list(default) if isinstance(default, tuple) else default)
+        row = f"| `{key}` | `{shown}` | {doc}{' *(not learning)*' if key in NOT_LEARNING else ''} |"
+        assert row in text, f"docs/configuration.md lacks (or has another) row for {key}: {row}"

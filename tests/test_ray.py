@@ -97,14 +97,21 @@ def _store(workers=1, normalize_obs=False):
     return agent, SharedStore.for_model(agent.model, agent.config, 4 if normalize_obs else None)
 
 
+def _no_ray(monkeypatch):
+    from a3c.backends import ray_backend, ray_worker
+
+    monkeypatch.setattr(ray_backend, "_ray", _NoRay)
+    monkeypatch.setattr(ray_worker, "_ray", _NoRay)
+
+
 def _remote(server, store, index=0, interval=3600.0):
-    from a3c.backends import ray_backend
+    from a3c.backends import ray_worker
     from a3c.optim import Schedules
 
     cfg = A3C("CartPole-v1", workers=store.counters["worker_steps"].numel()).config
     schedules = Schedules(cfg.optim, cfg.algo, cfg.run.total_steps)
     dim = None if store.obs_stats is None else store.obs_stats.dim
-    return ray_backend.RemoteStore(server, store.size, index, schedules, dim, store.counters["worker_steps"].numel(), interval=interval)
+    return ray_worker.RemoteStore(server, store.size, index, schedules, dim, store.counters["worker_steps"].numel(), interval=interval)
 
 
 def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatch):
@@ -113,7 +120,7 @@ def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatc
     from a3c.backends import ray_backend
     from a3c.store import Pulled
 
-    monkeypatch.setattr(ray_backend, "_ray", _NoRay)
+    _no_ray(monkeypatch)
     _, one_by_one = _store()
     _, batched = _store()
     g = torch.Generator().manual_seed(0)
@@ -134,7 +141,7 @@ def test_a_ray_worker_resyncs_once_per_round_trip(monkeypatch):
     a round trip sends them all at once and the next pull brings the new version."""
     from a3c.backends import ray_backend
 
-    monkeypatch.setattr(ray_backend, "_ray", _NoRay)
+    _no_ray(monkeypatch)
     _, store = _store()
     server = _LocalServer(ray_backend.ParameterServer(store))
     remote = _remote(server, store)
@@ -154,7 +161,7 @@ def test_observation_statistics_are_merged_at_the_server_never_overwritten(monke
     restarted (or resumed) worker starts from the server's rows, so nothing is lost."""
     from a3c.backends import ray_backend
 
-    monkeypatch.setattr(ray_backend, "_ray", _NoRay)
+    _no_ray(monkeypatch)
     _, store = _store(workers=2, normalize_obs=True)
     store.obs_stats.update(0, torch.ones(10, 4))  # restored statistics, e.g. from a checkpoint
     server = _LocalServer(ray_backend.ParameterServer(store))

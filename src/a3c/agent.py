@@ -13,6 +13,7 @@ prediction and evaluation.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 from a3c import backends, checkpoint, evaluation, persistence
-from a3c.checkpoint import Checkpoint
+from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
@@ -34,6 +35,8 @@ from a3c.policy import Policy
 from a3c.runlog import default_run_dir
 from a3c.session import Callback, TrainingSession
 from a3c.store import SharedStore
+
+log = logging.getLogger("a3c")
 
 
 class A3C:
@@ -65,7 +68,7 @@ class A3C:
             config = config.replace({**hyperparameters, "env.id": env})
         self.config = config
         backends.prepare(config.backend.name)  # e.g. the fork server's imports overlap what follows
-        self.observation_space, self.action_space, self.reward_threshold = probe_spaces(self.env_fn or make_env_fn(config.env))
+        self.observation_space, self.action_space, self.reward_threshold = probe_spaces(self.env_fn or make_env_fn(config.env), config.backend.worker_timeout)
         torch.manual_seed(config.run.seed)
         self.model = make_model(self.observation_space, self.action_space, config.model)
         self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
@@ -76,7 +79,7 @@ class A3C:
         # statistics, counters) after learn() or load(); meta.json of the last one.
         self._train_state: dict[str, Tensor] = {}
         self._meta: dict[str, Any] = {}
-        self._resume: tuple[Path, Checkpoint] | None = None
+        self._resume: tuple[Path, Checkpoint | None] | None = None
 
     @property
     def obs_stats(self) -> ObservationStats | None:
@@ -134,7 +137,7 @@ class A3C:
         record = persistence.static_record(cfg, self.model, self.observation_space, self.action_space)
         session = TrainingSession(
             cfg, store, self.env_fn or make_env_fn(cfg.env), path, record,
-            target=self.target_return, resumed=ckpt, callback=callback, progress=progress,
+            target=self.target_return, resumed=ckpt, reopen=resume is not None, callback=callback, progress=progress,
         )  # fmt: skip
         self.run_dir = session.rundir.path
         try:
@@ -194,11 +197,12 @@ class A3C:
         recorded = persistence.read_run_config(run_dir)
         cfg = recorded.replace(overrides) if overrides else recorded
         persistence.check_resumable(recorded, cfg)
-        ckpt = checkpoint.find(run_dir)
+        ckpt = _newest_or_none(run_dir)
         agent = cls(env if env is not None else cfg.env.id, config=cfg)
-        checkpoint.check_architecture(ckpt, agent.model)
-        persistence.check_same_run(recorded, ckpt)
-        agent._load(ckpt, resuming=True)
+        if ckpt is not None:
+            checkpoint.check_architecture(ckpt, agent.model)
+            persistence.check_same_run(recorded, ckpt)
+            agent._load(ckpt, resuming=True)
         agent._resume = (run_dir, ckpt)
         agent.run_dir = run_dir
         return agent
@@ -226,3 +230,15 @@ class A3C:
         clipping; the same preprocessing as training otherwise). `video_dir` records each episode
         with Gymnasium's RecordVideo (needs the video extra: pip install 'a3c[video]')."""
         return evaluation.evaluate(self.policy, self.config, self.env_fn, episodes, deterministic, seed, video_dir)
+
+
+def _newest_or_none(run_dir: Path) -> Checkpoint | None:
+    """The run's newest complete checkpoint; None if it never completed one (killed during its
+    first), so that the run starts again from scratch in its own directory."""
+    try:
+        return checkpoint.find(run_dir)
+    except CheckpointError as e:
+        if any(checkpoint.list_checkpoints(run_dir / checkpoint.CHECKPOINTS)) or not (run_dir / "progress.csv").exists():
+            raise
+        log.warning("a3c: warning: %s has no complete checkpoint (%s); resuming it from scratch", run_dir, e)
+        return None

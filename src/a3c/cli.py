@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from a3c.errors import A3CError, ConfigError
+from a3c.errors import A3CError, ConfigError, RunFailure
 
 log = logging.getLogger("a3c")
 
@@ -210,11 +210,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("train needs an ENV_ID (or --resume RUN_DIR)")
         config = build_config(args.env_id, args.config, overrides)
         agent = A3C(args.env_id, config=config)
-    from a3c.backends import WorkerFailure
-
     try:
         summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
-    except WorkerFailure:
+    except RunFailure:
         _draw_curves(agent.run_dir)
         raise
     _draw_curves(agent.run_dir)
@@ -223,6 +221,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"return_mean {summary['return_mean']:.1f}, solved {summary['solved']}, "
         f"wall {summary['wall_s']:.1f}s -> {agent.run_dir}"
     )
+    if summary.get("error"):  # e.g. a full disk while finishing: what could be written was
+        print(f"a3c: error: {summary['error']}", file=sys.stderr)
+        return 1
     return {"interrupted": 130, "terminated": 143}.get(summary["stop_reason"], 0)  # 128 + SIGINT / SIGTERM
 
 
@@ -277,14 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         forkserver.warm_up()  # the workers' fork server imports torch while this process does
     parser = build_parser()
     args = parser.parse_args(argv)
-    from a3c.backends import WorkerFailure
-
     try:
         return args.func(args)
     except A3CError as e:
         print(f"a3c: error: {e}", file=sys.stderr)
         return 2
-    except WorkerFailure as e:
+    except RunFailure as e:
         print(f"a3c: error: {e} (the run directory keeps what was written, and a checkpoint to --resume from)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

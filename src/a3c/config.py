@@ -159,6 +159,7 @@ class RunConfig:
     max_time: float | None = _f(None, "Stop after this many seconds of wall time (null: no limit).", optional(number(lo=0, lo_open=True)), learning=False)
     target_return: float | str | None = _f("auto", "Stop once return_mean reaches this: a number, auto (the env's threshold) or null.", _target, learning=False)
     return_window: int = _f(100, "Episodes in the running mean return (return_mean).", integer(1, 10**7), learning=False)
+    max_nonfinite_updates: int = _f(100, "Stop the run after this many non-finite updates in a row.", integer(1, 10**9), learning=False)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class BackendConfig:
     workers: int = _f(2, "Number of asynchronous workers (default: 2).", integer(1, 4096))
     max_restarts: int = _f(3, "Restart a failed worker up to this many times, then stop with a checkpoint.", integer(0, 10**6), learning=False)
     restart_delay: float = _f(0.5, "Seconds to wait before restarting a failed worker.", number(lo=0), learning=False)
+    worker_timeout: float | None = _f(60.0, "Restart a worker that makes no update for this many seconds (null: never).", optional(number(lo=0, lo_open=True)), learning=False)
     report_interval: float = _f(0.1, "Seconds between a worker's reports to the trainer.", number(lo=0, lo_open=True), learning=False)
     ray_address: str | None = _f(None, "Ray cluster to join (auto or HOST:PORT); null starts a local Ray on 127.0.0.1.", optional(text), learning=False)
     ray_sync_interval: float = _f(0.05, "Ray: seconds between a worker's round trips to the parameter server (0: each update).", number(lo=0))

@@ -12,6 +12,7 @@ SAME_STEP autoreset mode; `make_env_batch` picks one.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any, SupportsFloat, cast
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from a3c.config import EnvConfig
 from a3c.errors import EnvError
+from a3c.watchdog import UpdateTimeout, bounded
 
 EnvFn = Callable[[], gym.Env]
 
@@ -172,15 +174,20 @@ class _EnvRecipe:
         )  # fmt: skip
 
 
-def probe_spaces(env_fn: EnvFn) -> tuple[gym.Space, gym.Space, float | None]:
-    """Build one env to read its spaces and reward threshold; raises EnvError on a bad id."""
-    env = env_fn()
+def probe_spaces(env_fn: EnvFn, timeout: float | None = None) -> tuple[gym.Space, gym.Space, float | None]:
+    """Build one env to read its spaces and reward threshold (within `timeout` seconds); raises
+    EnvError on a bad id or an env that does not build in time."""
     try:
-        spec = getattr(env, "spec", None)
-        threshold = spec.reward_threshold if spec is not None else None
-        return env.observation_space, env.action_space, threshold
-    finally:
-        env.close()
+        with bounded(timeout):
+            env = env_fn()
+            try:
+                spec = getattr(env, "spec", None)
+                threshold = spec.reward_threshold if spec is not None else None
+                return env.observation_space, env.action_space, threshold
+            finally:
+                env.close()
+    except UpdateTimeout:
+        raise EnvError(f"building the env took longer than {timeout:g} s (backend.worker_timeout): is it stuck?") from None
 
 
 def worker_seeds(seed: int, worker: int, n: int, incarnation: int = 0) -> list[int]:
@@ -197,18 +204,23 @@ class _EpisodeTally:
         self.ep_return = np.zeros(n, dtype=np.float64)
         self.ep_length = np.zeros(n, dtype=np.int64)
         self.finished: list[tuple[float, int]] = []
+        self.nonfinite = 0  # steps with a non-finite observation or reward, not yet taken
 
-    def _tally(self, reward: np.ndarray, done: np.ndarray) -> None:
+    def _tally(self, reward: np.ndarray, done: np.ndarray, dropped: np.ndarray | None = None) -> None:
         self.ep_return += reward
         self.ep_length += 1
         if done.any():
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(done if dropped is None else done & ~dropped):
                 self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
             self.ep_return[done] = 0.0
             self.ep_length[done] = 0
 
     def take_finished(self) -> list[tuple[float, int]]:
         out, self.finished = self.finished, []
+        return out
+
+    def take_nonfinite(self) -> int:
+        out, self.nonfinite = self.nonfinite, 0
         return out
 
 
@@ -220,8 +232,10 @@ class EnvBatch(_EpisodeTally):
     episodes' (return, length) pairs collect in `finished` until the owner takes them.
     """
 
-    def __init__(self, env_fn: EnvFn, n: int, seeds: list[int]) -> None:
+    def __init__(self, env_fn: EnvFn, n: int, seeds: list[int], label: str = "") -> None:
         super().__init__(n)
+        self.label = label  # who steps these envs, for warnings ("worker 0")
+        self._warned = False
         self.envs = [env_fn() for _ in range(n)]
         # Where finished episodes' returns come from: our own sums of the rewards, or (Atari) the
         # real score that RecordEpisodeStatistics puts in info["episode"] at the end of a game.
@@ -258,20 +272,43 @@ class EnvBatch(_EpisodeTally):
                     finals.append((i, np.asarray(o)))
                 o, _ = env.reset()
             obs[i] = o
+        dropped = None
+        # Non-finite data never reaches the rollout (two vector checks per step when all is well).
+        if not np.isfinite(reward).all() or (obs.dtype.kind == "f" and not np.isfinite(obs).all()) or any(obs.dtype.kind == "f" and not np.isfinite(f).all() for _, f in finals):
+            dropped = self._drop_nonfinite(obs, reward, terminated, truncated, finals)
         if not self.score_from_info:
-            self._tally(reward, terminated | truncated)
+            self._tally(reward, terminated | truncated, dropped)
         return obs, reward, terminated, truncated, finals
+
+    def _drop_nonfinite(self, obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, finals: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        """Envs whose step gave a non-finite observation, reward or final observation: the step
+        becomes an episode end with reward 0 (no bootstrap from garbage), the episode is dropped
+        from the returns, and the env is reset. Counted, and warned about once."""
+        bad_final = {i for i, f in finals if not np.isfinite(f).all()}
+        bad = ~np.isfinite(reward) | np.array([not np.isfinite(obs[i]).all() or i in bad_final for i in range(len(self.envs))])
+        finals[:] = [(i, f) for i, f in finals if not bad[i]]
+        for i in np.flatnonzero(bad):
+            reward[i], terminated[i], truncated[i] = 0.0, True, False
+            o, _ = self.envs[i].reset()
+            obs[i] = o if np.isfinite(np.asarray(o, dtype=np.float64)).all() else 0
+        self.nonfinite += int(bad.sum())
+        if not self._warned:
+            self._warned = True
+            env_id = getattr(getattr(self.envs[0], "spec", None), "id", None) or type(self.envs[0].unwrapped).__name__
+            print(f"a3c: warning: {self.label or 'a worker'}: env {env_id} returned a non-finite observation or reward; that episode "
+                  "is dropped and the env reset (counted in progress.csv's nonfinite_steps; warned once per worker)", file=sys.stderr, flush=True)
+        return bad
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
 
 
-def make_env_batch(env_fn: EnvFn, n: int, seeds: list[int]) -> EnvBatch | AleVectorBatch:
+def make_env_batch(env_fn: EnvFn, n: int, seeds: list[int], label: str = "") -> EnvBatch | AleVectorBatch:
     """A worker's batch of n envs: ale-py's AtariVectorEnv when the recipe asks for it (`env.atari.ale_vector`), else `EnvBatch`."""
     if isinstance(env_fn, _EnvRecipe) and env_fn.cfg.atari.ale_vector:
-        return AleVectorBatch(env_fn, n, seeds)
-    return EnvBatch(env_fn, n, seeds)
+        return AleVectorBatch(env_fn, n, seeds)  # its observations and rewards are integers: always finite
+    return EnvBatch(env_fn, n, seeds, label)
 
 
 class AleVectorBatch(_EpisodeTally):

@@ -9,6 +9,11 @@ class ConfigError(A3CError):
     """An invalid hyperparameter, an unknown key or a malformed config file."""
 
 
+class RunFailure(RuntimeError):
+    """A run that cannot go on (a worker that keeps failing, parameters that are no longer finite).
+    The run stops with its last good checkpoint; the CLI prints one line and exits with code 1."""
+
+
 class EnvError(A3CError):
     """An unknown env id or an env whose spaces the library does not support."""
 

@@ -68,6 +68,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("update_lag", "train/update_lag", "updates the shared parameters got between a worker's pull and its push", PER_UPDATE),
     Metric("updates", "train/updates", "updates applied to the shared parameters", TOTAL),
     Metric("nonfinite_updates", "train/nonfinite_updates", "updates skipped for a non-finite loss or gradient", TOTAL),
+    Metric("nonfinite_steps", "rollout/nonfinite_steps", "env steps with a non-finite observation or reward (that episode dropped, the env reset)", TOTAL),
     Metric("workers_alive", "workers/alive", "workers running", NOW),
     Metric("worker_restarts", "workers/restarts", "workers restarted after a failure", TOTAL),
 )  # fmt: skip
@@ -99,6 +100,7 @@ class WorkerReport:
     steps: int = 0
     updates: int = 0
     nonfinite_updates: int = 0
+    nonfinite_steps: int = 0
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
     sums: dict[str, float] = field(default_factory=dict)
@@ -117,7 +119,7 @@ class Stats:
         self.returns: deque[float] = deque(maxlen=window)
         self.lengths: deque[int] = deque(maxlen=window)
         self.window = window
-        self.steps = self.episodes = self.updates = self.nonfinite = 0
+        self.steps = self.episodes = self.updates = self.nonfinite = self.nonfinite_steps = 0
         self._sums: dict[str, float] = {}
         self._n = 0
         self._last_steps, self._last_time = 0, time.monotonic()
@@ -126,6 +128,7 @@ class Stats:
         self.steps += rep.steps
         self.updates += rep.updates
         self.nonfinite += rep.nonfinite_updates
+        self.nonfinite_steps += rep.nonfinite_steps
         self.episodes += len(rep.episode_returns)
         self.returns.extend(rep.episode_returns)
         self.lengths.extend(rep.episode_lengths)
@@ -133,9 +136,10 @@ class Stats:
             self._sums[key] = self._sums.get(key, 0.0) + rep.sums.get(key, 0.0)
         self._n += rep.updates
 
-    def restore(self, steps: int, episodes: int, updates: int, nonfinite: int, recent: Iterable[tuple[float, int]]) -> None:
+    def restore(self, steps: int, episodes: int, updates: int, nonfinite: int, recent: Iterable[tuple[float, int]], nonfinite_steps: int = 0) -> None:
         """Continue from a checkpoint's counters; `recent` (return, length) pairs refill the window."""
         self.steps, self.episodes, self.updates, self.nonfinite = steps, episodes, updates, nonfinite
+        self.nonfinite_steps = nonfinite_steps
         for ret, length in recent:
             self.returns.append(ret)
             self.lengths.append(length)
@@ -167,6 +171,7 @@ class Stats:
             "steps_per_s": round(rate, 1),
             "updates": self.updates,
             "nonfinite_updates": self.nonfinite,
+            "nonfinite_steps": self.nonfinite_steps,
             "workers_alive": workers_alive,
             "worker_restarts": worker_restarts,
         }

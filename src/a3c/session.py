@@ -29,7 +29,7 @@ from a3c.backends import WorkerFailure, make_backend
 from a3c.checkpoint import Checkpoint
 from a3c.config import Config, RunConfig
 from a3c.envs import EnvFn
-from a3c.errors import A3CError
+from a3c.errors import A3CError, RunFailure
 from a3c.metrics import Stats, WorkerReport
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
@@ -49,6 +49,14 @@ class CallbackStop(BaseException):
     """The user's callback returned False."""
 
 
+class TimeUp(BaseException):
+    """`run.max_time` has passed while the trainer was busy (a backend call that hangs)."""
+
+
+class NonFinite(RunFailure):
+    """The run produces only non-finite updates, or its global state is no longer finite."""
+
+
 @dataclasses.dataclass
 class Summary:
     """The result of a session (also summary.json)."""
@@ -64,6 +72,7 @@ class Summary:
     stop_reason: str
     updates: int
     nonfinite_updates: int
+    nonfinite_steps: int
     worker_restarts: int
     env_id: str
     workers: int
@@ -98,7 +107,8 @@ class TrainingSession:
 
     def __init__(
         self, config: Config, store: SharedStore, env_fn: EnvFn, run_dir: Path, record: dict[str, Any], *,
-        target: float | None, resumed: Checkpoint | None = None, callback: Callback | None = None, progress: str = "auto",
+        target: float | None, resumed: Checkpoint | None = None, reopen: bool = False, callback: Callback | None = None,
+        progress: str = "auto",
     ) -> None:  # fmt: skip
         self.cfg, self.store, self.record = config, store, record
         self.target, self.resumed, self.callback = target, resumed, callback
@@ -106,11 +116,12 @@ class TrainingSession:
         # A resumed run's workers draw new random streams, so the lost work is not replayed identically.
         worker_cfg = config if self.resumes == 0 else config.replace({"run.seed": segment_seed(config.run.seed, self.resumes)})
         self.backend = make_backend(worker_cfg, store, env_fn)  # checks what it can before anything is written
-        if resumed is None:
+        if resumed is None and not reopen:
             rundir = RunDir(run_dir)
-        else:
-            rundir = RunDir(run_dir, resume_steps=resumed.steps)  # refuses a run a live trainer holds
-            checkpoint.set_aside_newer(run_dir, resumed.steps)
+        else:  # a resumed run: from its checkpoint, or from scratch if it never completed one
+            steps = 0 if resumed is None else resumed.steps
+            rundir = RunDir(run_dir, resume_steps=steps)  # refuses a run a live trainer holds
+            checkpoint.set_aside_newer(run_dir, steps)
         self.rundir = rundir
         rundir.write_config(config.to_dict())
         self.stats = Stats(config.run.return_window)
@@ -120,6 +131,7 @@ class TrainingSession:
             self.stats.restore(
                 steps=resumed.steps, episodes=int(resumed.meta["episodes"]), updates=int(t["counters.worker_updates"].sum()),
                 nonfinite=int(t["counters.worker_nonfinite"].sum()), recent=rundir.recent_episodes(config.run.return_window),
+                nonfinite_steps=int(resumed.meta.get("nonfinite_steps", 0)),
             )  # fmt: skip
             wall_before = float(resumed.meta.get("wall_s", 0.0))
         self.console = Console(config.run.total_steps, progress)
@@ -134,6 +146,8 @@ class TrainingSession:
         self.last_checkpoint: Path | None = None
         self.last_meta: dict[str, Any] = {}
         self.final_state: dict[str, Tensor] = {}
+        self.nonfinite_streak = 0  # non-finite updates since the last finite one
+        self.problems: list[str] = []  # what went wrong while finishing (a full disk, ...)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start_time
@@ -143,7 +157,7 @@ class TrainingSession:
         reason = "total_steps"
         error: BaseException | None = None
         try:
-            with _one_torch_thread(), _sigterm_raises() as reinstall:
+            with _one_torch_thread(), _sigterm_raises() as reinstall, _time_limit(self._time_left()):
                 found = self.start()
                 reinstall()  # a backend may install its own handler as it starts (Ray does)
                 while found is None:
@@ -155,8 +169,14 @@ class TrainingSession:
             reason = "interrupted"
         except Terminated:
             reason = "terminated"
+        except TimeUp:
+            reason = "max_time"
         except WorkerFailure as e:
             reason, error = "worker_failure", e
+        except NonFinite as e:
+            reason, error = "nonfinite", e
+        except RunFailure as e:  # e.g. the parameter server's restart budget spent
+            reason, error = "failure", e
         except Exception as e:  # recorded in the summary and raised again below
             reason, error = "error", e
         finally:
@@ -164,6 +184,12 @@ class TrainingSession:
         if error is not None:
             raise error
         return summary
+
+    def _time_left(self) -> float | None:
+        """Seconds until `run.max_time`, plus a second's grace: the stop rule normally fires first,
+        the alarm only when a backend call hangs."""
+        max_time = self.cfg.run.max_time
+        return None if max_time is None else max(max_time - self.elapsed(), 0.0) + 1.0
 
     def start(self) -> str | None:
         """Start the workers; a resumed run with nothing left to do (solved, out of time) starts none."""
@@ -196,22 +222,31 @@ class TrainingSession:
         """Stop the workers, take their last reports, write the final checkpoint and summary.json."""
         if self.started:
             for rep in self.backend.stop():
-                self._add(rep)
+                self._add(rep, check=False)
         self.final_state = self.backend.snapshot()
         # The shared counters are authoritative (a killed worker's last steps were never reported).
         self.stats.steps = max(self.stats.steps, int(self.final_state["counters.worker_steps"].sum()))
-        if self.stats.steps != self.logged_steps:
-            with contextlib.suppress(CallbackStop):
-                self._log_row(0)
+        self._finishing("the last progress row", lambda: self._log_row(0) if self.stats.steps != self.logged_steps else None)
         self.console.close()
-        try:  # the end-of-run checkpoint, whatever the stop (a worker failure or Ctrl-C included)
-            self.last_checkpoint = self._save(self.final_state, stop_reason=reason)
-        except (OSError, A3CError) as e:
-            log.warning("a3c: warning: could not write the final checkpoint: %s", e)
+        # The end-of-run checkpoint, whatever the stop (a worker failure or Ctrl-C included).
+        self._finishing("the final checkpoint", lambda: setattr(self, "last_checkpoint", self._save(self.final_state, stop_reason=reason)))
         summary = self._summary(reason, error)
-        self.rundir.write_summary(summary.to_dict())
-        self.rundir.close()
+        self._finishing("summary.json", lambda: self.rundir.write_summary(summary.to_dict()))
+        self._finishing("the run directory's files", self.rundir.close)
+        if self.problems and summary.error is None:
+            summary.error = "; ".join(self.problems)
         return summary
+
+    def _finishing(self, what: str, do: Callable[[], object]) -> None:
+        """One step of finishing: a failure (a full disk) is a warning, and the next step is tried."""
+        try:
+            do()
+        except CallbackStop:
+            pass
+        except (OSError, A3CError, NonFinite) as e:
+            message = f"could not write {what}: {e}"
+            self.problems.append(message)
+            log.warning("a3c: warning: %s", message)
 
     def _stop_reason(self) -> str | None:
         reason = stop_rule(self.stats, self.cfg.run, self.target, self.elapsed())
@@ -219,9 +254,17 @@ class TrainingSession:
             self.solved_at = (self.stats.steps, self.stats.return_mean)
         return reason
 
-    def _add(self, rep: WorkerReport) -> None:
+    def _add(self, rep: WorkerReport, check: bool = True) -> None:
         self.stats.add(rep)
         self.rundir.write_episodes(rep, self.stats.steps, self.elapsed())
+        if not check:
+            return
+        self.nonfinite_streak = rep.nonfinite_updates if rep.updates else self.nonfinite_streak + rep.nonfinite_updates
+        if self.nonfinite_streak >= self.cfg.run.max_nonfinite_updates:
+            raise NonFinite(f"{self.nonfinite_streak} non-finite updates in a row (run.max_nonfinite_updates); {self._last_good()}")
+
+    def _last_good(self) -> str:
+        return f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
 
     def _log_row(self, alive: int) -> None:
         row = self.stats.row(self.elapsed(), alive, self.backend.restarts)
@@ -239,9 +282,13 @@ class TrainingSession:
         )
 
     def _save(self, state: dict[str, Tensor], **extra: Any) -> Path:
+        """A checkpoint of `state`, which must be finite: nothing non-finite reaches a checkpoint."""
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise NonFinite(f"the global state is no longer finite ({', '.join(bad)}): not checkpointed; {self._last_good()}")
         meta = checkpoint_meta(
             self.record, state, episodes=self.stats.episodes, return_mean=self.stats.return_mean,
-            wall_s=self.elapsed(), resumes=self.resumes, **extra,
+            wall_s=self.elapsed(), resumes=self.resumes, nonfinite_steps=self.stats.nonfinite_steps, **extra,
         )  # fmt: skip
         path = checkpoint.save_in_run(self.rundir.path, state, meta, self.cfg.log.checkpoint_keep)
         self.last_meta = meta
@@ -255,7 +302,7 @@ class TrainingSession:
             target_return=target, solved=self.solved_at is not None or solved_now,
             solved_steps=None if self.solved_at is None else self.solved_at[0],
             solved_return_mean=None if self.solved_at is None else self.solved_at[1],
-            stop_reason=reason, updates=stats.updates, nonfinite_updates=stats.nonfinite,
+            stop_reason=reason, updates=stats.updates, nonfinite_updates=stats.nonfinite, nonfinite_steps=stats.nonfinite_steps,
             worker_restarts=self.backend.restarts, env_id=cfg.env.id, workers=cfg.backend.workers, backend=cfg.backend.name,
             seed=cfg.run.seed, resumes=self.resumes, resumed_from_steps=None if self.resumed is None else self.resumed.steps,
             checkpoint=None if self.last_checkpoint is None else str(self.last_checkpoint),
@@ -297,3 +344,23 @@ def _sigterm_raises() -> Iterator[Callable[[], None]]:
         yield reinstall
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Inside, SIGALRM raises TimeUp in the main thread after `seconds` (None, or off the main
+    thread: no limit)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise TimeUp
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

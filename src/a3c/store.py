@@ -85,6 +85,8 @@ class SharedStore:
         self.optimizer = SharedOptimizer(config.optim, schedules, self.flat.numel(), n_actor)
         self.counters = {name: torch.zeros(workers, dtype=torch.int64) for name in COUNTERS}
         self.stop_flag = torch.zeros(1, dtype=torch.int8)
+        # Who holds the lock (worker + 1; 0: nobody): a worker killed inside it cannot release it.
+        self.lock_owner = torch.zeros(1, dtype=torch.int64)
         self._obs_stats = None if obs_dim is None else ObservationStats(workers, obs_dim)
         self.lock: Any = None
 
@@ -104,7 +106,7 @@ class SharedStore:
         return self._obs_stats
 
     def share_memory_(self) -> SharedStore:
-        for t in [self.flat, *self.optimizer.state.values(), *self.counters.values(), self.stop_flag]:
+        for t in [self.flat, *self.optimizer.state.values(), *self.counters.values(), self.stop_flag, self.lock_owner]:
             t.share_memory_()
         if self._obs_stats is not None:
             self._obs_stats.share_memory_()
@@ -126,7 +128,7 @@ class SharedStore:
             self.counters["worker_steps"][worker] += steps
             self.counters["worker_nonfinite"][worker] += 1
             return Pushed(0, 0.0)
-        with self._locked():
+        with self._locked(worker):
             global_steps, updates, _ = self.progress()
             lr = self.optimizer.step(self.flat, grad, global_steps)
             self.counters["worker_steps"][worker] += steps
@@ -134,13 +136,25 @@ class SharedStore:
         return Pushed(updates - pulled.version, lr)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, holder: int = -1) -> Iterator[None]:
+        """The lock (if any), waiting a bounded time; `holder` is a worker index (-1: the trainer)."""
         locked = self.lock is not None and self.lock.acquire(timeout=LOCK_TIMEOUT_S)
         try:
+            if locked:
+                self.lock_owner[0] = holder + 1
             yield
         finally:
             if locked:
+                self.lock_owner[0] = 0
                 self.lock.release()
+
+    def release_lock_of(self, worker: int) -> bool:
+        """Release the lock if dead `worker` held it (a POSIX semaphore outlives its holder)."""
+        if self.lock is None or int(self.lock_owner[0]) != worker + 1:
+            return False
+        self.lock_owner[0] = 0
+        self.lock.release()
+        return True
 
     def state_dict(self) -> dict[str, Tensor]:
         """A copy of the state (workers may be updating it: a Hogwild read; counters first, so they

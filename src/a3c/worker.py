@@ -37,7 +37,7 @@ class Worker:
         # A restarted worker (incarnation > 0) draws new random streams, not a replay of the dead one's.
         seeds = worker_seeds(cfg.run.seed, index, n_envs + 1, incarnation)
         self.generator = torch.Generator().manual_seed(seeds[-1])
-        self.envs = make_env_batch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1])
+        self.envs = make_env_batch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1], f"worker {index}")
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
         self.head = self.model.policy_head
         self.params = self.model.ordered_parameters()
@@ -82,6 +82,7 @@ class Worker:
         for ret, length in self.envs.take_finished():
             rep.episode_returns.append(ret)
             rep.episode_lengths.append(length)
+        rep.nonfinite_steps += self.envs.take_nonfinite()
         terms = torch.stack(list(loss[1:])).detach().tolist()  # LossTerms without the total
         if not (math.isfinite(grad_norm) and all(math.isfinite(x) for x in terms)):
             self.store.push(self.index, steps, pulled, None)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from torch import Tensor
 
+from a3c.errors import RunFailure
 from a3c.metrics import WorkerReport
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from a3c.store import SharedStore
 
 
-class WorkerFailure(RuntimeError):
+class WorkerFailure(RunFailure):
     """A worker raised or died; carries the worker index and the last line of its error."""
 
     def __init__(self, worker: int, message: str, traceback: str = "") -> None:

@@ -38,6 +38,9 @@ from a3c.metrics import WorkerReport
 from a3c.store import SharedStore
 from a3c.worker import Worker
 
+# Workers stop between updates; one that has not within this many seconds is stuck, and killed.
+STOP_TIMEOUT_S = 3.0
+
 
 def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: EnvFn | None, incarnation: int = 0) -> None:
     """Entry point of a worker process: update until told to stop, the step budget is spent, or the
@@ -94,6 +97,7 @@ class ProcessesBackend:
         self.done: set[int] = set()
         self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
+        self._seen: dict[int, tuple[int, float]] = {}  # worker -> (its step count, when it last moved)
 
     @property
     def restarts(self) -> int:
@@ -117,6 +121,7 @@ class ProcessesBackend:
             p = self.ctx.Process(target=worker_main, args=args, daemon=True, name=f"a3c-worker-{i}")
             p.start()
             self.procs[i], self.conns[i] = p, recv
+            self._seen[i] = (int(self.store.counters["worker_steps"][i]), time.monotonic())
         finally:
             send.close()  # the child holds its own copy; EOF on recv then means the child is gone
 
@@ -130,6 +135,7 @@ class ProcessesBackend:
             if p.is_alive():
                 p.kill()
             p.join(timeout=5)
+        self.store.release_lock_of(i)  # a lock its holder can no longer release
         self.budget.failed(i, message, tb)
         self.due[i] = time.monotonic() + self.cfg.backend.restart_delay
 
@@ -176,6 +182,7 @@ class ProcessesBackend:
                     raise WorkerFailure(i, forkserver.UNGUARDED_MAIN)
                 how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
                 self._failed(i, f"worker process died ({how})")
+        self._kill_stuck()
         now = time.monotonic()
         for i, when in list(self.due.items()):
             if now >= when and not self.store.progress().stop:
@@ -183,8 +190,23 @@ class ProcessesBackend:
                 self._spawn(i)
         return out
 
-    def stop(self, timeout: float = 10.0) -> list[WorkerReport]:
-        """Stop every worker: raise the flag, read their last reports while they finish, then make sure."""
+    def _kill_stuck(self) -> None:
+        """A worker whose step counter has not moved for `backend.worker_timeout` seconds is alive
+        but not working (an env that hangs keeps the process and its pipe alive): kill and restart it."""
+        timeout = self.cfg.backend.worker_timeout
+        if timeout is None:
+            return
+        now = time.monotonic()
+        for i in list(self.procs):
+            count, (seen, since) = int(self.store.counters["worker_steps"][i]), self._seen[i]
+            if count != seen:
+                self._seen[i] = (count, now)
+            elif i not in self.done and now - since > timeout:
+                self._failed(i, f"no progress for {timeout:g} s (stuck, e.g. in its env); killed")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[WorkerReport]:
+        """Stop every worker: raise the flag, read their last reports while they finish (each
+        finishes its current update), then kill any that has not (saying so)."""
         self.store.request_stop()
         self.due.clear()
         out: list[WorkerReport] = []
@@ -192,10 +214,12 @@ class ProcessesBackend:
         while any(p.is_alive() for p in self.procs.values()) and time.monotonic() < deadline:
             self._receive(0.05, out, on_error=False)
         self._receive(0.0, out, on_error=False)
-        for p in self.procs.values():
+        for i, p in self.procs.items():
             if p.is_alive():
+                print(f"a3c: warning: worker {i} did not stop within {timeout:g} s (stuck, e.g. in its env); killed it", file=sys.stderr, flush=True)
                 p.kill()
             p.join(timeout=5)
+            self.store.release_lock_of(i)
         for conn in self.conns.values():
             conn.close()
         self.conns.clear()
