@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -128,3 +129,48 @@ class PidLogging(gym.Wrapper):
         super().__init__(gym.make("CartPole-v1"))
         with open(path, "a") as f:
             f.write(f"{os.getpid()}\n")
+
+
+def _claim(marker: str | None) -> bool:
+    """True for the first caller in the whole run (it creates `marker`); always True without one."""
+    if marker is None:
+        return True
+    try:
+        with open(marker, "x"):
+            return True
+    except FileExistsError:
+        return False
+
+
+class CartPoleHangs(gym.Wrapper):
+    """CartPole whose step sleeps for an hour at its `after`-th step: once in the whole run with a
+    `marker` file (the first env to get there), in every env without one."""
+
+    def __init__(self, after: int = 2000, marker: str | None = None) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.after, self.marker, self.n = after, marker, 0
+
+    def step(self, action):
+        self.n += 1
+        if self.n == self.after and _claim(self.marker):
+            time.sleep(3600)
+        return self.env.step(action)
+
+
+class CartPoleNonFinite(gym.Wrapper):
+    """CartPole that returns a NaN observation (`what="obs"`) or reward (`what="reward"`) every
+    `every` steps of each env."""
+
+    def __init__(self, every: int = 300, what: str = "obs") -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.every, self.what, self.n = every, what, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.n += 1
+        if self.n % self.every == 0:
+            if self.what == "obs":
+                obs = np.full_like(obs, np.nan)
+            else:
+                reward = float("nan")
+        return obs, reward, terminated, truncated, info

@@ -167,7 +167,7 @@ class TrainingSession:
             reason = "callback"
         except KeyboardInterrupt:
             reason = "interrupted"
-        except Terminated:
+        except (Terminated, SystemExit):  # SystemExit: Ray's own SIGTERM handler, if it ran before ours
             reason = "terminated"
         except TimeUp:
             reason = "max_time"
@@ -231,6 +231,8 @@ class TrainingSession:
         # The end-of-run checkpoint, whatever the stop (a worker failure or Ctrl-C included).
         self._finishing("the final checkpoint", lambda: setattr(self, "last_checkpoint", self._save(self.final_state, stop_reason=reason)))
         summary = self._summary(reason, error)
+        if self.problems and summary.error is None:
+            summary.error = "; ".join(self.problems)
         self._finishing("summary.json", lambda: self.rundir.write_summary(summary.to_dict()))
         self._finishing("the run directory's files", self.rundir.close)
         if self.problems and summary.error is None:

@@ -39,7 +39,7 @@ from a3c.store import SharedStore
 from a3c.worker import Worker
 
 # Workers stop between updates; one that has not within this many seconds is stuck, and killed.
-STOP_TIMEOUT_S = 3.0
+STOP_TIMEOUT_S = 1.5
 
 
 def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: EnvFn | None, incarnation: int = 0) -> None:

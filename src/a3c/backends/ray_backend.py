@@ -48,7 +48,7 @@ POLL_S = 0.2
 # The trainer keeps a copy of the parameter server's state at most this old (and at every
 # checkpoint): if the server dies, it restarts from that copy, losing at most this much work.
 STATE_COPY_S = 10.0
-STOP_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 2.0
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
@@ -149,7 +149,8 @@ class RayBackend:
 
     def start(self) -> None:
         ray = _ray()
-        self.started_ray = init_ray(self.cfg.backend.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.backend.workers))
+        self.started_ray = not ray.is_initialized()  # ours to shut down, even if a signal interrupts init
+        init_ray(self.cfg.backend.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.backend.workers))
         self.actor_cls = ray.remote(num_cpus=1)(WorkerActor)
         self.obs_dim = None if self.store.obs_stats is None else self.store.obs_stats.dim
         self._start_server()
@@ -234,9 +235,11 @@ class RayBackend:
         return self._copy
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[WorkerReport]:
-        if self.ps is None:
-            return []
         ray = _ray()
+        if self.ps is None:  # never started (or interrupted while Ray started)
+            if self.started_ray and ray.is_initialized():
+                ray.shutdown()
+            return []
         reports: list[WorkerReport] = []
         try:
             ray.get(self.ps.request_stop.remote())
