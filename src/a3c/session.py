@@ -29,7 +29,7 @@ from a3c.backends import WorkerFailure, make_backend
 from a3c.checkpoint import Checkpoint
 from a3c.config import Config, RunConfig
 from a3c.envs import EnvFn
-from a3c.errors import A3CError, RunFailure
+from a3c.errors import A3CError, RunFailure, first_line
 from a3c.metrics import Stats, WorkerReport
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
@@ -123,7 +123,6 @@ class TrainingSession:
             rundir = RunDir(run_dir, resume_steps=steps)  # refuses a run a live trainer holds
             checkpoint.set_aside_newer(run_dir, steps)
         self.rundir = rundir
-        rundir.write_config(config.to_dict())
         self.stats = Stats(config.run.return_window)
         wall_before = 0.0
         if resumed is not None:
@@ -163,22 +162,8 @@ class TrainingSession:
                 while found is None:
                     found = self.step()
                 reason = found
-        except CallbackStop:
-            reason = "callback"
-        except KeyboardInterrupt:
-            reason = "interrupted"
-        except (Terminated, SystemExit):  # SystemExit: Ray's own SIGTERM handler, if it ran before ours
-            reason = "terminated"
-        except TimeUp:
-            reason = "max_time"
-        except WorkerFailure as e:
-            reason, error = "worker_failure", e
-        except NonFinite as e:
-            reason, error = "nonfinite", e
-        except RunFailure as e:  # e.g. the parameter server's restart budget spent
-            reason, error = "failure", e
-        except Exception as e:  # recorded in the summary and raised again below
-            reason, error = "error", e
+        except BaseException as e:  # the stop reason; an error is recorded and raised again below
+            reason, error = _stopped_by(e)
         finally:
             summary = self.finish(reason, error)
         if error is not None:
@@ -193,6 +178,7 @@ class TrainingSession:
 
     def start(self) -> str | None:
         """Start the workers; a resumed run with nothing left to do (solved, out of time) starts none."""
+        self.rundir.write_config(self.cfg.to_dict())
         if self.resumed is not None and (reason := self._stop_reason()) is not None:
             return reason
         self.started = True
@@ -221,8 +207,11 @@ class TrainingSession:
     def finish(self, reason: str, error: BaseException | None) -> Summary:
         """Stop the workers, take their last reports, write the final checkpoint and summary.json."""
         if self.started:
-            for rep in self.backend.stop():
-                self._add(rep, check=False)
+            try:
+                for rep in self.backend.stop():
+                    self._add(rep, check=False)
+            except Exception as e:  # stopping must not lose the run: the store has the state as last seen
+                log.warning("a3c: warning: the workers did not stop cleanly (%s)", first_line(e))
         self.final_state = self.backend.snapshot()
         # The shared counters are authoritative (a killed worker's last steps were never reported).
         self.stats.steps = max(self.stats.steps, int(self.final_state["counters.worker_steps"].sum()))
@@ -310,6 +299,27 @@ class TrainingSession:
             checkpoint=None if self.last_checkpoint is None else str(self.last_checkpoint),
             error=None if error is None else str(error), versions=versions(),
         )  # fmt: skip
+
+
+# Exceptions that stop a run without being errors, and the stop reasons they give.
+STOPS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (CallbackStop, "callback"), (KeyboardInterrupt, "interrupted"), (TimeUp, "max_time"),
+    ((Terminated, SystemExit), "terminated"),  # SystemExit: Ray's own SIGTERM handler, if it ran before ours
+)  # fmt: skip
+FAILURES: tuple[tuple[type[BaseException], str], ...] = ((WorkerFailure, "worker_failure"), (NonFinite, "nonfinite"), (RunFailure, "failure"))
+
+
+def _stopped_by(e: BaseException) -> tuple[str, BaseException | None]:
+    """(stop reason, the error to record and raise, or None) for what ended the loop."""
+    if isinstance(e, SystemError) and e.__cause__ is not None and not isinstance(e.__cause__, Exception):
+        e = e.__cause__  # a signal's exception that a C extension wrapped (Ray's ray.wait does)
+    for kind, reason in STOPS:
+        if isinstance(e, kind):
+            return reason, None
+    for failure, reason in FAILURES:
+        if isinstance(e, failure):
+            return reason, e
+    return "error", e
 
 
 @contextlib.contextmanager

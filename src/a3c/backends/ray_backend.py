@@ -132,6 +132,7 @@ class RayBackend:
     `snapshot` reads the server's, and `stop` copies it back into the trainer's store."""
 
     def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
+        _ray()  # imported now, before the run directory exists: a signal cannot cut its import short
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.started_ray = False
         self.ps: Any = None
