@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from a3c.errors import A3CError, ConfigError
+from a3c.errors import A3CError, ConfigError, first_line
 
 log = logging.getLogger("a3c")
 
@@ -246,25 +246,61 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    target = Path(args.target)
+    if args.output:  # before anything is loaded or played: no results are thrown away for want of a place
+        check_output(Path(args.output), "--output")
     agent = A3C.load(args.target)
+    out = Path(args.output) if args.output else (target if target.is_dir() else target.parent) / "eval.json"
+    check_output(out, "eval.json")
     result = agent.evaluate(episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed, video_dir=args.video)
     result = {"checkpoint": str(agent.checkpoint_path), "checkpoint_steps": agent.num_timesteps, **result}
-    target = Path(args.target)
-    out = Path(args.output) if args.output else (target if target.is_dir() else target.parent) / "eval.json"
-    write_json_atomic(out, result)
     mode = "stochastic" if args.stochastic else "deterministic"
-    print(
+    line = (
         f"mean return {result['mean']:.2f} +/- {result['std']:.2f} over {result['episodes']} episodes ({mode}); "
-        f"min {result['min']:.1f}, max {result['max']:.1f}; checkpoint {agent.checkpoint_path} -> {out}"
+        f"min {result['min']:.1f}, max {result['max']:.1f}; checkpoint {agent.checkpoint_path}"
     )
+    try:
+        write_json_atomic(out, result)
+    except OSError as e:  # e.g. the disk filled up while the episodes played: the results still count
+        print(line)
+        print(f"a3c: error: cannot write {out}: {e.strerror or e} (the results are printed above)", file=sys.stderr)
+        return 1
+    print(f"{line} -> {out}")
     return 0
+
+
+def check_output(out: Path, what: str) -> None:
+    """A one-line ConfigError unless the file `out` can be written: its folder exists, is a
+    directory and takes a new file (not read-only, not forbidden), and `out` is not a directory."""
+    from a3c.io import probe_writable
+
+    folder = out.parent
+    if out.is_dir():
+        raise ConfigError(f"{what} {out} is a directory; name a file")
+    if not folder.is_dir():
+        raise ConfigError(f"{what} {out}: its folder {folder} {'is not a directory' if folder.exists() else 'does not exist'}")
+    try:
+        probe_writable(folder)
+    except OSError as e:
+        raise ConfigError(f"{what} {out}: cannot write into {folder} ({e.strerror or e})") from None
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from a3c.plots import plot_runs
 
+    for run_dir in args.run_dirs:  # first: a mistyped RUN_DIR is not "a folder that does not exist"
+        if not (Path(run_dir) / "progress.csv").is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (it has no progress.csv)")
     out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png"))
-    path = plot_runs(args.run_dirs, out, title=args.title)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # --out may name a new folder
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
+    check_output(out, "--out" if args.out else "curves.png")  # before the runs are read and drawn
+    try:
+        path = plot_runs(args.run_dirs, out, title=args.title)
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}") from None
     print(f"curves of {len(args.run_dirs)} run(s) -> {path}")
     return 0
 
@@ -290,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("a3c: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the disk filled up, or a folder became read-only, while a command wrote
+        where = f": {e.filename}" if e.filename else ""
+        print(f"a3c: error: {e.strerror or first_line(e)}{where} (the run directory keeps what was complete)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
