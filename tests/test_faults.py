@@ -124,8 +124,9 @@ def _leftovers(run: Path) -> list[str]:
 # --- a checkpoint interrupted at every step of its write ----------------------------------------
 
 
+@pytest.mark.parametrize("full_disk", [False, True], ids=["killed", "enospc"])
 @pytest.mark.parametrize("same_step", [False, True], ids=["new-step", "same-step-replace"])
-def test_a_checkpoint_killed_at_any_step_leaves_the_newest_complete_one(tmp_path, monkeypatch, same_step):
+def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(tmp_path, monkeypatch, same_step, full_disk):
     def prepare(run: Path) -> None:
         _save(run, 128, marker=1.0)
         if same_step:
@@ -142,10 +143,17 @@ def test_a_checkpoint_killed_at_any_step_leaves_the_newest_complete_one(tmp_path
     for k in range(len(counted.events)):
         run = tmp_path / f"k{k}"
         prepare(run)
-        with faulty(monkeypatch, Faults(at=k)), pytest.raises(Crash):
-            _save(run, new_steps, marker=3.0)
+        failed = True
+        if full_disk:  # an error, not a kill: the writer cleans up (a folder's fsync may ignore it)
+            with faulty(monkeypatch, Faults(at=k, error=ENOSPC)), contextlib.suppress(OSError):
+                _save(run, new_steps, marker=3.0)
+                failed = False
+            assert [n for n in _leftovers(run) if not n.endswith(".old")] == [], (k, counted.events[k])
+        else:
+            with faulty(monkeypatch, Faults(at=k)), pytest.raises(Crash):
+                _save(run, new_steps, marker=3.0)
         ckpt = checkpoint.find(run)
-        if k > commit:
+        if k > commit or not failed:
             expected = (new_steps, 3.0)
         else:
             expected = (256, 2.0) if same_step else (128, 1.0)

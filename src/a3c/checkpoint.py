@@ -110,11 +110,15 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
     if path.exists():
         _remove(old)  # a complete copy only while `path` is missing (see find)
     tmp.mkdir()
-    write_bytes_atomic(tmp / TENSORS, blob)
-    write_json_atomic(tmp / META, meta)
-    if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside
-        os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+        write_bytes_atomic(tmp / TENSORS, blob)
+        write_json_atomic(tmp / META, meta)
+        if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: nothing half-written stays (a kill leaves it to the next write)
+        _remove(tmp)
+        raise
     fsync_dir(path.parent)
     _remove(old)
     return path
