@@ -174,3 +174,68 @@ class CartPoleNonFinite(gym.Wrapper):
             else:
                 reward = float("nan")
         return obs, reward, terminated, truncated, info
+
+
+class RaisesInInit(gym.Env):
+    """An env whose constructor raises (not a TypeError)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        raise RuntimeError("cannot open the simulator")
+
+
+def make_raising_env():
+    """A factory that raises."""
+    raise ValueError("no such level")
+
+
+class NoSpaces(gym.Env):
+    """A gymnasium.Env that never sets observation_space or action_space."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+class NotAnEnv:
+    """Spaces and methods, but not a gymnasium.Env."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+    def close(self):
+        pass
+
+
+NOT_CALLABLE = 42
+
+
+class TinyPixels(Pixels):
+    """4x7x7 uint8 frames: too small for the image encoders' 8x8 first kernel."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 7, 7), np.uint8)
+
+    def _obs(self):
+        self.frame = self.np_random.integers(0, 256, (4, 7, 7), dtype=np.uint8)
+        return self.frame
+
+
+class BigPixels(Pixels):
+    """4x84x84 uint8 frames (never stepped in the tests: the rollout buffers are refused first)."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+    def _obs(self):
+        self.frame = np.zeros((4, 84, 84), dtype=np.uint8)
+        return self.frame

@@ -175,6 +175,25 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path, damage, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("params", float("nan"), "non-finite parameters"),
+        ("obs_stats", float("nan"), r"non-finite observation statistics \('obs_stats'\)"),
+        ("optim.exp_avg_sq", float("inf"), r"non-finite optimizer statistics \('optim.exp_avg_sq'\)"),
+        ("optim.step", float("-inf"), r"non-finite optimizer statistics \('optim.step'\)"),
+    ],
+)
+def test_non_finite_statistics_are_refused(tmp_path, key, value, message):
+    tensors = _tensors()
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = value
+    path = checkpoint.write(tmp_path / "c", tensors, _meta())  # a sound file: its checksum matches
+    with pytest.raises(CheckpointError, match=message) as info:
+        checkpoint.read(path)
+    assert "\n" not in str(info.value)
+
+
 def _edit_meta(path: Path, **changes) -> None:
     meta = json.loads((path / "meta.json").read_text())
     meta.update(changes)

@@ -27,7 +27,7 @@ from a3c import backends, checkpoint, evaluation, persistence
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config
-from a3c.envs import EnvFn, make_env_fn, probe_spaces
+from a3c.envs import EnvFn, check_rollout_memory, make_env_fn, probe_spaces
 from a3c.errors import ConfigError
 from a3c.models import make_model
 from a3c.normalize import ObservationStats
@@ -71,6 +71,7 @@ class A3C:
         self.observation_space, self.action_space, self.reward_threshold = probe_spaces(self.env_fn or make_env_fn(config.env), config.backend.worker_timeout)
         torch.manual_seed(config.run.seed)
         self.model = make_model(self.observation_space, self.action_space, config.model)
+        check_rollout_memory(self.observation_space, self.action_space, config)  # before any worker allocates
         self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
         self.policy = Policy(self.model, self.observation_space, self.action_space, config.run.seed)
         self.run_dir: Path | None = None

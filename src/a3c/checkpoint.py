@@ -14,9 +14,11 @@ A checkpoint is a directory:
                              names and shapes, the size and SHA-256 of tensors.safetensors
 
 In a run directory checkpoints sit in `checkpoints/`, named by zero-padded global step; the newest
-`log.checkpoint_keep` are kept and `checkpoints/latest` names the newest. A checkpoint is written as
-`NAME.tmp/` (each file fsynced), renamed into place, and the parent fsynced: a reader sees a whole
-checkpoint or none (Sample Factory's habit). Its files and `latest` are written by `a3c.io`.
+`log.checkpoint_keep` are kept and `checkpoints/latest` names the newest (for people and tools:
+loading takes the newest complete checkpoint by step). A checkpoint is written as `NAME.tmp/` (each
+file fsynced), renamed into place, and the parent fsynced: a reader sees a whole checkpoint or none
+(Sample Factory's habit). Its files and `latest` are written by `a3c.io`; the next write removes
+what a killed writer left (`*.tmp`, `*.old`).
 
 Loading never unpickles anything. The safetensors header is checked by hand (length, JSON, dtypes,
 offsets inside the file) before the tensors are read, file sizes are capped, the checksum must match,
@@ -103,23 +105,31 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
         "tensors_bytes": len(blob),
         "tensors_sha256": hashlib.sha256(blob).hexdigest(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by a writer that was killed
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    _remove(tmp)  # left by a writer that was killed
+    if path.exists():
+        _remove(old)  # a complete copy only while `path` is missing (see find)
     tmp.mkdir()
-    write_bytes_atomic(tmp / TENSORS, blob)
-    write_json_atomic(tmp / META, meta)
-    if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside
-        old = path.with_name(path.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
+    try:
+        write_bytes_atomic(tmp / TENSORS, blob)
+        write_json_atomic(tmp / META, meta)
+        if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside
+            os.replace(path, old)
         os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: nothing half-written stays (a kill leaves it to the next write)
+        _remove(tmp)
+        raise
     fsync_dir(path.parent)
+    _remove(old)
     return path
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or directory tree if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def save_in_run(run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any], keep: int) -> Path:
@@ -130,11 +140,9 @@ def save_in_run(run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str,
     for old in list_checkpoints(folder)[:-keep]:
         if old != path:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in folder.glob("*.tmp"):  # a killed writer's leftovers (a directory, or `latest`'s temp file)
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+    # A killed writer's leftovers: NAME.tmp/ directories, `latest`'s temp files, NAME.old/ copies.
+    for stale in [*folder.glob("*.tmp"), *folder.glob("*.old")]:
+        _remove(stale)
     return path
 
 
@@ -155,24 +163,29 @@ def set_aside_newer(run_dir: str | Path, steps: int) -> list[Path]:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def list_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoint directories in `folder`, oldest first (by step)."""
+def list_checkpoints(folder: Path, with_old: bool = False) -> list[Path]:
+    """Checkpoint directories in `folder`, oldest first (by step). `with_old` adds the NAME.old/ a
+    writer killed while replacing NAME left behind, where NAME itself is missing."""
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and _NAME.match(p.name)]
+    entries = {p.name: p for p in folder.iterdir() if p.is_dir()}
+    found = [p for name, p in entries.items() if _NAME.match(name)]
+    if with_old:
+        found += [p for name, p in entries.items() if name.endswith(".old") and _NAME.match(name[:-4]) and name[:-4] not in entries]
     return sorted(found, key=_step_of)
 
 
 def _step_of(path: Path) -> int:
-    m = _NAME.match(path.name)
+    m = _NAME.match(path.name.removesuffix(".old"))
     return int(m.group(1)) if m else -1
 
 
 def find(path: str | Path) -> Checkpoint:
     """Load a checkpoint from a checkpoint directory, or the newest readable one of a run directory.
 
-    A run directory's newest checkpoint (named by `latest`) that cannot be read is skipped with a
-    warning for the one before; a checkpoint directory named directly is read as is.
+    A run directory gives its newest complete checkpoint by step, whatever `latest` says (a writer
+    killed between the checkpoint and `latest` loses nothing); one that cannot be read is skipped
+    with a warning for the one before. A checkpoint directory named directly is read as is.
     """
     path = Path(path)
     if not path.exists():
@@ -185,11 +198,7 @@ def find(path: str | Path) -> Checkpoint:
     if (path / META).exists() or (path / TENSORS).exists():
         return read(path)
     folder = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
-    candidates = list(reversed(list_checkpoints(folder)))
-    latest = _read_latest(folder)
-    if latest is not None and latest in candidates:
-        candidates.remove(latest)
-        candidates.insert(0, latest)
+    candidates = list(reversed(list_checkpoints(folder, with_old=True)))
     if not candidates:
         raise CheckpointError(f"{path} holds no checkpoint (neither a checkpoint directory nor a run directory with {CHECKPOINTS}/)")
     first_error: CheckpointError | None = None
@@ -202,14 +211,6 @@ def find(path: str | Path) -> Checkpoint:
             continue
         return ckpt
     raise CheckpointError(f"no readable checkpoint in {folder}: {first_error}")
-
-
-def _read_latest(folder: Path) -> Path | None:
-    try:
-        name = (folder / LATEST).read_text(errors="replace").strip()
-    except OSError:
-        return None
-    return folder / name if _NAME.match(name) else None
 
 
 def read(path: str | Path) -> Checkpoint:
@@ -325,6 +326,11 @@ def _check_contents(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]
         raise CheckpointError(f"checkpoint {path} is inconsistent: {params.numel()} parameters, its architecture says {expected}")
     if not bool(torch.isfinite(params).all()):
         raise CheckpointError(f"checkpoint {path} holds non-finite parameters")
+    for key in sorted(k for k in tensors if k == "obs_stats" or k.startswith("optim.")):
+        value = tensors[key]
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            what = "observation statistics" if key == "obs_stats" else "optimizer statistics"
+            raise CheckpointError(f"checkpoint {path} holds non-finite {what} ('{key}')")
     found = [tensors.get(f"counters.{k}") for k in ("worker_steps", "worker_updates", "worker_nonfinite")]
     counters = [c for c in found if c is not None and c.dtype == torch.int64 and c.dim() == 1]
     if len(counters) != len(found) or any(c.numel() != counters[0].numel() for c in counters):

@@ -8,8 +8,9 @@
     a3c plot RUN_DIR [RUN_DIR ...] [--out FILE]
 
 Bad input (an unknown env id, an unsupported space, an invalid hyperparameter, an unknown --set key,
-a malformed config file, an unusable checkpoint) prints one line, `a3c: error: ...`, and exits with
-code 2.
+a malformed config file, an unusable checkpoint, a folder that cannot be written) prints one line,
+`a3c: error: ...`, and exits with code 2. A storage fault during a run (a full disk) prints one line
+and exits with code 1; the run directory keeps what was complete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from a3c.errors import A3CError, ConfigError, RunFailure
+from a3c.errors import A3CError, ConfigError, RunFailure, first_line
 
 log = logging.getLogger("a3c")
 
@@ -59,11 +60,12 @@ def _config_epilog() -> str:
 
 
 EVAL_EPILOG = """\
-RUN_DIR evaluates the run's latest checkpoint (an unreadable newest one falls back to the one
-before, with a warning); CHECKPOINT is a checkpoint directory (RUN_DIR/checkpoints/step_N, or one
-written by A3C.save). Returns are real: for Atari whole games, unclipped, with the training
+RUN_DIR evaluates the run's newest complete checkpoint by step (an unreadable newest one falls back
+to the one before, with a warning); CHECKPOINT is a checkpoint directory (RUN_DIR/checkpoints/step_N,
+or one written by A3C.save). Returns are real: for Atari whole games, unclipped, with the training
 preprocessing otherwise. Writes eval.json (mean, std, min, max, every return and length) into
-RUN_DIR or CHECKPOINT unless --output says otherwise.
+RUN_DIR or CHECKPOINT unless --output says otherwise (its folder must exist); where the results
+cannot be written is an error before any episode is played.
 
 examples:
   a3c eval runs/cartpole
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("env_id", metavar="ENV_ID", nargs="?", help="a Gymnasium env id (CartPole-v1), or module:Class / module:make_fn (optional with --resume)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest complete checkpoint")
     train.add_argument("--workers", type=int, help="number of asynchronous workers (backend.workers, default 2)")
     train.add_argument("--backend", choices=["processes", "serial", "ray"], help="where workers run (backend.name, default processes)")
     train.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the cluster to join, auto or HOST:PORT (backend.ray_address)")
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its latest checkpoint) or a checkpoint directory")
+    ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its newest complete checkpoint) or a checkpoint directory")
     ev.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
     mode = ev.add_mutually_exclusive_group()
     mode.add_argument("--deterministic", dest="stochastic", action="store_false", help="take the most likely action (the default)")
@@ -247,25 +249,61 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    target = Path(args.target)
+    if args.output:  # before anything is loaded or played: no results are thrown away for want of a place
+        check_output(Path(args.output), "--output")
     agent = A3C.load(args.target)
+    out = Path(args.output) if args.output else (target if target.is_dir() else target.parent) / "eval.json"
+    check_output(out, "eval.json", "; write the results elsewhere with --output FILE")
     result = agent.evaluate(episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed, video_dir=args.video)
     result = {"checkpoint": str(agent.checkpoint_path), "checkpoint_steps": agent.num_timesteps, **result}
-    target = Path(args.target)
-    out = Path(args.output) if args.output else (target if target.is_dir() else target.parent) / "eval.json"
-    write_json_atomic(out, result)
     mode = "stochastic" if args.stochastic else "deterministic"
-    print(
+    line = (
         f"mean return {result['mean']:.2f} +/- {result['std']:.2f} over {result['episodes']} episodes ({mode}); "
-        f"min {result['min']:.1f}, max {result['max']:.1f}; checkpoint {agent.checkpoint_path} -> {out}"
+        f"min {result['min']:.1f}, max {result['max']:.1f}; checkpoint {agent.checkpoint_path}"
     )
+    try:
+        write_json_atomic(out, result)
+    except OSError as e:  # e.g. the disk filled up while the episodes played: the results still count
+        print(line)
+        print(f"a3c: error: cannot write {out}: {e.strerror or e} (the results are printed above)", file=sys.stderr)
+        return 1
+    print(f"{line} -> {out}")
     return 0
+
+
+def check_output(out: Path, what: str, hint: str = "") -> None:
+    """A one-line ConfigError unless the file `out` can be written: its folder exists, is a
+    directory and takes a new file (not read-only, not forbidden), and `out` is not a directory."""
+    from a3c.io import probe_writable
+
+    folder = out.parent
+    if out.is_dir():
+        raise ConfigError(f"{what} {out} is a directory; name a file")
+    if not folder.is_dir():
+        raise ConfigError(f"{what} {out}: its folder {folder} {'is not a directory' if folder.exists() else 'does not exist'}")
+    try:
+        probe_writable(folder)
+    except OSError as e:
+        raise ConfigError(f"{what} {out}: cannot write into {folder} ({e.strerror or e}){hint}") from None
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from a3c.plots import plot_runs
 
+    for run_dir in args.run_dirs:  # first: a mistyped RUN_DIR is not "a folder that does not exist"
+        if not (Path(run_dir) / "progress.csv").is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (it has no progress.csv)")
     out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png"))
-    path = plot_runs(args.run_dirs, out, title=args.title)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # --out may name a new folder
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
+    check_output(out, "--out" if args.out else "curves.png", "" if args.out else "; draw it elsewhere with --out FILE")  # before the runs are read and drawn
+    try:
+        path = plot_runs(args.run_dirs, out, title=args.title)
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}") from None
     print(f"curves of {len(args.run_dirs)} run(s) -> {path}")
     return 0
 
@@ -289,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("a3c: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the disk filled up, or a folder became read-only, while a command wrote
+        where = f": {e.filename}" if e.filename else ""
+        print(f"a3c: error: {e.strerror or first_line(e)}{where} (the run directory keeps what was complete)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

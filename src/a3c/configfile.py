@@ -40,10 +40,14 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (or JSON) config file with yaml.safe_load; a malformed file is a ConfigError."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a directory")
     try:
-        content = p.read_text()
+        content = p.read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     try:
         data = yaml.safe_load(content)
     except yaml.YAMLError as e:

@@ -11,7 +11,10 @@ SAME_STEP autoreset mode; `make_env_batch` picks one.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, SupportsFloat, cast
@@ -19,8 +22,8 @@ from typing import Any, SupportsFloat, cast
 import gymnasium as gym
 import numpy as np
 
-from a3c.config import EnvConfig
-from a3c.errors import EnvError
+from a3c.config import Config, EnvConfig
+from a3c.errors import A3CError, ConfigError, EnvError, first_line
 from a3c.watchdog import UpdateTimeout, bounded
 
 EnvFn = Callable[[], gym.Env]
@@ -28,14 +31,21 @@ EnvFn = Callable[[], gym.Env]
 
 def _load_entry(env_id: str) -> Callable[..., Any]:
     module_name, _, attr = env_id.partition(":")
+    if not module_name.strip() or not attr.strip():
+        raise EnvError(f"invalid env id '{env_id}': expected a Gymnasium id, or module:Class / module:make_fn")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise EnvError(f"cannot import env module '{module_name}' of '{env_id}': {e}") from None
+        raise EnvError(f"cannot import env module '{module_name}' of '{env_id}': {first_line(e)}") from None
+    except Exception as e:  # the user's module raised while importing (a SyntaxError, a RuntimeError...)
+        raise EnvError(f"cannot import env module '{module_name}' of '{env_id}': {type(e).__name__}: {first_line(e)}") from None
     try:
-        return getattr(module, attr)
+        entry = functools.reduce(getattr, attr.split("."), module)
     except AttributeError:
         raise EnvError(f"module '{module_name}' has no '{attr}' (env id '{env_id}')") from None
+    if not callable(entry):
+        raise EnvError(f"'{env_id}' is not a class or function that builds an env (it is a {type(entry).__name__})")
+    return entry
 
 
 def is_atari(env_id: str) -> bool:
@@ -104,8 +114,10 @@ class _EnvRecipe:
             entry = _load_entry(env_id)
             try:
                 env = entry(**kwargs)
-            except TypeError as e:
-                raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {e}") from None
+            except A3CError:
+                raise
+            except Exception as e:  # the user's constructor raised
+                raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {type(e).__name__}: {first_line(e)}") from None
             if not isinstance(env, gym.Env):
                 raise EnvError(f"'{env_id}' did not return a gymnasium.Env (got {type(env).__name__})")
             if self.max_episode_steps is not None:
@@ -115,11 +127,9 @@ class _EnvRecipe:
         try:
             return gym.make(env_id, disable_env_checker=True, **extra, **kwargs)
         except gym.error.Error as e:
-            raise EnvError(f"unknown env id '{env_id}': {e}") from None
-        except TypeError as e:
-            raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {e}") from None
-
-
+            raise EnvError(f"unknown env id '{env_id}': {first_line(e)}") from None
+        except Exception as e:  # the env's constructor raised (TypeError: kwargs it does not take)
+            raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {type(e).__name__}: {first_line(e)}") from None
     def _register_ale(self) -> None:
         try:
             import ale_py
@@ -176,18 +186,61 @@ class _EnvRecipe:
 
 def probe_spaces(env_fn: EnvFn, timeout: float | None = None) -> tuple[gym.Space, gym.Space, float | None]:
     """Build one env to read its spaces and reward threshold (within `timeout` seconds); raises
-    EnvError on a bad id or an env that does not build in time."""
+    EnvError on a bad id, an env that cannot be built in time, or one without Gymnasium spaces."""
     try:
         with bounded(timeout):
-            env = env_fn()
-            try:
-                spec = getattr(env, "spec", None)
-                threshold = spec.reward_threshold if spec is not None else None
-                return env.observation_space, env.action_space, threshold
-            finally:
-                env.close()
+            return _probe(env_fn)
     except UpdateTimeout:
         raise EnvError(f"building the env took longer than {timeout:g} s (backend.worker_timeout): is it stuck?") from None
+
+
+def _probe(env_fn: EnvFn) -> tuple[gym.Space, gym.Space, float | None]:
+    try:
+        env = env_fn()
+    except (A3CError, UpdateTimeout):
+        raise
+    except Exception as e:  # a user's factory passed as a callable
+        raise EnvError(f"cannot build the env: {type(e).__name__}: {first_line(e)}") from None
+    if not isinstance(env, gym.Env):
+        raise EnvError(f"the env factory did not return a gymnasium.Env (got {type(env).__name__})")
+    try:
+        spaces = []
+        for name in ("observation_space", "action_space"):
+            try:
+                space = getattr(env, name)
+            except Exception:  # an env whose space attribute raises has none
+                space = None
+            if not isinstance(space, gym.spaces.Space):
+                raise EnvError(f"the env {type(env.unwrapped).__name__} has no {name} (a gymnasium.spaces.Space; got {type(space).__name__})")
+            spaces.append(space)
+        spec = getattr(env, "spec", None)
+        threshold = spec.reward_threshold if spec is not None else None
+        return spaces[0], spaces[1], threshold
+    finally:
+        env.close()
+
+
+def check_rollout_memory(observation_space: gym.Space, action_space: gym.Space, config: Config) -> None:
+    """Refuse, before anything is allocated, rollout buffers that would not fit in this machine's
+    memory: per worker (n_steps + 1) x envs_per_worker observations (as the worker stores them:
+    int64 indices, uint8 pixels or float32), n_steps x envs_per_worker actions, and three float32
+    [n_steps, envs_per_worker] arrays (rewards, terminations, episode ends)."""
+    t, b, workers = config.algo.n_steps, config.env.envs_per_worker, config.backend.workers
+    discrete = isinstance(observation_space, gym.spaces.Discrete)
+    shape = () if discrete else tuple(observation_space.shape or ())
+    dtype = np.dtype(np.int64 if discrete else (np.uint8 if observation_space.dtype == np.uint8 else np.float32))
+    action = 8 if isinstance(action_space, gym.spaces.Discrete) else 4 * math.prod(action_space.shape or ())
+    per_worker = (t + 2) * b * math.prod(shape) * dtype.itemsize + t * b * (action + 12)  # + the envs' own batch
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not on this platform: nothing to compare with
+        return
+    if physical > 0 and per_worker * workers > physical:
+        total = f", {per_worker * workers / 1e9:.1f} GB for {workers} workers" if workers > 1 else ""
+        raise ConfigError(
+            f"the rollout buffers would need {per_worker / 1e9:.1f} GB per worker (n_steps {t} x envs_per_worker {b} x "
+            f"observation {shape} {dtype.name}){total}; this machine has {physical / 1e9:.1f} GB"
+        )
 
 
 def worker_seeds(seed: int, worker: int, n: int, incarnation: int = 0) -> list[int]:

@@ -100,8 +100,11 @@ class ConvEncoder(nn.Module):
             layers += [conv, activation()]
             c = out
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        with torch.no_grad():
-            n = self.convs(torch.zeros(1, *shape)).shape[1]
+        try:
+            with torch.no_grad():
+                n = self.convs(torch.zeros(1, *shape)).shape[1]
+        except RuntimeError:  # "Kernel size can't be greater than actual input size"
+            raise EnvError(f"image observations of shape {tuple(shape)} are too small for model.cnn={kind}") from None
         self.out_dim = fc or n
         self.fc = nn.Sequential(_linear(n, fc, math.sqrt(2)), nn.ReLU()) if fc else nn.Identity()
 

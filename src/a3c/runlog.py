@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from a3c.errors import ConfigError
+from a3c.errors import ConfigError, first_line
 from a3c.io import write_json_atomic, write_text_atomic
 from a3c.metrics import PROGRESS_COLUMNS, TENSORBOARD_TAGS, WorkerReport
 
@@ -55,6 +55,12 @@ class RunDir:
 
     def __init__(self, path: str | Path, resume_steps: int | None = None, tensorboard: bool = True) -> None:
         self.path = Path(path)
+        self._lock: Any = None
+        self._csv_file: Any = None
+        self._episodes_file: Any = None
+        self._tb: Any = None
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"run directory {self.path} exists and is not a directory; choose another --run-dir")
         if resume_steps is None:
             if (self.path / "progress.csv").exists() or (self.path / "summary.json").exists():
                 raise ConfigError(f"run directory {self.path} already holds a run; choose another --run-dir")
@@ -64,6 +70,17 @@ class RunDir:
                 raise ConfigError(f"cannot create run directory {self.path}: {e.strerror or e}") from None
         elif not (self.path / "config.json").is_file():
             raise ConfigError(f"{self.path} is not a run directory (it has no config.json)")
+        try:
+            self._open(resume_steps, tensorboard)
+        except (OSError, ConfigError) as e:
+            self.close()
+            if isinstance(e, ConfigError):
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            raise ConfigError(f"cannot write run directory {self.path}: {e.strerror or e}{where}") from None
+
+    def _open(self, resume_steps: int | None, tensorboard: bool) -> None:
+        """Lock the directory, open (or on resume cut back and reopen) its CSV files, TensorBoard's writer."""
         self._lock = _lock_run(self.path)
         mode = "w" if resume_steps is None else "a"
         if resume_steps is not None:
@@ -121,12 +138,9 @@ class RunDir:
         write_json_atomic(self.path / "summary.json", summary)  # NaN and inf become null
 
     def close(self) -> None:
-        self._csv_file.close()
-        self._episodes_file.close()
-        if self._tb is not None:
-            self._tb.close()
-        if self._lock is not None:
-            self._lock.close()  # releases the lock
+        for f in (self._csv_file, self._episodes_file, self._tb, self._lock):  # the lock last: releases it
+            if f is not None:
+                f.close()
 
 
 def _lock_run(path: Path) -> Any:
@@ -160,7 +174,12 @@ def _summary_writer(path: Path, resume_steps: int | None) -> Any:
         return None
     # purge_step: events at or past it (written after the checkpoint by a killed run) are hidden.
     purge = None if resume_steps is None else resume_steps + 1
-    return SummaryWriter(log_dir=str(path), flush_secs=10, purge_step=purge)
+    try:
+        return SummaryWriter(log_dir=str(path), flush_secs=10, purge_step=purge)
+    except OSError:
+        raise
+    except Exception as e:  # TensorBoard wraps some file errors in its own types
+        raise ConfigError(f"cannot write TensorBoard events into {path}: {first_line(e)}") from None
 
 
 # progress.csv as the previous layout wrote it: a resumed run of that layout is rewritten in this

@@ -21,7 +21,7 @@ import numpy as np
 
 from a3c.config import NOT_LEARNING as CONFIG_NOT_LEARNING
 from a3c.config import from_recorded
-from a3c.errors import A3CError
+from a3c.errors import A3CError, first_line
 
 # Runs differing only in these (the config's settings that do not change what a run learns, and
 # the seed) are seeds of one setup.
@@ -59,16 +59,15 @@ def load_run(path: str | Path) -> RunCurve:
     if not progress.is_file():
         raise A3CError(f"{path} is not a run directory (it has no progress.csv)")
     steps, wall, ret = [], [], []
-    with open(progress, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                s, w, r = int(row["steps"]), float(row["wall_s"]), float(row["return_mean"])
-            except (KeyError, TypeError, ValueError):
-                continue  # no episode finished yet, or a row cut by a kill
-            if math.isfinite(r):
-                steps.append(s)
-                wall.append(w)
-                ret.append(r)
+    for row in _progress_rows(progress):
+        try:
+            s, w, r = int(row["steps"]), float(row["wall_s"]), float(row["return_mean"])
+        except (KeyError, TypeError, ValueError):
+            continue  # no episode finished yet, or a row cut by a kill
+        if math.isfinite(r):
+            steps.append(s)
+            wall.append(w)
+            ret.append(r)
     config: dict[str, Any] = {}
     try:
         config = from_recorded(json.loads((path / "config.json").read_text())).to_flat()
@@ -82,6 +81,26 @@ def load_run(path: str | Path) -> RunCurve:
     target = summary.get("target_return") if isinstance(summary, dict) else None
     solved = isinstance(summary, dict) and summary.get("stop_reason") == "target_return"
     return RunCurve(path, np.asarray(steps, np.int64), np.asarray(wall, np.float64), np.asarray(ret, np.float64), config, target, solved)
+
+
+def _progress_rows(path: Path) -> list[dict[str, Any]]:
+    """progress.csv's rows; a file that is not UTF-8 CSV with the steps, wall_s and return_mean
+    columns is an A3CError naming it (an empty one has no rows)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames
+    except OSError as e:
+        raise A3CError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise A3CError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}): not a progress.csv a3c wrote") from None
+    except csv.Error as e:
+        raise A3CError(f"malformed {path}: {first_line(e)}") from None
+    missing = [c for c in ("steps", "wall_s", "return_mean") if c not in (columns or ["steps", "wall_s", "return_mean"])]
+    if missing:
+        raise A3CError(f"malformed {path}: it has no {', '.join(missing)} column (not a progress.csv a3c wrote)")
+    return rows
 
 
 def _key(run: RunCurve) -> str:

@@ -1,0 +1,110 @@
+"""Bad input, refused up front: the command line in a subprocess, one line `a3c: error: ...` on
+stderr, exit code 2, never a traceback, and no run started. Every case fails in the CLI's set-up."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+A3C = [sys.executable, "-m", "a3c.cli"]
+TIMEOUT_S = 60
+SERIAL = ["--backend", "serial"]
+
+# (arguments, fragment of the message); {ws} is a folder of prepared inputs, {run} a fresh run dir.
+CASES = [
+    # env ids and env code
+    (["train", "broken_at_import:Env"], "cannot import env module 'broken_at_import' of 'broken_at_import:Env': RuntimeError: the user's module is broken"),
+    (["train", "broken_syntax:Env"], "cannot import env module 'broken_syntax' of 'broken_syntax:Env': SyntaxError"),
+    (["train", "fake_envs:RaisesInInit"], "cannot build env 'fake_envs:RaisesInInit' with kwargs {}: RuntimeError: cannot open the simulator"),
+    (["train", "fake_envs:make_raising_env"], "ValueError: no such level"),
+    (["train", ":"], "invalid env id ':'"),
+    (["train", ":Class"], "invalid env id ':Class'"),
+    (["train", "fake_envs:"], "invalid env id 'fake_envs:'"),
+    (["train", "fake_envs:NotThere"], "module 'fake_envs' has no 'NotThere'"),
+    (["train", "fake_envs:NOT_CALLABLE"], "is not a class or function that builds an env"),
+    (["train", "fake_envs:NoSpaces"], "the env NoSpaces has no observation_space"),
+    (["train", "fake_envs:NotAnEnv"], "did not return a gymnasium.Env (got NotAnEnv)"),
+    (["train", "fake_envs:TinyPixels"], "image observations of shape (4, 7, 7) are too small for model.cnn=a3c"),
+    (["train", "fake_envs:TinyPixels", "--set", "model.cnn=nature"], "too small for model.cnn=nature"),
+    (["train", "fake_envs:BigPixels", "--workers", "2", "--set", "n_steps=100000", "--set", "envs_per_worker=4096"], "the rollout buffers would need 11569.0 GB per worker (n_steps 100000 x envs_per_worker 4096 x observation (4, 84, 84) uint8), 23137.9 GB for 2 workers; this machine has"),
+    # config files
+    (["train", "CartPole-v1", "--config", "{ws}/latin1.yaml"], "latin1.yaml is not UTF-8 text (byte 0xe9"),
+    (["train", "CartPole-v1", "--config", "{ws}"], "is a directory"),
+    (["train", "CartPole-v1", "--config", "{ws}/missing.yaml"], "cannot read config file"),
+    (["train", "CartPole-v1", "--config", "{ws}/list.yaml"], "expected a mapping of sections, got list"),
+    (["train", "CartPole-v1", "--config", "{ws}/syntax.yaml"], "malformed config file"),
+    # flags and --set values
+    (["train", "CartPole-v1", "--seed", str(2**64)], "invalid value for run.seed: 18446744073709551616"),
+    (["train", "CartPole-v1", "--seed", "-1"], "invalid value for run.seed: -1"),
+    (["train", "CartPole-v1", "--set", "n_steps=1e30"], "must be an integer in [1, 100000]"),
+    (["train", "CartPole-v1", "--set", "algo.n_steps=1000000000"], "algo.n_steps: 1000000000 must be an integer in [1, 100000]"),
+    (["train", "CartPole-v1", "--total-steps", "0"], "run.total_steps: 0 must be an integer >= 1"),
+    (["train", "CartPole-v1", "--workers", "0"], "backend.workers: 0 must be an integer"),
+    (["train", "CartPole-v1", "--workers", "100000"], "backend.workers: 100000 must be an integer in [1, 4096]"),
+    (["train", "CartPole-v1", "--max-time", "-1"], "invalid value for run.max_time: -1.0"),
+    (["train", "CartPole-v1", "--set", "model.hidden=[0]"], "invalid value for model.hidden"),
+    (["train", "CartPole-v1", "--set", "env.kwargs=notadict"], "invalid value for env.kwargs: 'notadict'"),
+    (["train", "CartPole-v1", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
+    (["train", "CartPole-v1", "--set", "run.workers=2"], "config key 'run.workers' is now 'backend.workers'"),
+    (["train", "CartPole-v1", "--run-dir", "{ws}/a_file"], "exists and is not a directory"),
+    (["train", "--resume", "{ws}/missing"], "is not a run directory"),
+    # eval
+    (["eval", "{ws}", "--episodes", "0"], "--episodes must be >= 1, got 0"),
+    (["eval", "{ws}", "--episodes", "-3"], "--episodes must be >= 1, got -3"),
+    (["eval", "{ws}/missing"], "no such checkpoint or run directory"),
+    (["eval", "{ws}/a_file"], "is not an a3c checkpoint"),
+    (["eval", "{ws}/pickled"], "holds no checkpoint"),
+    # plot
+    (["plot", "{ws}/pickled"], "is not a run directory (it has no progress.csv)"),
+    (["plot", "{ws}/latin1_run"], "latin1_run/progress.csv is not UTF-8 text"),
+    (["plot", "{ws}/columns_run"], "columns_run/progress.csv: it has no return_mean column"),
+]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """Inputs the cases name: broken env modules, bad config files, a file, a pickle, bad runs."""
+    ws = tmp_path_factory.mktemp("bad-input")
+    (ws / "broken_at_import.py").write_text("raise RuntimeError(\"the user's module is broken\")\n")
+    (ws / "broken_syntax.py").write_text("class Env(:\n    pass\n")
+    (ws / "latin1.yaml").write_bytes("algo:\n  n_steps: 5  # d\xe9j\xe0 vu\n".encode("latin-1"))
+    (ws / "list.yaml").write_text("- just\n- a list\n")
+    (ws / "syntax.yaml").write_text("algo: {n_steps: [1, 2\n")
+    (ws / "a_file").write_text("not a run\n")
+    (ws / "pickled").mkdir()
+    (ws / "pickled" / "model.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    (ws / "latin1_run").mkdir()
+    (ws / "latin1_run" / "progress.csv").write_bytes("steps,wall_s,return_mean\n1,0.5,1.0\n\xff\xfe\n".encode("latin-1"))
+    (ws / "columns_run").mkdir()
+    (ws / "columns_run" / "progress.csv").write_text("steps,wall_s,reward\n1,0.5,1.0\n")
+    return ws
+
+
+def _run(args: list[str], ws: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ws), str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([*A3C, *args], capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=ws)
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(args, message, ws, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = [a.replace("{ws}", str(ws)) for a in args]
+    if argv[0] == "train":
+        argv += SERIAL if "--resume" in argv else [*SERIAL, *([] if "--run-dir" in argv else ["--run-dir", str(run_dir)])]
+    result = _run(argv, ws)
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("a3c: error: "), lines[0]
+    assert message in lines[0], lines[0]
+    assert not run_dir.exists(), "bad input must not start a run"
+
+
+def test_the_table_is_long_enough():
+    assert len(CASES) >= 30
