@@ -27,7 +27,7 @@ from a3c import backends, checkpoint, evaluation, persistence
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config
-from a3c.envs import EnvFn, check_rollout_memory, make_env_fn, probe_spaces
+from a3c.envs import EnvFn, make_env_fn, probe_spaces
 from a3c.errors import ConfigError
 from a3c.models import make_model
 from a3c.normalize import ObservationStats
@@ -35,6 +35,7 @@ from a3c.policy import Policy
 from a3c.runlog import default_run_dir
 from a3c.session import Callback, TrainingSession
 from a3c.store import SharedStore
+from a3c.worker import check_rollout_memory
 
 log = logging.getLogger("a3c")
 

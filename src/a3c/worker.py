@@ -10,6 +10,7 @@ live: it talks to a `ParameterStore` (a3c/store.py).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -20,6 +21,7 @@ from a3c import algo
 from a3c.algo import LossTerms
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
+from a3c.errors import ConfigError
 from a3c.metrics import LOSS_COLUMNS, WorkerReport
 from a3c.models import GaussianHead, State, make_model, reset_ended
 from a3c.normalize import Normalizer, identity
@@ -166,3 +168,26 @@ class Worker:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def check_rollout_memory(observation_space: gym.Space, action_space: gym.Space, config: Config) -> None:
+    """Refuse, before anything is allocated, rollout buffers that would not fit in this machine's
+    memory: per worker (n_steps + 1) x envs_per_worker observations (as the worker stores them:
+    int64 indices, uint8 pixels or float32), n_steps x envs_per_worker actions, and three float32
+    [n_steps, envs_per_worker] arrays (rewards, terminations, episode ends)."""
+    t, b, workers = config.algo.n_steps, config.env.envs_per_worker, config.backend.workers
+    discrete = isinstance(observation_space, gym.spaces.Discrete)
+    shape = () if discrete else tuple(observation_space.shape or ())
+    dtype = np.dtype(np.int64 if discrete else (np.uint8 if observation_space.dtype == np.uint8 else np.float32))
+    action = 8 if isinstance(action_space, gym.spaces.Discrete) else 4 * math.prod(action_space.shape or ())
+    per_worker = (t + 2) * b * math.prod(shape) * dtype.itemsize + t * b * (action + 12)  # + the envs' own batch
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not on this platform: nothing to compare with
+        return
+    if physical > 0 and per_worker * workers > physical:
+        total = f", {per_worker * workers / 1e9:.1f} GB for {workers} workers" if workers > 1 else ""
+        raise ConfigError(
+            f"the rollout buffers would need {per_worker / 1e9:.1f} GB per worker (n_steps {t} x envs_per_worker {b} x "
+            f"observation {shape} {dtype.name}){total}; this machine has {physical / 1e9:.1f} GB"
+        )
