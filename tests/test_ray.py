@@ -177,3 +177,33 @@ def test_observation_statistics_are_merged_at_the_server_never_overwritten(monke
     again.finish()
     assert store.obs_stats.table[0, 0] == 16 and store.obs_stats.table[0, 1] == 23
     assert torch.equal(again.obs_stats.table, store.obs_stats.table)
+
+
+def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
+    marker = tmp_path / "hung"
+    agent = A3C("fake_envs:CartPoleHangs", backend="ray", workers=2, seed=1, total_steps=600_000, target_return=300.0, max_time=180,
+                worker_timeout=10, restart_delay=0.1, ray_address=cluster.address, **{"env.kwargs": {"after": 100, "marker": str(marker)}})  # fmt: skip
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert marker.exists(), "an env did hang"
+    assert summary["worker_restarts"] == 1 and summary["solved"], summary
+    assert "no progress for 10 s" in capfd.readouterr().err
+
+
+def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(cluster, tmp_path, capfd, monkeypatch):
+    from a3c.backends import ray_backend
+
+    real, polls = ray_backend.RayBackend.poll, {"n": 0}
+
+    def poll(self, timeout):
+        polls["n"] += 1
+        if polls["n"] == 60:  # about 12 s in, after the first copy of its state
+            ray.kill(self.ps)
+        return real(self, timeout)
+
+    monkeypatch.setattr(ray_backend.RayBackend, "poll", poll)
+    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=600_000, target_return=300.0, max_time=180, ray_address=cluster.address)
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert polls["n"] > 60, "the server was killed mid-run"
+    assert "the parameter server failed" in capfd.readouterr().err
+    assert summary["worker_restarts"] >= 1 and summary["solved"], summary
+    assert A3C.load(tmp_path / "run").evaluate(episodes=3)["mean"] >= 100.0

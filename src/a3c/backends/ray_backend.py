@@ -49,6 +49,7 @@ POLL_S = 0.2
 # checkpoint): if the server dies, it restarts from that copy, losing at most this much work.
 STATE_COPY_S = 10.0
 STOP_TIMEOUT_S = 2.0
+START_GRACE_S = 120.0  # more time for a worker actor's first round trip (its process starts)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
@@ -86,7 +87,9 @@ class ParameterServer:
             self._ref_updates = updates
         return self._ref
 
-    def pull(self) -> dict[str, Any]:
+    def pull(self, worker: int | None = None) -> dict[str, Any]:
+        if worker is not None:  # a worker's first call, as its actor starts
+            self.contact[worker] = time.monotonic()
         s = self.store
         return {
             "weights": [self._weights()],  # in a list, so Ray hands over the reference, not the array
@@ -195,7 +198,12 @@ class RayBackend:
             return
         now = time.monotonic()
         for ref, i in list(self.runs.items()):
-            if min(silent.get(i, float("inf")), now - self.spawned[i]) > timeout:
+            since_spawn, heard = now - self.spawned[i], silent.get(i)
+            if heard is not None and heard < since_spawn:  # this incarnation has been heard from
+                stuck = heard > timeout
+            else:  # not yet: a Ray worker process starts (imports torch) before its actor runs
+                stuck = since_spawn > timeout + START_GRACE_S
+            if stuck:
                 del self.runs[ref]
                 self._restart(i, f"no progress for {timeout:g} s (stuck, e.g. in its env); killed")
 

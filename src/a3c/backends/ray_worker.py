@@ -66,7 +66,7 @@ class RemoteStore:
         # Pipelining: a round trip's reply is taken when it has arrived (or at the next round trip),
         # so it overlaps the next rollouts; the server counts the staleness in the update lag.
         self._pending: Any = None
-        self._take(_ray().get(ps.pull.remote()))
+        self._take(_ray().get(ps.pull.remote(index)))
 
     @property
     def size(self) -> int:
