@@ -1,6 +1,6 @@
 """Soak: a long CartPole run on the processes backend with injected faults, watching every process.
 
-    .venv/bin/python benchmarks/soak.py [--minutes 30] [--kill-every 300] [--hang-at 600] [--out benchmarks/results]
+    .venv/bin/python benchmarks/soak.py [--minutes 30] [--kill-every 300] [--hang-at 450] [--out benchmarks/results]
 
 The trainer runs in a child process (`a3c` with its defaults, 2 workers, no target, `--minutes` of
 wall time). This parent
@@ -118,7 +118,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--kill-every", type=float, default=300.0, help="seconds between worker kills")
-    p.add_argument("--hang-at", type=float, default=600.0, help="seconds in, one env hangs for ever (once)")
+    p.add_argument("--hang-at", type=float, default=450.0, help="seconds in, one env hangs for ever (once; between two kills)")
     p.add_argument("--sample-every", type=float, default=60.0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--worker-timeout", type=float, default=60.0, help="the run's backend.worker_timeout (its default: 60)")
