@@ -12,7 +12,7 @@ ray = pytest.importorskip("ray")
 
 import torch  # noqa: E402
 
-from a3c import A3C  # noqa: E402
+from a3c import A3C, checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -190,20 +190,23 @@ def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
 
 
 def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(cluster, tmp_path, capfd, monkeypatch):
+    """The run goes on after the server's death, from the trainer's copy of its state (at most
+    ray_backend.STATE_COPY_S old): the steps made before the copy are not lost."""
     from a3c.backends import ray_backend
 
-    real, polls = ray_backend.RayBackend.poll, {"n": 0}
+    real, seen = ray_backend.RayBackend.poll, {"polls": 0, "copied": None}
 
     def poll(self, timeout):
-        polls["n"] += 1
-        if polls["n"] == 60:  # about 12 s in, after the first copy of its state
+        seen["polls"] += 1
+        if seen["polls"] == 10:  # a few seconds in, mid-run
+            seen["copied"] = int(self.snapshot()["counters.worker_steps"].sum())
             ray.kill(self.ps)
         return real(self, timeout)
 
     monkeypatch.setattr(ray_backend.RayBackend, "poll", poll)
-    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=600_000, target_return=300.0, max_time=180, ray_address=cluster.address)
+    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=10**8, target_return=None, max_time=45, ray_address=cluster.address)
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
-    assert polls["n"] > 60, "the server was killed mid-run"
+    assert seen["copied"] is not None and seen["copied"] > 0, "the server was killed mid-run"
     assert "the parameter server failed" in capfd.readouterr().err
-    assert summary["worker_restarts"] >= 1 and summary["solved"], summary
-    assert A3C.load(tmp_path / "run").evaluate(episodes=3)["mean"] >= 100.0
+    assert summary["worker_restarts"] >= 1 and summary["stop_reason"] == "max_time"
+    assert checkpoint.find(tmp_path / "run").steps > seen["copied"], "it went on from the copy, not from scratch"

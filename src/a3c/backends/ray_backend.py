@@ -179,6 +179,7 @@ class RayBackend:
             if time.monotonic() - self._copied_at >= STATE_COPY_S:
                 self.snapshot()
         except Exception as e:  # RayActorError: the parameter server died
+            _raise_signal(e)
             self._restart_server(_ray_error_line(e))
             return []
         for ref in ready:
@@ -186,6 +187,7 @@ class RayBackend:
             try:
                 ray.get(ref)
             except Exception as e:  # RayActorError (actor died), RayTaskError (it raised)
+                _raise_signal(e)
                 self._restart(index, _ray_error_line(e))
         self._restart_silent(silent)
         return reports
@@ -240,6 +242,7 @@ class RayBackend:
             self._copy = _ray().get(self.ps.state_dict.remote())
             self._copied_at = time.monotonic()
         except Exception as e:  # RayActorError: the server died; the next poll restarts it
+            _raise_signal(e)
             print(f"a3c: warning: the parameter server did not answer ({_ray_error_line(e)}); using its state of {time.monotonic() - self._copied_at:.0f} s ago", file=sys.stderr, flush=True)
         return self._copy
 
@@ -274,6 +277,13 @@ class RayBackend:
 
     def alive(self) -> int:
         return len(self.runs)
+
+
+def _raise_signal(e: Exception) -> None:
+    """Raise the stop exception (a signal's, the run's time limit) that Ray's C code wrapped in a
+    SystemError, rather than take it for a failure of the call."""
+    if isinstance(e, SystemError) and e.__cause__ is not None and not isinstance(e.__cause__, Exception):
+        raise e.__cause__ from None
 
 
 def _ray_error_line(e: Exception) -> str:
