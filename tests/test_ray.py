@@ -181,12 +181,12 @@ def test_observation_statistics_are_merged_at_the_server_never_overwritten(monke
 
 def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
     marker = tmp_path / "hung"
-    agent = A3C("fake_envs:CartPoleHangs", backend="ray", workers=2, seed=1, total_steps=600_000, target_return=300.0, max_time=180,
-                worker_timeout=10, restart_delay=0.1, ray_address=cluster.address, **{"env.kwargs": {"after": 100, "marker": str(marker)}})  # fmt: skip
+    agent = A3C("fake_envs:CartPoleHangs", backend="ray", workers=2, seed=1, total_steps=800_000, target_return=450.0, max_time=180,
+                worker_timeout=5, restart_delay=0.1, ray_address=cluster.address, **{"env.kwargs": {"after": 100, "marker": str(marker)}})  # fmt: skip
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "an env did hang"
     assert summary["worker_restarts"] == 1 and summary["solved"], summary
-    assert "no progress for 10 s" in capfd.readouterr().err
+    assert "no progress for 5 s" in capfd.readouterr().err
 
 
 def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(cluster, tmp_path, capfd, monkeypatch):
