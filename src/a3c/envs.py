@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, SupportsFloat, cast
@@ -301,8 +302,10 @@ class EnvBatch(_EpisodeTally):
                 o, _ = env.reset()
             obs[i] = o
         dropped = None
-        # Non-finite data never reaches the rollout (two vector checks per step when all is well).
-        if not np.isfinite(reward).all() or (obs.dtype.kind == "f" and not np.isfinite(obs).all()) or any(obs.dtype.kind == "f" and not np.isfinite(f).all() for _, f in finals):
+        # Non-finite data never reaches the rollout. A sum is non-finite if any term is: one cheap
+        # test per step (about 3 us for 8 CartPole envs), the careful one only when it fails.
+        total = np.add.reduce(reward, dtype=np.float64) + (np.add.reduce(obs, axis=None, dtype=np.float64) if obs.dtype.kind == "f" else 0.0)
+        if finals or not math.isfinite(total):
             dropped = self._drop_nonfinite(obs, reward, terminated, truncated, finals)
         if not self.score_from_info:
             self._tally(reward, terminated | truncated, dropped)
@@ -312,8 +315,11 @@ class EnvBatch(_EpisodeTally):
         """Envs whose step gave a non-finite observation, reward or final observation: the step
         becomes an episode end with reward 0 (no bootstrap from garbage), the episode is dropped
         from the returns, and the env is reset. Counted, and warned about once."""
-        bad_final = {i for i, f in finals if not np.isfinite(f).all()}
-        bad = ~np.isfinite(reward) | np.array([not np.isfinite(obs[i]).all() or i in bad_final for i in range(len(self.envs))])
+        floats = obs.dtype.kind == "f"
+        bad_final = {i for i, f in finals if floats and not np.isfinite(f).all()}
+        bad = ~np.isfinite(reward) | np.array([(floats and not np.isfinite(obs[i]).all()) or i in bad_final for i in range(len(self.envs))])
+        if not bad.any():
+            return bad
         finals[:] = [(i, f) for i, f in finals if not bad[i]]
         for i in np.flatnonzero(bad):
             reward[i], terminated[i], truncated[i] = 0.0, True, False
