@@ -18,6 +18,13 @@ class EnvError(A3CError):
     """An unknown env id or an env whose spaces the library does not support."""
 
 
+def wrapped_stop(e: BaseException) -> BaseException | None:
+    """The stop exception (a signal handler's, a time limit's: not an Exception) that a C extension
+    wrapped in a SystemError (Ray's `ray.wait` does), or None."""
+    cause = e.__cause__
+    return cause if isinstance(e, SystemError) and cause is not None and not isinstance(cause, Exception) else None
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type's name if it has none)."""
     text = str(e).strip().splitlines()

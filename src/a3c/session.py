@@ -29,7 +29,7 @@ from a3c.backends import WorkerFailure, make_backend
 from a3c.checkpoint import Checkpoint
 from a3c.config import Config, RunConfig
 from a3c.envs import EnvFn
-from a3c.errors import A3CError, RunFailure, first_line
+from a3c.errors import A3CError, RunFailure, first_line, wrapped_stop
 from a3c.metrics import Stats, WorkerReport
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
@@ -311,8 +311,7 @@ FAILURES: tuple[tuple[type[BaseException], str], ...] = ((WorkerFailure, "worker
 
 def _stopped_by(e: BaseException) -> tuple[str, BaseException | None]:
     """(stop reason, the error to record and raise, or None) for what ended the loop."""
-    if isinstance(e, SystemError) and e.__cause__ is not None and not isinstance(e.__cause__, Exception):
-        e = e.__cause__  # a signal's exception that a C extension wrapped (Ray's ray.wait does)
+    e = wrapped_stop(e) or e
     for kind, reason in STOPS:
         if isinstance(e, kind):
             return reason, None

@@ -40,7 +40,7 @@ from a3c.backends import RestartBudget
 from a3c.backends.ray_worker import WorkerActor, _ray
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.errors import RunFailure, first_line
+from a3c.errors import RunFailure, first_line, wrapped_stop
 from a3c.metrics import WorkerReport
 from a3c.store import Pulled, SharedStore
 
@@ -282,8 +282,9 @@ class RayBackend:
 def _raise_signal(e: Exception) -> None:
     """Raise the stop exception (a signal's, the run's time limit) that Ray's C code wrapped in a
     SystemError, rather than take it for a failure of the call."""
-    if isinstance(e, SystemError) and e.__cause__ is not None and not isinstance(e.__cause__, Exception):
-        raise e.__cause__ from None
+    stop = wrapped_stop(e)
+    if stop is not None:
+        raise stop from None
 
 
 def _ray_error_line(e: Exception) -> str:
