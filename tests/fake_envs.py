@@ -9,20 +9,6 @@ import gymnasium as gym
 import numpy as np
 
 
-class MultiDiscreteActions(gym.Env):
-    """An env with an action space a3c does not support."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    action_space = gym.spaces.MultiDiscrete([2, 3])
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(2, np.float32), 0.0, True, False, {}
-
-
 class Target1D(gym.Env):
     """Reach a target on a line: obs (position, target) in [-1, 1]; action a velocity in [-1, 1];
     reward -|position - target| per step; 20 steps. A good policy earns about -2, a random one -9."""

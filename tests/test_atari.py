@@ -9,9 +9,10 @@ import torch
 pytest.importorskip("ale_py")
 
 from a3c import A3C, build_config  # noqa: E402
+from a3c.encoders import ConvEncoder  # noqa: E402
 from a3c.envs import AleVectorBatch, EnvBatch, make_env_batch, make_env_fn  # noqa: E402
 from a3c.errors import EnvError  # noqa: E402
-from a3c.models import ConvEncoder, make_model  # noqa: E402
+from a3c.models import make_model  # noqa: E402
 
 # Gymnasium's wrappers rather than the Atari preset's AtariVectorEnv, for the tests of that path.
 GYM_WRAPPERS = {"env.atari.ale_vector": False}

@@ -18,9 +18,18 @@ SERIAL = ["--backend", "serial"]
 # (arguments, fragment of the message); {ws} is a folder of prepared inputs, {run} a fresh run dir.
 CASES = [
     # env ids and env code
-    (["train", "broken_at_import:Env"], "cannot import env module 'broken_at_import' of 'broken_at_import:Env': RuntimeError: the user's module is broken"),
-    (["train", "broken_syntax:Env"], "cannot import env module 'broken_syntax' of 'broken_syntax:Env': SyntaxError"),
-    (["train", "fake_envs:RaisesInInit"], "cannot build env 'fake_envs:RaisesInInit' with kwargs {}: RuntimeError: cannot open the simulator"),
+    (
+        ["train", "broken_at_import:Env"],
+        "cannot import the module 'broken_at_import' of env id 'broken_at_import:Env': RuntimeError: the user's module is broken",
+    ),
+    (
+        ["train", "broken_syntax:Env"],
+        "cannot import the module 'broken_syntax' of env id 'broken_syntax:Env': SyntaxError",
+    ),
+    (
+        ["train", "fake_envs:RaisesInInit"],
+        "cannot build env 'fake_envs:RaisesInInit' with kwargs {}: RuntimeError: cannot open the simulator",
+    ),
     (["train", "fake_envs:make_raising_env"], "ValueError: no such level"),
     (["train", ":"], "invalid env id ':'"),
     (["train", ":Class"], "invalid env id ':Class'"),
@@ -29,9 +38,87 @@ CASES = [
     (["train", "fake_envs:NOT_CALLABLE"], "is not a class or function that builds an env"),
     (["train", "fake_envs:NoSpaces"], "the env NoSpaces has no observation_space"),
     (["train", "fake_envs:NotAnEnv"], "did not return a gymnasium.Env (got NotAnEnv)"),
-    (["train", "fake_envs:TinyPixels"], "image observations of shape (4, 7, 7) are too small for model.cnn=a3c"),
-    (["train", "fake_envs:TinyPixels", "--set", "model.cnn=nature"], "too small for model.cnn=nature"),
-    (["train", "fake_envs:BigPixels", "--workers", "2", "--set", "n_steps=100000", "--set", "envs_per_worker=4096"], "the rollout buffers would need 11569.0 GB per worker (n_steps 100000 x envs_per_worker 4096 x observation (4, 84, 84) uint8), 23137.9 GB for 2 workers; this machine has"),
+    (
+        ["train", "fake_envs:TinyPixels", "--set", "model.cnn=a3c"],
+        "image observations of shape (4, 7, 7) are too small for model.cnn=a3c",
+    ),
+    (
+        ["train", "space_envs:SequenceObs"],
+        "the observation is a Sequence space, which a3c cannot encode",
+    ),
+    (["train", "space_envs:GraphObs"], "the observation is a Graph space, which a3c cannot encode"),
+    (["train", "space_envs:TupleActions"], "unsupported action space Tuple"),
+    (
+        ["train", "space_envs:MaskedBoxActions"],
+        "the env provides action masks, which a3c applies to Discrete and MultiDiscrete actions",
+    ),
+    (
+        ["train", "space_envs:GridDict", "--set", "env.obs_keys=[image,compass]"],
+        "env.obs_keys names ['compass'], which",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "env.obs_keys=[image]"],
+        "env.obs_keys selects keys of Dict observations",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=no_such_module:Encoder"],
+        "cannot import the module 'no_such_module' of model.encoder",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=space_envs:Nope"],
+        "module 'space_envs' has no 'Nope' (model.encoder",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=space_envs"],
+        "invalid value for model.encoder",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=space_envs:GridEncoder"],
+        "model.encoder 'space_envs:GridEncoder' with encoder_kwargs {} raised",
+    ),
+    (
+        [
+            "train",
+            "CartPole-v1",
+            "--set",
+            "model.encoder=space_envs:make_vector_encoder",
+            "--set",
+            "model.encoder_kwargs={depth: 3}",
+        ],
+        "raised TypeError",
+    ),
+    (
+        [
+            "train",
+            "space_envs:GridDict",
+            "--set",
+            "env.obs_keys=[image,direction]",
+            "--set",
+            "env.normalize_obs=true",
+        ],
+        "env.normalize_obs needs vector observations",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.image_layout=wide"],
+        "invalid value for model.image_layout",
+    ),
+    (
+        ["train", "fake_envs:TinyPixels", "--set", "model.cnn=nature"],
+        "too small for model.cnn=nature",
+    ),
+    (
+        [
+            "train",
+            "fake_envs:BigPixels",
+            "--workers",
+            "2",
+            "--set",
+            "n_steps=100000",
+            "--set",
+            "envs_per_worker=4096",
+        ],
+        "the rollout buffers would need 11569.0 GB per worker (n_steps 100000 x envs_per_worker 4096 x observation (4, 84, 84) uint8), 23137.9 GB for 2 workers; this machine has",
+    ),
     # config files
     (["train", "CartPole-v1", "--config", "{ws}/latin1.yaml"], "latin1.yaml is not UTF-8 text (byte 0xe9"),
     (["train", "CartPole-v1", "--config", "{ws}"], "is a directory"),

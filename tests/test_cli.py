@@ -23,8 +23,11 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 BAD_INPUTS = [
     (["train", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
-    (["train", "Blackjack-v1"], "unsupported observation space"),
-    (["train", "fake_envs:MultiDiscreteActions"], "unsupported action space"),
+    (
+        ["train", "space_envs:TextObs"],
+        "observation key 'mission' is a Text space, which a3c cannot encode: drop it with --set env.obs_keys",
+    ),
+    (["train", "space_envs:UnboundedActions"], "unsupported action space"),
     (["train", "CartPole-v1", "--workers", "0"], "backend.workers: 0 must be an integer >= 1"),
     (["train", "CartPole-v1", "--set", "gamma=1.5"], "algo.gamma: 1.5 must be in (0, 1]"),
     (["train", "CartPole-v1", "--set", "gamma=0"], "algo.gamma: 0.0 must be in (0, 1]"),
@@ -34,11 +37,23 @@ BAD_INPUTS = [
     (["train", "CartPole-v1", "--set", "algo"], "--set expects key=value"),
     (["train", "CartPole-v1", "--total-steps", "-5"], "run.total_steps: -5 must be an integer >= 1"),
     (["train", "CartPole-v1", "--set", "n_steps=1e30"], "must be an integer in [1, 100000]"),
-    (["train", "CartPole-v1", "--set", "run.workers=2"], "config key 'run.workers' is now 'backend.workers'"),
-    (["train", "CartPole-v1", "--set", "env.frame_skip=2"], "config key 'env.frame_skip' is now 'env.atari.frame_skip'"),
-    (["train", "CartPole-v1", "--set", "run.stop_at_target=false"], "config key 'run.stop_at_target' was removed: set run.target_return: null"),
-    (["train", "CartPole-v1", "--set", "backend=threads"], "backend.name: 'threads' must be one of processes, serial, ray"),
-    (["train", "my_missing_module:Env"], "cannot import env module 'my_missing_module'"),
+    (
+        ["train", "CartPole-v1", "--set", "run.workers=2"],
+        "config key 'run.workers' is now 'backend.workers'",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "env.frame_skip=2"],
+        "config key 'env.frame_skip' is now 'env.atari.frame_skip'",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "run.stop_at_target=false"],
+        "config key 'run.stop_at_target' was removed: set run.target_return: null",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "backend=threads"],
+        "backend.name: 'threads' must be one of processes, serial, ray",
+    ),
+    (["train", "my_missing_module:Env"], "cannot import the module 'my_missing_module'"),
     (["train", "fake_envs:NoSuchEnv"], "module 'fake_envs' has no 'NoSuchEnv'"),
 ]
 

@@ -18,7 +18,8 @@ from a3c import algo, plots
 from a3c.config import build_config
 from a3c.demos import cliff
 from a3c.errors import ConfigError
-from a3c.models import categorical_logp_entropy, make_model
+from a3c.heads import categorical_logp_entropy
+from a3c.models import make_model
 from a3c.optim import apply_update
 
 N_STATES, N_ACTIONS = 48, 4

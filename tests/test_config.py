@@ -174,7 +174,9 @@ def test_target_return_auto_number_null():
 
 def test_recorded_old_layout_loads():
     cfg = from_recorded(OLD_LAYOUT)
-    assert cfg == Config()
+    assert cfg == Config().replace(
+        {"model.cnn": "a3c"}
+    )  # the default image encoder then; "auto" picks it for Atari frames
     old = copy.deepcopy(OLD_LAYOUT)
     old["run"].update(workers=4, backend="serial", log_interval=500, checkpoint_keep=7, ray_sync_interval=0.0)
     old["env"].update(frame_skip=2, ale_vector=True)

@@ -12,7 +12,8 @@ import torch
 
 from a3c import A3C, build_config, normalize
 from a3c.config import ModelConfig
-from a3c.models import GaussianHead, gaussian_logp_entropy, make_model
+from a3c.heads import GaussianHead, gaussian_logp_entropy
+from a3c.models import make_model
 from a3c.normalize import ObservationStats
 from a3c.store import SharedStore
 from a3c.worker import Worker

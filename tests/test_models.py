@@ -13,7 +13,8 @@ from torch import nn
 
 from a3c import algo
 from a3c.config import Config, ModelConfig, OptimConfig
-from a3c.models import ActorCritic, categorical_logp_entropy, categorical_sample, make_model
+from a3c.heads import categorical_logp_entropy, categorical_sample
+from a3c.models import ActorCritic, make_model
 from a3c.optim import apply_update, new_state, piecewise_linear, scheduled_lr
 from a3c.store import Progress, Pulled, Pushed, SharedStore
 
@@ -102,8 +103,10 @@ def test_unsupported_spaces_raise_env_error():
 
     with pytest.raises(EnvError):
         make_model(gym.spaces.Discrete(3), gym.spaces.Box(-np.inf, np.inf, (2,)), ModelConfig())
-    with pytest.raises(EnvError):
-        make_model(gym.spaces.MultiBinary(3), gym.spaces.Discrete(2), ModelConfig())
+    with pytest.raises(EnvError, match="Text space"):
+        make_model(
+            gym.spaces.Dict({"mission": gym.spaces.Text(10)}), gym.spaces.Discrete(2), ModelConfig()
+        )
 
 
 def test_discrete_observation_space_with_nonzero_start():

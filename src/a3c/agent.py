@@ -26,9 +26,10 @@ from torch import Tensor
 from a3c import backends, checkpoint, evaluation, persistence
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
-from a3c.configfile import build_config
+from a3c.configfile import build_config, env_family
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
 from a3c.errors import ConfigError
+from a3c.imports import name_of
 from a3c.models import make_model
 from a3c.normalize import ObservationStats
 from a3c.policy import Policy
@@ -41,13 +42,20 @@ log = logging.getLogger("a3c")
 
 
 class A3C:
-    """Asynchronous Advantage Actor-Critic over any Gymnasium env with Discrete or bounded Box actions.
+    """Asynchronous Advantage Actor-Critic over any Gymnasium env: Box, Discrete, MultiDiscrete,
+    MultiBinary, Dict and Tuple observations; Discrete (optionally masked), MultiDiscrete,
+    MultiBinary and bounded Box actions.
 
     Args:
       env: a Gymnasium env id, `module:Class` / `module:make_fn`, or a module-level callable that
         returns an env (it must be importable by the worker processes).
       config: a full Config; otherwise one is built from the env family's preset.
       config_files: YAML files layered over the preset.
+      encoder: your own observation encoder (`model.encoder`): a module-level class or factory
+        called as `encoder(observation_space, **encoder_kwargs)` that returns a torch.nn.Module
+        (its output size in `out_dim` or `features_dim`, else found by a forward pass), or its
+        name "module:Class". The MLP body, the LSTM core and the heads stay a3c's. Saved by name.
+      encoder_kwargs: keyword arguments for `encoder` (`model.encoder_kwargs`).
       **hyperparameters: any config key, bare (`n_steps=5`) or dotted (`"algo.n_steps"`), e.g.
         `workers=2`, `backend="serial"`, `learning_rate=7e-4`.
     """
@@ -57,19 +65,39 @@ class A3C:
         env: str | Callable[[], gym.Env] = "CartPole-v1",
         config: Config | None = None,
         config_files: list[str | Path] | tuple[()] = (),
+        encoder: str | Callable[..., torch.nn.Module] | None = None,
+        encoder_kwargs: dict[str, Any] | None = None,
         **hyperparameters: Any,
     ) -> None:
         self.env_fn: EnvFn | None = None
         if callable(env):
             self.env_fn = env
             env = f"{env.__module__}:{env.__qualname__}"
+        if encoder is not None:
+            hyperparameters["model.encoder"] = (
+                encoder if isinstance(encoder, str) else name_of(encoder, "encoder", ConfigError)
+            )
+        if encoder_kwargs is not None:
+            hyperparameters["model.encoder_kwargs"] = dict(encoder_kwargs)
+        files = list(config_files)
+        built = config is None
         if config is None:
-            config = build_config(env, list(config_files), hyperparameters)
+            config = build_config(env, files, hyperparameters)
         else:
             config = config.replace({**hyperparameters, "env.id": env})
-        self.config = config
         backends.prepare(config.backend.name)  # e.g. the fork server's imports overlap what follows
-        self.observation_space, self.action_space, self.reward_threshold = probe_spaces(self.env_fn or make_env_fn(config.env), config.backend.worker_timeout)
+        self.observation_space, self.action_space, self.reward_threshold = probe_spaces(
+            self.env_fn or make_env_fn(config.env),
+            config.backend.worker_timeout,
+            config.env.action_masks,
+        )
+        if built and env_family(env, self.observation_space) != env_family(
+            env
+        ):  # an image env, say: its family's preset
+            config = build_config(
+                env, files, hyperparameters, observation_space=self.observation_space
+            )
+        self.config = config
         torch.manual_seed(config.run.seed)
         self.model = make_model(self.observation_space, self.action_space, config.model)
         check_rollout_memory(self.observation_space, self.action_space, config)  # before any worker allocates
@@ -104,10 +132,10 @@ class A3C:
     def _obs_dim(self) -> int | None:
         if not self.config.env.normalize_obs:
             return None
-        space = self.observation_space
-        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
-            raise ConfigError(f"env.normalize_obs needs vector Box observations, not {space}")
-        return int(space.shape[0])
+        problem = self.model.layout.normalizable()
+        if problem:
+            raise ConfigError(problem)
+        return self.model.layout.size
 
     # --- training -----------------------------------------------------------------------------
 
@@ -218,13 +246,21 @@ class A3C:
     # --- acting -------------------------------------------------------------------------------
 
     def predict(
-        self, observation: Any, state: tuple[Any, Any] | None = None, episode_start: Any = None, deterministic: bool = False
+        self,
+        observation: Any,
+        state: tuple[Any, Any] | None = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+        action_masks: Any = None,
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-        """Actions for one observation or a batch `[N, ...]`, as Stable-Baselines3's predict:
+        """Actions for one observation or a batch `[N, ...]` (Dict / Tuple observations: their
+        leaves with a leading batch dimension), as Stable-Baselines3's predict:
         `action, state = agent.predict(obs, deterministic=True)`. Box actions are clipped to the
-        bounds. For an LSTM model pass the returned `state` back, and `episode_start` (one flag per
-        observation) to reset it at new episodes; feed-forward models return state None."""
-        return self.policy.predict(observation, state, episode_start, deterministic)
+        bounds. `action_masks` (one `[flags]` or `[N, flags]`, True for a valid action; Discrete and
+        MultiDiscrete actions) keeps invalid actions from being sampled or chosen, as sb3-contrib's
+        MaskablePPO. For an LSTM model pass the returned `state` back, and `episode_start` (one flag
+        per observation) to reset it at new episodes; feed-forward models return state None."""
+        return self.policy.predict(observation, state, episode_start, deterministic, action_masks)
 
     def evaluate(self, episodes: int = 10, deterministic: bool = True, seed: int | None = None, video_dir: str | Path | None = None) -> dict[str, Any]:
         """Play `episodes` whole episodes on a fresh env and return {"mean", "std", "returns",

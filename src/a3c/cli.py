@@ -186,7 +186,7 @@ def _version() -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from a3c.agent import A3C
-    from a3c.configfile import build_config, parse_assignments
+    from a3c.configfile import parse_assignments
 
     overrides: dict[str, Any] = parse_assignments(args.assignments)
     flags = {
@@ -210,8 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if args.env_id is None:
             raise ConfigError("train needs an ENV_ID (or --resume RUN_DIR)")
-        config = build_config(args.env_id, args.config, overrides)
-        agent = A3C(args.env_id, config=config)
+        agent = A3C(args.env_id, config_files=args.config, **overrides)
     try:
         summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
     except RunFailure:

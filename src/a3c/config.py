@@ -82,6 +82,14 @@ def _pairs(v: Any) -> bool:
     return ok and all(a[0] <= b[0] for a, b in zip(v, v[1:], strict=False))
 
 
+_names = _kind(
+    lambda v: isinstance(v, tuple) and all(isinstance(k, str) and k for k in v),
+    "must be a list of key names (may be empty)",
+)
+_entry = _kind(
+    lambda v: isinstance(v, str) and v.count(":") == 1 and all(p.strip() for p in v.split(":")),
+    "must be module:Class or module:make_fn",
+)
 boolean = _kind(lambda v: isinstance(v, bool), "must be true or false")
 text = _kind(lambda v: isinstance(v, str) and bool(v), "must be a non-empty string")
 mapping = _kind(lambda v: isinstance(v, dict), "must be a mapping")
@@ -106,11 +114,34 @@ class AtariConfig:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    id: str = _f("CartPole-v1", "Gymnasium env id, or module:Class / module:make_fn for your own env.", text)
-    envs_per_worker: int = _f(8, "Envs each worker steps together with one batched forward pass.", integer(1, 4096))
-    kwargs: dict = _f(dict, "Keyword arguments passed to gymnasium.make (the zoo's --env-kwargs).", mapping, factory=True)
-    max_episode_steps: int | None = _f(None, "Override the env's time limit (truncation, bootstrapped).", optional(integer(1, STEPS)))
-    normalize_obs: bool = _f(False, "Normalise observations by a running mean and std shared by all workers.", boolean)
+    id: str = _f(
+        "CartPole-v1", "Gymnasium env id, or module:Class / module:make_fn for your own env.", text
+    )
+    envs_per_worker: int = _f(
+        8, "Envs each worker steps together with one batched forward pass.", integer(1, 4096)
+    )
+    kwargs: dict = _f(
+        dict,
+        "Keyword arguments passed to gymnasium.make (the zoo's --env-kwargs).",
+        mapping,
+        factory=True,
+    )
+    max_episode_steps: int | None = _f(
+        None,
+        "Override the env's time limit (truncation, bootstrapped).",
+        optional(integer(1, STEPS)),
+    )
+    normalize_obs: bool = _f(
+        False, "Normalise observations by a running mean and std shared by all workers.", boolean
+    )
+    obs_keys: tuple = _f(
+        (), "Dict observations: the keys to keep, e.g. [image, direction] (empty: all).", _names
+    )
+    action_masks: bool = _f(
+        True,
+        "Use the env's action masks (an action_masks() method or info['action_mask']).",
+        boolean,
+    )
     atari: AtariConfig = _section(AtariConfig)
 
 
@@ -145,8 +176,27 @@ class ModelConfig:
     shared_encoder: bool = _f(False, "Share one MLP body between actor and critic (default: separate).", boolean)
     tabular: str = _f("onehot", "Encoding of Discrete observations: onehot (a table) or embedding.", one_of("onehot", "embedding"))
     embedding_dim: int = _f(32, "Size of the embedding when tabular=embedding.", integer(1, SIZE))
-    cnn: str = _f("a3c", "Image encoder: a3c (Mnih et al. 2016), nature (Mnih et al. 2015) or universe.", one_of("a3c", "nature", "universe"))
-    lstm: bool = _f(False, "An LSTM core after the encoder, carried across rollouts, reset at episode ends.", boolean)
+    cnn: str = _f(
+        "auto",
+        "Image encoder: auto (by size), a3c (Mnih et al. 2016), nature (2015), universe or small.",
+        one_of("auto", "a3c", "nature", "universe", "small"),
+    )
+    image_layout: str = _f(
+        "auto",
+        "Layout of image observations: auto (detected), chw or hwc.",
+        one_of("auto", "chw", "hwc"),
+    )
+    encoder: str | None = _f(
+        None,
+        "Your own encoder, module:Class or module:make_fn (null: the built-in ones).",
+        optional(_entry),
+    )
+    encoder_kwargs: dict = _f(dict, "Keyword arguments for model.encoder.", mapping, factory=True)
+    lstm: bool = _f(
+        False,
+        "An LSTM core after the encoder, carried across rollouts, reset at episode ends.",
+        boolean,
+    )
     lstm_size: int = _f(256, "Hidden size of the LSTM core.", integer(1, SIZE))
     gaussian: str = _f("state_independent", "Gaussian policy for Box actions: state_independent, softplus or sde (gSDE).", one_of("state_independent", "softplus", "sde"))
     log_std_init: float = _f(0.0, "Initial log standard deviation of the Gaussian policy.", number())

@@ -12,10 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import yaml
 
 from a3c.config import Config, canonical_key, flatten, from_dict
 from a3c.errors import ConfigError
+from a3c.spaces import is_image, leaves
 
 
 def parse_value(text: str) -> Any:
@@ -68,15 +70,19 @@ MUJOCO = {
 }  # fmt: skip
 
 
-def preset_for(env_id: str) -> tuple[str, dict[str, Any]]:
+def preset_for(
+    env_id: str, observation_space: gym.Space | None = None
+) -> tuple[str, dict[str, Any]]:
     """The preset (family, {dotted key: value}) for an env id, from the data files in a3c/presets/.
 
     Each family file holds a `default` block and, like rl-baselines3-zoo's hyperparameter files,
     optional blocks keyed by env id (`Pendulum-v1`) or by env name without version (`Pendulum`) that
     override it.
     """
-    family = env_family(env_id)
-    data = yaml.safe_load(resources.files("a3c.presets").joinpath(f"{family}.yaml").read_text()) or {}
+    family = env_family(env_id, observation_space)
+    data = (
+        yaml.safe_load(resources.files("a3c.presets").joinpath(f"{family}.yaml").read_text()) or {}
+    )
     values = flatten(data.get("default") or {})
     name = env_id.split("/")[-1].split("-v")[0]
     for key in (name, env_id):
@@ -84,7 +90,10 @@ def preset_for(env_id: str) -> tuple[str, dict[str, Any]]:
     return family, values
 
 
-def env_family(env_id: str) -> str:
+def env_family(env_id: str, observation_space: gym.Space | None = None) -> str:
+    """The preset family of an env: by its id (Atari, MuJoCo, the tabular toy text envs), else by
+    its observation space when known (images anywhere in it: image; Discrete: tabular), else
+    classic_control (the library's defaults)."""
     if env_id.startswith("ALE/"):
         return "atari"
     name = env_id.split("-v")[0]
@@ -92,6 +101,11 @@ def env_family(env_id: str) -> str:
         return "tabular"
     if name in MUJOCO:
         return "mujoco"
+    if observation_space is not None:
+        if isinstance(observation_space, gym.spaces.Discrete):
+            return "tabular"
+        if any(is_image(space) for _, space in leaves(observation_space)):
+            return "image"
     return "classic_control"
 
 
@@ -100,11 +114,13 @@ def build_config(
     files: Sequence[str | Path] = (),
     overrides: Mapping[str, Any] | None = None,
     use_preset: bool = True,
+    observation_space: gym.Space | None = None,
 ) -> Config:
-    """Defaults <- the env family's preset <- config files <- overrides (later wins)."""
+    """Defaults <- the env family's preset <- config files <- overrides (later wins). The family
+    comes from the env id, and from `observation_space` when the id does not decide it."""
     merged: dict[str, Any] = {}
     if env_id is not None and use_preset:
-        merged.update(preset_for(env_id)[1])
+        merged.update(preset_for(env_id, observation_space)[1])
     for f in files:
         merged.update(flatten(load_file(f)))  # only the keys a layer sets override the layers below
     if overrides:

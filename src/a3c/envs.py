@@ -11,8 +11,6 @@ SAME_STEP autoreset mode; `make_env_batch` picks one.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import math
 import sys
 from collections.abc import Callable
@@ -23,28 +21,12 @@ import numpy as np
 
 from a3c.config import EnvConfig
 from a3c.errors import A3CError, EnvError, first_line
+from a3c.imports import load_entry
+from a3c.masks import MaskReader, reader_for
+from a3c.spaces import ObsLayout
 from a3c.watchdog import UpdateTimeout, bounded
 
 EnvFn = Callable[[], gym.Env]
-
-
-def _load_entry(env_id: str) -> Callable[..., Any]:
-    module_name, _, attr = env_id.partition(":")
-    if not module_name.strip() or not attr.strip():
-        raise EnvError(f"invalid env id '{env_id}': expected a Gymnasium id, or module:Class / module:make_fn")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise EnvError(f"cannot import env module '{module_name}' of '{env_id}': {first_line(e)}") from None
-    except Exception as e:  # the user's module raised while importing (a SyntaxError, a RuntimeError...)
-        raise EnvError(f"cannot import env module '{module_name}' of '{env_id}': {type(e).__name__}: {first_line(e)}") from None
-    try:
-        entry = functools.reduce(getattr, attr.split("."), module)
-    except AttributeError:
-        raise EnvError(f"module '{module_name}' has no '{attr}' (env id '{env_id}')") from None
-    if not callable(entry):
-        raise EnvError(f"'{env_id}' is not a class or function that builds an env (it is a {type(entry).__name__})")
-    return entry
 
 
 def is_atari(env_id: str) -> bool:
@@ -110,7 +92,7 @@ class _EnvRecipe:
         if is_atari(env_id):
             return self._atari()
         if ":" in env_id and "/" not in env_id.split(":")[0]:
-            entry = _load_entry(env_id)
+            entry = load_entry(env_id, "env id", EnvError)
             try:
                 env = entry(**kwargs)
             except A3CError:
@@ -121,14 +103,40 @@ class _EnvRecipe:
                 raise EnvError(f"'{env_id}' did not return a gymnasium.Env (got {type(env).__name__})")
             if self.max_episode_steps is not None:
                 env = gym.wrappers.TimeLimit(env, self.max_episode_steps)
-            return env
-        extra = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+            return self._keep_keys(env)
+        extra = (
+            {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+        )
         try:
-            return gym.make(env_id, disable_env_checker=True, **extra, **kwargs)
+            return self._keep_keys(gym.make(env_id, disable_env_checker=True, **extra, **kwargs))
+        except A3CError:
+            raise
         except gym.error.Error as e:
             raise EnvError(f"unknown env id '{env_id}': {first_line(e)}") from None
         except Exception as e:  # the env's constructor raised (TypeError: kwargs it does not take)
-            raise EnvError(f"cannot build env '{env_id}' with kwargs {kwargs}: {type(e).__name__}: {first_line(e)}") from None
+            raise EnvError(
+                f"cannot build env '{env_id}' with kwargs {kwargs}: {type(e).__name__}: {first_line(e)}"
+            ) from None
+
+    def _keep_keys(self, env: gym.Env) -> gym.Env:
+        """The Dict observation's keys of `env.obs_keys` only (Gymnasium's FilterObservation)."""
+        keys = list(self.cfg.obs_keys)
+        if not keys:
+            return env
+        space = env.observation_space
+        if not isinstance(space, gym.spaces.Dict):
+            env.close()
+            raise EnvError(
+                f"env.obs_keys selects keys of Dict observations; {self.env_id} has {space}"
+            )
+        missing = [k for k in keys if k not in space.spaces]
+        if missing:
+            env.close()
+            raise EnvError(
+                f"env.obs_keys names {missing}, which {self.env_id}'s observations do not have (keys: {sorted(space.spaces)})"
+            )
+        return gym.wrappers.FilterObservation(env, keys)
+
     def _register_ale(self) -> None:
         try:
             import ale_py
@@ -183,17 +191,20 @@ class _EnvRecipe:
         )  # fmt: skip
 
 
-def probe_spaces(env_fn: EnvFn, timeout: float | None = None) -> tuple[gym.Space, gym.Space, float | None]:
+def probe_spaces(
+    env_fn: EnvFn, timeout: float | None = None, masks: bool = True
+) -> tuple[gym.Space, gym.Space, float | None]:
     """Build one env to read its spaces and reward threshold (within `timeout` seconds); raises
-    EnvError on a bad id, an env that cannot be built in time, or one without Gymnasium spaces."""
+    EnvError on a bad id, an env that cannot be built in time, one without Gymnasium spaces, or
+    one with an `action_masks()` method for actions that take no mask (unless `masks` is off)."""
     try:
         with bounded(timeout):
-            return _probe(env_fn)
+            return _probe(env_fn, masks)
     except UpdateTimeout:
         raise EnvError(f"building the env took longer than {timeout:g} s (backend.worker_timeout): is it stuck?") from None
 
 
-def _probe(env_fn: EnvFn) -> tuple[gym.Space, gym.Space, float | None]:
+def _probe(env_fn: EnvFn, masks: bool) -> tuple[gym.Space, gym.Space, float | None]:
     try:
         env = env_fn()
     except (A3CError, UpdateTimeout):
@@ -212,6 +223,7 @@ def _probe(env_fn: EnvFn) -> tuple[gym.Space, gym.Space, float | None]:
             if not isinstance(space, gym.spaces.Space):
                 raise EnvError(f"the env {type(env.unwrapped).__name__} has no {name} (a gymnasium.spaces.Space; got {type(space).__name__})")
             spaces.append(space)
+        reader_for(env, {}, spaces[1], masks)  # refuses masks for actions that take none
         spec = getattr(env, "spec", None)
         threshold = spec.reward_threshold if spec is not None else None
         return spaces[0], spaces[1], threshold
@@ -234,6 +246,7 @@ class _EpisodeTally:
         self.ep_length = np.zeros(n, dtype=np.int64)
         self.finished: list[tuple[float, int]] = []
         self.nonfinite = 0  # steps with a non-finite observation or reward, not yet taken
+        self.masks: np.ndarray | None = None  # [n, flags] valid actions now, if the envs give masks
 
     def _tally(self, reward: np.ndarray, done: np.ndarray, dropped: np.ndarray | None = None) -> None:
         self.ep_return += reward
@@ -261,7 +274,9 @@ class EnvBatch(_EpisodeTally):
     episodes' (return, length) pairs collect in `finished` until the owner takes them.
     """
 
-    def __init__(self, env_fn: EnvFn, n: int, seeds: list[int], label: str = "") -> None:
+    def __init__(
+        self, env_fn: EnvFn, n: int, seeds: list[int], label: str = "", masks: bool = True
+    ) -> None:
         super().__init__(n)
         self.label = label  # who steps these envs, for warnings ("worker 0")
         self._warned = False
@@ -271,9 +286,19 @@ class EnvBatch(_EpisodeTally):
         self.score_from_info = bool(getattr(env_fn, "score_from_info", False))
         first = self.envs[0]
         self.observation_space, self.action_space = first.observation_space, first.action_space
-        space = first.observation_space
-        obs_dtype = np.int64 if isinstance(space, gym.spaces.Discrete) else (np.uint8 if space.dtype == np.uint8 else np.float32)
-        self.obs = np.stack([np.asarray(e.reset(seed=s)[0]) for e, s in zip(self.envs, seeds, strict=True)]).astype(obs_dtype)
+        self.layout = ObsLayout(
+            first.observation_space
+        )  # Dict, Tuple, Multi*: packed into one vector
+        self._pack = self.layout.pack if self.layout.packed else np.asarray
+        resets = [e.reset(seed=s) for e, s in zip(self.envs, seeds, strict=True)]
+        self.obs = np.stack([self._pack(o) for o, _ in resets]).astype(self.layout.np_dtype)
+        # The valid actions in each env's current state (None: the env gives no masks, or they are off).
+        self.readers: list[MaskReader] | None = None
+        if reader_for(first, resets[0][1], first.action_space, masks) is not None:
+            self.readers = [MaskReader(e, e.action_space) for e in self.envs]
+            self.masks = np.stack(
+                [r.read(info) for r, (_, info) in zip(self.readers, resets, strict=True)]
+            )
         for e, s in zip(self.envs, seeds, strict=True):
             e.action_space.seed(s)
         space = first.action_space
@@ -286,8 +311,16 @@ class EnvBatch(_EpisodeTally):
     def __len__(self) -> int:
         return len(self.envs)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
-        obs, reward, terminated, truncated = self.obs, self._reward, self._terminated, self._truncated
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
+        obs, reward, terminated, truncated = (
+            self.obs,
+            self._reward,
+            self._terminated,
+            self._truncated,
+        )
+        readers, masks = self.readers, self.masks
         finals: list[tuple[int, np.ndarray]] = []
         if self._clip is not None:
             actions = np.clip(actions, *self._clip)
@@ -298,9 +331,11 @@ class EnvBatch(_EpisodeTally):
                 self.finished.append((float(info["episode"]["r"]), int(info["episode"]["l"])))
             if term or trunc:
                 if trunc and not term:
-                    finals.append((i, np.asarray(o)))
-                o, _ = env.reset()
-            obs[i] = o
+                    finals.append((i, self._pack(o)))
+                o, info = env.reset()
+            obs[i] = self._pack(o)
+            if readers is not None and masks is not None:
+                masks[i] = readers[i].read(info)
         dropped = None
         # Non-finite data never reaches the rollout. A sum is non-finite if any term is: one cheap
         # test per step (about 3 us for 8 CartPole envs), the careful one only when it fails.
@@ -321,10 +356,14 @@ class EnvBatch(_EpisodeTally):
         if not bad.any():
             return bad
         finals[:] = [(i, f) for i, f in finals if not bad[i]]
+        readers, masks = self.readers, self.masks
         for i in np.flatnonzero(bad):
             reward[i], terminated[i], truncated[i] = 0.0, True, False
-            o, _ = self.envs[i].reset()
+            o, info = self.envs[i].reset()
+            o = self._pack(o)
             obs[i] = o if np.isfinite(np.asarray(o, dtype=np.float64)).all() else 0
+            if readers is not None and masks is not None:
+                masks[i] = readers[i].read(info)
         self.nonfinite += int(bad.sum())
         if not self._warned:
             self._warned = True
@@ -338,11 +377,15 @@ class EnvBatch(_EpisodeTally):
             env.close()
 
 
-def make_env_batch(env_fn: EnvFn, n: int, seeds: list[int], label: str = "") -> EnvBatch | AleVectorBatch:
+def make_env_batch(
+    env_fn: EnvFn, n: int, seeds: list[int], label: str = "", masks: bool = True
+) -> EnvBatch | AleVectorBatch:
     """A worker's batch of n envs: ale-py's AtariVectorEnv when the recipe asks for it (`env.atari.ale_vector`), else `EnvBatch`."""
     if isinstance(env_fn, _EnvRecipe) and env_fn.cfg.atari.ale_vector:
-        return AleVectorBatch(env_fn, n, seeds)  # its observations and rewards are integers: always finite
-    return EnvBatch(env_fn, n, seeds, label)
+        return AleVectorBatch(
+            env_fn, n, seeds
+        )  # its observations and rewards are integers: always finite
+    return EnvBatch(env_fn, n, seeds, label, masks)
 
 
 class AleVectorBatch(_EpisodeTally):

@@ -14,6 +14,7 @@ import torch
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_fn
 from a3c.errors import A3CError, ConfigError, first_line
+from a3c.masks import reader_for
 from a3c.policy import Policy
 
 # Seed stream of evaluation envs, apart from the workers' streams (seed, worker index).
@@ -39,7 +40,9 @@ def evaluate(policy: Policy, config: Config, env_fn: EnvFn | None, episodes: int
     try:
         env.action_space.seed(base)
         for episode in range(episodes):
-            total, length = _play(policy, env, base if episode == 0 else None, deterministic)
+            total, length = _play(
+                policy, env, base if episode == 0 else None, deterministic, config.env.action_masks
+            )
             returns.append(total)
             lengths.append(length)
     except gym.error.DependencyNotInstalled as e:
@@ -56,13 +59,17 @@ def evaluate(policy: Policy, config: Config, env_fn: EnvFn | None, episodes: int
     }  # fmt: skip
 
 
-def _play(policy: Policy, env: gym.Env, seed: int | None, deterministic: bool) -> tuple[float, int]:
-    obs, _ = env.reset(seed=seed)
+def _play(
+    policy: Policy, env: gym.Env, seed: int | None, deterministic: bool, masks: bool
+) -> tuple[float, int]:
+    obs, info = env.reset(seed=seed)
+    reader = reader_for(env, info, env.action_space, masks)
     policy.new_episode(deterministic)
     state, total, length, done = None, 0.0, 0, False
     while not done:
-        action, state = policy.predict(obs, state, deterministic=deterministic)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        mask = None if reader is None else reader.read(info)
+        action, state = policy.predict(obs, state, deterministic=deterministic, action_masks=mask)
+        obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
         length += 1
         done = bool(terminated or truncated)

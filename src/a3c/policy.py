@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from a3c.heads import masked
 from a3c.models import ActorCritic
 from a3c.normalize import ObservationStats
 
@@ -31,15 +32,25 @@ class Policy:
             self._noise_drawn = True
 
     def predict(
-        self, observation: Any, state: tuple[Any, Any] | None = None, episode_start: Any = None, deterministic: bool = False
+        self,
+        observation: Any,
+        state: tuple[Any, Any] | None = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+        action_masks: Any = None,
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         obs_t, single = self._obs_tensor(observation)
+        mask = None if action_masks is None else self._mask(action_masks, obs_t.shape[0])
         state_t = self._state(obs_t.shape[0], state, episode_start)
         if not deterministic and not self._noise_drawn:
             self.new_episode(deterministic)  # gSDE: an exploration matrix before the first sample
         with torch.inference_mode():
             out, _, new_state = self.model(obs_t, state_t)
-            actions = self.model.policy_head.sample(out, self.generator, deterministic=deterministic)
+            if mask is not None:
+                out = masked(out, mask)
+            actions = self.model.policy_head.sample(
+                out, self.generator, deterministic=deterministic
+            )
         act = self.model.policy_head.to_env(actions)
         if isinstance(self.action_space, gym.spaces.Box):
             act = np.clip(act, self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
@@ -63,21 +74,22 @@ class Policy:
         return state_t
 
     def _obs_tensor(self, observation: Any) -> tuple[torch.Tensor, bool]:
-        space = self.observation_space
-        obs = np.asarray(observation)
-        shape = () if isinstance(space, gym.spaces.Discrete) else tuple(space.shape or ())
-        if obs.shape == shape:
-            obs, single = obs[None], True
-        elif obs.shape[1:] == shape and obs.ndim == len(shape) + 1:
-            single = False
-        else:
-            raise ValueError(f"observation of shape {obs.shape} does not fit {space} (one observation {shape} or a batch [N, *{shape}])")
-        if isinstance(space, gym.spaces.Discrete):
-            t = torch.as_tensor(obs.astype(np.int64))
-        elif space.dtype == np.uint8:
-            t = torch.as_tensor(obs.astype(np.uint8))
-        else:
-            t = torch.as_tensor(obs.astype(np.float32))
+        obs, single = self.model.layout.pack_batch(observation)
+        t = torch.as_tensor(obs)
         if self.obs_stats is not None:
             t = self.obs_stats.snapshot()(t)
         return t, single
+
+    def _mask(self, action_masks: Any, n: int) -> torch.Tensor:
+        """Masks for `n` observations: one `[flags]` or a batch `[n, flags]` of valid-action flags."""
+        size = getattr(self.model.policy_head, "mask_size", None)
+        if size is None:
+            raise ValueError(
+                f"action masks apply to Discrete and MultiDiscrete actions, not {self.action_space}"
+            )
+        mask = torch.as_tensor(np.asarray(action_masks).astype(bool)).reshape(-1, size)
+        if mask.shape[0] != n:
+            raise ValueError(f"{mask.shape[0]} action masks for {n} observations")
+        if not bool(mask.any(-1).all()):
+            raise ValueError("an action mask with no valid action")
+        return mask

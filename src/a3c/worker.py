@@ -22,9 +22,11 @@ from a3c.algo import LossTerms
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
 from a3c.errors import ConfigError
+from a3c.heads import GaussianHead, masked
 from a3c.metrics import LOSS_COLUMNS, WorkerReport
-from a3c.models import GaussianHead, State, make_model, reset_ended
+from a3c.models import State, make_model, reset_ended
 from a3c.normalize import Normalizer, identity
+from a3c.spaces import ObsLayout
 from a3c.store import ParameterStore, Pulled
 
 Finals = list[tuple[int, int, np.ndarray]]  # (t, env, final observation) at time-limit truncations
@@ -39,7 +41,13 @@ class Worker:
         # A restarted worker (incarnation > 0) draws new random streams, not a replay of the dead one's.
         seeds = worker_seeds(cfg.run.seed, index, n_envs + 1, incarnation)
         self.generator = torch.Generator().manual_seed(seeds[-1])
-        self.envs = make_env_batch(env_fn or make_env_fn(cfg.env), n_envs, seeds[:-1], f"worker {index}")
+        self.envs = make_env_batch(
+            env_fn or make_env_fn(cfg.env),
+            n_envs,
+            seeds[:-1],
+            f"worker {index}",
+            cfg.env.action_masks,
+        )
         self.model = make_model(self.envs.observation_space, self.envs.action_space, cfg.model)
         self.head = self.model.policy_head
         self.params = self.model.ordered_parameters()
@@ -49,12 +57,16 @@ class Worker:
         for p in self.params:
             p.data = self.flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
-        space = self.envs.observation_space
-        discrete_obs = isinstance(space, gym.spaces.Discrete)
-        obs_shape = () if discrete_obs else tuple(space.shape or ())
-        obs_dtype = torch.int64 if discrete_obs else (torch.uint8 if space.dtype == np.uint8 else torch.float32)
+        layout = self.model.layout  # Discrete: indices; Box: as it comes; anything else packed
         T, B = self.n_steps, n_envs
-        self.obs_buf = torch.zeros((T + 1, B, *obs_shape), dtype=obs_dtype)  # s_0..s_T
+        self.obs_buf = torch.zeros((T + 1, B, *layout.shape), dtype=layout.dtype)  # s_0..s_T
+        # Action masks: the valid actions at s_t, as the env gave them (a view of the envs' array).
+        self.mask_now = None if self.envs.masks is None else torch.from_numpy(self.envs.masks)
+        self.mask_buf = (
+            None
+            if self.mask_now is None
+            else torch.zeros((T, B, self.mask_now.shape[1]), dtype=torch.bool)
+        )
         self.act_buf = torch.zeros((T, B, *self.head.action_shape), dtype=self.head.action_dtype)
         self.rew_np = np.zeros((T, B), dtype=np.float32)
         self.term_np = np.zeros((T, B), dtype=np.float32)
@@ -129,8 +141,14 @@ class Worker:
             r_t = r_t * cfg.algo.reward_scale
         discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
         adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, end_t, cfg.algo.gae_lambda)
-        logp, entropy = self.head.logp_entropy(out, self.act_buf.view(T * B, *self.head.action_shape))
-        return algo.a3c_loss(logp, entropy, v_t.reshape(-1), adv_t.reshape(-1), pulled.ent_coef, cfg.algo.vf_coef)
+        if self.mask_buf is not None:
+            out = masked(out, self.mask_buf.view(T * B, -1))
+        logp, entropy = self.head.logp_entropy(
+            out, self.act_buf.view(T * B, *self.head.action_shape)
+        )
+        return algo.a3c_loss(
+            logp, entropy, v_t.reshape(-1), adv_t.reshape(-1), pulled.ent_coef, cfg.algo.vf_coef
+        )
 
     def _step_envs(self, t: int, actions: torch.Tensor, finals: Finals) -> None:
         self.act_buf[t] = actions
@@ -147,6 +165,9 @@ class Worker:
         with torch.inference_mode():
             for t in range(self.n_steps):
                 out, state = self.model.act(prepare(self.obs_buf[t]), state)
+                if self.mask_buf is not None and self.mask_now is not None:
+                    self.mask_buf[t].copy_(self.mask_now)
+                    out = masked(out, self.mask_buf[t])
                 self._step_envs(t, self.head.sample(out, self.generator), finals)
                 state = reset_ended(state, torch.from_numpy(self.end_np[t]))
         return state
@@ -176,11 +197,14 @@ def check_rollout_memory(observation_space: gym.Space, action_space: gym.Space, 
     int64 indices, uint8 pixels or float32), n_steps x envs_per_worker actions, and three float32
     [n_steps, envs_per_worker] arrays (rewards, terminations, episode ends)."""
     t, b, workers = config.algo.n_steps, config.env.envs_per_worker, config.backend.workers
-    discrete = isinstance(observation_space, gym.spaces.Discrete)
-    shape = () if discrete else tuple(observation_space.shape or ())
-    dtype = np.dtype(np.int64 if discrete else (np.uint8 if observation_space.dtype == np.uint8 else np.float32))
-    action = 8 if isinstance(action_space, gym.spaces.Discrete) else 4 * math.prod(action_space.shape or ())
-    per_worker = (t + 2) * b * math.prod(shape) * dtype.itemsize + t * b * (action + 12)  # + the envs' own batch
+    layout = ObsLayout(observation_space)
+    shape, dtype = layout.shape, layout.np_dtype
+    action = (
+        4 if isinstance(action_space, gym.spaces.Box | gym.spaces.MultiBinary) else 8
+    ) * math.prod(action_space.shape or ())  # float32 or int64
+    per_worker = (t + 2) * b * layout.nbytes_per_step() + t * b * (
+        action + 12
+    )  # + the envs' own batch
     try:
         physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # not on this platform: nothing to compare with

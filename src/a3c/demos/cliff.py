@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from a3c.errors import ConfigError, EnvError
-from a3c.models import ActorCritic, CategoricalHead
+from a3c.heads import CategoricalHead
+from a3c.models import ActorCritic
 
 SHAPE = (4, 12)  # rows, columns of the grid; states are numbered row-major
 START, GOAL = 36, 47  # bottom-left and bottom-right cells
