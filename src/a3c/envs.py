@@ -91,7 +91,7 @@ class _EnvRecipe:
         env_id, kwargs = self.env_id, self.kwargs
         if is_atari(env_id):
             return self._atari()
-        if ":" in env_id and "/" not in env_id.split(":")[0]:
+        if ":" in env_id and "/" not in env_id.split(":")[0] and "-v" not in env_id.split(":")[1]:  # not gym's module:EnvId-v0
             entry = load_entry(env_id, "env id", EnvError)
             try:
                 env = entry(**kwargs)

@@ -52,23 +52,15 @@ def leaves(space: gym.Space, path: Path = ()) -> list[tuple[Path, gym.Space]]:
         return [leaf for key, sub in space.spaces.items() for leaf in leaves(sub, (*path, key))]
     if isinstance(space, gym.spaces.Tuple):
         return [leaf for i, sub in enumerate(space.spaces) for leaf in leaves(sub, (*path, i))]
-    if isinstance(space, _UNENCODABLE):
-        name = ".".join(str(p) for p in path)
-        where = f"observation key '{name}'" if path else "the observation"
-        drop = (
-            ": drop it with --set env.obs_keys=[...] (the Dict keys to keep) or a Gymnasium wrapper"
-            if path
-            else ""
-        )
-        raise EnvError(f"{where} is a {type(space).__name__} space, which a3c cannot encode{drop}")
-    if isinstance(
-        space,
-        gym.spaces.Box | gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary,
-    ):
+    if isinstance(space, gym.spaces.Box | gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary):
         return [(path, space)]
-    raise EnvError(
-        f"unsupported observation space {space}: a3c supports Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple"
-    )
+    kind = f"a {type(space).__name__} space" if isinstance(space, gym.spaces.Space) else f"not a Gymnasium space ({type(space).__name__})"
+    if path:
+        name = ".".join(str(p) for p in path)
+        raise EnvError(f"observation key '{name}' is {kind}, which a3c cannot encode: drop it with --set env.obs_keys=[...] (the Dict keys to keep) or a Gymnasium wrapper")
+    if isinstance(space, _UNENCODABLE):
+        raise EnvError(f"the observation is {kind}, which a3c cannot encode")
+    raise EnvError(f"unsupported observation space {space}: a3c supports Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple")
 
 
 def is_image(space: gym.Space) -> bool:
