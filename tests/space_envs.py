@@ -313,3 +313,25 @@ def make_vector_encoder(observation_space: gym.Space, width: int = 16) -> nn.Mod
     """A user's factory (not a class): a small MLP over a Box vector; no size attribute, so a3c
     finds the output size by a forward pass."""
     return nn.Sequential(nn.Linear(int(np.prod(observation_space.shape)), width), nn.Tanh())
+
+
+def dict_cartpole() -> gym.Env:
+    """CartPole with a Dict of two float vectors: {"cart": (x, x_dot), "pole": (theta, theta_dot)}."""
+    env = gym.make("CartPole-v1")
+    box = env.observation_space
+    space = gym.spaces.Dict({"cart": gym.spaces.Box(box.low[:2], box.high[:2]), "pole": gym.spaces.Box(box.low[2:], box.high[2:])})
+    return gym.wrappers.TransformObservation(env, lambda o: {"cart": o[:2], "pole": o[2:]}, space)
+
+
+class CueEncoder(nn.Module):
+    """A user's encoder class for DictCue: the cue one-hot and the noise through one linear layer."""
+
+    def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 16) -> None:
+        super().__init__()
+        self.n = int(observation_space["cue"].n)
+        self.linear = nn.Sequential(nn.Linear(self.n + 2, features_dim), nn.Tanh())
+        self.out_dim = features_dim
+
+    def forward(self, obs):
+        cue = nn.functional.one_hot(obs["cue"], self.n).float()
+        return self.linear(torch.cat([cue, obs["noise"]], dim=-1))

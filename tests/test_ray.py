@@ -210,3 +210,10 @@ def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(cl
     assert "the parameter server failed" in capfd.readouterr().err
     assert summary["worker_restarts"] >= 1 and summary["stop_reason"] == "max_time"
     assert checkpoint.find(tmp_path / "run").steps > seen["copied"], "it went on from the copy, not from scratch"
+
+
+def test_a_user_encoder_with_a_dict_observation_learns_on_ray(cluster, tmp_path):
+    agent = A3C("space_envs:DictCue", encoder="space_envs:CueEncoder", backend="ray", workers=2, seed=0, total_steps=30_000,
+                target_return=None, max_time=120, ray_address=cluster.address, checkpoint_interval_s=None)  # fmt: skip
+    agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert agent.evaluate(episodes=20)["mean"] >= 7.0  # of 8; random play: 2.7
