@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, md_table, write_results  # noqa: E402
@@ -33,18 +34,17 @@ from a3c import A3C  # noqa: E402
 RUNS = Path("/tmp/a3c-bench-spaces")
 
 
-def first_step(run_dir: Path, threshold: float) -> tuple[int | None, float]:
-    """(global steps at the first progress row whose 100-episode mean is >= threshold, best mean)."""
-    best, hit = -float("inf"), None
-    with open(run_dir / "progress.csv") as f:
-        for row in csv.DictReader(f):
-            if not row["return_mean"]:
-                continue
-            mean = float(row["return_mean"])
-            best = max(best, mean)
-            if hit is None and mean >= threshold:
-                hit = int(row["steps"])
-    return hit, best
+def first_step(run_dir: Path, threshold: float, window: int = 100) -> tuple[int | None, float]:
+    """(global steps when the mean of the last `window` training episodes first reached
+    `threshold`, or None; the best such mean), from episodes.csv in the order episodes ended."""
+    with open(run_dir / "episodes.csv") as f:
+        rows = sorted(((int(r["steps"]), float(r["return"])) for r in csv.DictReader(f)), key=lambda x: x[0])
+    returns = np.array([r for _, r in rows])
+    if len(returns) < window:
+        return None, -float("inf")
+    means = np.convolve(returns, np.ones(window) / window, mode="valid")  # means[i]: episodes i..i+window-1
+    hits = np.flatnonzero(means >= threshold)
+    return (rows[hits[0] + window - 1][0] if hits.size else None), float(means.max())
 
 
 def train(env_id: str, seed: int, name: str, steps: int, target: float | None, **settings: Any) -> tuple[A3C, dict[str, Any], Path]:
