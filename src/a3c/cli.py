@@ -88,7 +88,7 @@ examples:
 
 PLOT_EPILOG = """\
 Draws mean return (the last return_window episodes) against global env steps and against wall
-time. Runs whose configs differ only by seed (and by budget, target or logging settings) are one
+time, and each evaluation's mean (eval.csv, dashed with markers) where a run has them. Runs whose configs differ only by seed (and by budget, target or logging settings) are one
 group: their mean with a min-max band. The default output is RUN_DIR/curves.png for one run and
 ./curves.png for several.
 
