@@ -169,7 +169,8 @@ class InlineEvaluator:
                 self._done.append(play(self.cfg, self.spec, self.store.policy_state(), wall_s, lambda env: _Bounded(env, dog)))
             except Exception as e:  # the env raised, or hung (UpdateTimeout): the next evaluation starts afresh
                 self.restarts += 1
-                warn_failed(str(e) if isinstance(e, UpdateTimeout) else f"{type(e).__name__}: {first_line(e)}", self.restarts)
+                hung = f"no env step for {self.cfg.eval.timeout:g} s (stuck, e.g. in its env); interrupted"
+                warn_failed(hung if isinstance(e, UpdateTimeout) else f"{type(e).__name__}: {first_line(e)}", self.restarts)
         return True
 
     def poll(self) -> list[EvalResult]:
