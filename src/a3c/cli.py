@@ -221,7 +221,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["run.target_return"] = None  # never stop on the return
     if args.resume is not None:
         if args.config or args.seed is not None or args.run_dir is not None:
-            raise ConfigError("--resume continues a run as it was configured: it takes no --config, --seed or --run-dir (--set run.*, log.*, eval.* and backend.* keys other than run.seed, --total-steps, --max-time, --target-return, --workers, --backend and --ray-address may change)")
+            raise ConfigError("--resume continues a run as it was configured: it takes no --config, --seed or --run-dir (--set run.*, log.*, eval.* and backend.* keys other than run.seed, --total-steps, --max-time, --target-return, --eval-interval, --target-eval-return, --workers, --backend and --ray-address may change)")
         agent = A3C.resume(args.resume, **overrides)
         if args.env_id is not None and args.env_id != agent.config.env.id:
             raise ConfigError(f"{args.resume} is a run on {agent.config.env.id}, not {args.env_id}")

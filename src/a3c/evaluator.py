@@ -272,21 +272,23 @@ class ProcessEvaluator:
         self._seen = (0, 0.0)  # (heartbeat, when it last moved) of the evaluation under way
 
     def start(self) -> None:
-        self._spawn()
+        try:
+            self._spawn()
+        except Exception as e:  # e.g. the fork server is gone: tried again at the first evaluation
+            self._failed(f"could not start it ({type(e).__name__}: {first_line(e)})")
 
     def _spawn(self) -> None:
         recv, send = self.ctx.Pipe(duplex=True)
         try:
             args = (self.cfg, self.store, send, self.spec, self.beats)
-            self.proc = self.ctx.Process(target=evaluator_main, args=args, daemon=True, name="a3c-evaluator")
-            self.proc.start()
-            self.conn = recv
+            proc = self.ctx.Process(target=evaluator_main, args=args, daemon=True, name="a3c-evaluator")
+            proc.start()
+            self.proc, self.conn = proc, recv
+        except BaseException:
+            recv.close()
+            raise
         finally:
             send.close()  # the child holds its own end: EOF on ours means it is gone
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
 
     def request(self, wall_s: float) -> bool:
         if self.busy:

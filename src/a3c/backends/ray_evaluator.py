@@ -74,7 +74,11 @@ class RayEvaluator:
         self._asked = 0.0
 
     def start(self) -> None:
-        self._spawn()
+        try:
+            self._spawn()
+        except Exception as e:  # tried again at the first evaluation
+            _raise_signal(e)
+            self._failed(f"could not start it ({_ray_error_line(e)})")
 
     def _spawn(self) -> None:
         self.actor = _ray().remote(num_cpus=0, max_concurrency=2)(EvaluatorActor).remote(self.cfg, self.spec)
