@@ -227,6 +227,26 @@ def test_a3c_eval_picks_best_latest_or_a_path_and_says_which(cartpole_run, tmp_p
     assert best.returncode == 0 and json.loads((tmp_path / "e.json").read_text())["checkpoint_steps"] == checkpoint.read(cartpole_run / "checkpoints" / "best").steps
 
 
+def test_an_unreadable_best_falls_back_to_the_latest_and_a_half_replaced_one_is_found(cartpole_run, tmp_path, caplog):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(cartpole_run, run_dir)
+    best = run_dir / "checkpoints" / "best"
+    os.replace(best, best.with_name("best.old"))  # a writer killed between moving best/ aside and renaming the new one in
+    assert A3C.load(run_dir).checkpoint_kind == "best" and checkpoint.best_path(run_dir) == best.with_name("best.old")
+    newest = checkpoint.find(run_dir)  # the next checkpoint's clean-up of killed writers' leftovers spares it
+    meta = {k: v for k, v in newest.meta.items() if k not in ("format", "format_version", "tensors_bytes", "tensors_sha256")}
+    checkpoint.save_in_run(run_dir, newest.tensors, meta, keep=1)
+    assert checkpoint.best_path(run_dir) == best.with_name("best.old")
+    os.replace(best.with_name("best.old"), best)
+    (best / checkpoint.TENSORS).write_bytes(b"\x80\x04not a safetensors file")
+    agent = A3C.load(run_dir)  # the default: the best if it reads, else the latest, with a warning
+    assert agent.checkpoint_kind == "latest" and "taking the latest checkpoint instead" in caplog.text
+    with pytest.raises(checkpoint.CheckpointError, match="looks like a pickle"):
+        A3C.load(run_dir, checkpoint="best")  # asked for by name: an error
+
+
 def test_plot_draws_the_evaluations_beside_the_training_curve(cartpole_run, tmp_path):
     curve = load_run(cartpole_run)
     rows = _evals(cartpole_run)
