@@ -225,3 +225,51 @@ class BigPixels(Pixels):
     def _obs(self):
         self.frame = np.zeros((4, 84, 84), dtype=np.uint8)
         return self.frame
+
+
+class FixedLength(gym.Env):
+    """Every episode lasts `length` steps and pays 1 per step, whatever the actions: its return is
+    known (`length`) for any policy. With `pid_file`, the pid of the process building it is
+    appended to that file."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length: int = 7, pid_file: str | None = None) -> None:
+        self.length, self.t = length, 0
+        _log_pid(pid_file)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, np.float32), 1.0, self.t >= self.length, False, {}
+
+
+class CartPoleEvalFails(gym.Wrapper):
+    """CartPole that, built with `fail` ("raise" or "hang"; the evaluation env gets it through
+    eval.env_kwargs), raises or sleeps for an hour at its `after`-th step: once in the whole run with
+    a `marker` file (the first env to get there), in every env without one. With `pid_file`, the
+    pid of the process building it is appended to that file."""
+
+    def __init__(self, fail: str | None = None, marker: str | None = None, after: int = 20, pid_file: str | None = None) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.fail, self.marker, self.after, self.n = fail, marker, after, 0
+        _log_pid(pid_file)
+
+    def step(self, action):
+        self.n += 1
+        if self.fail is not None and self.n == self.after and _claim(self.marker):
+            if self.fail == "hang":
+                time.sleep(3600)
+            raise RuntimeError("the evaluation env crashed")
+        return self.env.step(action)
+
+
+def _log_pid(path: str | None) -> None:
+    if path is not None:
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()}\n")

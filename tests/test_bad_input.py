@@ -140,12 +140,21 @@ CASES = [
     (["train", "CartPole-v1", "--set", "run.workers=2"], "config key 'run.workers' is now 'backend.workers'"),
     (["train", "CartPole-v1", "--run-dir", "{ws}/a_file"], "exists and is not a directory"),
     (["train", "--resume", "{ws}/missing"], "is not a run directory"),
+    # evaluation during training
+    (["train", "CartPole-v1", "--target-eval-return", "400"], "eval.target_mean needs evaluations: set eval.interval_steps or eval.interval_s (--eval-interval)"),
+    (["train", "CartPole-v1", "--eval-interval", "0"], "invalid value for eval.interval_steps: 0 must be an integer >= 1"),
+    (["train", "CartPole-v1", "--set", "eval.episodes=0"], "invalid value for eval.episodes: 0 must be an integer >= 1"),
+    (["train", "CartPole-v1", "--set", "eval.interval_s=-1"], "invalid value for eval.interval_s: -1.0 must be a number > 0"),
+    (["train", "CartPole-v1", "--set", "eval.env_kwargs=3"], "invalid value for eval.env_kwargs: 3 must be a mapping"),
     # eval
     (["eval", "{ws}", "--episodes", "0"], "--episodes must be >= 1, got 0"),
     (["eval", "{ws}", "--episodes", "-3"], "--episodes must be >= 1, got -3"),
     (["eval", "{ws}/missing"], "no such checkpoint or run directory"),
     (["eval", "{ws}/a_file"], "is not an a3c checkpoint"),
     (["eval", "{ws}/pickled"], "holds no checkpoint"),
+    (["eval", "{ws}/run_without_best", "--checkpoint", "best"], "run_without_best has no best checkpoint (checkpoints/best/ is kept by evaluations during training"),
+    (["eval", "{ws}/run_without_best", "--checkpoint", "step_000000000001"], "no such checkpoint: step_000000000001 (neither a path nor a name in"),
+    (["eval", "{ws}/a_checkpoint", "--checkpoint", "latest"], "a_checkpoint is not a run directory: a checkpoint ('latest') is picked from a run directory's checkpoints/"),
     # plot
     (["plot", "{ws}/pickled"], "is not a run directory (it has no progress.csv)"),
     (["plot", "{ws}/latin1_run"], "latin1_run/progress.csv is not UTF-8 text"),
@@ -167,6 +176,9 @@ def ws(tmp_path_factory) -> Path:
     (ws / "pickled" / "model.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     (ws / "latin1_run").mkdir()
     (ws / "latin1_run" / "progress.csv").write_bytes("steps,wall_s,return_mean\n1,0.5,1.0\n\xff\xfe\n".encode("latin-1"))
+    (ws / "run_without_best" / "checkpoints").mkdir(parents=True)
+    (ws / "a_checkpoint").mkdir()
+    (ws / "a_checkpoint" / "meta.json").write_text("{}\n")
     (ws / "columns_run").mkdir()
     (ws / "columns_run" / "progress.csv").write_text("steps,wall_s,reward\n1,0.5,1.0\n")
     return ws

@@ -72,10 +72,11 @@ def test_the_layout():
     for key, _, _ in field_docs():
         section, _, name = key.rpartition(".")
         sections.setdefault(section, []).append(name)
-    assert list(sections) == ["env", "env.atari", "algo", "optim", "model", "run", "log", "backend"]
+    assert list(sections) == ["env", "env.atari", "algo", "optim", "model", "run", "log", "eval", "backend"]
     assert sections["env.atari"] == ["frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector"]
     assert sections["run"] == ["seed", "total_steps", "max_time", "target_return", "return_window", "max_nonfinite_updates"]
     assert sections["log"] == ["log_interval", "checkpoint_interval_steps", "checkpoint_interval_s", "checkpoint_keep"]
+    assert sections["eval"] == ["interval_steps", "interval_s", "episodes", "deterministic", "target_mean", "timeout", "env_kwargs"]
     assert sections["backend"] == ["name", "workers", "max_restarts", "restart_delay", "worker_timeout", "report_interval", "ray_address", "ray_sync_interval"]
     data = Config().to_dict()
     assert data["env"]["atari"]["frame_skip"] == 4 and data["backend"]["name"] == "processes"
@@ -213,9 +214,11 @@ def test_not_learning_and_resumable():
         "run.max_time", "run.target_return", "run.return_window", "run.max_nonfinite_updates",
         "log.log_interval", "log.checkpoint_interval_steps", "log.checkpoint_interval_s", "log.checkpoint_keep",
         "backend.report_interval", "backend.max_restarts", "backend.restart_delay", "backend.worker_timeout", "backend.ray_address",
+        "eval.interval_steps", "eval.interval_s", "eval.episodes", "eval.deterministic", "eval.target_mean", "eval.timeout", "eval.env_kwargs",
     }  # fmt: skip
-    assert RESUMABLE_SECTIONS == ("run", "log", "backend")
+    assert RESUMABLE_SECTIONS == ("run", "log", "eval", "backend")
     assert resumable("total_steps") and resumable("backend.workers") and resumable("backend") and resumable("log.checkpoint_keep")
+    assert resumable("eval.target_mean") and resumable("eval.env_kwargs")
     assert not resumable("run.seed") and not resumable("n_steps") and not resumable("env.atari.frame_skip")
 
 
@@ -236,6 +239,13 @@ def test_not_learning_and_resumable():
         ("checkpoint_keep", 10_001, "in [1, 10000]"),
         ("lock", "yes", "must be true or false"),
         ("gamma", 1.5, "must be in (0, 1]"),
+        ("eval.episodes", 0, "invalid value for eval.episodes: 0 must be an integer >= 1"),
+        ("eval.interval_steps", 0, "invalid value for eval.interval_steps: 0 must be an integer >= 1"),
+        ("eval.interval_s", -5, "invalid value for eval.interval_s: -5.0 must be a number > 0"),
+        ("eval.timeout", 0, "invalid value for eval.timeout: 0.0 must be a number > 0"),
+        ("eval.target_mean", "high", "invalid value for eval.target_mean: 'high' must be a finite number"),
+        ("eval.target_mean", 400, "eval.target_mean needs evaluations: set eval.interval_steps or eval.interval_s"),
+        ("eval.env_kwargs", [1], "invalid value for eval.env_kwargs: (1,) must be a mapping"),
     ],
 )
 def test_bounds(key, value, message):
@@ -272,6 +282,10 @@ def test_presets_follow_the_env_family():
     assert build_config("CartPole-v1").model.hidden == (64, 64)
     pong = build_config("ALE/Pong-v5")
     assert pong.env.atari.ale_vector and pong.env.envs_per_worker == 4 and pong.log.log_interval == 50_000
+    # Evaluation during training: off by default, on in the Atari (every 5-10 minutes) and MuJoCo presets.
+    assert build_config("CartPole-v1").eval.interval_steps is None and build_config("CartPole-v1").eval.interval_s is None
+    assert 300 <= pong.eval.interval_s <= 600 and pong.eval.episodes == 10 and pong.eval.deterministic
+    assert build_config("HalfCheetah-v5").eval.interval_steps == 50_000
 
 
 @pytest.mark.parametrize("family", ["atari", "classic_control", "mujoco", "tabular"])

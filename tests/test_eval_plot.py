@@ -118,8 +118,9 @@ def test_tensorboard_events_mirror_progress_csv(runs):
 def test_every_command_has_complete_help(capsys):
     for command, words in [
         ([], ["train", "eval", "plot"]),
-        (["train"], ["--resume", "--total-steps", "--set", "log.checkpoint_interval_steps", "log.checkpoint_keep", "a3c train --resume"]),
-        (["eval"], ["--episodes", "--deterministic", "--stochastic", "--video", "--output", "eval.json"]),
+        (["train"], ["--resume", "--total-steps", "--set", "log.checkpoint_interval_steps", "log.checkpoint_keep", "a3c train --resume",
+                     "--eval-interval", "--target-eval-return", "eval.interval_s", "checkpoints/best/"]),
+        (["eval"], ["--episodes", "--deterministic", "--stochastic", "--video", "--output", "eval.json", "--checkpoint", "best", "latest"]),
         (["plot"], ["RUN_DIR", "--out", "seed"]),
     ]:
         with pytest.raises(SystemExit) as exit_info:

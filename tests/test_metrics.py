@@ -19,14 +19,22 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_progress_columns_and_tags_come_from_metrics():
-    assert PROGRESS_COLUMNS == tuple(m.column for m in METRICS)
-    assert len(set(PROGRESS_COLUMNS)) == len(PROGRESS_COLUMNS)
-    assert metrics.TENSORBOARD_TAGS == {m.column: m.tag for m in METRICS if m.tag is not None}
-    assert [m.column for m in METRICS if m.tag is None] == ["steps"]  # the x axis
-    assert len(set(metrics.TENSORBOARD_TAGS.values())) == len(metrics.TENSORBOARD_TAGS)
+    assert PROGRESS_COLUMNS == tuple(m.column for m in METRICS if m.file == metrics.PROGRESS)
+    assert metrics.EVAL_COLUMNS == tuple(m.column for m in METRICS if m.file == metrics.EVAL)
+    assert {m.file for m in METRICS} == {metrics.PROGRESS, metrics.EVAL}
+    for columns in (PROGRESS_COLUMNS, metrics.EVAL_COLUMNS):
+        assert len(set(columns)) == len(columns) and columns[0] == "steps"
+    assert metrics.TENSORBOARD_TAGS == {m.column: m.tag for m in METRICS if m.tag is not None and m.file == metrics.PROGRESS}
+    assert [m.column for m in METRICS if m.tag is None] == ["steps", "steps"]  # the x axis of each file
+    tags = [m.tag for m in METRICS if m.tag is not None]
+    assert len(set(tags)) == len(tags), "each tag is named once"
     for m in METRICS:
         assert m.how in metrics.AGGREGATIONS and m.doc and "\n" not in m.doc, m
-        assert m.tag is None or m.tag.split("/")[0] in ("rollout", "train", "time", "workers"), m
+        group = ("rollout", "train", "time", "workers") if m.file == metrics.PROGRESS else ("eval",)
+        assert m.tag is None or m.tag.split("/")[0] in group, m
+    # eval.csv: the columns the evaluator reports, under Stable-Baselines3's EvalCallback names.
+    assert metrics.EVAL_COLUMNS == ("steps", "wall_s", "mean", "std", "min", "max", "episodes", "mean_length", "duration_s")
+    assert metrics.EVAL_TAGS["mean"] == "eval/mean_reward" and metrics.EVAL_TAGS["mean_length"] == "eval/mean_ep_length"
     sb3 = {"return_mean": "rollout/ep_rew_mean", "length_mean": "rollout/ep_len_mean", "steps_per_s": "time/fps", "entropy_loss": "train/entropy_loss", "value_loss": "train/value_loss"}
     assert {k: metrics.TENSORBOARD_TAGS[k] for k in sb3} == sb3
 
@@ -80,11 +88,12 @@ def test_worker_report_refuses_an_unknown_metric():
     assert rep.sums == {}
 
 
-def test_readme_holds_the_generated_table():
-    table = metrics.markdown_table()
+@pytest.mark.parametrize("file", ["progress", "eval"])
+def test_readme_holds_the_generated_table(file):
+    table = metrics.markdown_table(file)
     assert table.splitlines()[0] == "| column | TensorBoard tag | meaning |"
-    assert len(table.splitlines()) == 2 + len(METRICS)
-    assert table in README.read_text(), "paste the output of a3c.metrics.markdown_table() into the README"
+    assert len(table.splitlines()) == 2 + len([m for m in METRICS if m.file == file])
+    assert table in README.read_text(), f"paste the output of a3c.metrics.markdown_table({file!r}) into the README"
 
 
 def test_io_writes_json_atomically_without_nan(tmp_path):

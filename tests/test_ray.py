@@ -217,3 +217,23 @@ def test_a_user_encoder_with_a_dict_observation_learns_on_ray(cluster, tmp_path)
                 target_return=None, max_time=120, ray_address=cluster.address, checkpoint_interval_s=None)  # fmt: skip
     agent.learn(run_dir=tmp_path / "run", progress="none")
     assert agent.evaluate(episodes=20)["mean"] >= 7.0  # of 8; random play: 2.7
+
+
+def test_ray_evaluations_run_in_an_actor_keep_the_best_and_survive_a_crash(cluster, tmp_path, capfd):
+    """The evaluator actor beside the workers: its first evaluation's env raises (once in the run),
+    the actor is recreated at the next one, eval.csv gets rows, and best/ holds the state that
+    scored its recorded mean."""
+    marker, run_dir = tmp_path / "failed", tmp_path / "run"
+    agent = A3C("fake_envs:CartPoleEvalFails", backend="ray", workers=2, seed=0, total_steps=10**8, target_return=None, max_time=120,
+                ray_address=cluster.address, **{"eval.interval_steps": 5_000, "eval.episodes": 3,
+                                                "eval.env_kwargs": {"fail": "raise", "marker": str(marker)}})  # fmt: skip
+
+    def two_rows(row):
+        return not (run_dir / "eval.csv").exists() or len((run_dir / "eval.csv").read_text().splitlines()) < 3
+
+    summary = agent.learn(run_dir=run_dir, progress="none", callback=two_rows)
+    assert marker.exists() and "the evaluator failed" in capfd.readouterr().err
+    assert summary["stop_reason"] == "callback" and summary["eval"]["restarts"] == 1 and summary["eval"]["evaluations"] >= 2
+    best = A3C.load(run_dir, checkpoint="best", ray_address=None, backend="serial")
+    assert best.checkpoint_kind == "best"
+    assert best.evaluate(episodes=3)["mean"] == checkpoint.read(run_dir / "checkpoints" / "best").meta["eval"]["mean"]

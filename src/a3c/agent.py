@@ -4,7 +4,7 @@ prediction and evaluation.
     agent = A3C("CartPole-v1", workers=2, n_steps=8)
     summary = agent.learn(total_steps=200_000)
     agent.save("agent")                       # a checkpoint directory (a3c/checkpoint.py)
-    agent = A3C.load("agent")                 # or a run directory: its newest checkpoint
+    agent = A3C.load("agent")                 # or a run directory: its best, else its newest checkpoint
     action, state = agent.predict(obs, deterministic=True)
     result = agent.evaluate(episodes=10)      # {"mean": ..., "std": ..., "returns": [...], ...}
     agent = A3C.resume("runs/cartpole")       # continue a stopped or killed run where it left off
@@ -29,6 +29,7 @@ from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
 from a3c.errors import ConfigError
+from a3c.evaluator import EvalSpec
 from a3c.imports import name_of
 from a3c.models import make_model
 from a3c.normalize import ObservationStats
@@ -105,6 +106,7 @@ class A3C:
         self.policy = Policy(self.model, self.observation_space, self.action_space, config.run.seed)
         self.run_dir: Path | None = None
         self.checkpoint_path: Path | None = None  # the checkpoint this agent was loaded from
+        self.checkpoint_kind: str | None = None  # which: "best", "latest" or "given" (a3c.persistence.select_checkpoint)
         # What a checkpoint holds besides the parameters and observation statistics (optimizer
         # statistics, counters) after learn() or load(); meta.json of the last one.
         self._train_state: dict[str, Tensor] = {}
@@ -168,6 +170,7 @@ class A3C:
         session = TrainingSession(
             cfg, store, self.env_fn or make_env_fn(cfg.env), path, record,
             target=self.target_return, resumed=ckpt, reopen=resume is not None, callback=callback, progress=progress,
+            evaluation=EvalSpec(self.env_fn, self.observation_space, self.action_space),
         )  # fmt: skip
         self.run_dir = session.rundir.path
         try:
@@ -201,25 +204,30 @@ class A3C:
         return checkpoint.write(path, state, fresh)
 
     @classmethod
-    def load(cls, path: str | Path, env: str | Callable[[], gym.Env] | None = None, **hyperparameters: Any) -> A3C:
-        """An agent from a checkpoint directory, or from a run directory's newest checkpoint.
+    def load(cls, path: str | Path, env: str | Callable[[], gym.Env] | None = None, checkpoint: str | None = None, **hyperparameters: Any) -> A3C:
+        """An agent from a checkpoint directory, or from a run directory: `checkpoint` "best" (the
+        best evaluation's state, checkpoints/best/), "latest" (the newest complete checkpoint), a
+        path or a name in its checkpoints/; by default the best if the run has one, else the latest.
+        `agent.checkpoint_kind` and `agent.checkpoint_path` say which was loaded.
 
         `env` replaces the recorded env (e.g. a factory that is not importable by name);
         `hyperparameters` override the recorded config (an architecture change is an error).
         """
-        ckpt = checkpoint.find(path)
+        ckpt, kind = persistence.select_checkpoint(path, checkpoint)
         cfg = persistence.config_of(ckpt)
         if hyperparameters:
             cfg = cfg.replace(hyperparameters)
         agent = cls(env if env is not None else cfg.env.id, config=cfg)
         agent._load(ckpt)
+        agent.checkpoint_kind = kind
+        log.info("a3c: loaded the %s checkpoint %s (%d steps)", kind, ckpt.path, ckpt.steps)
         return agent
 
     @classmethod
     def resume(cls, run_dir: str | Path, env: str | Callable[[], gym.Env] | None = None, **overrides: Any) -> A3C:
         """An agent that continues the run in `run_dir` from its newest checkpoint on its next learn().
 
-        `overrides` may change only run.*, log.* and backend.* settings other than the seed (the
+        `overrides` may change only run.*, log.*, eval.* and backend.* settings other than the seed (the
         budget: total_steps, max_time, target_return; workers, backend, intervals); anything else
         is a ConfigError.
         """

@@ -15,7 +15,8 @@ A checkpoint is a directory:
 
 In a run directory checkpoints sit in `checkpoints/`, named by zero-padded global step; the newest
 `log.checkpoint_keep` are kept and `checkpoints/latest` names the newest (for people and tools:
-loading takes the newest complete checkpoint by step). A checkpoint is written as `NAME.tmp/` (each
+loading takes the newest complete checkpoint by step). `checkpoints/best/`, the state of the best
+evaluation during training, is apart: never rotated away, and never taken for the newest. A checkpoint is written as `NAME.tmp/` (each
 file fsynced), renamed into place, and the parent fsynced: a reader sees a whole checkpoint or none
 (Sample Factory's habit). Its files and `latest` are written by `a3c.io`; the next write removes
 what a killed writer left (`*.tmp`, `*.old`).
@@ -53,6 +54,7 @@ TENSORS = "tensors.safetensors"
 META = "meta.json"
 LATEST = "latest"
 CHECKPOINTS = "checkpoints"
+BEST = "best"  # checkpoints/best/: the state of the best evaluation so far, never rotated away
 MAX_TENSOR_BYTES = 4 << 30  # far above any model this library builds (the Nature CNN is ~7 MB)
 MAX_META_BYTES = 16 << 20
 MAX_HEADER_BYTES = 16 << 20
@@ -142,8 +144,16 @@ def save_in_run(run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str,
             shutil.rmtree(old, ignore_errors=True)
     # A killed writer's leftovers: NAME.tmp/ directories, `latest`'s temp files, NAME.old/ copies.
     for stale in [*folder.glob("*.tmp"), *folder.glob("*.old")]:
-        _remove(stale)
+        if stale.name != BEST + ".old" or (folder / BEST).exists():  # else the best's only copy
+            _remove(stale)
     return path
+
+
+def best_path(run_dir: str | Path) -> Path | None:
+    """run_dir/checkpoints/best/, or the complete copy that a writer killed while replacing it
+    left (best.old/); None if the run has neither."""
+    folder = Path(run_dir) / CHECKPOINTS
+    return next((p for p in (folder / BEST, folder / f"{BEST}.old") if (p / META).is_file()), None)
 
 
 def set_aside_newer(run_dir: str | Path, steps: int) -> list[Path]:

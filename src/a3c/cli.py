@@ -1,10 +1,12 @@
 """The `a3c` command line.
 
     a3c train ENV_ID [--workers N] [--backend B] [--total-steps N] [--target-return R] [--max-time S]
+                     [--eval-interval N] [--target-eval-return R]
                      [--seed S] [--run-dir DIR] [--config FILE ...] [--set key=value ...]
     a3c train --resume RUN_DIR [--total-steps N] [--max-time S] [--set run.KEY=VALUE ...]
-                              (run.*, log.* and backend.* keys other than run.seed may change)
-    a3c eval RUN_DIR|CHECKPOINT [--episodes N] [--deterministic|--stochastic] [--video DIR]
+                              (run.*, log.*, eval.* and backend.* keys other than run.seed may change)
+    a3c eval RUN_DIR|CHECKPOINT [--checkpoint best|latest|PATH] [--episodes N]
+                                [--deterministic|--stochastic] [--video DIR]
     a3c plot RUN_DIR [RUN_DIR ...] [--out FILE]
 
 Bad input (an unknown env id, an unsupported space, an invalid hyperparameter, an unknown --set key,
@@ -45,37 +47,48 @@ def _config_epilog() -> str:
         "resume: `a3c train --resume RUN_DIR` continues a stopped or killed run from its latest",
         "checkpoint (RUN_DIR/checkpoints/): counters, optimizer statistics, the learning-rate schedule",
         "and wall time carry on, and progress.csv / episodes.csv are appended to (rows past the",
-        "checkpoint, the lost work, are cut off). Only run.*, log.* and backend.* settings other than",
-        "the seed may change (--total-steps, --max-time, --target-return, --workers, --backend,",
-        "--set run.KEY=VALUE, --set log.KEY=VALUE, --set backend.KEY=VALUE).",
+        "checkpoint, the lost work, are cut off). Only run.*, log.*, eval.* and backend.* settings",
+        "other than the seed may change (--total-steps, --max-time, --target-return, --workers,",
+        "--backend, --eval-interval, --target-eval-return, --set run.KEY=VALUE, --set log.KEY=VALUE,",
+        "--set eval.KEY=VALUE, --set backend.KEY=VALUE).",
+        "",
+        "evaluation during training (off by default; on in the Atari and MuJoCo presets): every",
+        "eval.interval_steps global steps and/or eval.interval_s seconds an evaluator beside the",
+        "workers plays eval.episodes greedy episodes with the current global parameters; the",
+        "results go to eval.csv, TensorBoard eval/ and summary.json, and the best evaluation's state",
+        "to checkpoints/best/ (docs/evaluation.md).",
         "",
         "examples:",
         "  a3c train CartPole-v1",
         "  a3c train CartPole-v1 --workers 2 --seed 3 --set n_steps=5 --set optim.learning_rate=7e-4",
         "  a3c train Acrobot-v1 --backend serial --total-steps 200000 --run-dir runs/acrobot",
         "  a3c train CartPole-v1 --run-dir runs/cp --set log.checkpoint_interval_steps=20000",
+        "  a3c train CartPole-v1 --eval-interval 20000 --target-eval-return 500 --target-return null",
         "  a3c train --resume runs/cp",
     ]
     return "\n".join(lines)
 
 
 EVAL_EPILOG = """\
-RUN_DIR evaluates the run's newest complete checkpoint by step (an unreadable newest one falls back
-to the one before, with a warning); CHECKPOINT is a checkpoint directory (RUN_DIR/checkpoints/step_N,
-or one written by A3C.save). Returns are real: for Atari whole games, unclipped, with the training
-preprocessing otherwise. Writes eval.json (mean, std, min, max, every return and length) into
-RUN_DIR or CHECKPOINT unless --output says otherwise (its folder must exist); where the results
-cannot be written is an error before any episode is played.
+RUN_DIR evaluates the run's best checkpoint (checkpoints/best/, kept by evaluations during
+training) if it has one, else its newest complete checkpoint by step (an unreadable newest one
+falls back to the one before, with a warning); --checkpoint picks one: best, latest, or a path (or
+a name in RUN_DIR/checkpoints/). The output says which it used. CHECKPOINT is a checkpoint
+directory (RUN_DIR/checkpoints/step_N, or one written by A3C.save). Returns are real: for Atari
+whole games, unclipped, with the training preprocessing otherwise. Writes eval.json (mean, std,
+min, max, every return and length) into RUN_DIR or CHECKPOINT unless --output says otherwise (its
+folder must exist); where the results cannot be written is an error before any episode is played.
 
 examples:
   a3c eval runs/cartpole
+  a3c eval runs/cartpole --checkpoint latest --episodes 100
   a3c eval runs/cartpole/checkpoints/step_000000150016 --episodes 100 --stochastic
   a3c eval runs/cartpole --episodes 3 --video videos/   (needs: pip install 'a3c[video]')
 """
 
 PLOT_EPILOG = """\
 Draws mean return (the last return_window episodes) against global env steps and against wall
-time. Runs whose configs differ only by seed (and by budget, target or logging settings) are one
+time, and each evaluation's mean (eval.csv, dashed with markers) where a run has them. Runs whose configs differ only by seed (and by budget, target or logging settings) are one
 group: their mean with a min-max band. The default output is RUN_DIR/curves.png for one run and
 ./curves.png for several.
 
@@ -113,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--total-steps", type=int, help="global env-step budget (run.total_steps, default 1000000)")
     train.add_argument("--target-return", type=_target_return, metavar="R", help="stop once return_mean reaches R: a number, auto (the env's threshold) or null")
     train.add_argument("--max-time", type=float, help="stop after this many seconds of wall time (of the whole run, when resumed)")
+    train.add_argument("--eval-interval", type=int, metavar="N", help="evaluate the global parameters every N global env steps (eval.interval_steps)")
+    train.add_argument("--target-eval-return", type=float, metavar="R", help="stop once an evaluation's mean return reaches R (eval.target_mean)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--run-dir", help="where to write the run (default runs/ENV_ID-DATE-TIME)")
     train.add_argument("--config", action="append", default=[], metavar="FILE", help="a YAML config file (repeatable; later files win)")
@@ -127,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its newest complete checkpoint) or a checkpoint directory")
+    ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its best checkpoint, else its newest) or a checkpoint directory")
+    ev.add_argument("--checkpoint", metavar="best|latest|PATH", help="which checkpoint of RUN_DIR: best, latest, or a path or name (default: best if there is one)")
     ev.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
     mode = ev.add_mutually_exclusive_group()
     mode.add_argument("--deterministic", dest="stochastic", action="store_false", help="take the most likely action (the default)")
@@ -197,13 +213,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         "run.target_return": args.target_return,
         "run.max_time": args.max_time,
         "run.seed": args.seed,
+        "eval.interval_steps": args.eval_interval,
+        "eval.target_mean": args.target_eval_return,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.target_return == "null":
         overrides["run.target_return"] = None  # never stop on the return
     if args.resume is not None:
         if args.config or args.seed is not None or args.run_dir is not None:
-            raise ConfigError("--resume continues a run as it was configured: it takes no --config, --seed or --run-dir (--set run.*, log.* and backend.* keys other than run.seed, --total-steps, --max-time, --target-return, --workers, --backend and --ray-address may change)")
+            raise ConfigError("--resume continues a run as it was configured: it takes no --config, --seed or --run-dir (--set run.*, log.*, eval.* and backend.* keys other than run.seed, --total-steps, --max-time, --target-return, --eval-interval, --target-eval-return, --workers, --backend and --ray-address may change)")
         agent = A3C.resume(args.resume, **overrides)
         if args.env_id is not None and args.env_id != agent.config.env.id:
             raise ConfigError(f"{args.resume} is a run on {agent.config.env.id}, not {args.env_id}")
@@ -217,9 +235,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         _draw_curves(agent.run_dir)
         raise
     _draw_curves(agent.run_dir)
+    evals = summary.get("eval") or {}
+    best = f", eval {evals['latest']['mean']:.1f} (best {evals['best_mean']:.1f})" if evals.get("latest") else ""
     print(
         f"{summary['stop_reason']}: steps {summary['steps']}, episodes {summary['episodes']}, "
-        f"return_mean {summary['return_mean']:.1f}, solved {summary['solved']}, "
+        f"return_mean {summary['return_mean']:.1f}, solved {summary['solved']}{best}, "
         f"wall {summary['wall_s']:.1f}s -> {agent.run_dir}"
     )
     if summary.get("error"):  # e.g. a full disk while finishing: what could be written was
@@ -251,15 +271,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if args.output:  # before anything is loaded or played: no results are thrown away for want of a place
         check_output(Path(args.output), "--output")
-    agent = A3C.load(args.target)
+    agent = A3C.load(args.target, checkpoint=args.checkpoint)
     out = Path(args.output) if args.output else (target if target.is_dir() else target.parent) / "eval.json"
     check_output(out, "eval.json", "; write the results elsewhere with --output FILE")
     result = agent.evaluate(episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed, video_dir=args.video)
-    result = {"checkpoint": str(agent.checkpoint_path), "checkpoint_steps": agent.num_timesteps, **result}
+    kind = agent.checkpoint_kind
+    result = {"checkpoint": str(agent.checkpoint_path), "checkpoint_kind": kind, "checkpoint_steps": agent.num_timesteps, **result}
     mode = "stochastic" if args.stochastic else "deterministic"
     line = (
         f"mean return {result['mean']:.2f} +/- {result['std']:.2f} over {result['episodes']} episodes ({mode}); "
-        f"min {result['min']:.1f}, max {result['max']:.1f}; checkpoint {agent.checkpoint_path}"
+        f"min {result['min']:.1f}, max {result['max']:.1f}; {'' if kind == 'given' else f'{kind} '}checkpoint {agent.checkpoint_path}"
     )
     try:
         write_json_atomic(out, result)

@@ -1,5 +1,5 @@
 """One validated, frozen configuration tree: sections env (with env.atari), algo, optim, model, run,
-log and backend.
+log, eval and backend.
 
 Every field has a default that works, a check, a one-line doc (`a3c train --help`; the reasoning is
 in docs/configuration.md) and a `learning` flag, False for settings that do not change what a run
@@ -14,14 +14,13 @@ import copy
 import dataclasses
 import functools
 import json
-import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from a3c import checks
+from a3c.checks import Check, boolean, integer, mapping, number, one_of, optional, text
 from a3c.errors import ConfigError
-
-Check = Callable[[Any], str | None]
 
 
 def _f(default: Any, doc: str, check: Check | None = None, factory: bool = False, learning: bool = True) -> Any:
@@ -34,68 +33,6 @@ def _f(default: Any, doc: str, check: Check | None = None, factory: bool = False
 def _section(cls: type, primary: str | None = None) -> Any:
     return field(default_factory=cls, metadata={"section": cls, "primary": primary})
 
-
-# Shared validators: each returns None for a good value, else what it must be.
-def _kind(ok: Callable[[Any], bool], want: str) -> Check:
-    return lambda v: None if ok(v) else want
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
-
-
-def integer(lo: int = 0, hi: int | None = None) -> Check:
-    """An int (not a bool) in [lo, hi]; the message names the upper bound when it is the one broken."""
-    low, both = f"must be an integer >= {lo}", f"must be an integer in [{lo}, {hi}]"
-    return lambda v: (low if not _is_int(v) or v < lo else both if hi is not None and v > hi else None)
-
-
-def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Check:
-    """A finite int or float within the bounds (open or closed)."""
-    want = "must be a finite number" if lo is None else f"must be a number {'>' if lo_open else '>='} {lo}"
-    if lo is not None and hi is not None:
-        want = f"must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-    above = (lambda v: lo is None or v > lo) if lo_open else (lambda v: lo is None or v >= lo)
-    below = (lambda v: hi is None or v < hi) if hi_open else (lambda v: hi is None or v <= hi)
-    return _kind(lambda v: _is_number(v) and above(v) and below(v), want)
-
-
-def one_of(*choices: str) -> Check:
-    return _kind(lambda v: v in choices, f"must be one of {', '.join(choices)}")
-
-
-def optional(check: Check) -> Check:
-    return lambda v: None if v is None else check(v)
-
-
-def int_list(lo: int, hi: int) -> Check:
-    ok = integer(lo, hi)
-    return _kind(lambda v: isinstance(v, tuple) and not any(ok(h) for h in v), f"must be a list of integers in [{lo}, {hi}] (may be empty)")
-
-
-def _pairs(v: Any) -> bool:
-    ok = isinstance(v, tuple) and all(isinstance(p, list | tuple) and len(p) == 2 and not any(number(lo=0)(x) for x in p) for p in v)
-    return ok and all(a[0] <= b[0] for a, b in zip(v, v[1:], strict=False))
-
-
-_names = _kind(
-    lambda v: isinstance(v, tuple) and all(isinstance(k, str) and k for k in v),
-    "must be a list of key names (may be empty)",
-)
-_entry = _kind(
-    lambda v: isinstance(v, str) and v.count(":") == 1 and all(p.strip() for p in v.split(":")),
-    "must be module:Class or module:make_fn",
-)
-boolean = _kind(lambda v: isinstance(v, bool), "must be true or false")
-text = _kind(lambda v: isinstance(v, str) and bool(v), "must be a non-empty string")
-mapping = _kind(lambda v: isinstance(v, dict), "must be a mapping")
-_schedule_points = _kind(_pairs, "must be a list of [step, value] pairs of numbers >= 0 with non-decreasing steps")
-_betas = _kind(lambda v: isinstance(v, tuple) and len(v) == 2 and not any(number(0, 1, hi_open=True)(b) for b in v), "must be two numbers in [0, 1)")
-_target = _kind(lambda v: v is None or v == "auto" or not number()(v), "must be a finite number, auto or null")
 
 STEPS = 10**15  # more global env steps than any run takes: a larger count can only be a mistake
 SIZE = 65_536  # the largest layer, LSTM or embedding size
@@ -135,7 +72,7 @@ class EnvConfig:
         False, "Normalise observations by a running mean and std shared by all workers.", boolean
     )
     obs_keys: tuple = _f(
-        (), "Dict observations: the keys to keep, e.g. [image, direction] (empty: all).", _names
+        (), "Dict observations: the keys to keep, e.g. [image, direction] (empty: all).", checks.names
     )
     action_masks: bool = _f(
         True,
@@ -151,7 +88,7 @@ class AlgoConfig:
     gamma: float = _f(0.99, "Discount factor.", number(0, 1, lo_open=True))
     gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives the n-step advantage of eq. 1 exactly.", number(0, 1))
     ent_coef: float = _f(0.0, "Entropy bonus coefficient (the tutorial's beta).", number(lo=0))
-    ent_coef_schedule: tuple = _f((), "Piecewise-linear ent_coef over global steps, [[step, value], ...] (empty: none).", _schedule_points)
+    ent_coef_schedule: tuple = _f((), "Piecewise-linear ent_coef over global steps, [[step, value], ...] (empty: none).", checks.schedule_points)
     vf_coef: float = _f(0.5, "Weight of the value loss 1/2 A^2 (eq. 3) in the total loss.", number(lo=0))
     reward_scale: float = _f(1.0, "Multiply training rewards by this (reported returns stay unscaled).", number(lo=0, lo_open=True))
     max_grad_norm: float | None = _f(0.5, "Clip gradients to this global norm (null: no clipping).", optional(number(lo=0, lo_open=True)))
@@ -165,13 +102,13 @@ class OptimConfig:
     lr_schedule: str = _f("linear", "Per-worker learning-rate schedule over total_steps: linear (to 0) or constant.", one_of("linear", "constant"))
     alpha: float = _f(0.99, "RMSprop smoothing constant of the squared-gradient average.", number(0, 1, lo_open=True))
     eps: float = _f(1e-5, "Optimizer epsilon (RMSprop and Adam).", number(lo=0, lo_open=True))
-    betas: tuple = _f((0.9, 0.999), "Adam betas.", _betas)
+    betas: tuple = _f((0.9, 0.999), "Adam betas.", checks.betas)
     lock: bool = _f(False, "Apply updates under a lock (default: lock-free Hogwild updates).", boolean)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: tuple = _f((64, 64), "Hidden layer sizes of the MLP (empty for a linear / tabular model).", int_list(1, SIZE))
+    hidden: tuple = _f((64, 64), "Hidden layer sizes of the MLP (empty for a linear / tabular model).", checks.int_list(1, SIZE))
     activation: str = _f("tanh", "Activation of the MLP: tanh or relu.", one_of("tanh", "relu"))
     shared_encoder: bool = _f(False, "Share one MLP body between actor and critic (default: separate).", boolean)
     tabular: str = _f("onehot", "Encoding of Discrete observations: onehot (a table) or embedding.", one_of("onehot", "embedding"))
@@ -189,7 +126,7 @@ class ModelConfig:
     encoder: str | None = _f(
         None,
         "Your own encoder, module:Class or module:make_fn (null: the built-in ones).",
-        optional(_entry),
+        optional(checks.entry),
     )
     encoder_kwargs: dict = _f(dict, "Keyword arguments for model.encoder.", mapping, factory=True)
     lstm: bool = _f(
@@ -207,7 +144,7 @@ class RunConfig:
     seed: int = _f(0, "Seed; each worker seeds its envs and RNGs from (seed, worker index).", integer(0, 2**63 - 1))
     total_steps: int = _f(1_000_000, "Stop after this many global env steps (also the lr schedule's horizon).", integer(1, STEPS))
     max_time: float | None = _f(None, "Stop after this many seconds of wall time (null: no limit).", optional(number(lo=0, lo_open=True)), learning=False)
-    target_return: float | str | None = _f("auto", "Stop once return_mean reaches this: a number, auto (the env's threshold) or null.", _target, learning=False)
+    target_return: float | str | None = _f("auto", "Stop once return_mean reaches this: a number, auto (the env's threshold) or null.", checks.target_value, learning=False)
     return_window: int = _f(100, "Episodes in the running mean return (return_mean).", integer(1, 10**7), learning=False)
     max_nonfinite_updates: int = _f(100, "Stop the run after this many non-finite updates in a row.", integer(1, 10**9), learning=False)
 
@@ -218,6 +155,21 @@ class LogConfig:
     checkpoint_interval_steps: int | None = _f(None, "Write a checkpoint every this many global env steps (null: by time only).", optional(integer(1, STEPS)), learning=False)
     checkpoint_interval_s: float | None = _f(600.0, "Write a checkpoint every this many seconds of wall time (null: by steps only).", optional(number(lo=0, lo_open=True)), learning=False)
     checkpoint_keep: int = _f(3, "Keep the newest this many checkpoints in run_dir/checkpoints/.", integer(1, 10_000), learning=False)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    interval_steps: int | None = _f(None, "Evaluate every this many global env steps (null: not by steps).", optional(integer(1, STEPS)), learning=False)
+    interval_s: float | None = _f(None, "Evaluate every this many seconds of wall time (null: not by time).", optional(number(lo=0, lo_open=True)), learning=False)
+    episodes: int = _f(10, "Whole episodes per evaluation (real returns: Atari whole games, unclipped).", integer(1, 10**6), learning=False)
+    deterministic: bool = _f(True, "Evaluate the greedy policy (false: sample actions).", boolean, learning=False)
+    target_mean: float | None = _f(None, "Stop the run once an evaluation's mean return reaches this (null: never).", optional(number()), learning=False)
+    timeout: float | None = _f(60.0, "Restart an evaluator that makes no env step for this many seconds (null: never).", optional(number(lo=0, lo_open=True)), learning=False)
+    env_kwargs: dict = _f(dict, "Keyword arguments of the evaluation env, over env.kwargs.", mapping, factory=True, learning=False)
+
+    def __post_init__(self) -> None:
+        if self.target_mean is not None and self.interval_steps is None and self.interval_s is None:
+            raise ConfigError("eval.target_mean needs evaluations: set eval.interval_steps or eval.interval_s (--eval-interval)")
 
 
 @dataclass(frozen=True)
@@ -240,6 +192,7 @@ class Config:
     model: ModelConfig = _section(ModelConfig)
     run: RunConfig = _section(RunConfig)
     log: LogConfig = _section(LogConfig)
+    eval: EvalConfig = _section(EvalConfig)
     backend: BackendConfig = _section(BackendConfig, primary="name")
 
     def to_dict(self) -> dict[str, Any]:
@@ -286,7 +239,7 @@ for _key in LEAVES:
 # Settings that do not change what a run learns (runs differing only in these and in run.seed are
 # seeds of one setup), and the sections a resumed run may change (all but run.seed).
 NOT_LEARNING: frozenset[str] = frozenset(k for k, f in LEAVES.items() if not f.metadata["learning"])
-RESUMABLE_SECTIONS = ("run", "log", "backend")
+RESUMABLE_SECTIONS = ("run", "log", "eval", "backend")
 
 # The previous layout's keys: moved ones name their new key, removed ones say what to do instead.
 MOVED: dict[str, str] = {
@@ -334,7 +287,7 @@ def resolve_key(key: str) -> tuple[str, str]:
 
 
 def resumable(key: str) -> bool:
-    """Whether a resumed run may change `key`: any key of run, log and backend except run.seed."""
+    """Whether a resumed run may change `key`: any key of run, log, eval and backend except run.seed."""
     key = canonical_key(key)
     return key.split(".", 1)[0] in RESUMABLE_SECTIONS and key != "run.seed"
 
@@ -353,7 +306,7 @@ def field_docs() -> list[tuple[str, Any, str]]:
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested sections and/or dotted or bare keys -> {dotted key: value}; keys are checked."""
     if not isinstance(data, Mapping):
-        raise ConfigError("a config must be a mapping of sections (env, algo, optim, model, run, log, backend)")
+        raise ConfigError("a config must be a mapping of sections (env, algo, optim, model, run, log, eval, backend)")
     out: dict[str, Any] = {}
     for key, value in data.items():
         if not isinstance(key, str):
@@ -375,7 +328,7 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
         value = _number_from_text(value)  # YAML 1.1 reads 7e-4 and 1e6 as strings
     if typ.startswith("int") and isinstance(value, float) and value.is_integer():
         value = int(value)  # 1e30 becomes a 31-digit int here: the upper bounds refuse it
-    if typ.startswith("float") and _is_int(value):
+    if typ.startswith("float") and checks.is_int(value):
         value = float(value)
     check = f.metadata.get("check")
     problem = check(value) if check else None

@@ -59,9 +59,20 @@ def evaluate(policy: Policy, config: Config, env_fn: EnvFn | None, episodes: int
     }  # fmt: skip
 
 
-def _play(
-    policy: Policy, env: gym.Env, seed: int | None, deterministic: bool, masks: bool
-) -> tuple[float, int]:
+def eval_env_fn(config: Config, env_fn: EnvFn | None, render: bool = False) -> EnvFn:
+    """The factory of evaluation envs: `env_fn` if given, else the config's env with real scores
+    (Atari's end-of-life and reward clipping are training aids only; one env through Gymnasium's
+    wrappers, not ale-py's vector env) and `eval.env_kwargs` over `env.kwargs`."""
+    if env_fn is not None:
+        return env_fn
+    kwargs = {**config.env.kwargs, **config.eval.env_kwargs}
+    if render:
+        kwargs["render_mode"] = "rgb_array"
+    atari = dataclasses.replace(config.env.atari, episodic_life=False, clip_rewards=False, ale_vector=False)
+    return make_env_fn(dataclasses.replace(config.env, atari=atari, kwargs=kwargs))
+
+
+def _play(policy: Policy, env: gym.Env, seed: int | None, deterministic: bool, masks: bool) -> tuple[float, int]:
     obs, info = env.reset(seed=seed)
     reader = reader_for(env, info, env.action_space, masks)
     policy.new_episode(deterministic)
@@ -80,15 +91,7 @@ def eval_env(config: Config, env_fn: EnvFn | None, video_dir: str | Path | None)
     """A fresh env for evaluation (wrapped by RecordVideo with `video_dir`)."""
     if video_dir is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array frames need no display (pygame envs)
-    if env_fn is not None:
-        env = env_fn()
-    else:
-        kwargs = dict(config.env.kwargs)
-        if video_dir is not None:
-            kwargs["render_mode"] = "rgb_array"
-        # Real scores: Atari's end-of-life and reward clipping are training aids only.
-        atari = dataclasses.replace(config.env.atari, episodic_life=False, clip_rewards=False)
-        env = make_env_fn(dataclasses.replace(config.env, atari=atari, kwargs=kwargs))()
+    env = eval_env_fn(config, env_fn, render=video_dir is not None)()
     if video_dir is None:
         return env
     if getattr(env, "render_mode", None) != "rgb_array":

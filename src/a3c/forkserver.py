@@ -23,10 +23,10 @@ from multiprocessing import forkserver
 from typing import Any
 
 # What the server imports once: the user's main module (as spawn would re-run it, guarded by
-# `if __name__ == "__main__"`) and the worker's code with torch and gymnasium. CPython before the
-# fix of gh-126631 (3.11, 3.12, early 3.13) ignores `__main__` here: each worker then imports the
-# script itself, after its fork.
-PRELOAD = ["__main__", "a3c.backends.processes"]
+# `if __name__ == "__main__"`) and the code of the workers and of the evaluator, with torch and
+# gymnasium. CPython before the fix of gh-126631 (3.11, 3.12, early 3.13) ignores `__main__` here:
+# each worker then imports the script itself, after its fork.
+PRELOAD = ["__main__", "a3c.backends.processes", "a3c.evaluator"]
 
 
 # A worker process imports the user's main script (as spawn would). A script that trains at import,

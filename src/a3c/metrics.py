@@ -1,10 +1,10 @@
-"""The training metrics, declared once: every progress.csv column, its TensorBoard tag, its meaning
-and how it is aggregated. The CSV header, the TensorBoard scalars and the README's table of columns
-(`markdown_table()`) all come from `METRICS`.
+"""The metrics, declared once: every column of progress.csv and eval.csv, its TensorBoard tag, its
+meaning and how it is aggregated. The CSV headers, the TensorBoard scalars and the README's tables
+of columns (`markdown_table(file)`) all come from `METRICS`.
 
 Tags follow Stable-Baselines3's names where it has the metric (`rollout/ep_rew_mean`,
-`train/value_loss`, `time/fps`, ...) and the same groups otherwise: rollout/, train/, time/, plus
-workers/ for A3C's own. `steps` is the x axis of every tag.
+`train/value_loss`, `time/fps`, `eval/mean_reward`, ...) and the same groups otherwise: rollout/,
+train/, time/, eval/, plus workers/ for A3C's own. `steps` is the x axis of every tag.
 
 Workers send `WorkerReport`s (sums, so reports add up); `Stats` folds them into running totals and
 the current log interval's sums, and `Stats.row` turns those into one progress.csv row.
@@ -27,23 +27,29 @@ WINDOW = "window"  # over the last run.return_window finished episodes
 PER_UPDATE = "per_update"  # summed by the workers per update; the row has the mean per update
 RATE = "rate"  # over the log interval since the previous row
 NOW = "now"  # the value when the row is written
+SNAPSHOT = "snapshot"  # eval.csv: when the evaluator read the global parameters
+EVALUATION = "evaluation"  # eval.csv: over the evaluation's episodes
 AGGREGATIONS = {
     TOTAL: "total since the run started",
     WINDOW: "over the last `run.return_window` episodes",
     PER_UPDATE: "mean per update since the previous row",
     RATE: "since the previous row",
     NOW: "when the row is written",
+    SNAPSHOT: "when the evaluated parameters were read",
+    EVALUATION: "over the evaluation's episodes",
 }
+PROGRESS, EVAL = "progress", "eval"  # the files: progress.csv, eval.csv
 
 
 @dataclass(frozen=True)
 class Metric:
-    """One progress.csv column."""
+    """One column of progress.csv (or of eval.csv)."""
 
     column: str
     tag: str | None  # its TensorBoard tag; None for the x axis
     doc: str  # one line, for the README's table
     how: str  # a key of AGGREGATIONS
+    file: str = PROGRESS  # PROGRESS or EVAL
 
 
 # The per-update loss columns are the algorithm's loss terms (all but their total), in its order.
@@ -71,18 +77,30 @@ METRICS: tuple[Metric, ...] = (
     Metric("nonfinite_steps", "rollout/nonfinite_steps", "env steps with a non-finite observation or reward (that episode dropped, the env reset)", TOTAL),
     Metric("workers_alive", "workers/alive", "workers running", NOW),
     Metric("worker_restarts", "workers/restarts", "workers restarted after a failure", TOTAL),
+    # eval.csv: one row per evaluation during training (a3c/periodic_eval.py)
+    Metric("steps", None, "global env steps, summed over workers", SNAPSHOT, EVAL),
+    Metric("wall_s", "eval/wall_s", "wall time of the run in seconds", SNAPSHOT, EVAL),
+    Metric("mean", "eval/mean_reward", "mean episode return (greedy unless eval.deterministic is false)", EVALUATION, EVAL),
+    Metric("std", "eval/std_reward", "standard deviation of the episode return", EVALUATION, EVAL),
+    Metric("min", "eval/min_reward", "lowest episode return", EVALUATION, EVAL),
+    Metric("max", "eval/max_reward", "highest episode return", EVALUATION, EVAL),
+    Metric("episodes", "eval/episodes", "episodes played (eval.episodes)", EVALUATION, EVAL),
+    Metric("mean_length", "eval/mean_ep_length", "mean episode length", EVALUATION, EVAL),
+    Metric("duration_s", "eval/duration_s", "seconds the evaluator spent on it (building its env and model, playing the episodes)", EVALUATION, EVAL),
 )  # fmt: skip
 
-PROGRESS_COLUMNS: tuple[str, ...] = tuple(m.column for m in METRICS)
-TENSORBOARD_TAGS: dict[str, str] = {m.column: m.tag for m in METRICS if m.tag is not None}
+PROGRESS_COLUMNS: tuple[str, ...] = tuple(m.column for m in METRICS if m.file == PROGRESS)
+TENSORBOARD_TAGS: dict[str, str] = {m.column: m.tag for m in METRICS if m.tag is not None and m.file == PROGRESS}
+EVAL_COLUMNS: tuple[str, ...] = tuple(m.column for m in METRICS if m.file == EVAL)
+EVAL_TAGS: dict[str, str] = {m.column: m.tag for m in METRICS if m.tag is not None and m.file == EVAL}
 # What a worker sums per update: the loss terms, grad_norm, update_lag, learning_rate.
 PER_UPDATE_METRICS: tuple[str, ...] = tuple(m.column for m in METRICS if m.how == PER_UPDATE)
 
 
-def markdown_table() -> str:
-    """The README's table of progress.csv columns: | column | TensorBoard tag | meaning |."""
+def markdown_table(file: str = PROGRESS) -> str:
+    """The README's table of progress.csv (or eval.csv) columns: | column | TensorBoard tag | meaning |."""
     lines = ["| column | TensorBoard tag | meaning |", "|---|---|---|"]
-    for m in METRICS:
+    for m in (m for m in METRICS if m.file == file):
         tag = f"`{m.tag}`" if m.tag is not None else "(the x axis)"
         doc = m.doc.replace("|", "\\|")  # a pipe would end the cell
         lines.append(f"| `{m.column}` | {tag} | {doc}; {AGGREGATIONS[m.how]} |")

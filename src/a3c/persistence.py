@@ -8,6 +8,7 @@ previous layout), and checks that a resume continues the same run.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -20,12 +21,14 @@ from torch import Tensor
 
 from a3c import __version__, checkpoint
 from a3c.checkpoint import Checkpoint, CheckpointError
-from a3c.config import Config, from_recorded, resumable
+from a3c.config import SECTIONS, Config, from_recorded, resumable
 from a3c.errors import ConfigError
 from a3c.io import finite_or_none
 from a3c.models import ActorCritic
 from a3c.optim import new_state
 from a3c.store import COUNTERS
+
+log = logging.getLogger("a3c")
 
 
 def versions() -> dict[str, str]:
@@ -89,7 +92,7 @@ def _learning_settings(cfg: Config) -> dict[str, Any]:
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, dict) and key != "kwargs":
+        if isinstance(value, dict) and f"{prefix}{key}" in SECTIONS:  # env.kwargs is a value
             out.update(_flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
@@ -101,7 +104,7 @@ def check_resumable(recorded: Config, new: Config) -> None:
     a, b = _learning_settings(recorded), _learning_settings(new)
     for key in a:
         if a[key] != b[key]:
-            raise ConfigError(f"--resume cannot change {key} ({a[key]!r} -> {b[key]!r}); only run.*, log.* and backend.* settings other than the seed may change")
+            raise ConfigError(f"--resume cannot change {key} ({a[key]!r} -> {b[key]!r}); only run.*, log.*, eval.* and backend.* settings other than the seed may change")
 
 
 def check_same_run(recorded: Config, ckpt: Checkpoint) -> None:
@@ -145,3 +148,35 @@ def full_state(config: Config, params: Tensor, train_state: dict[str, Tensor], o
 def segment_seed(seed: int, resumes: int) -> int:
     """The workers' seed of a run's `resumes`-th segment: new random streams, not a replay."""
     return int(np.random.SeedSequence([seed, resumes]).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+def select_checkpoint(path: str | Path, which: str | None = None) -> tuple[Checkpoint, str]:
+    """The checkpoint to act with and which it is: "best", "latest" or "given".
+
+    `path` a checkpoint directory: that one ("given"; `which` must be None). `path` a run directory:
+    `which` "best" (checkpoints/best/, kept by evaluations during training), "latest" (the newest
+    complete checkpoint by step), or another checkpoint (a path, or a name in the run's
+    checkpoints/); None takes the best if the run has one (and it reads), else the latest.
+    """
+    path = Path(path)
+    is_run = (path / checkpoint.CHECKPOINTS).is_dir() and not (path / checkpoint.META).exists()
+    if not is_run:
+        if which is not None:
+            raise CheckpointError(f"{path} is not a run directory: a checkpoint ({which!r}) is picked from a run directory's checkpoints/")
+        return checkpoint.find(path), "given"
+    best = checkpoint.best_path(path)
+    if which is None and best is not None:
+        try:
+            return checkpoint.read(best), "best"
+        except CheckpointError as e:
+            log.warning("a3c: warning: %s; taking the latest checkpoint instead", e)
+    if which in (None, "latest"):
+        return checkpoint.find(path), "latest"
+    if which == "best":
+        if best is None:
+            raise CheckpointError(f"{path} has no best checkpoint (checkpoints/best/ is kept by evaluations during training: eval.interval_steps or eval.interval_s)")
+        return checkpoint.read(best), "best"
+    named = Path(which) if Path(which).exists() else path / checkpoint.CHECKPOINTS / which
+    if not named.exists():
+        raise CheckpointError(f"no such checkpoint: {which} (neither a path nor a name in {path / checkpoint.CHECKPOINTS})")
+    return checkpoint.find(named), "given"

@@ -1,5 +1,5 @@
-"""A run directory and what is written into it: config.json, progress.csv, episodes.csv, summary.json,
-TensorBoard event files; and the console.
+"""A run directory and what is written into it: config.json, progress.csv, episodes.csv, eval.csv,
+summary.json, TensorBoard event files; and the console.
 
 `a3c.metrics.Stats` aggregates the workers' reports; a progress.csv row (the columns of
 `a3c.metrics.METRICS`) is written every `log_interval` global env steps (a frequency counts global
@@ -7,8 +7,8 @@ steps, never calls per worker), and the same row goes to TensorBoard as scalars 
 tags (rollout/, train/, time/, workers/) against the global step. Whole files are written by
 `a3c.io`. On a terminal a progress bar shows the run; elsewhere one plain line per row.
 
-A resumed run reopens its directory: progress.csv and episodes.csv keep their rows up to the
-checkpoint's step (rows of the work lost after it are cut off, so steps never go backwards) and are
+A resumed run reopens its directory: progress.csv, episodes.csv and eval.csv keep their rows up
+to the checkpoint's step (rows of the work lost after it are cut off, so steps never go backwards) and are
 appended to; TensorBoard purges its events past that step.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from a3c.errors import ConfigError, first_line
 from a3c.io import write_json_atomic, write_text_atomic
-from a3c.metrics import PROGRESS_COLUMNS, TENSORBOARD_TAGS, WorkerReport
+from a3c.metrics import EVAL_COLUMNS, EVAL_TAGS, PROGRESS_COLUMNS, TENSORBOARD_TAGS, WorkerReport
 
 EPISODE_COLUMNS = ["worker", "steps", "wall_s", "return", "length"]
 
@@ -58,7 +58,9 @@ class RunDir:
         self._lock: Any = None
         self._csv_file: Any = None
         self._episodes_file: Any = None
+        self._eval_file: Any = None
         self._tb: Any = None
+        self.resume_steps = resume_steps
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"run directory {self.path} exists and is not a directory; choose another --run-dir")
         if resume_steps is None:
@@ -134,11 +136,36 @@ class RunDir:
                 if isinstance(value, int | float) and math.isfinite(value):
                     self._tb.add_scalar(tag, value, step)
 
+    def open_eval(self) -> int:
+        """Open eval.csv (on resume cut back to the checkpoint's step and appended to); returns the
+        number of rows it keeps."""
+        path = self.path / "eval.csv"
+        if self.resume_steps is not None:
+            truncate_csv(path, EVAL_COLUMNS, self.resume_steps)
+        self._eval_file = open(path, "w" if self.resume_steps is None else "a", newline="")  # closed in close()
+        self._eval = csv.DictWriter(self._eval_file, fieldnames=EVAL_COLUMNS)
+        if self.resume_steps is None:
+            self._eval.writeheader()
+            self._eval_file.flush()
+            return 0
+        with open(path, newline="") as f:
+            return sum(1 for _ in csv.DictReader(f))
+
+    def write_eval(self, row: dict[str, Any]) -> None:
+        """One eval.csv row (EVAL_COLUMNS), and its TensorBoard scalars (eval/) at its step."""
+        self._eval.writerow({k: row.get(k) for k in EVAL_COLUMNS})
+        self._eval_file.flush()
+        if self._tb is not None:
+            for key, tag in EVAL_TAGS.items():
+                value = row.get(key)
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self._tb.add_scalar(tag, value, int(row["steps"]))
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.path / "summary.json", summary)  # NaN and inf become null
 
     def close(self) -> None:
-        for f in (self._csv_file, self._episodes_file, self._tb, self._lock):  # the lock last: releases it
+        for f in (self._csv_file, self._episodes_file, self._eval_file, self._tb, self._lock):  # the lock last: releases it
             if f is not None:
                 f.close()
 
@@ -258,6 +285,7 @@ class Console:
     def __init__(self, total_steps: int, mode: str = "auto") -> None:
         self.mode = ("bar" if sys.stdout.isatty() else "lines") if mode == "auto" else mode
         self._progress = None
+        self._eval = ""  # the latest evaluation's mean, for the bar and the lines
         if self.mode == "bar":
             from rich.progress import (
                 BarColumn,
@@ -274,8 +302,17 @@ class Console:
             self._task = self._progress.add_task("train", total=total_steps, info="")
             self._progress.start()
 
+    def evaluated(self, row: dict[str, Any], best: float | None) -> None:
+        """An evaluation's result: its mean goes into the bar's info, and a line of its own."""
+        self._eval = f"  eval {row['mean']:.1f}"
+        if self.mode == "lines":
+            print(
+                f"eval  steps {row['steps']:>9}  mean {row['mean']:.1f} +/- {row['std']:.1f} over {row['episodes']} episodes"
+                f"  ({row['duration_s']:.1f}s)  best {best:.1f}", flush=True,
+            )  # fmt: skip
+
     def update(self, row: dict[str, Any]) -> None:
-        info = f"return {row['return_mean']:.1f}  {row['steps_per_s']:.0f} steps/s  episodes {row['episodes']}"
+        info = f"return {row['return_mean']:.1f}  {row['steps_per_s']:.0f} steps/s  episodes {row['episodes']}{self._eval}"
         if self._progress is not None:
             self._progress.update(self._task, completed=row["steps"], info=info)
         elif self.mode == "lines":

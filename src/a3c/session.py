@@ -3,8 +3,10 @@
     session = TrainingSession(config, store, env_fn, rundir, record, target=475.0)
     summary = session.run()        # start(), then step() until a stop rule fires, then finish()
 
-Stops on the first of: the target return (mean of the last `return_window` episodes), the step
-budget, the wall-time budget, a callback returning False, a worker failure, Ctrl-C or SIGTERM.
+Stops on the first of: the target return (mean of the last `return_window` episodes), an
+evaluation's target (`eval.target_mean`), the step budget, the wall-time budget, a callback
+returning False, a worker failure, Ctrl-C or SIGTERM. The evaluator runs beside the workers
+(a3c/evaluator.py; a3c/periodic_eval.py decides when, and keeps the best).
 Every stop writes a checkpoint and summary.json; checkpoints are also written every
 `checkpoint_interval_steps` global steps and/or `checkpoint_interval_s` seconds.
 """
@@ -30,7 +32,9 @@ from a3c.checkpoint import Checkpoint
 from a3c.config import Config, RunConfig
 from a3c.envs import EnvFn
 from a3c.errors import A3CError, RunFailure, first_line, wrapped_stop
+from a3c.evaluator import EvalSpec, make_evaluator
 from a3c.metrics import Stats, WorkerReport
+from a3c.periodic_eval import PeriodicEval
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
 from a3c.store import SharedStore
@@ -82,16 +86,20 @@ class Summary:
     resumed_from_steps: int | None
     checkpoint: str | None
     error: str | None
+    eval: dict[str, Any] | None  # evaluations during training (PeriodicEval.summary); None: off
     versions: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def stop_rule(stats: Stats, run: RunConfig, target: float | None, elapsed_s: float) -> str | None:
-    """Why a run should stop now, or None: a pure function of the stats, the config and the clock."""
+def stop_rule(stats: Stats, run: RunConfig, target: float | None, elapsed_s: float, eval_mean: float | None = None, eval_target: float | None = None) -> str | None:
+    """Why a run should stop now, or None: a pure function of the stats, the config, the clock and
+    the latest evaluation's mean."""
     if target is not None and stats.window_full and stats.return_mean >= target:
         return "target_return"
+    if eval_target is not None and eval_mean is not None and eval_mean >= eval_target:
+        return "target_eval_return"
     if stats.steps >= run.total_steps:
         return "total_steps"
     if run.max_time is not None and elapsed_s >= run.max_time:
@@ -108,7 +116,7 @@ class TrainingSession:
     def __init__(
         self, config: Config, store: SharedStore, env_fn: EnvFn, run_dir: Path, record: dict[str, Any], *,
         target: float | None, resumed: Checkpoint | None = None, reopen: bool = False, callback: Callback | None = None,
-        progress: str = "auto",
+        progress: str = "auto", evaluation: EvalSpec | None = None,
     ) -> None:  # fmt: skip
         self.cfg, self.store, self.record = config, store, record
         self.target, self.resumed, self.callback = target, resumed, callback
@@ -134,6 +142,7 @@ class TrainingSession:
             )  # fmt: skip
             wall_before = float(resumed.meta.get("wall_s", 0.0))
         self.console = Console(config.run.total_steps, progress)
+        self.evals, self.eval_spec = PeriodicEval(config, rundir, self.console, record, self.resumes, self.stats.steps), evaluation
         self.start_time = time.monotonic() - wall_before  # wall time continues from the checkpoint's
         log_every, ckpt_steps = config.log.log_interval, config.log.checkpoint_interval_steps
         self.next_log = (self.stats.steps // log_every + 1) * log_every
@@ -183,6 +192,8 @@ class TrainingSession:
             return reason
         self.started = True
         self.backend.start()
+        if self.evals.on:  # beside the workers: the processes backend's store is shared by now
+            self.evals.start(make_evaluator(self.cfg, self.store, self.backend, self.eval_spec or EvalSpec.probe(self.cfg)))
         return None
 
     def step(self) -> str | None:
@@ -199,13 +210,16 @@ class TrainingSession:
             if self.next_ckpt is not None:
                 every = self.cfg.log.checkpoint_interval_steps or 1
                 self.next_ckpt = (self.stats.steps // every + 1) * every
+        self.evals.step(self.stats, self.elapsed())
         reason = self._stop_reason()
         if reason is None and self.backend.all_done():
             reason = "total_steps"
         return reason
 
     def finish(self, reason: str, error: BaseException | None) -> Summary:
-        """Stop the workers, take their last reports, write the final checkpoint and summary.json."""
+        """Stop the evaluator and the workers, take their last reports, write the final checkpoint and summary.json."""
+        self.evals.stop()  # first: the Ray backend's stop shuts down the Ray that its actor lives in
+        self.problems.extend(self.evals.problems)
         if self.started:
             try:
                 for rep in self.backend.stop():
@@ -240,7 +254,8 @@ class TrainingSession:
             log.warning("a3c: warning: %s", message)
 
     def _stop_reason(self) -> str | None:
-        reason = stop_rule(self.stats, self.cfg.run, self.target, self.elapsed())
+        latest = None if self.evals.latest is None else self.evals.latest.mean
+        reason = stop_rule(self.stats, self.cfg.run, self.target, self.elapsed(), latest, self.cfg.eval.target_mean)
         if reason == "target_return" and self.solved_at is None:
             self.solved_at = (self.stats.steps, self.stats.return_mean)
         return reason
@@ -297,7 +312,7 @@ class TrainingSession:
             worker_restarts=self.backend.restarts, env_id=cfg.env.id, workers=cfg.backend.workers, backend=cfg.backend.name,
             seed=cfg.run.seed, resumes=self.resumes, resumed_from_steps=None if self.resumed is None else self.resumed.steps,
             checkpoint=None if self.last_checkpoint is None else str(self.last_checkpoint),
-            error=None if error is None else str(error), versions=versions(),
+            error=None if error is None else str(error), eval=self.evals.summary(), versions=versions(),
         )  # fmt: skip
 
 

@@ -167,6 +167,16 @@ class SharedStore:
             out["obs_stats"] = self._obs_stats.table.clone()
         return out
 
+    def policy_state(self) -> dict[str, Tensor]:
+        """A copy of what acting needs (the evaluator's snapshot): the counters (first, as in
+        `state_dict`), the parameters and the observation statistics. Read without the lock, as a
+        worker's pull is: a reader killed inside it could not release it."""
+        out = {f"counters.{k}": v.clone() for k, v in self.counters.items()}
+        out["params"] = self.flat.clone()
+        if self._obs_stats is not None:
+            out["obs_stats"] = self._obs_stats.table.clone()
+        return out
+
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Take the tensors `state` has (a checkpoint's, or a parameter server's): parameters,
         optimizer statistics, counters and observation statistics. Per-worker rows recorded with

@@ -122,6 +122,10 @@ class ParameterServer:
     def request_stop(self) -> None:
         self.store.request_stop()
 
+    def policy_state(self) -> dict[str, Tensor]:
+        """What the evaluator plays with: the parameters, counters and observation statistics."""
+        return self.store.policy_state()
+
     def state_dict(self) -> dict[str, Tensor]:
         """The whole global state (for checkpoints and the end of a run)."""
         return self.store.state_dict()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from a3c.plots.data import (
     NOT_LEARNING,
     EpisodeData,
+    EvalCurve,
     Group,
     RunCurve,
     aggregate,
@@ -24,6 +25,7 @@ from a3c.plots.data import (
     greedy_actions,
     group_runs,
     load_episodes,
+    load_evals,
     load_run,
     moving_average,
     steps_label,
@@ -43,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     # a3c.plots.data
-    "NOT_LEARNING", "EpisodeData", "Group", "RunCurve", "aggregate", "aggregate_curve",
-    "greedy_actions", "group_runs", "load_episodes", "load_run", "moving_average", "steps_label",
+    "NOT_LEARNING", "EpisodeData", "EvalCurve", "Group", "RunCurve", "aggregate", "aggregate_curve",
+    "greedy_actions", "group_runs", "load_episodes", "load_evals", "load_run", "moving_average", "steps_label",
     # a3c.plots.figures, imported on first use
     "DPI", "SYMLOG_LINTHRESH", "compare_workers_figure", "curves_figure", "plot_runs",
     "policy_heatmap_figure", "returns_figure", "save_figure",

@@ -40,10 +40,41 @@ class RunCurve:
     config: dict[str, Any] = field(default_factory=dict)
     target_return: float | None = None
     solved: bool = False  # stopped because it reached its target return
+    evals: EvalCurve | None = None  # eval.csv's evaluations, if the run has any
 
     @property
     def env_id(self) -> str:
         return str(self.config.get("env.id", "?"))
+
+
+@dataclass
+class EvalCurve:
+    """A run's evaluations during training (eval.csv): their mean return at steps and wall time."""
+
+    steps: np.ndarray
+    wall_s: np.ndarray
+    mean: np.ndarray
+
+
+def load_evals(path: str | Path) -> EvalCurve | None:
+    """A run directory's eval.csv (rows that cannot be read skipped), or None if it has none."""
+    path = Path(path)
+    file = path / "eval.csv" if path.is_dir() else path
+    try:
+        with open(file, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    points = []
+    for row in rows:
+        try:
+            points.append((int(row["steps"]), float(row["wall_s"]), float(row["mean"])))
+        except (KeyError, TypeError, ValueError):
+            continue  # a row cut by a kill
+    if not points:
+        return None
+    steps, wall, mean = zip(*points, strict=True)
+    return EvalCurve(np.asarray(steps, np.int64), np.asarray(wall, np.float64), np.asarray(mean, np.float64))
 
 
 @dataclass
@@ -53,7 +84,7 @@ class Group:
 
 
 def load_run(path: str | Path) -> RunCurve:
-    """Read a run directory's progress.csv (and config.json, summary.json when present)."""
+    """Read a run directory's progress.csv (and config.json, summary.json, eval.csv when present)."""
     path = Path(path)
     progress = path / "progress.csv"
     if not progress.is_file():
@@ -80,7 +111,8 @@ def load_run(path: str | Path) -> RunCurve:
         pass
     target = summary.get("target_return") if isinstance(summary, dict) else None
     solved = isinstance(summary, dict) and summary.get("stop_reason") == "target_return"
-    return RunCurve(path, np.asarray(steps, np.int64), np.asarray(wall, np.float64), np.asarray(ret, np.float64), config, target, solved)
+    curve = np.asarray(steps, np.int64), np.asarray(wall, np.float64), np.asarray(ret, np.float64)
+    return RunCurve(path, *curve, config, target, solved, load_evals(path))
 
 
 def _progress_rows(path: Path) -> list[dict[str, Any]]:

@@ -59,7 +59,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: float | None = DPI) -> Path:
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None) -> Path:
     """Draw curves.png: mean return against global steps and against wall time, one line per run or
-    seed group (mean with a min-max band). Returns the path written."""
+    seed group (mean with a min-max band), and the runs' evaluations (eval.csv). Returns the path."""
     fig = curves_figure([load_run(p) for p in run_dirs], title)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,8 @@ def curves_figure(runs: Sequence[RunCurve], title: str | None = None) -> Figure:
     ax_wall.set_xlabel("wall time (s)")
     window = {r.config.get("run.return_window") for r in plotted}
     window_text = f"last {window.pop()} episodes" if len(window) == 1 and None not in window else "recent episodes"
-    ax_steps.set_ylabel(f"mean return ({window_text})")
+    evals = " and evaluations (dashed)" if any(r.evals is not None for r in plotted) else ""
+    ax_steps.set_ylabel(f"mean return ({window_text}){evals}")
     ax_steps.set_title("return against steps")
     ax_wall.set_title("return against wall time")
     for ax in (ax_steps, ax_wall):
@@ -103,6 +104,7 @@ def _draw_group(ax: Any, group: Group, attr: str, color: str) -> None:
     """One run as a line; a seed group as each run thin to its own end, their mean and min-max band."""
     xs = [getattr(r, attr).astype(np.float64) for r in group.runs]
     ys = [r.return_mean for r in group.runs]
+    _draw_evals(ax, group, attr, color)
     if len(group.runs) == 1:
         ax.plot(xs[0], ys[0], color=color, lw=1.6, label=group.label)
         return
@@ -113,6 +115,15 @@ def _draw_group(ax: Any, group: Group, attr: str, color: str) -> None:
     note = " (solved runs hold their last value)" if any(held) else ""
     ax.plot(grid, mean, color=color, lw=2.0, label=f"{group.label}: mean{note}")
     ax.fill_between(grid, lower, upper, color=color, alpha=0.2, lw=0, label=f"{group.label}: min-max")
+
+
+def _draw_evals(ax: Any, group: Group, attr: str, color: str) -> None:
+    """Each run's evaluations during training (eval.csv's mean), dashed with markers."""
+    runs = [r for r in group.runs if r.evals is not None]
+    for k, run in enumerate(runs):
+        assert run.evals is not None
+        label = f"{group.label}: evaluations ({run.config.get('eval.episodes', '?')} episodes each)" if k == 0 else None
+        ax.plot(getattr(run.evals, attr), run.evals.mean, color=color, ls="--", lw=1.0, marker="o", ms=3, alpha=0.9, label=label)
 
 
 # --- episode returns and tabular policies (the cliff demo's figures) ---------------------------

@@ -1,0 +1,139 @@
+"""Evaluation during training, the session's side: when an evaluation is due, and what becomes of
+its result (eval.csv, TensorBoard's eval/ scalars, the console, checkpoints/best/, the eval target).
+
+    evals = PeriodicEval(cfg, rundir, console, record, resumes, steps)   # off without eval.interval_*
+    evals.start(make_evaluator(...))
+    evals.step(stats, elapsed)          # at every poll: ask when due, take what came back
+    evals.stop(); evals.summary()
+
+An evaluation is due every `eval.interval_steps` global env steps (as reported, as every frequency
+counts them) and/or every `eval.interval_s` seconds. One runs at a time: one that falls due while
+the previous plays waits for it to finish. The best evaluation so far (the highest mean; a tie
+keeps the earlier) has its state written as checkpoints/best/ in the checkpoint format, with the
+evaluation in its meta.json (`eval`); a resumed run reads it back, and a new evaluation must beat
+it to replace it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from a3c import checkpoint
+from a3c.checkpoint import CheckpointError
+from a3c.config import Config
+from a3c.errors import first_line
+from a3c.evaluator import EvalResult, Evaluator
+from a3c.metrics import Stats
+from a3c.persistence import checkpoint_meta
+from a3c.runlog import Console, RunDir
+
+log = logging.getLogger("a3c")
+
+
+class PeriodicEval:
+    """When to evaluate, and what to do with the results; does nothing when evaluation is off."""
+
+    def __init__(self, cfg: Config, rundir: RunDir, console: Console, record: dict[str, Any], resumes: int, steps: int) -> None:
+        self.cfg, self.rundir, self.console, self.record, self.resumes = cfg, rundir, console, record, resumes
+        e = cfg.eval
+        self.on = e.interval_steps is not None or e.interval_s is not None
+        self.evaluator: Evaluator | None = None
+        self.latest: EvalResult | None = None
+        self.best_mean: float | None = None
+        self.best_steps: int | None = None
+        self.count = 0  # evaluations of the whole run (a resumed run's eval.csv keeps the earlier ones)
+        self.problems: list[str] = []
+        self.next_steps = None if e.interval_steps is None else (steps // e.interval_steps + 1) * e.interval_steps
+        self.last_time = time.monotonic()
+        if self.on:
+            self.count = rundir.open_eval()
+            if rundir.resume_steps is not None:
+                self._read_best()
+
+    @property
+    def best_dir(self) -> Path:
+        return self.rundir.path / checkpoint.CHECKPOINTS / checkpoint.BEST
+
+    def _read_best(self) -> None:
+        """A resumed run keeps its best so far (an unreadable one is replaced by the next evaluation)."""
+        path = checkpoint.best_path(self.rundir.path)
+        if path is None:
+            return
+        try:
+            meta = checkpoint.read(path).meta
+            self.best_mean, self.best_steps = float(meta["eval"]["mean"]), int(meta["steps"])
+        except (CheckpointError, KeyError, TypeError, ValueError) as e:
+            log.warning("a3c: warning: the best checkpoint %s cannot be read (%s); the next evaluation replaces it", path, first_line(e))
+
+    def start(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+        evaluator.start()
+
+    def _due(self, steps: int) -> bool:
+        every_s = self.cfg.eval.interval_s
+        return (self.next_steps is not None and steps >= self.next_steps) or (every_s is not None and time.monotonic() - self.last_time >= every_s)
+
+    def step(self, stats: Stats, elapsed: float) -> None:
+        """Ask for an evaluation when one is due (and none is under way); take the finished ones."""
+        if self.evaluator is None:
+            return
+        if self._due(stats.steps) and self.evaluator.request(elapsed):
+            every = self.cfg.eval.interval_steps
+            if every is not None:
+                self.next_steps = (stats.steps // every + 1) * every
+            self.last_time = time.monotonic()
+        for result in self.evaluator.poll():
+            self._take(result, stats)
+
+    def _take(self, result: EvalResult, stats: Stats) -> None:
+        self.latest, self.count = result, self.count + 1
+        best = self.best_mean is None or result.mean > self.best_mean
+        if best:
+            self._save_best(result, stats)
+        self.rundir.write_eval(result.row())
+        self.console.evaluated(result.row(), result.mean if self.best_mean is None else self.best_mean)
+
+    def _save_best(self, result: EvalResult, stats: Stats) -> None:
+        """checkpoints/best/ from the evaluated state (which must be finite), atomically."""
+        bad = [k for k, v in result.state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            log.warning("a3c: warning: the evaluated state is not finite (%s): not kept as the best", ", ".join(bad))
+            return
+        meta = checkpoint_meta(
+            self.record, result.state, episodes=stats.episodes, return_mean=stats.return_mean, wall_s=result.wall_s,
+            resumes=self.resumes, eval=result.row(), best=True,
+        )  # fmt: skip
+        try:
+            checkpoint.write(self.best_dir, result.state, meta)
+        except (OSError, CheckpointError) as e:  # a full disk: the run goes on, the summary says so
+            self.problems.append(f"could not write {self.best_dir}: {e}")
+            log.warning("a3c: warning: %s", self.problems[-1])
+            return
+        self.best_mean, self.best_steps = result.mean, result.steps
+
+    def stop(self) -> None:
+        """Stop the evaluator (an evaluation under way is abandoned); never raises."""
+        if self.evaluator is None:
+            return
+        try:
+            self.evaluator.stop()
+        except Exception as e:
+            log.warning("a3c: warning: the evaluator did not stop cleanly (%s)", first_line(e))
+
+    def summary(self) -> dict[str, Any] | None:
+        """summary.json's `eval`: None when evaluation is off."""
+        if not self.on:
+            return None
+        latest = None if self.latest is None else self.latest.row()
+        best_mean = None if self.best_mean is None or not math.isfinite(self.best_mean) else self.best_mean
+        return {
+            "evaluations": self.count, "latest": latest, "best_mean": best_mean, "best_steps": self.best_steps,
+            "best_checkpoint": str(self.best_dir) if self.best_mean is not None else None,
+            "target_mean": self.cfg.eval.target_mean, "restarts": 0 if self.evaluator is None else self.evaluator.restarts,
+        }  # fmt: skip
