@@ -124,10 +124,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": machine()}
     for suite in args.suite.split(","):
+        results: dict[str, Any] = {"machine": machine()}
         results[suite] = {"minigrid": minigrid, "taxi": taxi, "blackjack": blackjack}[suite](args.seeds)
-        write_results(Path(args.out), f"spaces_{'_'.join(k for k in results if k != 'machine')}", results, markdown(results))
+        write_results(Path(args.out), f"spaces_{suite}", results, markdown(results))
 
 
 if __name__ == "__main__":
