@@ -87,8 +87,8 @@ class ConvEncoder(nn.Module):
     "nature": Mnih et al. 2015's (32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512); "universe": the 42x42
     network of universe-starter-agent and ikostrikov/pytorch-a3c (four 32 3x3/2 padded convs, ELU,
     no fc layer: the flattened maps, 288 features at 42x42, feed the LSTM core or the heads);
-    "small": for grids such as MiniGrid's 7x7 views, three padded 3x3 convs (16, 32, 32; stride 2
-    in the last two when the image is larger than 12), fc 128. "auto" takes "a3c" for images of 36
+    "small": for grids such as MiniGrid's 7x7 views, each image standardised, then three padded 3x3
+    convs (16, 32, 32; stride 2 in the last two when the image is larger than 12), fc 128. "auto" takes "a3c" for images of 36
     pixels or more a side (Atari-sized frames) and "small" below. uint8 pixels are scaled to [0, 1].
     `shape` is the env's; a channels-last `[H, W, C]` image is transposed here."""
 
@@ -126,13 +126,12 @@ class ConvEncoder(nn.Module):
                 f"image observations of shape {tuple(shape)} are too small for model.cnn={kind} (model.cnn=small or auto serves small images)"
             ) from None
         self.out_dim = fc or n
-        # The small CNN normalises its conv features (LayerNorm): symbolic grids such as MiniGrid's
-        # are uint8 "images" of object codes 0..10, a few hundredths once scaled, and without it a
-        # policy over them does not move off uniform in 100k steps (tests/space_envs.py GridDict).
-        norm: list[nn.Module] = [nn.LayerNorm(n)] if kind == "small" else []
-        self.fc = (
-            nn.Sequential(*norm, linear(n, fc, math.sqrt(2)), nn.ReLU()) if fc else nn.Identity()
-        )
+        self.fc = nn.Sequential(linear(n, fc, math.sqrt(2)), nn.ReLU()) if fc else nn.Identity()
+        # The small CNN standardises each image (mean 0, std 1 over C, H, W): symbolic grids such as
+        # MiniGrid's are uint8 "images" of object codes 0..10, a few hundredths once scaled, and on
+        # them the convolutions' gradients fall below Adam's eps: DoorKey-5x5 stayed at a uniform
+        # policy for 1M steps, and learned in 160k with the standardisation (docs/spaces.md).
+        self.standardize = kind == "small"
 
     @staticmethod
     def _small(
@@ -163,6 +162,8 @@ class ConvEncoder(nn.Module):
             x = x.mul_(1.0 / 255.0)  # a new tensor: the conversion from uint8 copied
         elif self.scale:  # uint8 pixels that travelled packed as float32 (a Dict's image)
             x = x * (1.0 / 255.0)
+        if self.standardize:
+            x = (x - x.mean((1, 2, 3), keepdim=True)) / (x.std((1, 2, 3), keepdim=True) + 1e-5)
         return self.fc(self.convs(x))
 
 
