@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ def first_step(run_dir: Path, threshold: float, window: int = 100) -> tuple[int 
 
 def train(env_id: str, seed: int, name: str, steps: int, target: float | None, **settings: Any) -> tuple[A3C, dict[str, Any], Path]:
     run_dir = RUNS / f"{name}_seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a rerun replaces its own scratch run
     agent = A3C(env_id, seed=seed, target_return=target, checkpoint_interval_s=None, **settings)
     t0 = time.time()
     summary = agent.learn(total_steps=steps, run_dir=run_dir, progress="none")

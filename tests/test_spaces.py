@@ -245,3 +245,15 @@ def test_a_user_factory_without_a_size_is_measured_and_a_missing_module_is_named
     out = subprocess.run([sys.executable, "-m", "a3c.cli", "eval", str(path), "--episodes", "1"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["a3c: error: cannot import the module 'space_envs' of model.encoder 'space_envs:make_vector_encoder': No module named 'space_envs'"]
+
+
+def test_a_run_with_masks_and_a_dict_observation_resumes(tmp_path):
+    run = tmp_path / "run"
+    A3C("space_envs:MaskedCue", **{**FAST, "checkpoint_interval_steps": 2_000}).learn(total_steps=4_000, progress="none", run_dir=run)
+    agent = A3C.resume(run, total_steps=8_000)
+    summary = agent.learn(progress="none")
+    assert summary["steps"] >= 8_000 and summary["worker_restarts"] == 0
+    grid = A3C("space_envs:GridDict", **{**FAST, "env.obs_keys": ["image", "direction"]})
+    grid.learn(total_steps=2_000, progress="none", run_dir=tmp_path / "grid")
+    again = A3C.resume(tmp_path / "grid", total_steps=3_000)
+    assert again.config.env.obs_keys == ("image", "direction") and again.learn(progress="none")["steps"] >= 3_000
