@@ -71,14 +71,8 @@ class EnvConfig:
     normalize_obs: bool = _f(
         False, "Normalise observations by a running mean and std shared by all workers.", boolean
     )
-    obs_keys: tuple = _f(
-        (), "Dict observations: the keys to keep, e.g. [image, direction] (empty: all).", checks.names
-    )
-    action_masks: bool = _f(
-        True,
-        "Use the env's action masks (an action_masks() method or info['action_mask']).",
-        boolean,
-    )
+    obs_keys: tuple = _f((), "Dict observations: the keys to keep, e.g. [image, direction] (empty: all).", checks.names)
+    action_masks: bool = _f(True, "Use the env's action masks (an action_masks() method or info['action_mask']).", boolean)
     atari: AtariConfig = _section(AtariConfig)
 
 
@@ -123,11 +117,7 @@ class ModelConfig:
         "Layout of image observations: auto (detected), chw or hwc.",
         one_of("auto", "chw", "hwc"),
     )
-    encoder: str | None = _f(
-        None,
-        "Your own encoder, module:Class or module:make_fn (null: the built-in ones).",
-        optional(checks.entry),
-    )
+    encoder: str | None = _f(None, "Your own encoder, module:Class or module:make_fn (null: the built-in ones).", optional(checks.entry))
     encoder_kwargs: dict = _f(dict, "Keyword arguments for model.encoder.", mapping, factory=True)
     lstm: bool = _f(
         False,

@@ -19,6 +19,7 @@ from typing import Any, SupportsFloat, cast
 import gymnasium as gym
 import numpy as np
 
+from a3c.ale_batch import AleVectorBatch, EpisodeTally
 from a3c.config import EnvConfig
 from a3c.errors import A3CError, EnvError, first_line
 from a3c.imports import load_entry
@@ -237,36 +238,7 @@ def worker_seeds(seed: int, worker: int, n: int, incarnation: int = 0) -> list[i
     return [int(s) for s in np.random.SeedSequence(key).generate_state(n)]
 
 
-class _EpisodeTally:
-    """Finished episodes' (return, length) pairs, from per-env sums of the rewards, kept in
-    `finished` until the owner takes them."""
-
-    def __init__(self, n: int) -> None:
-        self.ep_return = np.zeros(n, dtype=np.float64)
-        self.ep_length = np.zeros(n, dtype=np.int64)
-        self.finished: list[tuple[float, int]] = []
-        self.nonfinite = 0  # steps with a non-finite observation or reward, not yet taken
-        self.masks: np.ndarray | None = None  # [n, flags] valid actions now, if the envs give masks
-
-    def _tally(self, reward: np.ndarray, done: np.ndarray, dropped: np.ndarray | None = None) -> None:
-        self.ep_return += reward
-        self.ep_length += 1
-        if done.any():
-            for i in np.flatnonzero(done if dropped is None else done & ~dropped):
-                self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
-            self.ep_return[done] = 0.0
-            self.ep_length[done] = 0
-
-    def take_finished(self) -> list[tuple[float, int]]:
-        out, self.finished = self.finished, []
-        return out
-
-    def take_nonfinite(self) -> int:
-        out, self.nonfinite = self.nonfinite, 0
-        return out
-
-
-class EnvBatch(_EpisodeTally):
+class EnvBatch(EpisodeTally):
     """B envs of one worker, stepped together; resets in the same step an episode ends.
 
     `step` returns observations `[B, ...]`, rewards, terminated and truncated flags `[B]`, and the
@@ -386,42 +358,3 @@ def make_env_batch(
             env_fn, n, seeds
         )  # its observations and rewards are integers: always finite
     return EnvBatch(env_fn, n, seeds, label, masks)
-
-
-class AleVectorBatch(_EpisodeTally):
-    """`EnvBatch`'s interface over ale-py's C++ AtariVectorEnv: the frames of `_EnvRecipe._atari`
-    (same emulator, frame skip with max-pooling, resize and zero-padded stack; tests/test_atari.py
-    compares them frame for frame), stepped on one thread of its own per worker.
-
-    The env returns raw rewards, and with `life_loss_info` a lost life ends the training episode while
-    the game goes on. A game is over when the env restarted it: its episode frame counter fell. The
-    finished (score, length) pairs are whole games' real scores, as with RecordEpisodeStatistics.
-    """
-
-    def __init__(self, recipe: _EnvRecipe, n: int, seeds: list[int]) -> None:
-        args = recipe.ale_vector_args()  # first: a clear error without the Atari extra
-        from ale_py.vector_env import AtariVectorEnv
-
-        super().__init__(n)
-        self.n, self.clip_rewards = n, recipe.cfg.atari.clip_rewards
-        self.env = AtariVectorEnv(num_envs=n, num_threads=1, autoreset_mode="SameStep", **args)
-        self.observation_space, self.action_space = self.env.single_observation_space, self.env.single_action_space
-        obs, info = self.env.reset(seed=np.array([s % 2**31 for s in seeds], dtype=np.int64))  # its seeds are C ints
-        self.obs = np.array(obs)
-        self._frame = np.array(info["episode_frame_number"])
-
-    def __len__(self) -> int:
-        return self.n
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
-        obs, raw, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
-        self.obs[...] = obs
-        frame = info["episode_frame_number"]
-        self._tally(raw, (terminated | truncated) & (frame < self._frame))  # a game restarted: it is over
-        self._frame = np.array(frame)
-        finals = [(int(i), np.array(info["final_obs"][i])) for i in np.flatnonzero(truncated & ~terminated)]
-        reward = (np.sign(raw) if self.clip_rewards else raw).astype(np.float32)
-        return self.obs, reward, np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), finals
-
-    def close(self) -> None:
-        self.env.close()
