@@ -50,7 +50,7 @@ CASES = [
     (["train", "space_envs:TupleActions"], "unsupported action space Tuple"),
     (
         ["train", "space_envs:MaskedBoxActions"],
-        "the env provides action masks, which a3c applies to Discrete and MultiDiscrete actions",
+        "the env provides action masks, which a3c applies to Discrete, MultiDiscrete and MultiBinary actions",
     ),
     (
         ["train", "space_envs:GridDict", "--set", "env.obs_keys=[image,compass]"],

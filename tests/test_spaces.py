@@ -257,3 +257,14 @@ def test_a_run_with_masks_and_a_dict_observation_resumes(tmp_path):
     grid.learn(total_steps=2_000, progress="none", run_dir=tmp_path / "grid")
     again = A3C.resume(tmp_path / "grid", total_steps=3_000)
     assert again.config.env.obs_keys == ("image", "direction") and again.learn(progress="none")["steps"] >= 3_000
+
+
+def test_a_multibinary_mask_fixes_the_entries_with_one_valid_value():
+    head = BernoulliHead(1, gym.spaces.MultiBinary(3))
+    mask = torch.tensor([[True, True, False, True, True, False]]).repeat(2_000, 1)  # free, must be 1, must be 0
+    out = head.apply_mask(torch.zeros(2_000, 3), mask)
+    draws = head.sample(out, torch.Generator().manual_seed(0))
+    assert draws[:, 1].eq(1).all() and draws[:, 2].eq(0).all() and 0.4 < draws[:, 0].mean() < 0.6
+    logp, entropy = head.logp_entropy(out[:1], torch.tensor([[1.0, 1.0, 0.0]]))
+    assert logp.item() == pytest.approx(math.log(0.5), abs=1e-6) and entropy.item() == pytest.approx(math.log(2), abs=1e-6)
+    assert head.sample(out[:1], deterministic=True).tolist() == [[0.0, 1.0, 0.0]]

@@ -3,9 +3,10 @@
 - Discrete: a categorical over n logits; MultiDiscrete: independent categoricals, one per
   dimension, log-probs and entropies summed; MultiBinary: independent Bernoullis, summed likewise;
   bounded Box: a diagonal Gaussian.
-- Action masks (Discrete and MultiDiscrete): invalid actions' logits are set to MASKED_LOGIT before
-  sampling, the greedy argmax, the log-prob and the entropy (sb3-contrib's MaskablePPO does the
-  same), so a masked action has probability 0 and adds 0 to the entropy.
+- Action masks (Discrete, MultiDiscrete, MultiBinary; `apply_mask`): invalid actions' logits are
+  set to MASKED_LOGIT before sampling, the greedy argmax, the log-prob and the entropy
+  (sb3-contrib's MaskablePPO does the same), so a masked action has probability 0 and adds 0 to
+  the entropy.
 
 A head maps features `h` to the policy output `out`; `sample(out)`, `logp_entropy(out, actions)` and
 `to_env(actions)` read it. `make_head` picks one from the action space.
@@ -62,6 +63,9 @@ class CategoricalHead(nn.Linear):
     def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         return categorical_logp_entropy(out, actions)
 
+    def apply_mask(self, out: Tensor, mask: Tensor) -> Tensor:
+        return masked(out, mask)
+
     def to_env(self, actions: Tensor) -> np.ndarray:
         return actions.numpy() + self.start
 
@@ -91,13 +95,11 @@ class MultiCategoricalHead(nn.Linear):
         return torch.stack([categorical_sample(p, generator) for p in parts], dim=-1)
 
     def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        pairs = [
-            categorical_logp_entropy(p, actions[:, i])
-            for i, p in enumerate(out.split(self.nvec, dim=-1))
-        ]
-        return torch.stack([lp for lp, _ in pairs]).sum(0), torch.stack([h for _, h in pairs]).sum(
-            0
-        )
+        pairs = [categorical_logp_entropy(p, actions[:, i]) for i, p in enumerate(out.split(self.nvec, dim=-1))]
+        return torch.stack([lp for lp, _ in pairs]).sum(0), torch.stack([h for _, h in pairs]).sum(0)
+
+    def apply_mask(self, out: Tensor, mask: Tensor) -> Tensor:
+        return masked(out, mask)
 
     def to_env(self, actions: Tensor) -> np.ndarray:
         return (actions.numpy() + self.start).reshape(-1, *self.env_shape)
@@ -105,15 +107,17 @@ class MultiCategoricalHead(nn.Linear):
 
 class BernoulliHead(nn.Linear):
     """MultiBinary(n) actions: one Bernoulli per entry, p = sigmoid(logit); log-probs and
-    entropies summed over the entries. Actions are stored as float32 0 / 1."""
+    entropies summed over the entries. Actions are stored as float32 0 / 1. A mask is two flags
+    per entry (may be 0, may be 1; sb3-contrib's layout): an entry with one valid value is fixed
+    to it (its logit at -MASKED_LOGIT or MASKED_LOGIT: probability 1, entropy 0)."""
 
     action_dtype = torch.float32
-    mask_size = None
 
     def __init__(self, in_dim: int, space: gym.spaces.MultiBinary) -> None:
         d = int(np.prod(space.shape))
         super().__init__(in_dim, d)
         self.action_shape, self.env_shape = (d,), tuple(space.shape)
+        self.mask_size: int | None = 2 * d
         nn.init.orthogonal_(self.weight, 0.01)
         nn.init.zeros_(self.bias)
 
@@ -126,6 +130,11 @@ class BernoulliHead(nn.Linear):
 
     def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         return bernoulli_logp_entropy(out, actions)
+
+    def apply_mask(self, out: Tensor, mask: Tensor) -> Tensor:
+        pairs = mask.view(out.shape[0], -1, 2)
+        only_one, only_zero = pairs[..., 1] & ~pairs[..., 0], pairs[..., 0] & ~pairs[..., 1]
+        return out.masked_fill(only_one, -MASKED_LOGIT).masked_fill(only_zero, MASKED_LOGIT)
 
     def to_env(self, actions: Tensor) -> np.ndarray:
         return actions.numpy().astype(np.int8).reshape(-1, *self.env_shape)
@@ -196,6 +205,9 @@ class GaussianHead(nn.Module):
 
     def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         return gaussian_logp_entropy(out[:, 0], out[:, 1], actions)
+
+    def apply_mask(self, out: Tensor, mask: Tensor) -> Tensor:
+        raise EnvError("Box actions take no action mask")  # masks.MaskReader refuses them first
 
     def to_env(self, actions: Tensor) -> np.ndarray:
         return actions.numpy().reshape(-1, *self.env_shape)

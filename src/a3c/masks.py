@@ -2,8 +2,9 @@
 
 Two conventions are read, in this order: an `action_masks()` method (sb3-contrib's MaskablePPO;
 found through Gymnasium wrappers with `get_wrapper_attr`) and `info["action_mask"]` (Gymnasium's
-own, e.g. Taxi-v3). A mask is one flag per logit: n for Discrete(n), sum(nvec) for MultiDiscrete
-(each dimension's block in turn, sb3-contrib's layout). `env.action_masks: false` ignores them.
+own, e.g. Taxi-v3). A mask is one flag per choice: n for Discrete(n), sum(nvec) for MultiDiscrete
+(each dimension's block in turn), 2 per entry for MultiBinary (may be 0, may be 1): sb3-contrib's
+layouts. `env.action_masks: false` ignores them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def mask_size(space: gym.Space) -> int | None:
         return int(space.n)
     if isinstance(space, gym.spaces.MultiDiscrete):
         return int(np.sum(space.nvec))
+    if isinstance(space, gym.spaces.MultiBinary):
+        return 2 * int(np.prod(space.shape))
     return None
 
 
@@ -43,7 +46,7 @@ class MaskReader:
         size = mask_size(action_space)
         if size is None:
             raise EnvError(
-                f"the env provides action masks, which a3c applies to Discrete and MultiDiscrete actions, not {action_space}: set env.action_masks=false to ignore them"
+                f"the env provides action masks, which a3c applies to Discrete, MultiDiscrete and MultiBinary actions, not {action_space}: set env.action_masks=false to ignore them"
             )
         self.size = size
         self.blocks = (
@@ -75,6 +78,15 @@ class MaskReader:
                 f"env {self.name} gave an action mask with no valid action: {mask.astype(int).tolist()}"
             )
         return mask
+
+
+def _blocks(space: gym.Space) -> np.ndarray | None:
+    """Where each dimension's flags start (each needs a valid one), None for one categorical."""
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return np.cumsum([0, *np.asarray(space.nvec).reshape(-1)[:-1]])
+    if isinstance(space, gym.spaces.MultiBinary):
+        return np.arange(0, 2 * int(np.prod(space.shape)), 2)
+    return None
 
 
 def reader_for(

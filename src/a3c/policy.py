@@ -8,7 +8,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from a3c.heads import masked
 from a3c.models import ActorCritic
 from a3c.normalize import ObservationStats
 
@@ -47,7 +46,7 @@ class Policy:
         with torch.inference_mode():
             out, _, new_state = self.model(obs_t, state_t)
             if mask is not None:
-                out = masked(out, mask)
+                out = self.model.policy_head.apply_mask(out, mask)
             actions = self.model.policy_head.sample(
                 out, self.generator, deterministic=deterministic
             )

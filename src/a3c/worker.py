@@ -22,7 +22,7 @@ from a3c.algo import LossTerms
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
 from a3c.errors import ConfigError
-from a3c.heads import GaussianHead, masked
+from a3c.heads import GaussianHead
 from a3c.metrics import LOSS_COLUMNS, WorkerReport
 from a3c.models import State, make_model, reset_ended
 from a3c.normalize import Normalizer, identity
@@ -142,7 +142,7 @@ class Worker:
         discount_t = cfg.algo.gamma * (1.0 - torch.from_numpy(self.term_np))
         adv_t = algo.advantages(r_t, discount_t, v_t.detach(), v_tp1, end_t, cfg.algo.gae_lambda)
         if self.mask_buf is not None:
-            out = masked(out, self.mask_buf.view(T * B, -1))
+            out = self.head.apply_mask(out, self.mask_buf.view(T * B, -1))
         logp, entropy = self.head.logp_entropy(
             out, self.act_buf.view(T * B, *self.head.action_shape)
         )
@@ -167,7 +167,7 @@ class Worker:
                 out, state = self.model.act(prepare(self.obs_buf[t]), state)
                 if self.mask_buf is not None and self.mask_now is not None:
                     self.mask_buf[t].copy_(self.mask_now)
-                    out = masked(out, self.mask_buf[t])
+                    out = self.head.apply_mask(out, self.mask_buf[t])
                 self._step_envs(t, self.head.sample(out, self.generator), finals)
                 state = reset_ended(state, torch.from_numpy(self.end_np[t]))
         return state
