@@ -84,7 +84,7 @@ class Policy:
         size = getattr(self.model.policy_head, "mask_size", None)
         if size is None:
             raise ValueError(
-                f"action masks apply to Discrete and MultiDiscrete actions, not {self.action_space}"
+                f"action masks apply to Discrete, MultiDiscrete and MultiBinary actions, not {self.action_space}"
             )
         mask = torch.as_tensor(np.asarray(action_masks).astype(bool)).reshape(-1, size)
         if mask.shape[0] != n:
