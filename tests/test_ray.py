@@ -32,10 +32,10 @@ def cluster():
 
 
 def test_ray_backend_on_a_two_node_cluster_learns_cartpole(cluster, tmp_path):
-    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=400_000, target_return=300.0, max_time=180, ray_address=cluster.address)
+    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=600_000, target_return=300.0, max_time=240, ray_address=cluster.address)
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     # The window met the target; episodes in flight when the workers stopped may lower the final mean.
-    assert summary["solved"] and summary["solved_return_mean"] >= 300.0 and summary["return_mean"] >= 200.0
+    assert summary["solved"] and summary["solved_return_mean"] >= 300.0 and summary["return_mean"] >= 200.0, summary
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
     loaded = A3C.load(tmp_path / "run")
     # The checkpoint holds the parameter server's final parameters, synced to the trainer ...
@@ -181,11 +181,13 @@ def test_observation_statistics_are_merged_at_the_server_never_overwritten(monke
 
 def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
     marker = tmp_path / "hung"
-    agent = A3C("fake_envs:CartPoleHangs", backend="ray", workers=2, seed=1, total_steps=800_000, target_return=450.0, max_time=180,
+    # A fixed budget, not a target: a run that solved CartPole in the seconds before the watchdog's
+    # 5 s had passed would end before the restart this test is about (seen once: solved at 9 s).
+    agent = A3C("fake_envs:CartPoleHangs", backend="ray", workers=2, seed=1, total_steps=250_000, target_return=None, max_time=180,
                 worker_timeout=5, restart_delay=0.1, ray_address=cluster.address, **{"env.kwargs": {"after": 100, "marker": str(marker)}})  # fmt: skip
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "an env did hang"
-    assert summary["worker_restarts"] == 1 and summary["solved"], summary
+    assert summary["worker_restarts"] == 1 and summary["steps"] >= 250_000 and summary["return_mean"] >= 150.0, summary  # random play: ~20
     assert "no progress for 5 s" in capfd.readouterr().err
 
 
