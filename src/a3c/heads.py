@@ -31,6 +31,12 @@ LOG_2PI = math.log(2 * math.pi)
 MASKED_LOGIT = -1e8
 
 
+def near_uniform(layer: nn.Linear) -> None:
+    """A near-uniform initial policy (SB3 / OpenAI baselines): small orthogonal weights, zero bias."""
+    nn.init.orthogonal_(layer.weight, 0.01)
+    nn.init.zeros_(layer.bias)
+
+
 def masked(out: Tensor, mask: Tensor) -> Tensor:
     """Logits `out [N, L]` with the invalid entries (`mask [N, L]` False) at MASKED_LOGIT."""
     return out.masked_fill(~mask, MASKED_LOGIT)
@@ -50,8 +56,7 @@ class CategoricalHead(nn.Linear):
         if tabular:  # the tutorial's policy table starts uniform
             nn.init.zeros_(self.weight)
         else:  # a near-uniform initial policy (SB3 / OpenAI baselines)
-            nn.init.orthogonal_(self.weight, 0.01)
-            nn.init.zeros_(self.bias)
+            near_uniform(self)
 
     def sample(
         self, out: Tensor, generator: torch.Generator | None = None, deterministic: bool = False
@@ -83,8 +88,7 @@ class MultiCategoricalHead(nn.Linear):
         self.start = np.asarray(space.start).reshape(-1)
         self.action_shape = (len(nvec),)
         self.mask_size = sum(nvec)
-        nn.init.orthogonal_(self.weight, 0.01)
-        nn.init.zeros_(self.bias)
+        near_uniform(self)
 
     def sample(
         self, out: Tensor, generator: torch.Generator | None = None, deterministic: bool = False
@@ -118,8 +122,7 @@ class BernoulliHead(nn.Linear):
         super().__init__(in_dim, d)
         self.action_shape, self.env_shape = (d,), tuple(space.shape)
         self.mask_size: int | None = 2 * d
-        nn.init.orthogonal_(self.weight, 0.01)
-        nn.init.zeros_(self.bias)
+        near_uniform(self)
 
     def sample(
         self, out: Tensor, generator: torch.Generator | None = None, deterministic: bool = False
