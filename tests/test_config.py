@@ -331,17 +331,3 @@ def test_old_import_paths_still_work():
     from a3c import config
 
     assert config.build_config is build_config and config.parse_assignments is parse_assignments
-
-
-def test_docs_configuration_lists_every_key_with_its_default_and_doc():
-    """docs/configuration.md's tables are the config's own field docs (so they cannot drift)."""
-    import json
-    from pathlib import Path
-
-    from a3c.config import NOT_LEARNING, field_docs
-
-    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
-    for key, default, doc in field_docs():
-        shown = json.dumps(list(default) if isinstance(default, tuple) else default)
-        row = f"| `{key}` | `{shown}` | {doc}{' *(not learning)*' if key in NOT_LEARNING else ''} |"
-        assert row in text, f"docs/configuration.md lacks (or has another) row for {key}: {row}"
