@@ -24,7 +24,7 @@ noise on a shared machine hits both alike. The parent also times each subprocess
 (start-up-inclusive wall time).
 
 Outputs: a table on stdout, `<out>/cartpole_sb3.json` (every run, the medians, the ratios against
-the targets) and `<out>/cartpole_sb3.md` (a Markdown snippet for the README).
+the targets) and `<out>/cartpole_sb3.md` (a Markdown snippet for the benchmarks page).
 
 Internal mode: `--one {a3c,sb3} SEED [--run-dir DIR]` runs a single training and prints one line
 `BENCH_RESULT {json}`; the parent uses it. This module imports only the standard library at top
@@ -495,7 +495,7 @@ def _source_note(machine: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """A Markdown snippet for the README: command, date, machine, the tables."""
+    """A Markdown snippet for the benchmarks page: command, date, machine, the tables."""
     m = report["machine"]
     machine = (
         f"Date: {report['date']}. Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "

@@ -1,6 +1,6 @@
 """The cost of one worker update, in ms: one worker in this process, one torch thread, no peers.
 
-What the Pong speed-ups in the README were measured with: the same update the trainer's workers make
+What the Pong speed-ups on the benchmarks page were measured with: the same update the trainer's workers make
 (pull, rollout, loss, backward, clip, push to the shared optimizer), timed over --updates after a
 warm-up, --repeats times, the median reported. Compare settings side by side in one run:
 

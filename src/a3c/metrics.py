@@ -1,5 +1,5 @@
 """The metrics, declared once: every column of progress.csv and eval.csv, its TensorBoard tag, its
-meaning and how it is aggregated. The CSV headers, the TensorBoard scalars and the README's tables
+meaning and how it is aggregated. The CSV headers, the TensorBoard scalars and the docs' tables
 of columns (`markdown_table(file)`) all come from `METRICS`.
 
 Tags follow Stable-Baselines3's names where it has the metric (`rollout/ep_rew_mean`,
@@ -21,7 +21,7 @@ from typing import Any
 
 from a3c.algo import LossTerms
 
-# How a column is aggregated (the `how` of a Metric), and what that means in the README's table.
+# How a column is aggregated (the `how` of a Metric), and what that means in the docs' table.
 TOTAL = "total"  # a running total since the run started (a resumed run continues it)
 WINDOW = "window"  # over the last run.return_window finished episodes
 PER_UPDATE = "per_update"  # summed by the workers per update; the row has the mean per update
@@ -47,7 +47,7 @@ class Metric:
 
     column: str
     tag: str | None  # its TensorBoard tag; None for the x axis
-    doc: str  # one line, for the README's table
+    doc: str  # one line, for the docs' table
     how: str  # a key of AGGREGATIONS
     file: str = PROGRESS  # PROGRESS or EVAL
 
@@ -98,7 +98,7 @@ PER_UPDATE_METRICS: tuple[str, ...] = tuple(m.column for m in METRICS if m.how =
 
 
 def markdown_table(file: str = PROGRESS) -> str:
-    """The README's table of progress.csv (or eval.csv) columns: | column | TensorBoard tag | meaning |."""
+    """The docs' table of progress.csv (or eval.csv) columns: | column | TensorBoard tag | meaning |."""
     lines = ["| column | TensorBoard tag | meaning |", "|---|---|---|"]
     for m in (m for m in METRICS if m.file == file):
         tag = f"`{m.tag}`" if m.tag is not None else "(the x axis)"
