@@ -117,6 +117,12 @@ def _run(command: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedP
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def test_the_readme_quick_start_is_run_by_the_getting_started_test():
+    """The README's quick start is a part of the getting-started page's commands, which run below."""
+    readme = [c for c in _commands(ROOT / "README.md") if "--help" not in c]
+    assert readme and set(readme) <= set(_commands(ROOT / "docs" / "getting_started.md"))
+
+
 @pytest.mark.slow
 def test_getting_started_runs_as_written(tmp_path):
     page = ROOT / "docs" / "getting_started.md"
@@ -134,6 +140,9 @@ def test_getting_started_runs_as_written(tmp_path):
     # processes backend's run-to-run differences while still failing on an untrained agent (~20).
     assert result["episodes"] == 20 and result["mean"] >= 400, result
     assert (runs / "cartpole" / "curves.png").stat().st_size > 10_000
+
+    (cliff,) = (runs).glob("cliff-*/summary.json")
+    assert json.loads(cliff.read_text())["greedy_return"] >= -17  # the optimal path is -13, random play far worse
 
     long = json.loads((runs / "long" / "summary.json").read_text())
     assert long["stop_reason"] == "max_time" and 20 <= long["wall_s"] < 40, long
