@@ -239,7 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = f", eval {evals['latest']['mean']:.1f} (best {evals['best_mean']:.1f})" if evals.get("latest") else ""
     print(
         f"{summary['stop_reason']}: steps {summary['steps']}, episodes {summary['episodes']}, "
-        f"return_mean {summary['return_mean']:.1f}, solved {summary['solved']}{best}, "
+        f"return_mean {summary['return_mean']:.1f}{_solved(summary)}{best}, "
         f"wall {summary['wall_s']:.1f}s -> {agent.run_dir}"
     )
     if summary.get("error"):  # e.g. a full disk while finishing: what could be written was
@@ -290,6 +290,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 1
     print(f"{line} -> {out}")
     return 0
+
+
+def _solved(summary: dict) -> str:
+    """The summary line's word on the target: none when the run had none (`--target-return null`)."""
+    if summary.get("target_return") is None:
+        return ""
+    return f", solved {summary['solved']} (target {summary['target_return']:g})"
 
 
 def check_output(out: Path, what: str, hint: str = "") -> None:
