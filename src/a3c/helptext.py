@@ -97,7 +97,8 @@ def config_epilog() -> str:
         "  a3c train CartPole-v1 --set optim.learning_rate=7e-4 --config my.yaml",
         "  a3c train Acrobot-v1 --backend serial --total-steps 200000",
         "  a3c train CartPole-v1 --set log.checkpoint_interval_steps=20000",
-        "  a3c train CartPole-v1 --eval-interval 20000 --target-eval-return 500",
+        "  a3c train CartPole-v1 --target-return null \\",
+        "      --eval-interval 20000 --target-eval-return 500",
         "  a3c train --resume runs/cp --total-steps 2000000",
     ]
     return "\n".join(lines)
