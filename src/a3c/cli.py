@@ -1,4 +1,4 @@
-"""The `a3c` command line.
+"""The `a3c` command line (also `python -m a3c`).
 
     a3c train ENV_ID [--workers N] [--backend B] [--total-steps N] [--target-return R] [--max-time S]
                      [--eval-interval N] [--target-eval-return R]
@@ -18,157 +18,107 @@ and exits with code 1; the run directory keeps what was complete.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from a3c import helptext
 from a3c.errors import A3CError, ConfigError, RunFailure, first_line
 
 log = logging.getLogger("a3c")
 
 
-def _config_epilog() -> str:
-    from a3c.config import field_docs
-
-    lines = ["config keys (--set KEY=VALUE; a bare name works where it is unique; docs/configuration.md):"]
-    for key, default, doc in field_docs():
-        shown = json.dumps(list(default) if isinstance(default, tuple) else default)
-        lines.append(f"  {key} = {shown}")
-        lines += [f"      {w}" for w in textwrap.wrap(doc, 90)]
-    lines += [
-        "",
-        "presets: the env family's preset (a3c/presets/*.yaml) is applied first, then --config",
-        "files in order, then --set values, then the explicit flags above.",
-        "",
-        "resume: `a3c train --resume RUN_DIR` continues a stopped or killed run from its latest",
-        "checkpoint (RUN_DIR/checkpoints/): counters, optimizer statistics, the learning-rate schedule",
-        "and wall time carry on, and progress.csv / episodes.csv are appended to (rows past the",
-        "checkpoint, the lost work, are cut off). Only run.*, log.*, eval.* and backend.* settings",
-        "other than the seed may change (--total-steps, --max-time, --target-return, --workers,",
-        "--backend, --eval-interval, --target-eval-return, --set run.KEY=VALUE, --set log.KEY=VALUE,",
-        "--set eval.KEY=VALUE, --set backend.KEY=VALUE).",
-        "",
-        "evaluation during training (off by default; on in the Atari and MuJoCo presets): every",
-        "eval.interval_steps global steps and/or eval.interval_s seconds an evaluator beside the",
-        "workers plays eval.episodes greedy episodes with the current global parameters; the",
-        "results go to eval.csv, TensorBoard eval/ and summary.json, and the best evaluation's state",
-        "to checkpoints/best/ (docs/evaluation.md).",
-        "",
-        "examples:",
-        "  a3c train CartPole-v1",
-        "  a3c train CartPole-v1 --workers 2 --seed 3 --set n_steps=5 --set optim.learning_rate=7e-4",
-        "  a3c train Acrobot-v1 --backend serial --total-steps 200000 --run-dir runs/acrobot",
-        "  a3c train CartPole-v1 --run-dir runs/cp --set log.checkpoint_interval_steps=20000",
-        "  a3c train CartPole-v1 --eval-interval 20000 --target-eval-return 500 --target-return null",
-        "  a3c train --resume runs/cp",
-    ]
-    return "\n".join(lines)
-
-
-EVAL_EPILOG = """\
-RUN_DIR evaluates the run's best checkpoint (checkpoints/best/, kept by evaluations during
-training) if it has one, else its newest complete checkpoint by step (an unreadable newest one
-falls back to the one before, with a warning); --checkpoint picks one: best, latest, or a path (or
-a name in RUN_DIR/checkpoints/). The output says which it used. CHECKPOINT is a checkpoint
-directory (RUN_DIR/checkpoints/step_N, or one written by A3C.save). Returns are real: for Atari
-whole games, unclipped, with the training preprocessing otherwise. Writes eval.json (mean, std,
-min, max, every return and length) into RUN_DIR or CHECKPOINT unless --output says otherwise (its
-folder must exist); where the results cannot be written is an error before any episode is played.
-
-examples:
-  a3c eval runs/cartpole
-  a3c eval runs/cartpole --checkpoint latest --episodes 100
-  a3c eval runs/cartpole/checkpoints/step_000000150016 --episodes 100 --stochastic
-  a3c eval runs/cartpole --episodes 3 --video videos/   (needs: pip install 'a3c[video]')
-"""
-
-PLOT_EPILOG = """\
-Draws mean return (the last return_window episodes) against global env steps and against wall
-time, and each evaluation's mean (eval.csv, dashed with markers) where a run has them. Runs whose configs differ only by seed (and by budget, target or logging settings) are one
-group: their mean with a min-max band. The default output is RUN_DIR/curves.png for one run and
-./curves.png for several.
-
-examples:
-  a3c plot runs/cartpole
-  a3c plot runs/cp-seed0 runs/cp-seed1 runs/cp-seed2 runs/cp-n5 --out cartpole.png
-"""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a3c",
-        description="Asynchronous Advantage Actor-Critic (A3C) for Gymnasium environments.",
-        epilog="Run `a3c COMMAND --help` for the options of a command.",
+        description="Asynchronous Advantage Actor-Critic (A3C) for Gymnasium environments: train an agent, evaluate it, plot its learning curves.",
+        epilog=helptext.TOP_EPILOG,
+        formatter_class=helptext.HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
+    _add_train(sub)
+    _add_eval(sub)
+    _add_plot(sub)
+    from a3c.demos import cliff
 
+    cliff.add_parser(sub)
+    return parser
+
+
+def _add_train(sub: Any) -> None:
     train = sub.add_parser(
         "train",
         help="train an agent on an env and write a run directory (or --resume one)",
         description=(
             "Train A3C on ENV_ID. Writes config.json, progress.csv, episodes.csv, TensorBoard events, "
-            "checkpoints/, summary.json and curves.png into the run directory."
+            "checkpoints/, summary.json and curves.png into the run directory. Every setting is a config "
+            "key (listed below with its default); the flags are shortcuts for the common ones."
         ),
-        epilog=_config_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=helptext.config_epilog(),
+        formatter_class=helptext.HelpFormatter,
     )
     train.add_argument("env_id", metavar="ENV_ID", nargs="?", help="a Gymnasium env id (CartPole-v1), or module:Class / module:make_fn (optional with --resume)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest complete checkpoint")
-    train.add_argument("--workers", type=int, help="number of asynchronous workers (backend.workers, default 2)")
-    train.add_argument("--backend", choices=["processes", "serial", "ray"], help="where workers run (backend.name, default processes)")
-    train.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the cluster to join, auto or HOST:PORT (backend.ray_address)")
-    train.add_argument("--total-steps", type=int, help="global env-step budget (run.total_steps, default 1000000)")
-    train.add_argument("--target-return", type=_target_return, metavar="R", help="stop once return_mean reaches R: a number, auto (the env's threshold) or null")
-    train.add_argument("--max-time", type=float, help="stop after this many seconds of wall time (of the whole run, when resumed)")
-    train.add_argument("--eval-interval", type=int, metavar="N", help="evaluate the global parameters every N global env steps (eval.interval_steps)")
-    train.add_argument("--target-eval-return", type=float, metavar="R", help="stop once an evaluation's mean return reaches R (eval.target_mean)")
-    train.add_argument("--seed", type=int, help="random seed (default 0)")
-    train.add_argument("--run-dir", help="where to write the run (default runs/ENV_ID-DATE-TIME)")
-    train.add_argument("--config", action="append", default=[], metavar="FILE", help="a YAML config file (repeatable; later files win)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="set any config key (repeatable)")
-    train.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto", help="a progress bar on a terminal (auto), plain lines, or nothing")
+    budget = train.add_argument_group("budget and stopping (the first reached ends the run)")
+    budget.add_argument("--total-steps", type=int, metavar="N", help="global env-step budget (run.total_steps, default 1000000)")
+    budget.add_argument("--target-return", type=_target_return, metavar="R", help="stop once return_mean reaches R: a number, auto (the env's reward threshold; the default) or null (never)")
+    budget.add_argument("--max-time", type=float, metavar="SECONDS", help="stop after this much wall time (of the whole run, when resumed; run.max_time)")
+    workers = train.add_argument_group("workers")
+    workers.add_argument("--workers", type=int, metavar="N", help="number of asynchronous workers (backend.workers, default 2)")
+    workers.add_argument("--backend", choices=["processes", "serial", "ray"], help="where workers run: processes (the default), serial (one process, reproducible) or ray (backend.name)")
+    workers.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the cluster to join, auto or HOST:PORT (backend.ray_address; default: a local Ray)")
+    evaluation = train.add_argument_group("evaluation during training (off by default)")
+    evaluation.add_argument("--eval-interval", type=int, metavar="N", help="evaluate the global parameters greedily every N global env steps and keep the best as checkpoints/best/ (eval.interval_steps)")
+    evaluation.add_argument("--target-eval-return", type=float, metavar="R", help="stop once an evaluation's mean return reaches R (eval.target_mean)")
+    config = train.add_argument_group("configuration")
+    config.add_argument("--config", action="append", default=[], metavar="FILE", help="a YAML config file (repeatable; later files win)")
+    config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="set a config key listed below, e.g. algo.n_steps=5 (repeatable; wins over --config)")
+    config.add_argument("--seed", type=int, metavar="S", help="random seed (run.seed, default 0)")
+    output = train.add_argument_group("output")
+    output.add_argument("--run-dir", metavar="DIR", help="where to write the run (default runs/ENV_ID-DATE-TIME); must not hold a run already")
+    output.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto", help="progress on the console: a bar on a terminal, plain lines otherwise (auto, the default), or always a bar, lines, or nothing")
+    resume = train.add_argument_group("resume")
+    resume.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest complete checkpoint (no ENV_ID, --config, --seed or --run-dir; see resume below)")
     train.set_defaults(func=cmd_train)
 
+
+def _add_eval(sub: Any) -> None:
     ev = sub.add_parser(
         "eval",
         help="evaluate a trained agent: mean and std of the return, eval.json, optional video",
         description="Play whole episodes with a trained agent and print the mean and std of the return.",
-        epilog=EVAL_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=helptext.EVAL_EPILOG,
+        formatter_class=helptext.HelpFormatter,
     )
     ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its best checkpoint, else its newest) or a checkpoint directory")
     ev.add_argument("--checkpoint", metavar="best|latest|PATH", help="which checkpoint of RUN_DIR: best, latest, or a path or name (default: best if there is one)")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
-    mode = ev.add_mutually_exclusive_group()
+    play = ev.add_argument_group("episodes")
+    play.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes to play (default 10)")
+    mode = play.add_mutually_exclusive_group()
     mode.add_argument("--deterministic", dest="stochastic", action="store_false", help="take the most likely action (the default)")
     mode.add_argument("--stochastic", dest="stochastic", action="store_true", help="sample actions from the policy")
-    ev.add_argument("--seed", type=int, help="seed of the evaluation envs (default: the run's seed)")
-    ev.add_argument("--video", metavar="DIR", help="record every episode as an mp4 into DIR (Gymnasium's RecordVideo; needs the video extra)")
-    ev.add_argument("--output", metavar="FILE", help="where to write the results (default: eval.json in RUN_DIR or CHECKPOINT)")
+    play.add_argument("--seed", type=int, metavar="S", help="seed of the evaluation envs (default: the run's seed)")
+    output = ev.add_argument_group("output")
+    output.add_argument("--output", metavar="FILE", help="where to write the results (default: eval.json in RUN_DIR or CHECKPOINT)")
+    output.add_argument("--video", metavar="DIR", help="record every episode as an mp4 into DIR (Gymnasium's RecordVideo; needs the video extra)")
     ev.set_defaults(func=cmd_eval, stochastic=False)
 
+
+def _add_plot(sub: Any) -> None:
     plot = sub.add_parser(
         "plot",
         help="draw learning curves (curves.png) of one or more runs",
         description="Draw the learning curves of one or more run directories into a PNG.",
-        epilog=PLOT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=helptext.PLOT_EPILOG,
+        formatter_class=helptext.HelpFormatter,
     )
     plot.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run directories (with progress.csv)")
     plot.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/curves.png for one run, ./curves.png for several)")
-    plot.add_argument("--title", help="the figure's title (default: the env ids)")
+    plot.add_argument("--title", metavar="TEXT", help="the figure's title (default: the env ids)")
     plot.set_defaults(func=cmd_plot)
-
-    from a3c.demos import cliff
-
-    cliff.add_parser(sub)
-    return parser
 
 
 def _target_return(text: str) -> float | str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -332,40 +331,42 @@ def _check_int(flag: str, value: Any, low: int) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `a3c cliff` on an argparse sub-parsers object; dispatches to `main(args)`."""
+    from a3c.helptext import HelpFormatter
+
     p = subparsers.add_parser(
         "cliff",
         help="the tutorial's demo: asynchronous workers solve CliffWalking with shared tables",
-        description=textwrap.fill(
+        description=(
             "The tutorial's practice script on the a3c engine: WORKERS asynchronous workers train a tabular "
             "actor-critic (a softmax policy table theta[s, a] and a value table V[s], shared by all workers) "
             "on Gymnasium's CliffWalking with n-step advantages and plain SGD (theta += actor_lr * grad_theta, "
             "V += critic_lr * grad_V). Writes returns.png (episode returns per worker and aggregated), "
             "policy_heatmap.png (the final policy's action probabilities with the greedy path), summary.json "
             "(greedy_return, reaches_goal, episodes, wall_s, workers, action_probs), config.json, progress.csv "
-            "and episodes.csv into the run directory.",
-            90,
+            "and episodes.csv into the run directory."
         ),
         epilog="\n".join(
             [
                 "defaults (over the tabular preset; see docs/cliff.md for why):",
                 *(f"  {k} = {_show(v)}" for k, v in DEMO_CONFIG.items()),
-                "  run.total_steps = episodes * max_episode_steps + 1000 (a cap; the episode budget stops first)",
+                "  run.total_steps = episodes * max_episode_steps + 1000",
+                "      (a cap; the episode budget stops first)",
                 "",
                 "examples:",
                 "  a3c cliff",
                 "  a3c cliff --workers 3 --seed 4 --run-dir runs/cliff-seed4",
-                "  a3c cliff --backend serial --episodes 300     (reproducible for a seed)",
-                "  a3c cliff --compare-workers 1,3               (same budget with 1 and 3 workers, one figure)",
+                "  a3c cliff --backend serial --episodes 300   (reproducible for a seed)",
+                "  a3c cliff --compare-workers 1,3   (the same budget with 1 and 3 workers)",
                 "  a3c cliff --set algo.n_steps=10 --set optim.learning_rate=0.1",
             ]
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help=f"number of asynchronous workers (default {DEFAULT_WORKERS})")
+    p.add_argument("--workers", type=int, metavar="N", default=DEFAULT_WORKERS, help=f"number of asynchronous workers (default {DEFAULT_WORKERS})")
     p.add_argument("--backend", choices=["processes", "serial"], default="processes", help="processes: one process per worker, tables in shared memory (default); serial: workers interleaved in one process, reproducible for a seed")
-    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help=f"training budget: stop once this many episodes have finished, counted across workers (default {DEFAULT_EPISODES})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    p.add_argument("--run-dir", help="where to write the run (default runs/cliff-DATE-TIME); must not hold a run already")
+    p.add_argument("--episodes", type=int, metavar="N", default=DEFAULT_EPISODES, help=f"training budget: stop once this many episodes have finished, counted across workers (default {DEFAULT_EPISODES})")
+    p.add_argument("--seed", type=int, metavar="S", default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default runs/cliff-DATE-TIME); must not hold a run already")
     p.add_argument("--compare-workers", metavar="K1,K2,...", help="also run the same episode budget with each of these worker counts (e.g. 1,3) and draw their aggregate curves against wall time in compare_workers.png")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="override any config key over the demo's defaults (repeatable), e.g. --set algo.n_steps=10")
     p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="none", help="training progress on the console: none (default), plain lines, a bar, or auto (a bar on a terminal)")
