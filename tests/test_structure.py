@@ -50,3 +50,15 @@ def test_noqa_comments_name_only_rules_ruff_checks():
                 if prefix not in SELECTED:
                     dead.append(f"{path.relative_to(ROOT)}:{i}: {prefix}{number}")
     assert not dead, f"noqa codes for rules ruff does not select: {dead}"
+
+
+def test_the_command_line_imports_without_torch():
+    """`a3c --help`, `--version` and bad input answer without waiting for torch (seconds on a busy
+    machine); only the commands that train or act import it, and the fork server imports it once."""
+    import subprocess
+    import sys
+
+    code = "import sys, a3c, a3c.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", "import a3c.cli imported torch"

@@ -17,7 +17,6 @@ import yaml
 
 from a3c.config import Config, canonical_key, flatten, from_dict
 from a3c.errors import ConfigError
-from a3c.spaces import is_image, leaves
 
 
 def parse_value(text: str) -> Any:
@@ -104,6 +103,9 @@ def env_family(env_id: str, observation_space: gym.Space | None = None) -> str:
     if observation_space is not None:
         if isinstance(observation_space, gym.spaces.Discrete):
             return "tabular"
+        # Imported here: a3c.spaces imports torch, which `a3c --help` need not wait for.
+        from a3c.spaces import is_image, leaves
+
         if any(is_image(space) for _, space in leaves(observation_space)):
             return "image"
     return "classic_control"
