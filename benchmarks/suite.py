@@ -335,7 +335,10 @@ def train_a3c(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
             os.kill(os.getpid(), signal.SIGTERM)  # once: a second SIGTERM kills a3c's trainer at once
         return True
 
-    summary = agent.learn(run_dir=run if first else None, progress="none", callback=callback)
+    if not first and spec["budget_steps"] and agent.num_timesteps >= spec["budget_steps"]:
+        summary = {**json.loads((run / "summary.json").read_text()), "stop_reason": "total_steps"}  # stopped at its budget
+    else:
+        summary = agent.learn(run_dir=run if first else None, progress="none", callback=callback)
     if summary["stop_reason"] in ("terminated", "interrupted"):
         return None
     with open(run / "episodes.csv", newline="") as f:
