@@ -121,6 +121,13 @@ ZOO_A2C = {  # rl-baselines3-zoo benchmark.md, a2c: one trained agent (Atari: 10
 }  # fmt: skip
 
 
+PONG_EXISTING = (
+    "Pong, from the existing runs (another protocol: not this suite's jobs): a3c's preset, run 18 (docs/pong_run18.md), "
+    "100-game training mean +11.5 at 1 h and +15.4 at 2 h of running time; its best checkpoint (kept by evaluation during "
+    "training) +17.1 ± 2.5 over 30 greedy games. `--envs ALE/Pong-v5` adds a row measured as the others."
+)
+
+
 # --------------------------------------------------------------------------------------------
 # rl-baselines3-zoo's hyperparameters
 # --------------------------------------------------------------------------------------------
@@ -603,6 +610,8 @@ def build_report(suite: str, specs: list[dict[str, Any]], jobs_dir: Path, out: P
         "A3C paper: Mnih et al. 2016, Table S3, A3C FF after 1 day on 16 CPU threads, human starts (not this protocol). "
         "zoo A2C: rl-baselines3-zoo benchmark.md, one agent (Atari: NoFrameskip-v4, 10M steps, stochastic policy; MuJoCo: v3, 1M steps, deterministic; no Walker2d entry).",
     ])  # fmt: skip
+    if suite == "atari" and "ALE/Pong-v5" not in envs:
+        md += "\n\n" + PONG_EXISTING
     report = {"suite": suite, "machine": info, "jobs": results, "markdown": md}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"suite_{suite}.json").write_text(json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2) + "\n")
