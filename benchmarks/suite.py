@@ -604,7 +604,7 @@ def build_report(suite: str, specs: list[dict[str, Any]], jobs_dir: Path, out: P
         f"Python {info['python']}, torch {info['torch']}, gymnasium {info['gymnasium']}, SB3 {info['stable_baselines3']}, ale-py {info['ale-py']}, "
         f"mujoco {info['mujoco']}, a3c {info['a3c']}, rl_zoo3 a2c.yml {ZOO_VERSION}; jobs' commits: {', '.join(commits) or '-'}",
         md_table(header, rows),
-        f"Greedy: the final parameters, {specs[0]['episodes'] if specs else '?'} whole episodes by one harness (a3c's evaluation env: "
+        f"Greedy: the final parameters, {'/'.join(sorted({str(r['eval']['episodes']) for r in results.values()})) or '-'} whole episodes by one harness (a3c's evaluation env: "
         "Atari v5 with sticky actions, real scores, no end-of-life, no reward clipping); mean ± std over episodes (over seeds' means with several seeds). "
         "Train last-100: the mean of each side's last 100 training episodes (whole games). Random: the same harness, uniform actions. "
         "A3C paper: Mnih et al. 2016, Table S3, A3C FF after 1 day on 16 CPU threads, human starts (not this protocol). "
