@@ -455,6 +455,8 @@ def train_sb3(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
         model.learn(total_timesteps=remaining, reset_num_timesteps=False, callback=Budget())
     save()
     episodes.close()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # during the evaluation SIGTERM ends the job at once (it is redone)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if stop["term"]:
         env.close()
         return None
