@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -c constraints.txt
 
-.PHONY: train test lint typecheck docs bench clean
+.PHONY: train test lint typecheck docs bench bench-zoo peer-venvs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,17 @@ test: $(VENV)/.installed-dev lint typecheck docs
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/cartpole_sb3.py
+
+# rl-baselines3-zoo, for its hyperparams/a2c.yml only (benchmarks/suite.py): without its dependencies
+# (optuna, huggingface_sb3, ...), which reading the YAML does not need. Without this, suite.py
+# downloads the same wheel into benchmarks/.zoo/ and reads the YAML from it.
+bench-zoo: $(VENV)/.installed-bench
+	$(BIN)/python -m pip install --no-deps rl_zoo3==2.9.2
+
+# The throughput peers of benchmarks/throughput_peers.py, each in a venv of its own (VENVS=/work/venvs).
+peer-venvs:
+	tools/peer_venvs.sh sf
+	tools/peer_venvs.sh envpool
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site dist

@@ -137,3 +137,45 @@ def test_short_atari_training_run_reports_real_scores(tmp_path, ale_vector):
     agent = A3C("ALE/Pong-v5", backend="serial", workers=1, envs_per_worker=2, total_steps=400, log_interval=200, ale_vector=ale_vector)
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["steps"] >= 400 and summary["updates"] > 0
+
+
+@pytest.mark.parametrize("ale_vector", [False, True])
+def test_games_that_need_fire_start_again_after_a_lost_life(ale_vector):
+    """Breakout's ball comes back only after FIRE: a policy that never presses it (always NOOP) must
+    still lose its 5 lives and end the game within a few hundred steps (without FIRE after a lost
+    life it would wait for the 108k-frame limit), and the score is the whole game's."""
+    cfg = build_config("ALE/Breakout-v5", overrides={"env.atari.ale_vector": ale_vector})
+    batch = make_env_batch(make_env_fn(cfg.env), 1, [0])
+    steps, ends = 0, 0
+    while not batch.finished and steps < 3_000:
+        _, _, terminated, truncated, _ = batch.step(np.zeros(1, dtype=np.int64))
+        ends += int(terminated[0] or truncated[0])
+        steps += 1
+    assert batch.finished, f"no game ended in {steps} steps of NOOP"
+    (score, length), = batch.take_finished()
+    assert ends == 5 and not truncated[0], "five lives lost, each a training episode end"
+    assert length < 2_000 and score >= 0
+    batch.close()
+    off = make_env_batch(make_env_fn(build_config("ALE/Breakout-v5", overrides={"env.atari.ale_vector": ale_vector, "env.atari.fire_reset": False}).env), 1, [0])
+    for _ in range(1_000):
+        off.step(np.zeros(1, dtype=np.int64))
+    assert not off.finished, "without FIRE the game waits"
+    off.close()
+
+
+def test_fire_reset_gives_the_same_frames_on_both_paths():
+    """Breakout, deterministic (no no-ops, no sticky actions): the FIRE at reset and after lost lives
+    gives the same frames, rewards and ends through Gymnasium's wrappers and AtariVectorEnv."""
+    overrides = {"env.atari.noop_max": 0, "env.kwargs": {"repeat_action_probability": 0.0}, "env.atari.episodic_life": False}
+    gym_batch = make_env_batch(make_env_fn(build_config("ALE/Breakout-v5", overrides={**overrides, **GYM_WRAPPERS}).env), 1, [1])
+    ale_batch = make_env_batch(make_env_fn(build_config("ALE/Breakout-v5", overrides={**overrides, "env.atari.ale_vector": True}).env), 1, [3])
+    np.testing.assert_array_equal(gym_batch.obs, ale_batch.obs)
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        a = rng.choice([0, 2, 3], 1)  # never FIRE: only the pipeline fires
+        g, v = gym_batch.step(a), ale_batch.step(a)
+        for x, y in zip(g[:4], v[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert gym_batch.take_finished() == ale_batch.take_finished() != []
+    gym_batch.close()
+    ale_batch.close()

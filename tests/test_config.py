@@ -73,7 +73,7 @@ def test_the_layout():
         section, _, name = key.rpartition(".")
         sections.setdefault(section, []).append(name)
     assert list(sections) == ["env", "env.atari", "algo", "optim", "model", "run", "log", "eval", "backend"]
-    assert sections["env.atari"] == ["frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector"]
+    assert sections["env.atari"] == ["frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector", "fire_reset"]
     assert sections["run"] == ["seed", "total_steps", "max_time", "target_return", "return_window", "max_nonfinite_updates"]
     assert sections["log"] == ["log_interval", "checkpoint_interval_steps", "checkpoint_interval_s", "checkpoint_keep"]
     assert sections["eval"] == ["interval_steps", "interval_s", "episodes", "deterministic", "target_mean", "timeout", "env_kwargs"]

@@ -18,7 +18,8 @@ ATARI = ("frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life"
 
 def _previous_layout(config: dict) -> dict:
     """A config of today's layout written as the previous layout wrote it."""
-    env = {k: v for k, v in config["env"].items() if k != "atari"} | config["env"]["atari"]
+    atari = {k: v for k, v in config["env"]["atari"].items() if k != "fire_reset"}  # keys added since
+    env = {k: v for k, v in config["env"].items() if k != "atari"} | atari
     backend = {k: v for k, v in config["backend"].items() if k != "worker_timeout"}  # keys added since
     config = {**config, "run": {k: v for k, v in config["run"].items() if k != "max_nonfinite_updates"}}
     run = {

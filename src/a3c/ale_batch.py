@@ -45,6 +45,8 @@ class AleVectorBatch(EpisodeTally):
     The env returns raw rewards, and with `life_loss_info` a lost life ends the training episode while
     the game goes on. A game is over when the env restarted it: its episode frame counter fell. The
     finished (score, length) pairs are whole games' real scores, as with RecordEpisodeStatistics.
+    In games that need FIRE (`envs.FireReset`) the first step of a game and the first after a lost
+    life play FIRE whatever the action (the frames of the Gymnasium path).
     """
 
     def __init__(self, recipe: Any, n: int, seeds: list[int]) -> None:
@@ -58,16 +60,26 @@ class AleVectorBatch(EpisodeTally):
         obs, info = self.env.reset(seed=np.array([s % 2**31 for s in seeds], dtype=np.int64))  # its seeds are C ints
         self.obs = np.array(obs)
         self._frame = np.array(info["episode_frame_number"])
+        self.fire = bool(recipe.fire())
+        self._lives = np.array(info["lives"])
+        self._fire_next = np.ones(n, dtype=bool)
 
     def __len__(self) -> int:
         return self.n
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
-        obs, raw, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
+        actions = np.asarray(actions, dtype=np.int64)
+        if self.fire and self._fire_next.any():
+            actions = np.where(self._fire_next, 1, actions)  # FIRE after a lost life (envs.FIRE)
+        obs, raw, terminated, truncated, info = self.env.step(actions)
         self.obs[...] = obs
         frame = info["episode_frame_number"]
-        self._tally(raw, (terminated | truncated) & (frame < self._frame))  # a game restarted: it is over
+        game_over = (terminated | truncated) & (frame < self._frame)  # a game restarted: it is over
+        self._tally(raw, game_over)
         self._frame = np.array(frame)
+        lives = np.array(info["lives"])
+        self._fire_next = game_over | ((0 < lives) & (lives < self._lives))  # a new game, or a lost life
+        self._lives = lives
         finals = [(int(i), np.array(info["final_obs"][i])) for i in np.flatnonzero(truncated & ~terminated)]
         reward = (np.sign(raw) if self.clip_rewards else raw).astype(np.float32)
         return self.obs, reward, np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), finals

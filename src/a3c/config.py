@@ -47,6 +47,7 @@ class AtariConfig:
     episodic_life: bool = _f(True, "A lost life ends the training episode (reported returns stay whole games).", boolean)
     clip_rewards: bool = _f(True, "Train on sign(reward) (reported returns stay the real score).", boolean)
     ale_vector: bool = _f(False, "Step a worker's envs in ale-py's C++ AtariVectorEnv (takes few env.kwargs).", boolean)
+    fire_reset: bool = _f(True, "Games whose action 1 is FIRE: press it at a game's start and after each lost life.", boolean)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,44 @@ class EpisodicLife(gym.Wrapper):
         return int(cast(Any, self.env.unwrapped).ale.lives())  # an AtariEnv: lives from the emulator
 
 
+FIRE = 1  # the action index of FIRE in ALE's minimal action sets that have it
+
+
+def needs_fire(meanings: list[str]) -> bool:
+    """Whether a game's action set starts NOOP, FIRE, ... (Stable-Baselines3's FireResetEnv test):
+    in such games (Breakout) the ball or the play does not start until FIRE, at a game's start and
+    again after each lost life."""
+    return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
+class FireReset(gym.Wrapper):
+    """In games that need it (`needs_fire`), the first step of a game and the first step after a lost
+    life play FIRE whatever the action. Without it a greedy policy that has not learned to press FIRE
+    in that state waits until the time limit (a Breakout game: 27,000 agent steps). AleVectorBatch
+    does the same, so both paths give the same frames. Stable-Baselines3's AtariWrapper fires inside
+    reset, which its EpisodicLifeEnv calls after each lost life in training (not in evaluation
+    without end-of-life); here it happens in training and evaluation alike."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives, self.fire_next = 0, True
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self.lives, self.fire_next = self._lives(), True
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(FIRE if self.fire_next else action)
+        lives = self._lives()
+        self.fire_next = 0 < lives < self.lives and not (terminated or truncated)
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def _lives(self) -> int:
+        return int(cast(Any, self.env.unwrapped).ale.lives())
+
+
 # The ALE/*-v5 arguments AtariVectorEnv takes; it has no game modes, difficulties or RGB frames.
 _ALE_VECTOR_KWARGS = frozenset({"repeat_action_probability", "full_action_space", "max_num_frames_per_episode"})
 
@@ -148,7 +186,7 @@ class _EnvRecipe:
     def _atari(self) -> gym.Env:
         """ALE/*-v5 with the standard preprocessing (Machado et al. 2018): the base env at
         frameskip=1, AtariPreprocessing (no-op starts, frame skip with max-pooling, grayscale,
-        resize), the real score recorded, then end-of-life and reward clipping for training only,
+        resize), FIRE at a game's start and after a lost life (`FireReset`), the real score recorded, then end-of-life and reward clipping for training only,
         then frame stacking."""
         self._register_ale()
         cfg = self.cfg
@@ -163,6 +201,8 @@ class _EnvRecipe:
             env, noop_max=cfg.atari.noop_max, frame_skip=cfg.atari.frame_skip, screen_size=cfg.atari.screen_size,
             terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False,
         )  # fmt: skip
+        if cfg.atari.fire_reset and needs_fire(cast(Any, env.unwrapped).get_action_meanings()):
+            env = FireReset(env)
         env = gym.wrappers.RecordEpisodeStatistics(env)
         if cfg.atari.episodic_life:
             env = EpisodicLife(env)
@@ -170,6 +210,17 @@ class _EnvRecipe:
             env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(float(r))))
         # Zero padding at a game's start, as AtariVectorEnv does, so both give the same frames.
         return gym.wrappers.FrameStackObservation(env, cfg.atari.frame_stack, padding_type="zero")
+
+    def fire(self) -> bool:
+        """Whether FIRE starts play in this game (`FireReset`), read from one base env's action set."""
+        if not self.cfg.atari.fire_reset:
+            return False
+        if not hasattr(self, "_fire"):
+            self._register_ale()
+            env = gym.make(self.env_id, disable_env_checker=True, **{k: v for k, v in self.kwargs.items() if k in _ALE_VECTOR_KWARGS})
+            self._fire = needs_fire(cast(Any, env.unwrapped).get_action_meanings())
+            env.close()
+        return self._fire
 
     def ale_vector_args(self) -> dict[str, Any]:
         """AtariVectorEnv's arguments for the preprocessing of `_atari`: the registered v5 game
