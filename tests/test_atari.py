@@ -163,6 +163,44 @@ def test_games_that_need_fire_start_again_after_a_lost_life(ale_vector):
     off.close()
 
 
+@pytest.mark.parametrize("ale_vector", [False, True])
+def test_a_forced_fire_is_what_the_rollout_stores(ale_vector):
+    """The batch says which steps it will play FIRE whatever the agent drew (a game's first step, the
+    first after a lost life), and the worker stores FIRE there: the policy gradient of that step is
+    FIRE's, the action that made the transition."""
+    from a3c.worker import Worker
+
+    cfg = build_config("ALE/Breakout-v5", overrides={"env.atari.ale_vector": ale_vector, "env.envs_per_worker": 2, "algo.n_steps": 5})
+    batch = make_env_batch(make_env_fn(cfg.env), 2, [0, 1])
+    noop = torch.zeros(2, dtype=torch.int64)
+    assert batch.played(noop).tolist() == [1, 1], "a game's first step plays FIRE"
+    batch.step(np.zeros(2, dtype=np.int64))
+    assert batch.played(noop).tolist() == [0, 0], "then the agent's actions"
+    lost = 0
+    for _ in range(3_000):  # NOOP until a life is lost: the next step is FIRE again
+        _, _, terminated, _, _ = batch.step(np.zeros(2, dtype=np.int64))
+        if terminated.any():
+            lost = int(np.flatnonzero(terminated)[0])
+            break
+    # AtariVectorEnv plays it on the next step; Gymnasium's path already did, inside the reset that
+    # follows a lost life (EpisodicLife steps NOOP there, which FireReset turns into FIRE).
+    assert batch.played(noop)[lost].item() == (1 if ale_vector else 0)
+    batch.close()
+    unforced = make_env_batch(make_env_fn(build_config("ALE/Pong-v5", overrides={"env.atari.ale_vector": ale_vector, "env.atari.fire_reset": False}).env), 1, [0])
+    assert unforced.played(noop[:1]).tolist() == [0]
+    unforced.close()
+
+    from a3c.store import SharedStore
+
+    store = SharedStore.for_model(make_model(batch.observation_space, batch.action_space, cfg.model), cfg)
+    worker = Worker(cfg, 0, store)
+    try:
+        worker.update()
+        assert worker.act_buf[0].tolist() == [1, 1], "the first step of each game is stored as FIRE"
+    finally:
+        worker.envs.close()
+
+
 def test_fire_reset_gives_the_same_frames_on_both_paths():
     """Breakout, deterministic (no no-ops, no sticky actions): the FIRE at reset and after lost lives
     gives the same frames, rewards and ends through Gymnasium's wrappers and AtariVectorEnv."""

@@ -6,6 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
+
+FIRE = 1  # the action index of FIRE in ALE's minimal action sets that have it
+
+
+def played_actions(actions: Tensor, fire_next: np.ndarray) -> Tensor:
+    """The actions a step will play: FIRE where the pipeline forces it (a game's first step, the
+    first after a lost life), the agent's elsewhere. The worker stores these, so the policy gradient
+    of a forced step is that of FIRE, the action that made the transition, not of the one drawn."""
+    if not fire_next.any():
+        return actions
+    return torch.where(torch.from_numpy(fire_next), torch.full_like(actions, FIRE), actions)
 
 
 class EpisodeTally:
@@ -67,10 +80,14 @@ class AleVectorBatch(EpisodeTally):
     def __len__(self) -> int:
         return self.n
 
+    def played(self, actions: Tensor) -> Tensor:
+        """The actions the next step plays for the agent's `actions` (FIRE where it is forced)."""
+        return played_actions(actions, self._fire_next) if self.fire else actions
+
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
         actions = np.asarray(actions, dtype=np.int64)
         if self.fire and self._fire_next.any():
-            actions = np.where(self._fire_next, 1, actions)  # FIRE after a lost life (envs.FIRE)
+            actions = np.where(self._fire_next, FIRE, actions)  # a game's start, or after a lost life
         obs, raw, terminated, truncated, info = self.env.step(actions)
         self.obs[...] = obs
         frame = info["episode_frame_number"]

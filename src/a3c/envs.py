@@ -18,8 +18,9 @@ from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
+from torch import Tensor
 
-from a3c.ale_batch import AleVectorBatch, EpisodeTally
+from a3c.ale_batch import FIRE, AleVectorBatch, EpisodeTally, played_actions
 from a3c.config import EnvConfig
 from a3c.errors import A3CError, EnvError, first_line
 from a3c.imports import load_entry
@@ -71,7 +72,6 @@ class EpisodicLife(gym.Wrapper):
         return int(cast(Any, self.env.unwrapped).ale.lives())  # an AtariEnv: lives from the emulator
 
 
-FIRE = 1  # the action index of FIRE in ALE's minimal action sets that have it
 
 
 def needs_fire(meanings: list[str]) -> bool:
@@ -107,6 +107,15 @@ class FireReset(gym.Wrapper):
 
     def _lives(self) -> int:
         return int(cast(Any, self.env.unwrapped).ale.lives())
+
+
+def fire_wrapper(env: gym.Env) -> FireReset | None:
+    """The FireReset inside `env`'s wrappers, or None."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, FireReset):
+            return env
+        env = env.env
+    return None
 
 
 # The ALE/*-v5 arguments AtariVectorEnv takes; it has no game modes, difficulties or RGB frames.
@@ -304,6 +313,8 @@ class EnvBatch(EpisodeTally):
         self.label = label  # who steps these envs, for warnings ("worker 0")
         self._warned = False
         self.envs = [env_fn() for _ in range(n)]
+        fires = [fire_wrapper(e) for e in self.envs]
+        self._fires = [f for f in fires if f is not None] if all(fires) else []  # Atari games that need FIRE
         # Where finished episodes' returns come from: our own sums of the rewards, or (Atari) the
         # real score that RecordEpisodeStatistics puts in info["episode"] at the end of a game.
         self.score_from_info = bool(getattr(env_fn, "score_from_info", False))
@@ -333,6 +344,12 @@ class EnvBatch(EpisodeTally):
 
     def __len__(self) -> int:
         return len(self.envs)
+
+    def played(self, actions: Tensor) -> Tensor:
+        """The actions the next step plays for the agent's `actions` (FIRE where `FireReset` forces it)."""
+        if not self._fires:
+            return actions
+        return played_actions(actions, np.array([f.fire_next for f in self._fires]))
 
     def step(
         self, actions: np.ndarray

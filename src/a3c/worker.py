@@ -151,6 +151,7 @@ class Worker:
         )
 
     def _step_envs(self, t: int, actions: torch.Tensor, finals: Finals) -> None:
+        actions = self.envs.played(actions)  # what the step plays (Atari's forced FIRE), not only what was drawn
         self.act_buf[t] = actions
         obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))
         self.rew_np[t] = reward
