@@ -58,7 +58,7 @@ class AleVectorBatch(EpisodeTally):
     The env returns raw rewards, and with `life_loss_info` a lost life ends the training episode while
     the game goes on. A game is over when the env restarted it: its episode frame counter fell. The
     finished (score, length) pairs are whole games' real scores, as with RecordEpisodeStatistics.
-    In games that need FIRE (`envs.FireReset`) the first step of a game and the first after a lost
+    In games that need FIRE (`atari_wrappers.FireReset`) the first step of a game and the first after a lost
     life play FIRE whatever the action (the frames of the Gymnasium path).
     """
 
