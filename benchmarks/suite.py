@@ -13,7 +13,7 @@ Suites (`SUITES`):
   clock stops), 30 greedy games each.
 * mujoco: HalfCheetah-v5, Hopper-v5, Walker2d-v5, seeds 0-2, 1M env steps per library, env and
   seed, 10 greedy episodes each.
-* smoke: CartPole-v1, 3,000 steps: the whole machinery (subprocess jobs, SIGTERM, --resume, the
+* smoke: CartPole-v1, 20,000 steps: the whole machinery (subprocess jobs, SIGTERM, --resume, the
   harness, the tables) in about 20 s.
 
 Every job (library, env, seed) runs in a subprocess of its own in `OUT/jobs/<lib>__<env>__s<seed>/`
@@ -106,7 +106,7 @@ SUITES: dict[str, dict[str, Any]] = {
     },
     "smoke": {
         "family": "classic", "envs": ["CartPole-v1"], "seeds": [0],
-        "budget_s": None, "budget_steps": 3_000, "episodes": 3, "sb3_threads": 1,
+        "budget_s": None, "budget_steps": 20_000, "episodes": 3, "sb3_threads": 1,
     },
 }  # fmt: skip
 LIBS = ("random", "a3c", "sb3")

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +35,7 @@ from a3c.metrics import Stats, WorkerReport
 from a3c.periodic_eval import PeriodicEval
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
+from a3c.signals import Terminated, TimeUp, sigterm_raises, time_limit
 from a3c.store import SharedStore
 
 Callback = Callable[[dict[str, Any]], bool | None]
@@ -44,17 +43,8 @@ log = logging.getLogger("a3c")
 POLL_S = 0.05
 
 
-class Terminated(BaseException):
-    """SIGTERM (`kill PID`) during a session: stop like Ctrl-C. A BaseException, like
-    KeyboardInterrupt, so that no `except Exception` on the way (a supervisor's) swallows it."""
-
-
 class CallbackStop(BaseException):
     """The user's callback returned False."""
-
-
-class TimeUp(BaseException):
-    """`run.max_time` has passed while the trainer was busy (a backend call that hangs)."""
 
 
 class NonFinite(RunFailure):
@@ -165,11 +155,12 @@ class TrainingSession:
         reason = "total_steps"
         error: BaseException | None = None
         try:
-            with _one_torch_thread(), _sigterm_raises() as reinstall, _time_limit(self._time_left()):
+            with _one_torch_thread(), sigterm_raises() as reinstall, time_limit(self._time_left()):
                 found = self.start()
                 reinstall()  # a backend may install its own handler as it starts (Ray does)
                 while found is None:
                     found = self.step()
+                    reinstall()
                 reason = found
         except BaseException as e:  # the stop reason; an error is recorded and raised again below
             reason, error = _stopped_by(e)
@@ -346,47 +337,3 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(saved)
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[Callable[[], None]]:
-    """Inside, SIGTERM raises Terminated in the main thread (once: a second SIGTERM gets the
-    previous handler, by default terminating at once). Yields a function that installs the handler
-    again (over one a library installed meanwhile). Off the main thread, nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, previous)
-        raise Terminated
-
-    def reinstall() -> None:
-        signal.signal(signal.SIGTERM, handler)
-
-    reinstall()
-    try:
-        yield reinstall
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Inside, SIGALRM raises TimeUp in the main thread after `seconds` (None, or off the main
-    thread: no limit)."""
-    if seconds is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise TimeUp
-
-    previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)

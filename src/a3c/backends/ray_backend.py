@@ -26,10 +26,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,30 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    with _keep_sigterm_handler(ray):
+        _init(ray, address, num_cpus)
+    return True
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler(ray: Any) -> Iterator[None]:
+    """ray.init replaces the caller's SIGTERM handler with one that calls sys.exit. A SIGTERM during
+    the init then raises SystemExit wherever the main thread is, which can be inside a hook that
+    swallows it (seen: logging's at-fork lock release), and the run never stops. The training
+    session's handler stays in place instead; it raises Terminated and also records the signal."""
+    utils: Any = getattr(getattr(ray, "_private", None), "utils", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    if utils is None or original is None:
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
+
+
+def _init(ray: Any, address: str | None, num_cpus: int | None) -> None:
     if address:
         ray.init(address=address, logging_level="ERROR", log_to_driver=True)
     else:
@@ -66,7 +91,6 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
             address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
             num_cpus=num_cpus, logging_level="ERROR", log_to_driver=True,
         )  # fmt: skip
-    return True
 
 
 class ParameterServer:
