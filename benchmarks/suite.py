@@ -293,15 +293,35 @@ def _commit() -> str | None:
         return None
 
 
+def speed_ref() -> float:
+    """Seconds for a fixed single-core workload (an interpreter loop and small matrix products):
+    the machine's speed when a job (segment) starts, since a shared host's speed drifts over days."""
+    import numpy as np
+
+    t = time.perf_counter()
+    acc = 0
+    for i in range(6_000_000):
+        acc += i
+    m = np.ones((128, 128))
+    for _ in range(600):
+        m = (m @ m) / 128.0
+    return round(time.perf_counter() - t, 3)
+
+
 def child_main(job_dir: Path) -> int:
     spec = json.loads((job_dir / "spec.json").read_text())
     train_file = job_dir / "train.json"
     if spec["lib"] != "random" and not train_file.exists():
+        speed_file = job_dir / "speed_ref.json"
+        refs = json.loads(speed_file.read_text()) if speed_file.exists() else []
+        _write_json(speed_file, [*refs, speed_ref()])
         train = train_a3c(spec, job_dir) if spec["lib"] == "a3c" else train_sb3(spec, job_dir)
         if train is None:
             return 143  # stopped by SIGTERM: the state to continue from is saved
         _write_json(train_file, train)
     train = json.loads(train_file.read_text()) if train_file.exists() else {}
+    speed_file = job_dir / "speed_ref.json"
+    train["speed_ref_s"] = json.loads(speed_file.read_text()) if speed_file.exists() else None
     result = {"spec": spec, "train": train, "eval": evaluate_job(spec, job_dir), "eval_commit": _commit()}
     _write_json(job_dir / "result.json", result)
     return 0
@@ -612,6 +632,11 @@ def build_report(suite: str, specs: list[dict[str, Any]], jobs_dir: Path, out: P
         "A3C paper: Mnih et al. 2016, Table S3, A3C FF after 1 day on 16 CPU threads, human starts (not this protocol). "
         "zoo A2C: rl-baselines3-zoo benchmark.md, one agent (Atari: NoFrameskip-v4, 10M steps, stochastic policy; MuJoCo: v3, 1M steps, deterministic; no Walker2d entry).",
     ])  # fmt: skip
+    refs = {lib: [x for r in results.values() if r["spec"]["lib"] == lib for x in r["train"].get("speed_ref_s") or []] for lib in ("a3c", "sb3")}
+    if any(refs.values()):
+        md += "\n\nMachine speed at each job segment's start (`speed_ref`: seconds for a fixed single-core workload, lower is faster; a shared host drifts): " + ", ".join(
+            f"{lib} median {statistics.median(v):.2f} s ({min(v):.2f} to {max(v):.2f}, {len(v)} segments)" for lib, v in refs.items() if v
+        ) + ". Jobs from before it was recorded have none."
     if suite == "atari" and "ALE/Pong-v5" not in envs:
         md += "\n\n" + PONG_EXISTING
     report = {"suite": suite, "machine": info, "jobs": results, "markdown": md}

@@ -47,10 +47,12 @@ def _stopped_then_resumed(tmp_path: Path, libs: list[str], stopped: str) -> dict
     result = json.loads((_job(out, stopped) / "result.json").read_text())
     assert result["train"]["resumes"] == 1 and result["train"]["steps"] >= 20_000
     assert result["eval"]["episodes"] == 2 and result["eval"]["deterministic"]
+    refs = result["train"]["speed_ref_s"]
+    assert len(refs) == 2 and all(r > 0 for r in refs), "the machine's speed is taken at each segment's start"
     report = json.loads((out / "suite_smoke.json").read_text())
     assert sorted(report["jobs"]) == sorted(f"{lib}__CartPole-v1__s0" for lib in libs)
     table = (out / "suite_smoke.md").read_text()
-    assert "| CartPole-v1 |" in table and "random" in table
+    assert "| CartPole-v1 |" in table and "random" in table and "speed_ref" in table
     return result
 
 
