@@ -310,9 +310,8 @@ def speed_ref() -> float:
 
 def child_main(job_dir: Path) -> int:
     spec = json.loads((job_dir / "spec.json").read_text())
-    train_file = job_dir / "train.json"
+    train_file, speed_file = job_dir / "train.json", job_dir / "speed_ref.json"
     if spec["lib"] != "random" and not train_file.exists():
-        speed_file = job_dir / "speed_ref.json"
         refs = json.loads(speed_file.read_text()) if speed_file.exists() else []
         _write_json(speed_file, [*refs, speed_ref()])
         train = train_a3c(spec, job_dir) if spec["lib"] == "a3c" else train_sb3(spec, job_dir)
@@ -320,7 +319,6 @@ def child_main(job_dir: Path) -> int:
             return 143  # stopped by SIGTERM: the state to continue from is saved
         _write_json(train_file, train)
     train = json.loads(train_file.read_text()) if train_file.exists() else {}
-    speed_file = job_dir / "speed_ref.json"
     train["speed_ref_s"] = json.loads(speed_file.read_text()) if speed_file.exists() else None
     result = {"spec": spec, "train": train, "eval": evaluate_job(spec, job_dir), "eval_commit": _commit()}
     _write_json(job_dir / "result.json", result)
