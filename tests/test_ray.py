@@ -206,7 +206,7 @@ def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(cl
         return real(self, timeout)
 
     monkeypatch.setattr(ray_backend.RayBackend, "poll", poll)
-    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=10**8, target_return=None, max_time=45, ray_address=cluster.address)
+    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=10**8, target_return=None, max_time=25, ray_address=cluster.address)
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert seen["copied"] is not None and seen["copied"] > 0, "the server was killed mid-run"
     assert "the parameter server failed" in capfd.readouterr().err

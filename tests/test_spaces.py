@@ -52,7 +52,9 @@ FAST = dict(backend="serial", workers=2, target_return=None, checkpoint_interval
     ],
 )
 def test_agent_learns_each_space(env_id, settings, tmp_path):
-    agent = A3C(env_id, **{**FAST, **settings})
+    # Stops once the training mean of 100 episodes reaches 7.5 (30k steps at most); the greedy
+    # evaluation afterwards is what the test asserts.
+    agent = A3C(env_id, **{**FAST, "target_return": 7.5, **settings})
     summary = agent.learn(total_steps=30_000, progress="none", run_dir=tmp_path / "run")
     assert summary["worker_restarts"] == 0  # a masked env raises on an invalid action
     assert agent.evaluate(episodes=20)["mean"] >= LEARNED, summary

@@ -287,12 +287,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"] and not _other_backend(argv):
+    args = build_parser().parse_args(argv)  # usage errors and --help answer before any process starts
+    if args.command == "train" and not _other_backend(argv):
         from a3c import forkserver
 
         forkserver.warm_up()  # the workers' fork server imports torch while this process does
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except A3CError as e:

@@ -1,7 +1,6 @@
 """The tutorial's practice script: asynchronous workers solve CliffWalking with shared tables.
 
-    a3c cliff [--workers 3] [--backend processes|serial] [--episodes N] [--seed S] [--run-dir DIR]
-              [--compare-workers 1,3]
+    a3c cliff [--workers 3] [--backend processes|serial] [--episodes N] [--seed S] [--compare-workers 1,3]
 
     from a3c.demos import cliff
     result = cliff.run(workers=3, episodes=400, seed=0)
@@ -27,15 +26,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from a3c.errors import ConfigError, EnvError
-from a3c.heads import CategoricalHead
-from a3c.models import ActorCritic
+
+if TYPE_CHECKING:  # torch loads with the first run, not with `a3c --help` (the parser is built here)
+    from a3c.models import ActorCritic
 
 SHAPE = (4, 12)  # rows, columns of the grid; states are numbered row-major
 START, GOAL = 36, 47  # bottom-left and bottom-right cells
@@ -132,6 +131,10 @@ def _as_int(item: Any) -> int | None:
 
 def tables(model: ActorCritic, n_states: int = SHAPE[0] * SHAPE[1], n_actions: int = len(ACTIONS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(theta [S, A], pi [S, A], V [S]) read from a tabular ActorCritic's head weights."""
+    import torch
+
+    from a3c.heads import CategoricalHead
+
     head = model.policy_head
     if not isinstance(head, CategoricalHead):
         raise RuntimeError(f"not a tabular model: its policy head is a {type(head).__name__}")
@@ -324,9 +327,6 @@ def _draw(run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: floa
 def _check_int(flag: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{flag} must be an integer >= {low}, got {value!r}")
-
-
-# --- command line -----------------------------------------------------------------------------
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
