@@ -8,9 +8,9 @@ torch or BLAS threads.
 
 `warm_up()` starts the server without waiting for it: `a3c train` calls it once its arguments
 parse, and `from a3c import A3C` does, before it imports torch, so the server imports torch on the
-other core while this process does (about 1.5 s on a 2-core machine, paid once instead of twice in a row); an
-agent on the processes backend calls it again when it is built (`backends.prepare`: a no-op when the
-server runs). The server lives as long as this process. Standard library only, so that it can run
+other core while this process does (about 1.5 s on a 2-core machine, paid once instead of twice in
+a row); an agent on the processes backend calls it again when it is built (`backends.prepare`: a
+no-op when the server runs). The server lives as long as this process. Standard library only, so that it can run
 before torch is imported.
 """
 

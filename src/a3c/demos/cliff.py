@@ -33,7 +33,7 @@ import numpy as np
 
 from a3c.errors import ConfigError, EnvError
 
-if TYPE_CHECKING:  # torch loads with the first run, not with `a3c --help` (the parser is built here)
+if TYPE_CHECKING:  # torch loads at the first run, not when `a3c --help` builds this demo's parser
     from a3c.models import ActorCritic
 
 SHAPE = (4, 12)  # rows, columns of the grid; states are numbered row-major
