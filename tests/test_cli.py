@@ -150,9 +150,9 @@ def test_help_lists_every_config_key():
     ],
 )
 def test_other_backend_skips_the_fork_server(argv, other):
-    from a3c.cli import _other_backend
+    from a3c.cli import _other_backend, build_parser
 
-    assert _other_backend(argv) is other
+    assert _other_backend(build_parser().parse_args(argv)) is other
 
 
 def test_target_return_flag_takes_auto_and_null():

@@ -131,15 +131,14 @@ def _target_return(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number, auto or null, got {text!r}") from None
 
 
-def _other_backend(argv: list[str]) -> bool:
-    """Whether the command line asks for a backend other than processes (then no fork server):
-    --backend serial|ray, or --set backend=serial / backend.name=ray (either --set form)."""
-    for i, arg in enumerate(argv):
-        value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
-        if arg.startswith("--backend") and value in ("serial", "ray"):
-            return True
-        key, _, chosen = value.replace(" ", "").partition("=")
-        if arg.startswith("--set") and key in ("backend", "backend.name") and chosen in ("serial", "ray"):
+def _other_backend(args: argparse.Namespace) -> bool:
+    """Whether `train` asks for a backend other than processes (then no fork server):
+    --backend serial|ray, or --set backend=serial / backend.name=ray."""
+    if args.backend in ("serial", "ray"):
+        return True
+    for assignment in args.assignments:
+        key, _, chosen = assignment.replace(" ", "").partition("=")
+        if key in ("backend", "backend.name") and chosen in ("serial", "ray"):
             return True
     return False
 
@@ -288,7 +287,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)  # usage errors and --help answer before any process starts
-    if args.command == "train" and not _other_backend(argv):
+    if args.command == "train" and not _other_backend(args):
         from a3c import forkserver
 
         forkserver.warm_up()  # the workers' fork server imports torch while this process does
