@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 
 import pytest
@@ -187,7 +188,12 @@ def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
                 worker_timeout=5, restart_delay=0.1, ray_address=cluster.address, **{"env.kwargs": {"after": 100, "marker": str(marker)}})  # fmt: skip
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "an env did hang"
-    assert summary["worker_restarts"] == 1 and summary["steps"] >= 250_000 and summary["return_mean"] >= 150.0, summary  # random play: ~20
+    assert summary["worker_restarts"] == 1 and summary["steps"] >= 250_000, summary
+    # It learns after the restart. The best window after it, not the last: CartPole's final window
+    # sometimes collapses after solving (seen once in CI: 500 after the restart, 88 at the end).
+    with open(tmp_path / "run" / "progress.csv", newline="") as f:
+        after = [float(r["return_mean"]) for r in csv.DictReader(f) if int(r["worker_restarts"]) == 1 and r["return_mean"]]
+    assert after and max(after) >= 200.0, after  # random play: ~20
     assert "no progress for 5 s" in capfd.readouterr().err
 
 
