@@ -5,6 +5,8 @@ the same envs, one job after the other, resumable; greedy evaluation of both by 
     .venv/bin/python benchmarks/suite.py mujoco [--out benchmarks/results/suite_mujoco] [--resume]
     .venv/bin/python benchmarks/suite.py smoke  [--out DIR] [--resume]   (CartPole, seconds: for CI)
     .venv/bin/python benchmarks/suite.py SUITE --report-only               (tables from finished jobs)
+    .venv/bin/python benchmarks/suite.py mujoco --libs a3c --envs Hopper-v5 --set env.envs_per_worker=2 --out DIR
+                                                   (a variant: a3c's preset with --set keys over it)
 
 Suites (`SUITES`):
 
@@ -205,6 +207,7 @@ def job_specs(suite: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                     "suite": suite, "family": s["family"], "lib": lib, "env_id": env_id, "seed": seed,
                     "budget_s": budget_s, "budget_steps": budget_steps, "episodes": args.episodes or s["episodes"],
                     "eval_seed": 12345, "sb3_threads": s["sb3_threads"], "checkpoint_s": args.checkpoint_s,
+                    **({"a3c_set": args.a3c_set} if lib == "a3c" and args.a3c_set else {}),
                     "name": job_name(lib, env_id, seed),
                 })  # fmt: skip
     return jobs
@@ -347,7 +350,7 @@ def train_a3c(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
         budget["log.log_interval"] = 500  # the callback (and the test hook) sees every 500 steps
     first = not (run / "config.json").exists()
     if first:
-        agent = A3C(spec["env_id"], seed=spec["seed"], **budget)
+        agent = A3C(spec["env_id"], seed=spec["seed"], **{**spec.get("a3c_set", {}), **budget})
     else:
         agent = A3C.resume(run, **{k: v for k, v in budget.items() if k.startswith(("run.", "eval.", "log."))})
     hook = _term_hook_steps(first)
@@ -635,6 +638,9 @@ def build_report(suite: str, specs: list[dict[str, Any]], jobs_dir: Path, out: P
         md += "\n\nMachine speed at each job segment's start (`speed_ref`: seconds for a fixed single-core workload, lower is faster; a shared host drifts): " + ", ".join(
             f"{lib} median {statistics.median(v):.2f} s ({min(v):.2f} to {max(v):.2f}, {len(v)} segments)" for lib, v in refs.items() if v
         ) + ". Jobs from before it was recorded have none."
+    variants = sorted({json.dumps(r["spec"]["a3c_set"], sort_keys=True) for r in results.values() if r["spec"].get("a3c_set")})
+    if variants:
+        md += "\n\na3c's preset with `--set` " + "; ".join(", ".join(f"{k}={v}" for k, v in json.loads(x).items()) for x in variants) + " (a variant, not the preset)."
     if suite == "atari" and "ALE/Pong-v5" not in envs:
         md += "\n\n" + PONG_EXISTING
     report = {"suite": suite, "machine": info, "jobs": results, "markdown": md}
@@ -657,12 +663,21 @@ def main() -> int:
     p.add_argument("--budget-steps", type=int, help="env steps per job instead of the suite's")
     p.add_argument("--episodes", type=int, help="greedy evaluation episodes instead of the suite's")
     p.add_argument("--checkpoint-s", type=float, default=300.0, help="SB3: save the model every this many seconds (default 300)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="a3c_set",
+                   help="a3c: a config key over its preset, as `a3c train --set` (repeatable; a variant: give it its own --out)")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child_main(args.child)
     if not args.suite:
         p.error("a suite is required")
+    from a3c.configfile import parse_assignments
+    from a3c.errors import ConfigError
+
+    try:
+        args.a3c_set = parse_assignments(args.a3c_set)
+    except ConfigError as e:
+        p.error(str(e))
     return run_suite(args.suite, args)
 
 

@@ -70,3 +70,20 @@ def test_sb3_job_stops_on_sigterm_and_resumes_with_its_steps_and_clock(tmp_path)
 def test_a3c_job_stops_on_sigterm_and_resumes_from_its_checkpoint(tmp_path):
     result = _stopped_then_resumed(tmp_path, ["a3c"], "a3c")
     assert result["train"]["stop_reason"] == "total_steps" and result["train"]["train_last100"] > 0
+
+
+@pytest.mark.slow
+def test_a3c_variant_runs_with_its_set_keys_over_the_preset_and_the_table_says_so(tmp_path):
+    out = tmp_path / "suite"
+    done = _suite(out, "--libs", "a3c", "--set", "algo.n_steps=7", "--set", "env.envs_per_worker=2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((_job(out, "a3c") / "result.json").read_text())
+    assert result["spec"]["a3c_set"] == {"algo.n_steps": 7, "env.envs_per_worker": 2}
+    assert result["train"]["config"]["algo"]["n_steps"] == 7 and result["train"]["config"]["env"]["envs_per_worker"] == 2
+    assert "`--set` algo.n_steps=7, env.envs_per_worker=2 (a variant, not the preset)" in (out / "suite_smoke.md").read_text()
+
+
+def test_an_unknown_set_key_is_a_one_line_error(tmp_path):
+    bad = _suite(tmp_path / "suite", "--libs", "a3c", "--set", "algo.no_such_key=1")
+    assert bad.returncode == 2 and "no_such_key" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "suite" / "jobs").exists(), "nothing ran"
