@@ -25,14 +25,21 @@ def _rows(run_dir):
 @pytest.mark.parametrize("backend", ["processes", "serial"])
 def test_a_worker_whose_env_hangs_once_is_restarted_and_the_run_solves(tmp_path, capfd, backend):
     marker = tmp_path / "hung"
+    # A fixed budget, not a target: the healthy worker alone can solve CartPole before the
+    # watchdog's 2 s have passed, which ended a run before the restart this test is about (seen in
+    # CI: solved at 3.6 s with no restart).
     agent = A3C(
-        "fake_envs:CartPoleHangs", backend=backend, workers=2, seed=1, total_steps=600_000, target_return=400.0,
+        "fake_envs:CartPoleHangs", backend=backend, workers=2, seed=1, total_steps=300_000, target_return=None,
         max_time=150, worker_timeout=2, restart_delay=0.1, **{"env.kwargs": {"after": 100, "marker": str(marker)}},
     )  # fmt: skip
     t0 = time.monotonic()
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "an env did hang"
-    assert summary["worker_restarts"] == 1 and summary["solved"], summary
+    assert summary["worker_restarts"] == 1 and summary["steps"] >= 300_000, summary
+    # It solves after the restart: the best window after it, not the last (CartPole's final window
+    # sometimes collapses after solving).
+    after = [float(r["return_mean"]) for r in _rows(tmp_path / "run") if int(r["worker_restarts"]) == 1 and r["return_mean"]]
+    assert after and max(after) >= 400.0, after  # random play: ~20
     assert "no progress for 2 s" in capfd.readouterr().err
     assert time.monotonic() - t0 < 150
 
