@@ -76,7 +76,7 @@ def test_the_layout():
     assert sections["env.atari"] == ["frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector", "fire_reset"]
     assert sections["run"] == ["seed", "total_steps", "max_time", "target_return", "return_window", "max_nonfinite_updates"]
     assert sections["log"] == ["log_interval", "checkpoint_interval_steps", "checkpoint_interval_s", "checkpoint_keep"]
-    assert sections["eval"] == ["interval_steps", "interval_s", "episodes", "deterministic", "target_mean", "timeout", "env_kwargs"]
+    assert sections["eval"] == ["interval_steps", "interval_s", "episodes", "deterministic", "target_mean", "timeout", "ema_steps", "env_kwargs"]
     assert sections["backend"] == ["name", "workers", "max_restarts", "restart_delay", "worker_timeout", "report_interval", "ray_address", "ray_sync_interval"]
     data = Config().to_dict()
     assert data["env"]["atari"]["frame_skip"] == 4 and data["backend"]["name"] == "processes"
@@ -214,7 +214,7 @@ def test_not_learning_and_resumable():
         "run.max_time", "run.target_return", "run.return_window", "run.max_nonfinite_updates",
         "log.log_interval", "log.checkpoint_interval_steps", "log.checkpoint_interval_s", "log.checkpoint_keep",
         "backend.report_interval", "backend.max_restarts", "backend.restart_delay", "backend.worker_timeout", "backend.ray_address",
-        "eval.interval_steps", "eval.interval_s", "eval.episodes", "eval.deterministic", "eval.target_mean", "eval.timeout", "eval.env_kwargs",
+        "eval.interval_steps", "eval.interval_s", "eval.episodes", "eval.deterministic", "eval.target_mean", "eval.timeout", "eval.ema_steps", "eval.env_kwargs",
     }  # fmt: skip
     assert RESUMABLE_SECTIONS == ("run", "log", "eval", "backend")
     assert resumable("total_steps") and resumable("backend.workers") and resumable("backend") and resumable("log.checkpoint_keep")

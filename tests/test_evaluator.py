@@ -264,3 +264,47 @@ def test_policy_state_is_what_acting_needs_and_no_more():
     state = store.policy_state()
     assert set(state) == {"params", "obs_stats", "counters.worker_steps", "counters.worker_updates", "counters.worker_nonfinite"}
     assert torch.equal(state["params"], store.flat) and state["params"].data_ptr() != store.flat.data_ptr()
+
+
+def test_ema_steps_averages_the_parameters_for_the_evaluator_and_resumes():
+    from a3c.config import Config
+    from a3c.store import Pulled, SharedStore
+
+    cfg = Config().replace({"optim.name": "sgd", "optim.learning_rate": 1.0, "lr_schedule": "constant", "eval.ema_steps": 40})
+    store = SharedStore(torch.zeros(4), 2, cfg)
+    expected = torch.zeros(4)
+    for _ in range(3):  # each update of 10 env steps weighs 10 / 40 in the average
+        store.push(0, 10, Pulled(0, 0.0), torch.full((4,), -1.0))
+        expected += 0.25 * (store.flat - expected)
+    assert torch.equal(store.flat, torch.full((4,), 3.0))
+    assert torch.allclose(store.policy_state()["params"], expected) and not torch.allclose(expected, store.flat)
+    state = store.state_dict()
+    assert torch.equal(state["params"], store.flat) and torch.allclose(state["ema"], expected), "checkpoints hold both"
+    resumed = SharedStore(torch.zeros(4), 2, cfg)
+    resumed.load_state_dict(state)
+    assert torch.allclose(resumed.policy_state()["params"], expected), "a resume continues the average"
+    fresh = SharedStore(torch.zeros(4), 2, cfg)
+    fresh.load_state_dict({k: v for k, v in state.items() if k != "ema"})
+    assert torch.equal(fresh.policy_state()["params"], store.flat), "a state without one starts it at its parameters"
+    off = SharedStore(torch.zeros(4), 2, Config())
+    off.load_state_dict(state)
+    assert "ema" not in off.state_dict() and torch.equal(off.policy_state()["params"], store.flat)
+
+
+def test_with_ema_steps_best_holds_the_average_that_was_evaluated(tmp_path):
+    run_dir = tmp_path / "run"
+    agent = A3C("CartPole-v1", backend="processes", workers=2, seed=1, total_steps=30_000, log_interval=5_000, target_return=None,
+                **{"eval.interval_steps": 5_000, "eval.episodes": 5, "eval.ema_steps": 5_000})  # fmt: skip
+    agent.learn(run_dir=run_dir, progress="none")
+    rows = _evals(run_dir)
+    first_best = next(r for r in rows if r["mean"] == max(x["mean"] for x in rows))
+    best = A3C.load(run_dir, checkpoint="best")
+    assert best.evaluate(episodes=5)["mean"] == first_best["mean"]
+    latest = checkpoint.read(checkpoint.find(run_dir).path)
+    assert latest.tensors["ema"].shape == latest.tensors["params"].shape
+    assert not torch.equal(latest.tensors["ema"], latest.tensors["params"]), "the workers learn with the parameters, not the average"
+    meta = {k: v for k, v in latest.meta.items() if k not in ("format", "format_version", "tensors_bytes", "tensors_sha256")}
+    bad = tmp_path / "bad"
+    checkpoint.write(bad, {**latest.tensors, "ema": torch.full_like(latest.tensors["ema"], float("nan"))}, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="moving average"):
+        checkpoint.read(bad)

@@ -336,6 +336,9 @@ def _check_contents(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]
         raise CheckpointError(f"checkpoint {path} is inconsistent: {params.numel()} parameters, its architecture says {expected}")
     if not bool(torch.isfinite(params).all()):
         raise CheckpointError(f"checkpoint {path} holds non-finite parameters")
+    ema = tensors.get("ema")
+    if ema is not None and (ema.dtype != torch.float32 or ema.shape != params.shape or not bool(torch.isfinite(ema).all())):
+        raise CheckpointError(f"checkpoint {path} has an invalid moving average of its parameters ('ema')")
     for key in sorted(k for k in tensors if k == "obs_stats" or k.startswith("optim.")):
         value = tensors[key]
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):

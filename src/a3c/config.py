@@ -156,6 +156,7 @@ class EvalConfig:
     deterministic: bool = _f(True, "Evaluate the greedy policy (false: sample actions).", boolean, learning=False)
     target_mean: float | None = _f(None, "Stop the run once an evaluation's mean return reaches this (null: never).", optional(number()), learning=False)
     timeout: float | None = _f(60.0, "Restart an evaluator that makes no env step for this many seconds (null: never).", optional(number(lo=0, lo_open=True)), learning=False)
+    ema_steps: int | None = _f(None, "Evaluate a moving average of the parameters over this many env steps (null: off).", optional(integer(1, STEPS)), learning=False)
     env_kwargs: dict = _f(dict, "Keyword arguments of the evaluation env, over env.kwargs.", mapping, factory=True, learning=False)
 
     def __post_init__(self) -> None:

@@ -88,6 +88,10 @@ class SharedStore:
         # Who holds the lock (worker + 1; 0: nobody): a worker killed inside it cannot release it.
         self.lock_owner = torch.zeros(1, dtype=torch.int64)
         self._obs_stats = None if obs_dim is None else ObservationStats(workers, obs_dim)
+        # An exponential moving average of the parameters (eval.ema_steps: its time constant in env
+        # steps), updated with each push: what the evaluator plays and checkpoints/best/ keeps.
+        self.ema_steps = config.eval.ema_steps
+        self.ema = None if self.ema_steps is None else self.flat.clone()
         self.lock: Any = None
 
     @classmethod
@@ -108,6 +112,8 @@ class SharedStore:
     def share_memory_(self) -> SharedStore:
         for t in [self.flat, *self.optimizer.state.values(), *self.counters.values(), self.stop_flag, self.lock_owner]:
             t.share_memory_()
+        if self.ema is not None:
+            self.ema.share_memory_()
         if self._obs_stats is not None:
             self._obs_stats.share_memory_()
         return self
@@ -131,6 +137,8 @@ class SharedStore:
         with self._locked(worker):
             global_steps, updates, _ = self.progress()
             lr = self.optimizer.step(self.flat, grad, global_steps)
+            if self.ema is not None and self.ema_steps is not None:
+                self.ema.lerp_(self.flat, min(1.0, steps / self.ema_steps))
             self.counters["worker_steps"][worker] += steps
             self.counters["worker_updates"][worker] += 1
         return Pushed(updates - pulled.version, lr)
@@ -163,26 +171,31 @@ class SharedStore:
         with self._locked():
             out["params"] = self.flat.clone()
             out.update({f"optim.{k}": v.clone() for k, v in self.optimizer.state.items()})
+            if self.ema is not None:
+                out["ema"] = self.ema.clone()
         if self._obs_stats is not None:
             out["obs_stats"] = self._obs_stats.table.clone()
         return out
 
     def policy_state(self) -> dict[str, Tensor]:
         """A copy of what acting needs (the evaluator's snapshot): the counters (first, as in
-        `state_dict`), the parameters and the observation statistics. Read without the lock, as a
-        worker's pull is: a reader killed inside it could not release it."""
+        `state_dict`), the parameters (their moving average, if eval.ema_steps is set) and the
+        observation statistics. Read without the lock, as a worker's pull is: a reader killed
+        inside it could not release it."""
         out = {f"counters.{k}": v.clone() for k, v in self.counters.items()}
-        out["params"] = self.flat.clone()
+        out["params"] = (self.flat if self.ema is None else self.ema).clone()
         if self._obs_stats is not None:
             out["obs_stats"] = self._obs_stats.table.clone()
         return out
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        """Take the tensors `state` has (a checkpoint's, or a parameter server's): parameters,
-        optimizer statistics, counters and observation statistics. Per-worker rows recorded with
+        """Take the tensors `state` has (a checkpoint's, or a parameter server's): parameters (and
+        their moving average), optimizer statistics, counters and observation statistics. Per-worker rows recorded with
         another worker count are folded into row 0 (only their sums matter)."""
         if "params" in state:
             self.flat.copy_(state["params"])
+            if self.ema is not None:  # a state without an average starts it at its parameters
+                self.ema.copy_(state["ema"] if "ema" in state else state["params"])
         for key, value in self.optimizer.state.items():
             if f"optim.{key}" in state:
                 value.copy_(state[f"optim.{key}"])
