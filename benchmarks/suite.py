@@ -290,7 +290,8 @@ def _write_json(path: Path, data: Any) -> None:
 def _commit() -> str | None:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src", "benchmarks"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        # code only: the suite's results are tracked files that change while it runs
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks", ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
