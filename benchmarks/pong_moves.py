@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from a3c import A3C
+from a3c.errors import A3CError
 from a3c.evaluation import eval_env_fn
 
 # Pong's minimal action set, NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE, as moves: stay, up, down.
@@ -37,9 +38,11 @@ def play(agent: A3C, seeds: list[int], by_move: bool) -> dict:
             obs, _ = env.reset(seed=seed)
             total, done = 0.0, False
             while not done:
-                batch, _ = agent.model.layout.pack_batch(obs)
+                batch, _ = agent.policy._obs_tensor(
+                    obs
+                )  # as predict() prepares it (statistics too)
                 with torch.inference_mode():
-                    logits, _, _ = agent.model(torch.as_tensor(batch), None)
+                    logits, _, _ = agent.model(batch, None)
                 p = torch.softmax(logits[0], -1).numpy().astype(np.float64)
                 action = int(p.argmax())
                 move = int(np.bincount(MOVE, weights=p, minlength=3).argmax())
@@ -71,7 +74,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    agent = A3C.load(args.run_dir)
+    try:
+        agent = A3C.load(args.run_dir)
+    except A3CError as e:
+        print(f"pong_moves: {e}", file=sys.stderr)
+        return 2
     if agent.config.env.id != "ALE/Pong-v5":
         print(
             f"pong_moves: {args.run_dir} is a run of {agent.config.env.id}, not ALE/Pong-v5",
