@@ -1,0 +1,109 @@
+"""Where do whole Pong runs part? The phases of each run's training curve, from its progress.csv.
+
+A Pong run's training mean leaves the random plateau (-21), passes a stretch of long rallies that
+neither side wins, and climbs to a shelf. For each progress.csv given (by default every run logged
+in docs/ as pong_runN_progress.csv), this prints the agent steps and minutes at which the 100-game
+training mean first passes -15, -5 and +10, the length in steps of the rally stretch (from -5 to +10), and, over
+that stretch, the median update lag, entropy, agent steps/s and training-game length: the logged
+quantities that could tell a quick stretch from a slow one.
+
+    .venv/bin/python benchmarks/pong_phases.py [PROGRESS.csv ...] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LEVELS = (-15.0, -5.0, 10.0)
+
+
+def _number(row: dict, *keys: str) -> float | None:
+    for key in keys:
+        if row.get(key) not in (None, ""):
+            return float(row[key])
+    return None
+
+
+def phases(path: Path) -> dict:
+    """The crossing points of one run's training mean and the medians over its rally stretch."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "return_mean" not in rows[0]:
+        raise ValueError(f"{path}: not a progress.csv (no return_mean column)")
+    crossings = {}
+    for level in LEVELS:
+        row = next((r for r in rows if r["return_mean"] and float(r["return_mean"]) > level), None)
+        crossings[level] = None if row is None else (float(row["steps"]), float(row["wall_s"]))
+    out = {"run": path.name.removesuffix("_progress.csv"), "crossings": {
+        f"{level:+g}": None if c is None else {"steps": c[0], "minutes": round(c[1] / 60, 1)}
+        for level, c in crossings.items()}}
+    start, end = crossings[-5.0], crossings[10.0]
+    if start is None:
+        return out
+    last = end[0] if end else float(rows[-1]["steps"])
+    stretch = [r for r in rows if start[0] <= float(r["steps"]) <= last]
+    out["rally_steps"] = None if end is None else end[0] - start[0]
+
+    def median(*keys: str, absolute: bool = False) -> float | None:
+        values = [v for v in (_number(r, *keys) for r in stretch) if v is not None]
+        return round(statistics.median(abs(v) if absolute else v for v in values), 3) if values else None
+
+    out["rally_median"] = {
+        "update_lag": median("update_lag"),
+        "entropy": median("entropy_loss", "entropy", absolute=True),
+        "steps_per_s": median("steps_per_s"),
+        "game_length": median("length_mean"),
+    }
+    return out
+
+
+def _row(r: dict) -> str:
+    """One run's line of the table."""
+    def cell(level: str) -> str:
+        c = r["crossings"][level]
+        return "-" if c is None else f"{c['steps'] / 1e6:.2f}M/{c['minutes']:.0f}m"
+
+    def median(key: str, spec: str) -> str:
+        value = r.get("rally_median", {}).get(key)
+        return "-" if value is None else format(value, spec)
+
+    rally = r.get("rally_steps")
+    return (f"{r['run'].removeprefix('pong_'):<8}{cell('-15'):>13}{cell('-5'):>13}{cell('+10'):>14}"
+            f"{'-' if rally is None else f'{rally / 1e6:.2f}M':>8}{median('update_lag', '.2f'):>7}"
+            f"{median('entropy', '.2f'):>9}{median('steps_per_s', '.0f'):>9}{median('game_length', '.0f'):>8}")
+
+
+def _order(path: Path) -> tuple:
+    number = re.search(r"run(\d+)", path.name)
+    return (int(number.group(1)) if number else 0, path.name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("progress", nargs="*", type=Path, help="progress.csv files (default: docs/pong_run*_progress.csv)")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args()
+    paths = args.progress or sorted((p for p in (ROOT / "docs").glob("pong_run*_progress.csv")
+                                     if re.fullmatch(r"pong_run\d+_progress\.csv", p.name)), key=_order)
+    try:
+        results = [phases(p) for p in paths]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"pong_phases: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{'run':<8}{'-15 at':>13}{'-5 at':>13}{'+10 at':>14}{'rally':>8}{'lag':>7}{'entropy':>9}{'steps/s':>9}{'length':>8}")
+    for r in results:
+        print(_row(r))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
