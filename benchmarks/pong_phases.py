@@ -3,9 +3,9 @@
 A Pong run's training mean leaves the random plateau (-21), passes a stretch of long rallies that
 neither side wins, and climbs to a shelf. For each progress.csv given (by default every run logged
 in docs/ as pong_runN_progress.csv), this prints the agent steps and minutes at which the 100-game
-training mean first passes -15, -5 and +10, the length in steps of the rally stretch (from -5 to +10), and, over
-that stretch, the median update lag, entropy, agent steps/s and training-game length: the logged
-quantities that could tell a quick stretch from a slow one.
+training mean first passes -15, -5 and +10, the length in steps of the rally stretch (from -5 to
++10), and, over that stretch, the median update lag, entropy, agent steps/s and training-game
+length: the logged quantities that could tell a quick stretch from a slow one.
 
     .venv/bin/python benchmarks/pong_phases.py [PROGRESS.csv ...] [--out FILE.json]
 """
@@ -13,18 +13,21 @@ quantities that could tell a quick stretch from a slow one.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import statistics
 import sys
 from pathlib import Path
 
+from a3c.errors import A3CError
+from a3c.plots.data import _progress_rows  # its checks give a bad file a one-line error
+
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = (-15.0, -5.0, 10.0)
 
 
 def _number(row: dict, *keys: str) -> float | None:
+    """The first of `keys` that the row has a value for (older runs logged `entropy`)."""
     for key in keys:
         if row.get(key) not in (None, ""):
             return float(row[key])
@@ -33,23 +36,18 @@ def _number(row: dict, *keys: str) -> float | None:
 
 def phases(path: Path) -> dict:
     """The crossing points of one run's training mean and the medians over its rally stretch."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "return_mean" not in rows[0]:
-        raise ValueError(f"{path}: not a progress.csv (no return_mean column)")
-    crossings = {}
-    for level in LEVELS:
-        row = next((r for r in rows if r["return_mean"] and float(r["return_mean"]) > level), None)
-        crossings[level] = None if row is None else (float(row["steps"]), float(row["wall_s"]))
+    rows = _progress_rows(path)
+    crossings = {level: next((r for r in rows if r["return_mean"] and float(r["return_mean"]) > level), None)
+                 for level in LEVELS}
     out = {"run": path.name.removesuffix("_progress.csv"), "crossings": {
-        f"{level:+g}": None if c is None else {"steps": c[0], "minutes": round(c[1] / 60, 1)}
-        for level, c in crossings.items()}}
+        f"{level:+g}": None if r is None else {"steps": float(r["steps"]), "minutes": round(float(r["wall_s"]) / 60, 1)}
+        for level, r in crossings.items()}}
     start, end = crossings[-5.0], crossings[10.0]
     if start is None:
         return out
-    last = end[0] if end else float(rows[-1]["steps"])
-    stretch = [r for r in rows if start[0] <= float(r["steps"]) <= last]
-    out["rally_steps"] = None if end is None else end[0] - start[0]
+    first, last = float(start["steps"]), float((end or rows[-1])["steps"])
+    stretch = [r for r in rows if first <= float(r["steps"]) <= last]
+    out["rally_steps"] = None if end is None else last - first
 
     def median(*keys: str, absolute: bool = False) -> float | None:
         values = [v for v in (_number(r, *keys) for r in stretch) if v is not None]
@@ -94,7 +92,7 @@ def main() -> int:
                                      if re.fullmatch(r"pong_run\d+_progress\.csv", p.name)), key=_order)
     try:
         results = [phases(p) for p in paths]
-    except (OSError, ValueError, KeyError) as e:
+    except (A3CError, ValueError, KeyError) as e:
         print(f"pong_phases: error: {e}", file=sys.stderr)
         return 2
     print(f"{'run':<8}{'-15 at':>13}{'-5 at':>13}{'+10 at':>14}{'rally':>8}{'lag':>7}{'entropy':>9}{'steps/s':>9}{'length':>8}")
