@@ -7,7 +7,7 @@ training mean first passes -15, -5 and +10, the length in steps of the rally str
 +10), and, over that stretch, the median update lag, entropy, agent steps/s and training-game
 length: the logged quantities that could tell a quick stretch from a slow one.
 
-    .venv/bin/python benchmarks/pong_phases.py [PROGRESS.csv ...] [--out FILE.json]
+    .venv/bin/python benchmarks/pong_phases.py [PROGRESS.csv|RUN_DIR ...] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ def _number(row: dict, *keys: str) -> float | None:
 
 def phases(path: Path) -> dict:
     """The crossing points of one run's training mean and the medians over its rally stretch."""
+    if path.is_dir():
+        path = path / "progress.csv"
     rows = _progress_rows(path)
+    # docs/pong_runN_progress.csv is run N; a run directory's progress.csv is named for the directory.
+    name = path.parent.name if path.name == "progress.csv" else path.name.removesuffix("_progress.csv")
     crossings = {level: next((r for r in rows if r["return_mean"] and float(r["return_mean"]) > level), None)
                  for level in LEVELS}
-    out = {"run": path.name.removesuffix("_progress.csv"), "crossings": {
+    out = {"run": name, "crossings": {
         f"{level:+g}": None if r is None else {"steps": float(r["steps"]), "minutes": round(float(r["wall_s"]) / 60, 1)}
         for level, r in crossings.items()}}
     start, end = crossings[-5.0], crossings[10.0]
@@ -73,7 +77,7 @@ def _row(r: dict) -> str:
         return "-" if value is None else format(value, spec)
 
     rally = r.get("rally_steps")
-    return (f"{r['run'].removeprefix('pong_'):<8}{cell('-15'):>13}{cell('-5'):>13}{cell('+10'):>14}"
+    return (f"{r['run'].removeprefix('pong_'):<10}{cell('-15'):>13}{cell('-5'):>13}{cell('+10'):>14}"
             f"{'-' if rally is None else f'{rally / 1e6:.2f}M':>8}{median('update_lag', '.2f'):>7}"
             f"{median('entropy', '.2f'):>9}{median('steps_per_s', '.0f'):>9}{median('game_length', '.0f'):>8}")
 
@@ -85,7 +89,7 @@ def _order(path: Path) -> tuple:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("progress", nargs="*", type=Path, help="progress.csv files (default: docs/pong_run*_progress.csv)")
+    parser.add_argument("progress", nargs="*", type=Path, help="progress.csv files or run directories (default: docs/pong_runN_progress.csv)")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
     paths = args.progress or sorted((p for p in (ROOT / "docs").glob("pong_run*_progress.csv")
@@ -95,7 +99,7 @@ def main() -> int:
     except (A3CError, ValueError, KeyError) as e:
         print(f"pong_phases: error: {e}", file=sys.stderr)
         return 2
-    print(f"{'run':<8}{'-15 at':>13}{'-5 at':>13}{'+10 at':>14}{'rally':>8}{'lag':>7}{'entropy':>9}{'steps/s':>9}{'length':>8}")
+    print(f"{'run':<10}{'-15 at':>13}{'-5 at':>13}{'+10 at':>14}{'rally':>8}{'lag':>7}{'entropy':>9}{'steps/s':>9}{'length':>8}")
     for r in results:
         print(_row(r))
     if args.out:
