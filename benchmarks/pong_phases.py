@@ -39,7 +39,7 @@ def phases(path: Path) -> dict:
     if path.is_dir():
         path = path / "progress.csv"
     rows = _progress_rows(path)
-    # docs/pong_runN_progress.csv is run N; a run directory's progress.csv is named for the directory.
+    # benchmarks/records/pong/pong_runN_progress.csv is run N; a run directory's progress.csv is named for the directory.
     name = path.parent.name if path.name == "progress.csv" else path.name.removesuffix("_progress.csv")
     crossings = {level: next((r for r in rows if r["return_mean"] and float(r["return_mean"]) > level), None)
                  for level in LEVELS}
@@ -89,10 +89,10 @@ def _order(path: Path) -> tuple:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("progress", nargs="*", type=Path, help="progress.csv files or run directories (default: docs/pong_runN_progress.csv)")
+    parser.add_argument("progress", nargs="*", type=Path, help="progress.csv files or run directories (default: benchmarks/records/pong/pong_runN_progress.csv)")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
-    paths = args.progress or sorted((p for p in (ROOT / "docs").glob("pong_run*_progress.csv")
+    paths = args.progress or sorted((p for p in (ROOT / "benchmarks" / "records" / "pong").glob("pong_run*_progress.csv")
                                      if re.fullmatch(r"pong_run\d+_progress\.csv", p.name)), key=_order)
     try:
         results = [phases(p) for p in paths]

@@ -124,7 +124,7 @@ ZOO_A2C = {  # rl-baselines3-zoo benchmark.md, a2c: one trained agent (Atari: 10
 
 
 PONG_EXISTING = (
-    "Pong, from the existing runs (another protocol: not this suite's jobs): a3c's preset, run 18 (docs/pong_run18.md), "
+    "Pong, from the existing runs (another protocol: not this suite's jobs): a3c's preset, run 18 (benchmarks/records/pong/pong_run18.md), "
     "100-game training mean +11.5 at 1 h and +15.4 at 2 h of running time; its best checkpoint (kept by evaluation during "
     "training) +17.1 ± 2.5 over 30 greedy games. `--envs ALE/Pong-v5` adds a row measured as the others."
 )
