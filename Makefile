@@ -1,41 +1,58 @@
 # Two entry points that work on a fresh machine:
 #   make train  - set up .venv if needed, then train the default agent on CartPole-v1 (writes runs/...)
-#   make test   - set up .venv with the dev extras if needed, then lint, type-check, build the docs
-#                 and run the tests
-# Installs go through constraints.txt, which pins the CPU build of torch.
+#   make test   - set up .venv with the dev extras if needed, then check the formatting, lint,
+#                 type-check, build the docs and run the tests (`make format` formats)
+# Installs go through constraints.txt, which pins the versions the tests ran with. Where pip would
+# take PyTorch's CUDA build (a plain PyPI machine), pass PyTorch's CPU wheel index:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -c constraints.txt
+TORCH_INDEX ?=
 
-.PHONY: train test lint typecheck docs bench bench-zoo peer-venvs clean
+.PHONY: train test format lint typecheck docs bench bench-zoo peer-venvs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-base: pyproject.toml constraints.txt | $(BIN)/python
+# PyTorch first, from TORCH_INDEX when given (the CPU build), so that the installs below find it.
+$(VENV)/.installed-torch: constraints.txt | $(BIN)/python
+	$(PIP) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	touch $@
+
+$(VENV)/.installed-base: pyproject.toml constraints.txt $(VENV)/.installed-torch
 	$(PIP) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml constraints.txt $(VENV)/.installed-torch
 	$(PIP) -e '.[dev]'
 	touch $@
 
-$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.installed-docs: pyproject.toml constraints.txt $(VENV)/.installed-torch
+	$(PIP) -e '.[docs]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml constraints.txt $(VENV)/.installed-torch
 	$(PIP) -e '.[bench]'
 	touch $@
 
 train: $(VENV)/.installed-base
 	$(BIN)/a3c train CartPole-v1
 
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests benchmarks tools
+
 lint: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/ruff check src tests benchmarks tools
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-docs: $(VENV)/.installed-dev
+# The docs extra only: the API pages read the sources, not the installed extras.
+docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: $(VENV)/.installed-dev lint typecheck docs

@@ -55,7 +55,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="any config key, for every mode (repeatable)")
     args = p.parse_args()
-    from a3c.config import parse_assignments
+    from a3c.configfile import parse_assignments
 
     extra = parse_assignments(args.assignments)
     torch.set_num_threads(1)

@@ -137,7 +137,7 @@ CASES = [
     (["train", "CartPole-v1", "--set", "model.hidden=[0]"], "invalid value for model.hidden"),
     (["train", "CartPole-v1", "--set", "env.kwargs=notadict"], "invalid value for env.kwargs: 'notadict'"),
     (["train", "CartPole-v1", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
-    (["train", "CartPole-v1", "--set", "run.workers=2"], "config key 'run.workers' is now 'backend.workers'"),
+    (["train", "CartPole-v1", "--set", "run.workers=2"], "unknown config key 'run.workers'"),
     (["train", "CartPole-v1", "--run-dir", "{ws}/a_file"], "exists and is not a directory"),
     (["train", "--resume", "{ws}/missing"], "is not a run directory"),
     # evaluation during training

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from a3c import algo, plots
-from a3c.config import build_config
+from a3c.configfile import build_config
 from a3c.demos import cliff
 from a3c.errors import ConfigError
 from a3c.heads import categorical_logp_entropy

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from a3c.config import (
-    MOVED,
     NOT_LEARNING,
     RESUMABLE_SECTIONS,
     Config,
@@ -20,7 +19,6 @@ from a3c.config import (
     resolve_key,
     resolve_target,
     resumable,
-    upgrade,
 )
 from a3c.configfile import build_config, env_family, load_file, parse_assignments, preset_for
 
@@ -119,44 +117,10 @@ def test_backend_primary_field(tmp_path):
         from_dict({"backend": "threads"})
 
 
-@pytest.mark.parametrize(("old", "new"), sorted(MOVED.items()))
-def test_each_old_key_names_its_new_key(old, new, tmp_path):
-    message = f"config key '{old}' is now '{new}'"
-    value = Config().to_flat()[new]
-    for attempt in (
-        lambda: Config().replace({old: value}),
-        lambda: build_config("CartPole-v1", overrides={old: value}),
-        lambda: parse_assignments([f"{old}={json.dumps(value)}"]),
-    ):
-        with pytest.raises(ConfigError, match=f"^{message}$".replace(".", r"\.")):
-            attempt()
-    section, name = old.split(".")
-    f = tmp_path / "old.yaml"
-    f.write_text(yaml.safe_dump({section: {name: value}}))
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        load_file(f)
-
-
-def test_old_bare_names_that_still_resolve_just_work():
-    cfg = Config().replace({"workers": 3, "frame_skip": 2, "log_interval": 500, "ray_address": "auto"})
-    assert (cfg.backend.workers, cfg.env.atari.frame_skip, cfg.log.log_interval, cfg.backend.ray_address) == (3, 2, 500, "auto")
-
-
-@pytest.mark.parametrize(
-    ("key", "message"),
-    [
-        ("run.stop_at_target", "config key 'run.stop_at_target' was removed: set run.target_return: null to never stop on the return"),
-        ("stop_at_target", "config key 'stop_at_target' was removed: set run.target_return: null"),
-        ("model.keep_rollout_graph", "config key 'model.keep_rollout_graph' was removed ("),
-        ("keep_rollout_graph", "config key 'keep_rollout_graph' was removed ("),
-        ("run.train_while_starting", "config key 'run.train_while_starting' was removed ("),
-        ("train_while_starting", "config key 'train_while_starting' was removed ("),
-    ],
-)
-def test_removed_keys_say_so(key, message):
-    with pytest.raises(ConfigError) as e:
-        Config().replace({key: False})
-    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+@pytest.mark.parametrize("key", ["run.workers", "env.frame_skip", "run.stop_at_target", "model.keep_rollout_graph"])
+def test_keys_of_the_earlier_layout_are_unknown_keys(key):
+    with pytest.raises(ConfigError, match=f"^unknown config key '{key}'".replace(".", r"\.")):
+        Config().replace({key: 2})
 
 
 def test_target_return_auto_number_null():
@@ -173,40 +137,15 @@ def test_target_return_auto_number_null():
             Config().replace({"target_return": bad})
 
 
-def test_recorded_old_layout_loads():
-    cfg = from_recorded(OLD_LAYOUT)
-    assert cfg == Config().replace(
-        {"model.cnn": "a3c"}
-    )  # the default image encoder then; "auto" picks it for Atari frames
-    old = copy.deepcopy(OLD_LAYOUT)
-    old["run"].update(workers=4, backend="serial", log_interval=500, checkpoint_keep=7, ray_sync_interval=0.0)
-    old["env"].update(frame_skip=2, ale_vector=True)
-    old["model"]["keep_rollout_graph"] = True
-    old["run"]["train_while_starting"] = False
-    cfg = from_recorded(old)
-    assert (cfg.backend.workers, cfg.backend.name, cfg.backend.ray_sync_interval) == (4, "serial", 0.0)
-    assert (cfg.log.log_interval, cfg.log.checkpoint_keep) == (500, 7)
-    assert (cfg.env.atari.frame_skip, cfg.env.atari.ale_vector) == (2, True)
-    assert OLD_LAYOUT["run"]["workers"] == 2, "upgrade leaves its input alone"
+def test_a_recorded_config_of_the_earlier_layout_gets_one_line():
+    with pytest.raises(ConfigError) as e:
+        from_recorded(OLD_LAYOUT)
+    assert "development version of a3c before 0.1.0" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize(
-    ("stop", "target", "expected"),
-    [(False, None, None), (False, 100.0, None), (True, None, "auto"), (True, 100.0, 100.0)],
-)
-def test_recorded_stop_at_target_folds_into_target_return(stop, target, expected):
-    old = copy.deepcopy(OLD_LAYOUT)
-    old["run"].update(stop_at_target=stop, target_return=target)
-    assert upgrade(old)["run"]["target_return"] == expected
-    assert "stop_at_target" not in upgrade(old)["run"]
-    assert from_recorded(old).run.target_return == expected
-
-
-def test_recorded_new_layout_passes_through():
+def test_recorded_layout_passes_through():
     for cfg in (Config(), Config().replace({"target_return": None, "workers": 3, "frame_skip": 2})):
-        data = cfg.to_dict()
-        assert upgrade(data) == data
-        assert from_recorded(data) == cfg
+        assert from_recorded(cfg.to_dict()) == cfg
 
 
 def test_not_learning_and_resumable():
@@ -327,7 +266,3 @@ def test_entropy_schedule_reads_from_set_and_round_trips():
     assert from_dict(json.loads(cfg.to_json())).algo.ent_coef_schedule == cfg.algo.ent_coef_schedule
 
 
-def test_old_import_paths_still_work():
-    from a3c import config
-
-    assert config.build_config is build_config and config.parse_assignments is parse_assignments

@@ -29,11 +29,12 @@ def _blocks(path: Path, lang: str) -> list[str]:
 
 
 def _commands(path: Path) -> list[str]:
-    """The `a3c ...` lines of a page's bash blocks, without their trailing comments."""
+    """The `a3c ...` commands of a page's bash blocks (a line ending in a backslash continues on the
+    next), without their comments."""
     out = []
     for block in _blocks(path, "bash"):
-        for line in block.splitlines():
-            line = line.split("  #")[0].strip()
+        for line in block.replace("\\\n", " ").splitlines():
+            line = " ".join(line.split("  #")[0].split())
             if line.startswith("a3c "):
                 out.append(line)
     return out
@@ -168,3 +169,21 @@ def test_readme_is_a_users_guide():
     assert not re.search(r"\bissues? \d+|\bcommit [0-9a-f]{7}|\bsession\b|\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", text, flags=re.I)
     for link in re.findall(r"\]\(((?:docs/)[^)#]+)", text):
         assert (ROOT / link).exists(), f"README links to a missing file: {link}"
+
+
+def test_code_blocks_fit_the_page_at_1280_pixels():
+    """At a 1280-pixel window a code block shows 76 columns, and the copy button covers the end of
+    its first line past 70: longer lines would hide under it or need scrolling. Terminal output
+    (```text, 80 columns as `--help` prints it) may scroll."""
+    long = []
+    for path in sorted((ROOT / "docs").rglob("*.md")):
+        fence, first = None, False
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("```"):
+                fence = None if fence is not None else line.lstrip()[3:].strip()
+                first = fence is not None
+                continue
+            if fence is not None and fence != "text" and len(line) > (70 if first else 76):
+                long.append(f"{path.relative_to(ROOT)}:{i} ({len(line)})")
+            first = False
+    assert not long, f"code lines too long for the page: {long}"

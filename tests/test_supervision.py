@@ -21,7 +21,7 @@ def _rows(run_dir):
 
 
 @pytest.mark.parametrize("backend", ["processes", "serial"])
-def test_an_env_that_raises_once_is_a_restart_not_a_crash(tmp_path, backend, capfd):
+def test_an_env_that_raises_once_is_a_restart_not_a_crash(tmp_path, backend, caplog):
     marker = tmp_path / "raised"
     agent = A3C("fake_envs:CartPoleRaisesOnce", backend=backend, workers=2, seed=0, total_steps=40_000,
                 target_return=None, log_interval=5_000, restart_delay=0.1, **{"env.kwargs": {"marker": str(marker)}})  # fmt: skip
@@ -30,8 +30,7 @@ def test_an_env_that_raises_once_is_a_restart_not_a_crash(tmp_path, backend, cap
     assert summary["stop_reason"] == "total_steps" and summary["steps"] >= 40_000
     assert summary["worker_restarts"] == 1
     assert int(_rows(tmp_path / "run")[-1]["worker_restarts"]) == 1
-    err = capfd.readouterr().err
-    assert "a3c: warning: worker" in err and "env crashed once" in err
+    assert "a3c: warning: worker" in caplog.text and "env crashed once" in caplog.text
 
 
 def test_a_worker_killed_mid_run_is_restarted_and_the_run_solves(tmp_path):

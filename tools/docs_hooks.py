@@ -22,7 +22,9 @@ MARKER = re.compile(r"<!-- a3c:(\w+)(?: ([\w-]+))? -->")
 
 
 def config_tables() -> str:
-    """Markdown: a `### section` heading and a | key | default | doc | table per config section."""
+    """Markdown: a `### section` heading and a | key | default | meaning | table per config section.
+    A key may break only after one of its dots (`<wbr>`; the stylesheet keeps code from breaking
+    mid-word), so that `env.envs_per_worker` never shows as `env.envs_per_worke` / `r`."""
     from a3c.config import NOT_LEARNING, SECTIONS, field_docs
 
     out: list[str] = []
@@ -31,10 +33,11 @@ def config_tables() -> str:
         section = max((s for s in SECTIONS if key.startswith(s + ".")), key=len)
         if section != current:
             current = section
-            out += ["", f"### `{section}`", "", "| key | default | |", "|---|---|---|"]
+            out += ["", f"### `{section}`", "", "| key | default | meaning |", "|---|---|---|"]
         shown = json.dumps(list(default) if isinstance(default, tuple) else default)
         note = " *(not learning)*" if key in NOT_LEARNING else ""
-        out.append(f"| `{key}` | `{shown}` | {doc.replace('|', chr(92) + '|')}{note} |")
+        name = "<code>" + ".<wbr>".join(key.split(".")) + "</code>"
+        out.append(f"| {name} | `{shown}` | {doc.replace('|', chr(92) + '|')}{note} |")
     return "\n".join(out).strip() + "\n"
 
 

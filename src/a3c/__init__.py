@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from a3c.config import Config  # noqa: E402
-from a3c.configfile import build_config  # noqa: E402
-from a3c.errors import A3CError, ConfigError, EnvError  # noqa: E402
+from a3c.config import Config
+from a3c.configfile import build_config
+from a3c.errors import A3CError, ConfigError, EnvError
+from a3c.version import __version__
 
 if TYPE_CHECKING:
     from a3c.agent import A3C
@@ -22,9 +21,9 @@ def __getattr__(name: str) -> Any:
     # imports torch once: started here, its imports overlap this process's own instead of following
     # them (a CartPole run's first progress row 0.26 s after learn() starts instead of 1.7 s).
     if name == "A3C":
-        from a3c import forkserver
+        from a3c.backends import prepare
 
-        forkserver.warm_up_in_main_process()
+        prepare("processes", refuse_in_child=False)
         from a3c.agent import A3C
 
         return A3C

@@ -29,7 +29,6 @@ from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
 from a3c.envs import EnvFn, make_env_fn, probe_spaces
 from a3c.errors import ConfigError
-from a3c.evaluator import EvalSpec
 from a3c.imports import name_of
 from a3c.models import make_model
 from a3c.normalize import ObservationStats
@@ -170,7 +169,7 @@ class A3C:
         session = TrainingSession(
             cfg, store, self.env_fn or make_env_fn(cfg.env), path, record,
             target=self.target_return, resumed=ckpt, reopen=resume is not None, callback=callback, progress=progress,
-            evaluation=EvalSpec(self.env_fn, self.observation_space, self.action_space),
+            evaluation=evaluation.EvalSpec(self.env_fn, self.observation_space, self.action_space),
         )  # fmt: skip
         self.run_dir = session.rundir.path
         try:

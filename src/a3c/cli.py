@@ -144,7 +144,7 @@ def _other_backend(args: argparse.Namespace) -> bool:
 
 
 def _version() -> str:
-    from a3c import __version__
+    from a3c.version import __version__
 
     return __version__
 
@@ -288,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)  # usage errors and --help answer before any process starts
     if args.command == "train" and not _other_backend(args):
-        from a3c import forkserver
+        from a3c.backends import prepare
 
-        forkserver.warm_up()  # the workers' fork server imports torch while this process does
+        prepare("processes", refuse_in_child=False)  # the fork server imports torch meanwhile
     try:
         return args.func(args)
     except A3CError as e:

@@ -233,37 +233,12 @@ for _key in LEAVES:
 NOT_LEARNING: frozenset[str] = frozenset(k for k, f in LEAVES.items() if not f.metadata["learning"])
 RESUMABLE_SECTIONS = ("run", "log", "eval", "backend")
 
-# The previous layout's keys: moved ones name their new key, removed ones say what to do instead.
-MOVED: dict[str, str] = {
-    "run.workers": "backend.workers", "run.backend": "backend.name",
-    **{f"run.{n}": f"backend.{n}" for n in ("ray_address", "ray_sync_interval", "max_restarts", "restart_delay", "report_interval")},
-    **{f"run.{n}": f"log.{n}" for n in ("log_interval", "checkpoint_interval_steps", "checkpoint_interval_s", "checkpoint_keep")},
-    **{f"env.{n}": f"env.atari.{n}" for n in ("frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards", "ale_vector")},
-}  # fmt: skip
-REMOVED: dict[str, str] = {
-    "run.stop_at_target": ": set run.target_return: null to never stop on the return",
-    "model.keep_rollout_graph": " (the worker re-evaluates the rollout in one batched forward pass)",
-    "run.train_while_starting": " (it is no longer a setting)",
-}
-_REMOVED_BARE = {k.rsplit(".", 1)[-1]: k for k in REMOVED}
-
-
-def _old_key_problem(key: str) -> str | None:
-    if key in MOVED:
-        return f"config key '{key}' is now '{MOVED[key]}'"
-    removed = key if key in REMOVED else _REMOVED_BARE.get(key)
-    return None if removed is None else f"config key '{key}' was removed{REMOVED[removed]}"
-
-
 def canonical_key(key: str) -> str:
-    """The dotted key of a leaf from it, a unique bare name or `backend`; old and unknown keys raise."""
+    """The dotted key of a leaf from it, a unique bare name or `backend`; unknown keys raise."""
     if key in LEAVES:
         return key
     if key in PRIMARY:
         return PRIMARY[key]
-    problem = _old_key_problem(key)
-    if problem:
-        raise ConfigError(problem)
     matches = _BARE.get(key, []) if "." not in key else []
     if len(matches) == 1:
         return matches[0]
@@ -352,42 +327,19 @@ def _build(cls: type, prefix: str, flat: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A recorded config (nested sections) in the current layout: the previous layout's keys moved,
-    run.stop_at_target folded into run.target_return, removed keys dropped. A config already in the
-    current layout comes back unchanged."""
-    if not isinstance(data, Mapping):
-        return data  # from_dict says what is wrong with it
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
-    old = [(s, n) for s, sec in out.items() if isinstance(sec, dict) for n in sec if f"{s}.{n}" in MOVED or f"{s}.{n}" in REMOVED]
-    if not old:
-        return out
-    run = out.setdefault("run", {})
-    if isinstance(run, dict) and ("stop_at_target" in run or "target_return" in run):
-        stop, target = run.pop("stop_at_target", True), run.get("target_return")
-        run["target_return"] = None if not stop else ("auto" if target is None else target)
-    for section, name in old:
-        value = out[section].pop(name, None)
-        new = MOVED.get(f"{section}.{name}")
-        if new is not None:
-            *parents, leaf = new.split(".")
-            node = out
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-    return out
+# Keys only the layout before 0.1.0's sections (env.atari, log, backend) wrote: a recorded config
+# holding one gets one line saying so, not a list of unknown keys.
+_EARLIER_LAYOUT = {"run": ("workers", "backend", "stop_at_target"), "env": ("frame_skip",), "model": ("keep_rollout_graph",)}
 
 
 def from_recorded(data: Mapping[str, Any]) -> Config:
-    """A Config from a run directory's config.json or a checkpoint's meta["config"], of this layout
-    or the previous one."""
-    return from_dict(upgrade(data))
-
-
-def __getattr__(name: str) -> Any:
-    # The YAML files and presets live in a3c.configfile; these names stay importable from here.
-    if name in {"build_config", "load_file", "preset_for", "env_family", "parse_value", "parse_assignments", "MUJOCO"}:
-        from a3c import configfile
-
-        return getattr(configfile, name)
-    raise AttributeError(f"module 'a3c.config' has no attribute {name!r}")
+    """A Config from a run directory's config.json or a checkpoint's meta["config"]."""
+    if isinstance(data, Mapping) and any(
+        isinstance(data.get(section), Mapping) and any(k in data[section] for k in keys)
+        for section, keys in _EARLIER_LAYOUT.items()
+    ):
+        raise ConfigError(
+            "it was written by a development version of a3c before 0.1.0 (its config has the earlier "
+            "layout, without the env.atari, log and backend sections), which this a3c does not read"
+        )
+    return from_dict(data)

@@ -11,8 +11,8 @@ SAME_STEP autoreset mode; `make_env_batch` picks one.
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,6 +28,8 @@ from a3c.imports import load_entry
 from a3c.masks import MaskReader, reader_for
 from a3c.spaces import ObsLayout
 from a3c.watchdog import UpdateTimeout, bounded
+
+log = logging.getLogger("a3c")
 
 EnvFn = Callable[[], gym.Env]
 
@@ -331,8 +333,12 @@ class EnvBatch(EpisodeTally):
         if not self._warned:
             self._warned = True
             env_id = getattr(getattr(self.envs[0], "spec", None), "id", None) or type(self.envs[0].unwrapped).__name__
-            print(f"a3c: warning: {self.label or 'a worker'}: env {env_id} returned a non-finite observation or reward; that episode "
-                  "is dropped and the env reset (counted in progress.csv's nonfinite_steps; warned once per worker)", file=sys.stderr, flush=True)
+            log.warning(
+                "a3c: warning: %s: env %s returned a non-finite observation or reward; that episode is dropped "
+                "and the env reset (counted in progress.csv's nonfinite_steps; warned once per worker)",
+                self.label or "a worker",
+                env_id,
+            )
         return bad
 
     def close(self) -> None:

@@ -6,12 +6,12 @@ Starting a worker with `spawn` means a fresh interpreter importing torch, gymnas
 is a fork of it, ready in milliseconds. Forking the trainer itself stays off limits: it may hold
 torch or BLAS threads.
 
-`warm_up()` starts the server without waiting for it: `a3c train` calls it once its arguments
-parse, and `from a3c import A3C` does, before it imports torch, so the server imports torch on the
-other core while this process does (about 1.5 s on a 2-core machine, paid once instead of twice in
-a row); an agent on the processes backend calls it again when it is built (`backends.prepare`: a
-no-op when the server runs). The server lives as long as this process. Standard library only, so that it can run
-before torch is imported.
+`warm_up()` starts the server without waiting for it. It is called from one place,
+`a3c.backends.prepare`, which `a3c train` calls once its arguments parse and `from a3c import A3C`
+calls before it imports torch, so that the server imports torch on the other core while this
+process does (about 1.5 s on a 2-core machine, paid once instead of twice in a row); the agent calls
+it again when it is built (a no-op when the server runs). The server lives as long as this process.
+Standard library only, so that it can run before torch is imported.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 # `if __name__ == "__main__"`) and the code of the workers and of the evaluator, with torch and
 # gymnasium. CPython before the fix of gh-126631 (3.11, 3.12, early 3.13) ignores `__main__` here:
 # each worker then imports the script itself, after its fork.
-PRELOAD = ["__main__", "a3c.backends.processes", "a3c.evaluator"]
+PRELOAD = ["__main__", "a3c.backends.processes"]
 
 
 # A worker process imports the user's main script (as spawn would). A script that trains at import,
@@ -43,7 +43,8 @@ def refuse_unguarded_main() -> None:
     """Exit at once if this is a child process importing the main script (multiprocessing's own
     test for that is the private `_inheriting` flag, set only while the child prepares)."""
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        print(f"a3c: error: {UNGUARDED_MAIN}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"a3c: error: {UNGUARDED_MAIN}\n")  # the process ends at once: no logger
+        sys.stderr.flush()
         os._exit(UNGUARDED_MAIN_EXIT)
 
 
@@ -52,11 +53,11 @@ def context() -> Any:
     return multiprocessing.get_context("forkserver")
 
 
-def warm_up_in_main_process() -> None:
-    """`warm_up()`, except in a child process (a worker importing the user's script, which must not
-    start servers of its own)."""
-    if multiprocessing.parent_process() is None and not getattr(multiprocessing.current_process(), "_inheriting", False):
-        warm_up()
+def in_child_process() -> bool:
+    """True in a worker (or one importing the user's script): it must not start servers of its own."""
+    return multiprocessing.parent_process() is not None or bool(
+        getattr(multiprocessing.current_process(), "_inheriting", False)
+    )
 
 
 def warm_up() -> None:

@@ -77,7 +77,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("nonfinite_steps", "rollout/nonfinite_steps", "env steps with a non-finite observation or reward (that episode dropped, the env reset)", TOTAL),
     Metric("workers_alive", "workers/alive", "workers running", NOW),
     Metric("worker_restarts", "workers/restarts", "workers restarted after a failure", TOTAL),
-    # eval.csv: one row per evaluation during training (a3c/periodic_eval.py)
+    # eval.csv: one row per evaluation during training (a3c/eval_log.py)
     Metric("steps", None, "global env steps, summed over workers", SNAPSHOT, EVAL),
     Metric("wall_s", "eval/wall_s", "wall time of the run in seconds", SNAPSHOT, EVAL),
     Metric("mean", "eval/mean_reward", "mean episode return (greedy unless eval.deterministic is false)", EVALUATION, EVAL),

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from a3c import __version__, checkpoint
+from a3c import checkpoint
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import SECTIONS, Config, from_recorded, resumable
 from a3c.errors import ConfigError
@@ -27,6 +27,7 @@ from a3c.io import finite_or_none
 from a3c.models import ActorCritic
 from a3c.optim import new_state
 from a3c.store import COUNTERS
+from a3c.version import __version__
 
 log = logging.getLogger("a3c")
 
@@ -67,7 +68,7 @@ def checkpoint_meta(record: dict[str, Any], state: dict[str, Tensor], *, episode
 
 
 def config_of(ckpt: Checkpoint) -> Config:
-    """The config a checkpoint recorded (one written by the previous layout is translated)."""
+    """The config a checkpoint recorded."""
     try:
         return from_recorded(ckpt.meta["config"])
     except ConfigError as e:

@@ -15,7 +15,6 @@ appended to; TensorBoard purges its events past that step.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from a3c.errors import ConfigError, first_line
-from a3c.io import write_json_atomic, write_text_atomic
+from a3c.io import write_json_atomic
 from a3c.metrics import EVAL_COLUMNS, EVAL_TAGS, PROGRESS_COLUMNS, TENSORBOARD_TAGS, WorkerReport
 
 EPISODE_COLUMNS = ["worker", "steps", "wall_s", "return", "length"]
@@ -86,7 +85,6 @@ class RunDir:
         self._lock = _lock_run(self.path)
         mode = "w" if resume_steps is None else "a"
         if resume_steps is not None:
-            upgrade_progress_csv(self.path / "progress.csv")
             truncate_csv(self.path / "progress.csv", PROGRESS_COLUMNS, resume_steps)
             truncate_csv(self.path / "episodes.csv", EPISODE_COLUMNS, resume_steps)
         self._csv_file = open(self.path / "progress.csv", mode, newline="")  # closed in close()
@@ -209,40 +207,6 @@ def _summary_writer(path: Path, resume_steps: int | None) -> Any:
         raise ConfigError(f"cannot write TensorBoard events into {path}: {first_line(e)}") from None
 
 
-# progress.csv as the previous layout wrote it: a resumed run of that layout is rewritten in this
-# one's columns first (its `entropy`, the mean entropy, becomes `entropy_loss`, its negative).
-PREVIOUS_PROGRESS_COLUMNS = (
-    "steps", "wall_s", "episodes", "return_mean", "return_std", "length_mean", "entropy", "grad_norm",
-    "policy_loss", "value_loss", "learning_rate", "steps_per_s", "update_lag", "updates",
-    "nonfinite_updates", "workers_alive", "worker_restarts",
-)  # fmt: skip
-
-
-def upgrade_progress_csv(path: Path) -> bool:
-    """Rewrite a progress.csv of the previous layout in the current columns (atomically); returns
-    whether it did. Any other file is left as it is."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != PREVIOUS_PROGRESS_COLUMNS:
-                return False
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
-    out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=list(PROGRESS_COLUMNS), extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        entropy = row.pop("entropy", "")
-        try:
-            row["entropy_loss"] = repr(-float(entropy)) if entropy not in ("", None) else ""
-        except ValueError:
-            row["entropy_loss"] = ""
-        writer.writerow(row)
-    write_text_atomic(path, out.getvalue())
-    return True
-
-
 def truncate_csv(path: Path, columns: Sequence[str], max_steps: int) -> None:
     """Keep the header and the complete rows with steps <= max_steps (rows are in step order); cut the
     file after them. A missing or headerless file gets a header."""
@@ -282,24 +246,14 @@ def truncate_csv(path: Path, columns: Sequence[str], max_steps: int) -> None:
 class Console:
     """A rich progress bar on a terminal; one plain line per progress row otherwise (or nothing)."""
 
-    def __init__(self, total_steps: int, mode: str = "auto") -> None:
+    def __init__(self, total_steps: int, mode: str = "auto", console: Any = None) -> None:
         self.mode = ("bar" if sys.stdout.isatty() else "lines") if mode == "auto" else mode
         self._progress = None
         self._eval = ""  # the latest evaluation's mean, for the bar and the lines
+        self.total = _short_count(total_steps)
         if self.mode == "bar":
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]a3c"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"), transient=False,
-            )  # fmt: skip
-            self._task = self._progress.add_task("train", total=total_steps, info="")
+            self._progress = _progress_bar(console)
+            self._task = self._progress.add_task("train", total=total_steps, info="", done=f"0/{self.total}")
             self._progress.start()
 
     def evaluated(self, row: dict[str, Any], best: float | None) -> None:
@@ -314,10 +268,39 @@ class Console:
     def update(self, row: dict[str, Any]) -> None:
         info = f"return {row['return_mean']:.1f}  {row['steps_per_s']:.0f} steps/s  episodes {row['episodes']}{self._eval}"
         if self._progress is not None:
-            self._progress.update(self._task, completed=row["steps"], info=info)
+            done = f"{_short_count(row['steps'])}/{self.total}"
+            self._progress.update(self._task, completed=row["steps"], info=info, done=done)
         elif self.mode == "lines":
             print(f"steps {row['steps']:>9}  wall {row['wall_s']:7.1f}s  {info}", flush=True)
 
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def _progress_bar(console: Any = None) -> Any:
+    """The bar: `a3c`, the bar, steps as 1.2M/16M, the elapsed time, then the latest row's figures.
+    In a narrow terminal (80 columns) the bar gives way first and the figures are cut at their end
+    with an ellipsis; the step counts are never cut."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
+    return Progress(
+        TextColumn("[bold]a3c", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=24),
+        TextColumn("{task.fields[done]}", table_column=Column(no_wrap=True, min_width=11)),
+        TimeElapsedColumn(table_column=Column(no_wrap=True)),
+        TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+        transient=False,
+        console=console,
+    )
+
+
+def _short_count(n: int) -> str:
+    """999, 174.1k, 1.23M, 16M: a step count in at most 6 characters."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            value = n / size
+            text = f"{value:.0f}" if value >= 100 or value == int(value) else f"{value:.3g}"
+            return text + unit
+    return str(n)

@@ -5,10 +5,11 @@
 
 Stops on the first of: the target return (mean of the last `return_window` episodes), an
 evaluation's target (`eval.target_mean`), the step budget, the wall-time budget, a callback
-returning False, a worker failure, Ctrl-C or SIGTERM. The evaluator runs beside the workers
-(a3c/evaluator.py; a3c/periodic_eval.py decides when, and keeps the best).
+returning False, a worker failure, Ctrl-C or SIGTERM. The backend hosts the evaluator beside its
+workers (`Backend.evaluator`); a3c/eval_log.py decides when it plays, and keeps the best.
 Every stop writes a checkpoint and summary.json; checkpoints are also written every
-`checkpoint_interval_steps` global steps and/or `checkpoint_interval_s` seconds.
+`checkpoint_interval_steps` global steps and/or `checkpoint_interval_s` seconds. All periodic work
+is due by one helper (a3c/periodic.py).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from a3c.checkpoint import Checkpoint
 from a3c.config import Config, RunConfig
 from a3c.envs import EnvFn
 from a3c.errors import A3CError, RunFailure, first_line, wrapped_stop
-from a3c.evaluator import EvalSpec, make_evaluator
+from a3c.eval_log import EvalLog
+from a3c.evaluation import EvalSpec
 from a3c.metrics import Stats, WorkerReport
-from a3c.periodic_eval import PeriodicEval
+from a3c.periodic import Every
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
 from a3c.signals import Terminated, TimeUp, sigterm_raises, time_limit
@@ -76,7 +78,7 @@ class Summary:
     resumed_from_steps: int | None
     checkpoint: str | None
     error: str | None
-    eval: dict[str, Any] | None  # evaluations during training (PeriodicEval.summary); None: off
+    eval: dict[str, Any] | None  # evaluations during training (EvalLog.summary); None: off
     versions: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,12 +134,11 @@ class TrainingSession:
             )  # fmt: skip
             wall_before = float(resumed.meta.get("wall_s", 0.0))
         self.console = Console(config.run.total_steps, progress)
-        self.evals, self.eval_spec = PeriodicEval(config, rundir, self.console, record, self.resumes, self.stats.steps), evaluation
+        self.evals, self.eval_spec = EvalLog(config, rundir, self.console, record, self.resumes, self.stats.steps), evaluation
         self.start_time = time.monotonic() - wall_before  # wall time continues from the checkpoint's
-        log_every, ckpt_steps = config.log.log_interval, config.log.checkpoint_interval_steps
-        self.next_log = (self.stats.steps // log_every + 1) * log_every
-        self.next_ckpt = None if ckpt_steps is None else (self.stats.steps // ckpt_steps + 1) * ckpt_steps
-        self.last_ckpt_time = time.monotonic()
+        lg, steps = config.log, self.stats.steps
+        self.rows = Every(lg.log_interval, start_steps=steps)
+        self.checkpoints = Every(lg.checkpoint_interval_steps, lg.checkpoint_interval_s, start_steps=steps)
         self.logged_steps = self.stats.steps if resumed is not None else -1
         self.started = False
         self.solved_at: tuple[int, float] | None = None  # (steps, window mean) when it met the target
@@ -184,23 +185,20 @@ class TrainingSession:
         self.started = True
         self.backend.start()
         if self.evals.on:  # beside the workers: the processes backend's store is shared by now
-            self.evals.start(make_evaluator(self.cfg, self.store, self.backend, self.eval_spec or EvalSpec.probe(self.cfg)))
+            self.evals.start(self.backend.evaluator(self.eval_spec or EvalSpec.probe(self.cfg)))
         return None
 
     def step(self) -> str | None:
         """One poll of the backend: add its reports, log and checkpoint when due; the stop reason or None."""
         for rep in self.backend.poll(timeout=POLL_S):
             self._add(rep)
-        if self.stats.steps >= self.next_log:
+        if self.rows.due(self.stats.steps):
             self._log_row(self.backend.alive())
-            self.next_log = (self.stats.steps // self.cfg.log.log_interval + 1) * self.cfg.log.log_interval
-        if self._checkpoint_due():
+            self.rows.done(self.stats.steps)
+        if self.checkpoints.due(self.stats.steps):  # frequencies count global env steps, or seconds
             self.rundir.flush_episodes()
             self.last_checkpoint = self._save(self.backend.snapshot())
-            self.last_ckpt_time = time.monotonic()
-            if self.next_ckpt is not None:
-                every = self.cfg.log.checkpoint_interval_steps or 1
-                self.next_ckpt = (self.stats.steps // every + 1) * every
+            self.checkpoints.done(self.stats.steps)
         self.evals.step(self.stats, self.elapsed())
         reason = self._stop_reason()
         if reason is None and self.backend.all_done():
@@ -270,13 +268,6 @@ class TrainingSession:
         self.console.update(row)
         if self.callback is not None and self.callback(row) is False:
             raise CallbackStop
-
-    def _checkpoint_due(self) -> bool:
-        """Checkpoint frequencies count global env steps (as reported), or seconds."""
-        every_s = self.cfg.log.checkpoint_interval_s
-        return (self.next_ckpt is not None and self.stats.steps >= self.next_ckpt) or (
-            every_s is not None and time.monotonic() - self.last_ckpt_time >= every_s
-        )
 
     def _save(self, state: dict[str, Tensor], **extra: Any) -> Path:
         """A checkpoint of `state`, which must be finite: nothing non-finite reaches a checkpoint."""

@@ -10,12 +10,14 @@ stalls the others). They are daemons and watch their trainer: they die with it. 
 restarted: see `ProcessesBackend`. No env code runs in the trainer's process.
 
 Starting: the first workers wait for the fork server to import torch (about 0.9 s on a 2-core
-machine). `backends.prepare` starts the server when the agent is built, so its imports overlap the
-agent's own set-up; a run that starts later finds the server ready.
+machine). `backends.prepare` starts the server as early as it can, so its imports overlap the
+trainer's own; a run that starts later finds the server ready. The evaluator is a process of its
+own beside the workers, forked from the same server (process_evaluator.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -30,16 +32,19 @@ import torch.multiprocessing as mp
 from torch import Tensor
 
 from a3c import forkserver
-from a3c.backends import RestartBudget, WorkerFailure
+from a3c.backends.base import RestartBudget, WorkerFailure
+from a3c.backends.process_evaluator import ProcessEvaluator
 from a3c.config import Config
 from a3c.envs import EnvFn
 from a3c.errors import ConfigError
+from a3c.evaluation import EvalSpec, Evaluator
 from a3c.metrics import WorkerReport
 from a3c.store import SharedStore
 from a3c.worker import Worker
 
 # Workers stop between updates; one that has not within this many seconds is stuck, and killed.
 STOP_TIMEOUT_S = 1.5
+log = logging.getLogger("a3c")
 
 
 def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: EnvFn | None, incarnation: int = 0) -> None:
@@ -216,7 +221,7 @@ class ProcessesBackend:
         self._receive(0.0, out, on_error=False)
         for i, p in self.procs.items():
             if p.is_alive():
-                print(f"a3c: warning: worker {i} did not stop within {timeout:g} s (stuck, e.g. in its env); killed it", file=sys.stderr, flush=True)
+                log.warning("a3c: warning: worker %d did not stop within %g s (stuck, e.g. in its env); killed it", i, timeout)
                 p.kill()
             p.join(timeout=5)
             self.store.release_lock_of(i)
@@ -234,6 +239,10 @@ class ProcessesBackend:
 
     def snapshot(self) -> dict[str, Tensor]:
         return self.store.state_dict()
+
+    def evaluator(self, spec: EvalSpec) -> Evaluator:
+        """A process of its own beside the workers, reading the store in shared memory."""
+        return ProcessEvaluator(self.cfg, self.store, spec)
 
 
 def check_picklable(env_fn: Any) -> None:

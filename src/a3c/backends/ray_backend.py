@@ -21,27 +21,30 @@
 - A weights version goes through the object store once (`ray.put` when first asked for), not once
   per worker.
 - Without an address the library starts a local Ray bound to 127.0.0.1 with no dashboard; with one
-  (`--ray-address auto|HOST:PORT` or RAY_ADDRESS) it connects to that cluster.
+  (`--ray-address auto|HOST:PORT` or RAY_ADDRESS) it connects to that cluster (ray_runtime.py).
+- The evaluator is an actor beside the workers that asks the server for the state (ray_evaluator.py).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from a3c.backends import RestartBudget
-from a3c.backends.ray_worker import WorkerActor, _ray
+from a3c.backends.base import RestartBudget
+from a3c.backends.ray_evaluator import RayEvaluator
+from a3c.backends.ray_runtime import START_GRACE_S, _raise_signal, _ray, _ray_error_line, init_ray
+from a3c.backends.ray_worker import WorkerActor
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.errors import RunFailure, first_line, wrapped_stop
+from a3c.errors import RunFailure
+from a3c.evaluation import EvalSpec, Evaluator
 from a3c.metrics import WorkerReport
 from a3c.store import Pulled, SharedStore
 
@@ -50,47 +53,7 @@ POLL_S = 0.2
 # checkpoint): if the server dies, it restarts from that copy, losing at most this much work.
 STATE_COPY_S = 10.0
 STOP_TIMEOUT_S = 2.0
-START_GRACE_S = 120.0  # more time for a worker actor's first round trip (its process starts)
-
-
-def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Connect to `address`, or start a local Ray on loopback. Returns True if this call started it."""
-    ray = _ray()
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    with _keep_sigterm_handler(ray):
-        _init(ray, address, num_cpus)
-    return True
-
-
-@contextlib.contextmanager
-def _keep_sigterm_handler(ray: Any) -> Iterator[None]:
-    """ray.init replaces the caller's SIGTERM handler with one that calls sys.exit. A SIGTERM during
-    the init then raises SystemExit wherever the main thread is, which can be inside a hook that
-    swallows it (seen: logging's at-fork lock release), and the run never stops. The training
-    session's handler stays in place instead; it raises Terminated and also records the signal."""
-    utils: Any = getattr(getattr(ray, "_private", None), "utils", None)
-    original = getattr(utils, "set_sigterm_handler", None)
-    if utils is None or original is None:
-        yield
-        return
-    utils.set_sigterm_handler = lambda handler: None
-    try:
-        yield
-    finally:
-        utils.set_sigterm_handler = original
-
-
-def _init(ray: Any, address: str | None, num_cpus: int | None) -> None:
-    if address:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=True)
-    else:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(
-            address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-            num_cpus=num_cpus, logging_level="ERROR", log_to_driver=True,
-        )  # fmt: skip
+log = logging.getLogger("a3c")
 
 
 class ParameterServer:
@@ -252,7 +215,7 @@ class RayBackend:
         if self.server_restarts > self.cfg.backend.max_restarts:
             raise RunFailure(f"the parameter server failed {self.server_restarts} times ({message}); restart budget of {self.cfg.backend.max_restarts} spent")
         lost = time.monotonic() - self._copied_at
-        print(f"a3c: warning: the parameter server failed ({message}); restarting it from its state of {lost:.0f} s ago, with its workers", file=sys.stderr, flush=True)
+        log.warning(f"a3c: warning: the parameter server failed ({message}); restarting it from its state of {lost:.0f} s ago, with its workers")
         ray = _ray()
         for actor in self.actors.values():
             ray.kill(actor)
@@ -271,7 +234,7 @@ class RayBackend:
             self._copied_at = time.monotonic()
         except Exception as e:  # RayActorError: the server died; the next poll restarts it
             _raise_signal(e)
-            print(f"a3c: warning: the parameter server did not answer ({_ray_error_line(e)}); using its state of {time.monotonic() - self._copied_at:.0f} s ago", file=sys.stderr, flush=True)
+            log.warning(f"a3c: warning: the parameter server did not answer ({_ray_error_line(e)}); using its state of {time.monotonic() - self._copied_at:.0f} s ago")
         return self._copy
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[WorkerReport]:
@@ -285,10 +248,10 @@ class RayBackend:
             ray.get(self.ps.request_stop.remote())
             _, stuck = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
             for ref in stuck:
-                print(f"a3c: warning: worker {self.runs[ref]} did not stop within {timeout:g} s (stuck, e.g. in its env); killed it", file=sys.stderr, flush=True)
+                log.warning(f"a3c: warning: worker {self.runs[ref]} did not stop within {timeout:g} s (stuck, e.g. in its env); killed it")
             reports = ray.get(self.ps.take_reports.remote())[0]
         except Exception as e:  # stopping must not fail
-            print(f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)})", file=sys.stderr, flush=True)
+            log.warning(f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)})")
         finally:
             self.store.load_state_dict(self.snapshot())  # the server's final state, or the last copy of it
             for actor in self.actors.values():
@@ -300,6 +263,9 @@ class RayBackend:
                 ray.shutdown()
         return reports
 
+    def evaluator(self, spec: EvalSpec) -> Evaluator:
+        return RayEvaluator(self.cfg, lambda: self.ps, spec)
+
     def all_done(self) -> bool:
         return not self.runs
 
@@ -307,15 +273,3 @@ class RayBackend:
         return len(self.runs)
 
 
-def _raise_signal(e: Exception) -> None:
-    """Raise the stop exception (a signal's, the run's time limit) that Ray's C code wrapped in a
-    SystemError, rather than take it for a failure of the call."""
-    stop = wrapped_stop(e)
-    if stop is not None:
-        raise stop from None
-
-
-def _ray_error_line(e: Exception) -> str:
-    """The last non-empty line of a Ray error (its own first lines are Ray's framing)."""
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else first_line(e)

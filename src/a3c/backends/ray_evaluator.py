@@ -2,7 +2,7 @@
 
 Asked for an evaluation, the actor fetches the global state from the parameter server (its
 `policy_state`: parameters, counters, observation statistics; not the optimizer's statistics),
-plays the episodes (`a3c.evaluator.play`) and returns the result with the state. The trainer never
+plays the episodes (`a3c.evaluation.play`) and returns the result with the state. The trainer never
 waits for it: it checks the call without blocking at each poll. The actor takes two calls at once
 (`max_concurrency=2`), so while it plays the trainer can ask it how many env steps it has made
 (about once a second): none for `eval.timeout` seconds is a hang. A hung, dead or raising actor is
@@ -13,19 +13,16 @@ CPU of Ray's (as the parameter server), so it never waits behind the workers for
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from a3c.backends.ray_backend import START_GRACE_S, _raise_signal, _ray_error_line
-from a3c.backends.ray_worker import _ray
+from a3c.backends.ray_runtime import START_GRACE_S, _raise_signal, _ray, _ray_error_line
 from a3c.config import Config
-from a3c.evaluator import EvalResult, EvalSpec, play, warn_failed
-
-if TYPE_CHECKING:
-    from a3c.backends.ray_backend import RayBackend
+from a3c.evaluation import EvalResult, EvalSpec, play, warn_failed
 
 HEARTBEAT_S = 1.0
 
@@ -62,10 +59,11 @@ class _Counting(gym.Wrapper):
 
 
 class RayEvaluator:
-    """The trainer's side of the evaluator actor (an `a3c.evaluator.Evaluator`)."""
+    """The trainer's side of the evaluator actor (an `a3c.evaluation.Evaluator`). `server()` gives
+    the parameter server's current handle (a restarted server has a new one)."""
 
-    def __init__(self, cfg: Config, backend: RayBackend, spec: EvalSpec) -> None:
-        self.cfg, self.backend, self.spec = cfg, backend, spec
+    def __init__(self, cfg: Config, server: Callable[[], Any], spec: EvalSpec) -> None:
+        self.cfg, self.server, self.spec = cfg, server, spec
         self.actor: Any = None
         self.pending: Any = None  # the evaluation under way
         self.beat: Any = None  # a heartbeat call in flight
@@ -90,7 +88,7 @@ class RayEvaluator:
             if self.actor is None:
                 self._spawn()
             # The server's handle of now: a restarted parameter server has a new one.
-            self.pending = self.actor.evaluate.remote(self.backend.ps, wall_s)
+            self.pending = self.actor.evaluate.remote(self.server(), wall_s)
         except Exception as e:
             _raise_signal(e)
             self._failed(f"could not start it ({_ray_error_line(e)})")

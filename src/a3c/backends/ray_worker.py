@@ -9,8 +9,6 @@ it has arrived, and re-syncs its local weights then. Observation statistics trav
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Any
 
@@ -18,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from a3c.backends.ray_runtime import _ray
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.errors import ConfigError
 from a3c.metrics import WorkerReport
 from a3c.normalize import ObservationStats
 from a3c.optim import Schedules
@@ -28,16 +26,6 @@ from a3c.store import Progress, Pulled, Pushed
 from a3c.worker import Worker
 
 EARLY_CHECK_S = 0.002
-
-
-def _ray() -> Any:
-    if "ray" not in sys.modules:  # Ray reads this at import: a local Ray then binds to loopback only
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("the ray backend needs Ray: pip install 'a3c[ray]'") from None
-    return ray
 
 
 class RemoteStore:

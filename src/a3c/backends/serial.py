@@ -11,11 +11,16 @@ whose handler raises `UpdateTimeout` there), and the worker is restarted like on
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 from torch import Tensor
 
-from a3c.backends import RestartBudget, WorkerFailure
+from a3c.backends.base import RestartBudget, WorkerFailure
 from a3c.config import Config
 from a3c.envs import EnvFn
+from a3c.errors import first_line
+from a3c.evaluation import EvalResult, EvalSpec, Evaluator, play, warn_failed
 from a3c.metrics import WorkerReport
 from a3c.store import SharedStore
 from a3c.watchdog import UpdateTimeout, Watchdog
@@ -84,3 +89,53 @@ class SerialBackend:
     @property
     def restarts(self) -> int:
         return self.budget.restarts
+
+    def evaluator(self, spec: EvalSpec) -> Evaluator:
+        """Inline in the trainer at the interval (a seed fixes the evaluations too); a hung env is
+        interrupted by a watchdog."""
+        return InlineEvaluator(self.cfg, self.store, spec)
+
+
+class InlineEvaluator:
+    """The serial backend's evaluator: plays in the trainer's own thread when asked."""
+
+    def __init__(self, cfg: Config, store: SharedStore, spec: EvalSpec) -> None:
+        self.cfg, self.store, self.spec = cfg, store, spec
+        self.restarts = 0
+        self._done: list[EvalResult] = []
+
+    def start(self) -> None:
+        pass
+
+    def request(self, wall_s: float) -> bool:
+        with Watchdog(self.cfg.eval.timeout) as dog:
+            try:
+                self._done.append(play(self.cfg, self.spec, self.store.policy_state(), wall_s, lambda env: _Bounded(env, dog)))
+            except Exception as e:  # the env raised, or hung (UpdateTimeout): the next evaluation starts afresh
+                self.restarts += 1
+                hung = f"no env step for {self.cfg.eval.timeout:g} s (stuck, e.g. in its env); interrupted"
+                warn_failed(hung if isinstance(e, UpdateTimeout) else f"{type(e).__name__}: {first_line(e)}", self.restarts)
+        return True
+
+    def poll(self) -> list[EvalResult]:
+        out, self._done = self._done, []
+        return out
+
+    def stop(self) -> None:
+        pass
+
+
+class _Bounded(gym.Wrapper):
+    """Each reset and step under the watchdog: one that hangs raises UpdateTimeout."""
+
+    def __init__(self, env: gym.Env, dog: Watchdog) -> None:
+        super().__init__(env)
+        self.dog = dog
+
+    def reset(self, **kwargs: Any) -> Any:
+        with self.dog.bound():
+            return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        with self.dog.bound():
+            return self.env.step(action)

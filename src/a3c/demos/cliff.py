@@ -384,7 +384,7 @@ def _show(v: Any) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run `a3c cliff` from parsed arguments; prints the result; 0 on a finished run, 130 on Ctrl-C."""
-    from a3c.config import parse_assignments
+    from a3c.configfile import parse_assignments
 
     overrides = parse_assignments(getattr(args, "assignments", []) or [])
     result = run(args.workers, args.backend, args.episodes, args.seed, args.run_dir, args.compare_workers, overrides, getattr(args, "progress", "none"))

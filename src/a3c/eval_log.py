@@ -1,9 +1,9 @@
 """Evaluation during training, the session's side: when an evaluation is due, and what becomes of
 its result (eval.csv, TensorBoard's eval/ scalars, the console, checkpoints/best/, the eval target).
 
-    evals = PeriodicEval(cfg, rundir, console, record, resumes, steps)   # off without eval.interval_*
-    evals.start(make_evaluator(...))
-    evals.step(stats, elapsed)          # at every poll: ask when due, take what came back
+    evals = EvalLog(cfg, rundir, console, record, resumes, steps)   # off without eval.interval_*
+    evals.start(backend.evaluator(spec))   # the backend places and supervises its evaluator
+    evals.step(stats, elapsed)             # at every poll: ask when due, take what came back
     evals.stop(); evals.summary()
 
 An evaluation is due every `eval.interval_steps` global env steps (as reported, as every frequency
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,16 @@ from a3c import checkpoint
 from a3c.checkpoint import CheckpointError
 from a3c.config import Config
 from a3c.errors import first_line
-from a3c.evaluator import EvalResult, Evaluator
+from a3c.evaluation import EvalResult, Evaluator
 from a3c.metrics import Stats
+from a3c.periodic import Every
 from a3c.persistence import checkpoint_meta
 from a3c.runlog import Console, RunDir
 
 log = logging.getLogger("a3c")
 
 
-class PeriodicEval:
+class EvalLog:
     """When to evaluate, and what to do with the results; does nothing when evaluation is off."""
 
     def __init__(self, cfg: Config, rundir: RunDir, console: Console, record: dict[str, Any], resumes: int, steps: int) -> None:
@@ -49,8 +49,7 @@ class PeriodicEval:
         self.best_steps: int | None = None
         self.count = 0  # evaluations of the whole run (a resumed run's eval.csv keeps the earlier ones)
         self.problems: list[str] = []
-        self.next_steps = None if e.interval_steps is None else (steps // e.interval_steps + 1) * e.interval_steps
-        self.last_time = time.monotonic()
+        self.due = Every(e.interval_steps, e.interval_s, start_steps=steps)
         if self.on:
             self.count = rundir.open_eval()
             if rundir.resume_steps is not None:
@@ -75,19 +74,12 @@ class PeriodicEval:
         self.evaluator = evaluator
         evaluator.start()
 
-    def _due(self, steps: int) -> bool:
-        every_s = self.cfg.eval.interval_s
-        return (self.next_steps is not None and steps >= self.next_steps) or (every_s is not None and time.monotonic() - self.last_time >= every_s)
-
     def step(self, stats: Stats, elapsed: float) -> None:
         """Ask for an evaluation when one is due (and none is under way); take the finished ones."""
         if self.evaluator is None:
             return
-        if self._due(stats.steps) and self.evaluator.request(elapsed):
-            every = self.cfg.eval.interval_steps
-            if every is not None:
-                self.next_steps = (stats.steps // every + 1) * every
-            self.last_time = time.monotonic()
+        if self.due.due(stats.steps) and self.evaluator.request(elapsed):
+            self.due.done(stats.steps)
         for result in self.evaluator.poll():
             self._take(result, stats)
 
