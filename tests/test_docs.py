@@ -61,8 +61,10 @@ def test_config_reference_is_generated_with_every_key():
     text = docs_hooks.expand(page)
     for key, default, doc in field_docs():
         shown = json.dumps(list(default) if isinstance(default, tuple) else default)
-        row = f"| `{key}` | `{shown}` | {doc.replace('|', chr(92) + '|')}{' *(not learning)*' if key in NOT_LEARNING else ''} |"
+        name = "<code>" + ".<wbr>".join(key.split(".")) + "</code>"  # breaks only after a dot
+        row = f"| {name} | `{shown}` | {doc.replace('|', chr(92) + '|')}{' *(not learning)*' if key in NOT_LEARNING else ''} |"
         assert row in text, f"the generated reference lacks the row for {key}: {row}"
+    assert "| key | default | meaning |" in text
 
 
 def test_run_directory_page_gets_both_metrics_tables():
