@@ -1,7 +1,8 @@
 """Benchmark: the best model kept by evaluation during training, against the final parameters, on
 CartPole-v1 past the point where the final parameters sometimes collapse (issue 21).
 
-    .venv/bin/python benchmarks/cartpole_best.py [--seeds 5] [--total-steps 2000000] [--out benchmarks/results]
+    .venv/bin/python benchmarks/cartpole_best.py \
+        [--seeds 5] [--total-steps 2000000] [--out benchmarks/results]
 
 For every seed (0..N-1), in a fresh Python process, a3c with its defaults and 2 workers (processes
 backend) trains the whole budget (`run.target_return=null`: it never stops on the training
@@ -42,8 +43,14 @@ def child(seed: int, total_steps: int, interval: int, episodes: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         run_dir = Path(d) / "run"
         t0 = time.monotonic()
-        agent = A3C("CartPole-v1", seed=seed, workers=2, total_steps=total_steps, target_return=None,
-                    **{"eval.interval_steps": interval, "eval.episodes": episodes})  # fmt: skip
+        agent = A3C(
+            "CartPole-v1",
+            seed=seed,
+            workers=2,
+            total_steps=total_steps,
+            target_return=None,
+            **{"eval.interval_steps": interval, "eval.episodes": episodes},
+        )
         summary = agent.learn(run_dir=run_dir, progress="none")
         wall = time.monotonic() - t0
         best, final = A3C.load(run_dir, checkpoint="best"), A3C.load(run_dir, checkpoint="latest")
@@ -51,16 +58,27 @@ def child(seed: int, total_steps: int, interval: int, episodes: int) -> dict:
         rows = (run_dir / "eval.csv").read_text().splitlines()[1:]
     evals = summary["eval"]
     return {
-        "seed": seed, "steps": summary["steps"], "wall_s": round(wall, 1), "evaluations": evals["evaluations"],
-        "eval_restarts": evals["restarts"], "best_steps": evals["best_steps"], "best_eval_mean": evals["best_mean"],
-        "best_100": best_eval["mean"], "best_100_min": best_eval["min"], "final_100": final_eval["mean"],
-        "final_100_min": final_eval["min"], "final_eval_mean": float(rows[-1].split(",")[2]) if rows else None,
-        "train_return_mean": summary["return_mean"], "eval_durations_s": [float(r.split(",")[8]) for r in rows],
-    }  # fmt: skip
+        "seed": seed,
+        "steps": summary["steps"],
+        "wall_s": round(wall, 1),
+        "evaluations": evals["evaluations"],
+        "eval_restarts": evals["restarts"],
+        "best_steps": evals["best_steps"],
+        "best_eval_mean": evals["best_mean"],
+        "best_100": best_eval["mean"],
+        "best_100_min": best_eval["min"],
+        "final_100": final_eval["mean"],
+        "final_100_min": final_eval["min"],
+        "final_eval_mean": float(rows[-1].split(",")[2]) if rows else None,
+        "train_return_mean": summary["return_mean"],
+        "eval_durations_s": [float(r.split(",")[8]) for r in rows],
+    }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--total-steps", type=int, default=2_000_000)
     p.add_argument("--interval", type=int, default=50_000, help="eval.interval_steps")
@@ -71,25 +89,73 @@ def main() -> int:
     if args.child is not None:
         print(json.dumps(child(args.child, args.total_steps, args.interval, args.episodes)))
         return 0
-    report = {"machine": machine(), "total_steps": args.total_steps, "interval": args.interval, "episodes": args.episodes, "runs": []}
+    report = {
+        "machine": machine(),
+        "total_steps": args.total_steps,
+        "interval": args.interval,
+        "episodes": args.episodes,
+        "runs": [],
+    }
     for seed in range(args.seeds):
-        extra = ["--total-steps", str(args.total_steps), "--interval", str(args.interval), "--episodes", str(args.episodes)]
+        extra = [
+            "--total-steps",
+            str(args.total_steps),
+            "--interval",
+            str(args.interval),
+            "--episodes",
+            str(args.episodes),
+        ]
         res = run_child([__file__, "--child", str(seed), *extra], timeout=1800)
         res.setdefault("seed", seed)
         report["runs"].append(res)
         print(json.dumps(res), flush=True)
     ok = [r for r in report["runs"] if "error" not in r]
     met = sum(r["best_100"] >= TARGET for r in ok)
-    report.update(best_at_target=met, final_at_target=sum(r["final_100"] >= TARGET for r in ok), target=TARGET)
-    rows = [[r["seed"], r.get("evaluations"), r.get("best_steps"), r.get("best_eval_mean"), r.get("best_100"), r.get("final_eval_mean"),
-             r.get("final_100"), r.get("wall_s")] if "error" not in r else [r["seed"], r["error"], "", "", "", "", "", ""] for r in report["runs"]]  # fmt: skip
-    cmd = f"benchmarks/cartpole_best.py --seeds {args.seeds} --total-steps {args.total_steps} --interval {args.interval} --episodes {args.episodes}"
-    md = "\n\n".join([
-        f"### CartPole-v1: the best checkpoint against the final parameters ({args.seeds} seeds, {args.total_steps:,} steps, no stop on the target)",
-        f"`.venv/bin/python {cmd}` on {report['machine']['date']}, {report['machine']['cpus']} CPUs, commit {report['machine'].get('commit')}",
-        md_table(["seed", "evaluations", "best at steps", f"best eval ({args.episodes} ep.)", "best/ over 100", f"last eval ({args.episodes} ep.)", "final over 100", "wall s"], rows),
-        f"checkpoints/best/ >= {TARGET:g} over 100 greedy episodes: **{met} of {args.seeds}** seeds; the final parameters: {report['final_at_target']} of {args.seeds}.",
-    ])  # fmt: skip
+    report.update(
+        best_at_target=met, final_at_target=sum(r["final_100"] >= TARGET for r in ok), target=TARGET
+    )
+    rows = [
+        [
+            r["seed"],
+            r.get("evaluations"),
+            r.get("best_steps"),
+            r.get("best_eval_mean"),
+            r.get("best_100"),
+            r.get("final_eval_mean"),
+            r.get("final_100"),
+            r.get("wall_s"),
+        ]
+        if "error" not in r
+        else [r["seed"], r["error"], "", "", "", "", "", ""]
+        for r in report["runs"]
+    ]
+    cmd = (
+        f"benchmarks/cartpole_best.py --seeds {args.seeds} --total-steps {args.total_steps} "
+        f"--interval {args.interval} --episodes {args.episodes}"
+    )
+    md = "\n\n".join(
+        [
+            f"### CartPole-v1: the best checkpoint against the final parameters ({args.seeds} "
+            f"seeds, {args.total_steps:,} steps, no stop on the target)",
+            f"`.venv/bin/python {cmd}` on {report['machine']['date']}, "
+            f"{report['machine']['cpus']} CPUs, commit {report['machine'].get('commit')}",
+            md_table(
+                [
+                    "seed",
+                    "evaluations",
+                    "best at steps",
+                    f"best eval ({args.episodes} ep.)",
+                    "best/ over 100",
+                    f"last eval ({args.episodes} ep.)",
+                    "final over 100",
+                    "wall s",
+                ],
+                rows,
+            ),
+            f"checkpoints/best/ >= {TARGET:g} over 100 greedy episodes: **{met} of {args.seeds}** "
+            f"seeds; the final parameters: {report['final_at_target']} of {args.seeds}.",
+        ]
+    )
     write_results(args.out, "cartpole_best", report, md)
     print(md)
     return 0

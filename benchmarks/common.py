@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: machine description, tables, medians, child processes."""
+"""Shared helpers of the benchmark scripts: machine description, tables, medians, child
+processes."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def machine() -> dict[str, Any]:
         "loadavg_before": os.getloadavg(),
     }
     try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     return info
@@ -56,7 +59,14 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
 
 def run_child(args: list[str], timeout: float) -> dict[str, Any]:
     """Run `python THIS_SCRIPT ARGS` in a fresh process group; its last stdout line is JSON."""
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=ROOT,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

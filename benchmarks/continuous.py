@@ -32,7 +32,9 @@ def child(env_id: str, seed: int) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--envs", nargs="+", default=list(TARGETS))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -53,12 +55,34 @@ def main() -> int:
         runs = [r for r in report["runs"] if r["env"] == env_id]
         target, budget = TARGETS[env_id]
         solved = sum(bool(r.get("solved")) for r in runs)
-        rows.append([env_id, f">= {target:g} in {budget:,}", f"{solved}/{len(runs)}", median([r.get("steps") for r in runs if r.get("solved")]), median([r.get("return_mean") for r in runs]), median([r.get("wall_s") for r in runs])])
-    md = "\n\n".join([
-        f"### Continuous control ({args.seeds} seeds, 2 workers, presets)",
-        f"`.venv/bin/python benchmarks/continuous.py --seeds {args.seeds}` on {report['machine']['date']}, commit {report['machine'].get('commit')}",
-        md_table(["env", "target", "solved", "median steps to solve", "median final return", "median wall (s)"], rows),
-    ])  # fmt: skip
+        rows.append(
+            [
+                env_id,
+                f">= {target:g} in {budget:,}",
+                f"{solved}/{len(runs)}",
+                median([r.get("steps") for r in runs if r.get("solved")]),
+                median([r.get("return_mean") for r in runs]),
+                median([r.get("wall_s") for r in runs]),
+            ]
+        )
+    md = "\n\n".join(
+        [
+            f"### Continuous control ({args.seeds} seeds, 2 workers, presets)",
+            f"`.venv/bin/python benchmarks/continuous.py --seeds {args.seeds}` on "
+            f"{report['machine']['date']}, commit {report['machine'].get('commit')}",
+            md_table(
+                [
+                    "env",
+                    "target",
+                    "solved",
+                    "median steps to solve",
+                    "median final return",
+                    "median wall (s)",
+                ],
+                rows,
+            ),
+        ]
+    )
     write_results(args.out, "continuous", report, md)
     print(md)
     return 0

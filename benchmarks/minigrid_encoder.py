@@ -20,11 +20,14 @@ class MinigridFeaturesExtractor(nn.Module):
         super().__init__()
         h, w, c = observation_space["image"].shape
         self.cnn = nn.Sequential(
-            nn.Conv2d(c, 16, (2, 2)), nn.ReLU(),
-            nn.Conv2d(16, 32, (2, 2)), nn.ReLU(),
-            nn.Conv2d(32, 64, (2, 2)), nn.ReLU(),
+            nn.Conv2d(c, 16, (2, 2)),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, (2, 2)),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, (2, 2)),
+            nn.ReLU(),
             nn.Flatten(),
-        )  # fmt: skip
+        )
         with torch.no_grad():
             n_flatten = self.cnn(torch.zeros(1, c, h, w)).shape[1]
         self.linear = nn.Sequential(nn.Linear(n_flatten, features_dim), nn.ReLU())

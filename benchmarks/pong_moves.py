@@ -60,10 +60,14 @@ def play(agent: A3C, seeds: list[int], by_move: bool) -> dict:
         env.close()
     arr = np.asarray(scores)
     return {
-        "play": "most likely move" if by_move else "most likely action", "mean": float(arr.mean()),
-        "std": float(arr.std()), "returns": scores, "decisions": decisions,
-        "differ_share": differ / decisions, "entropy_mean": entropy / decisions,
-    }  # fmt: skip
+        "play": "most likely move" if by_move else "most likely action",
+        "mean": float(arr.mean()),
+        "std": float(arr.std()),
+        "returns": scores,
+        "decisions": decisions,
+        "differ_share": differ / decisions,
+        "entropy_mean": entropy / decisions,
+    }
 
 
 def main() -> int:
@@ -87,12 +91,19 @@ def main() -> int:
         return 2
     seeds = [int(s) for s in np.random.default_rng(args.seed).integers(1 << 30, size=args.games)]
     result = {
-        "run_dir": args.run_dir, "checkpoint": str(agent.checkpoint_path), "games": args.games, "seed": args.seed,
-        "by_action": play(agent, seeds, by_move=False), "by_move": play(agent, seeds, by_move=True),
-    }  # fmt: skip
+        "run_dir": args.run_dir,
+        "checkpoint": str(agent.checkpoint_path),
+        "games": args.games,
+        "seed": args.seed,
+        "by_action": play(agent, seeds, by_move=False),
+        "by_move": play(agent, seeds, by_move=True),
+    }
     for r in (result["by_action"], result["by_move"]):
-        print(f"{r['play']}: {r['mean']:+.2f} +/- {r['std']:.2f} over {args.games} games; "
-              f"the two differ at {100 * r['differ_share']:.1f}% of {r['decisions']} decisions; entropy {r['entropy_mean']:.2f}")  # fmt: skip
+        print(
+            f"{r['play']}: {r['mean']:+.2f} +/- {r['std']:.2f} over {args.games} games; "
+            f"the two differ at {100 * r['differ_share']:.1f}% of {r['decisions']} decisions; "
+            f"entropy {r['entropy_mean']:.2f}"
+        )
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0

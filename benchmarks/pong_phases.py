@@ -39,13 +39,24 @@ def phases(path: Path) -> dict:
     if path.is_dir():
         path = path / "progress.csv"
     rows = _progress_rows(path)
-    # benchmarks/records/pong/pong_runN_progress.csv is run N; a run directory's progress.csv is named for the directory.
-    name = path.parent.name if path.name == "progress.csv" else path.name.removesuffix("_progress.csv")
-    crossings = {level: next((r for r in rows if r["return_mean"] and float(r["return_mean"]) > level), None)
-                 for level in LEVELS}
-    out = {"run": name, "crossings": {
-        f"{level:+g}": None if r is None else {"steps": float(r["steps"]), "minutes": round(float(r["wall_s"]) / 60, 1)}
-        for level, r in crossings.items()}}
+    # benchmarks/records/pong/pong_runN_progress.csv is run N; a run directory's progress.csv is
+    # named for the directory.
+    name = (
+        path.parent.name if path.name == "progress.csv" else path.name.removesuffix("_progress.csv")
+    )
+    crossings = {
+        level: next((r for r in rows if r["return_mean"] and float(r["return_mean"]) > level), None)
+        for level in LEVELS
+    }
+    out = {
+        "run": name,
+        "crossings": {
+            f"{level:+g}": None
+            if r is None
+            else {"steps": float(r["steps"]), "minutes": round(float(r["wall_s"]) / 60, 1)}
+            for level, r in crossings.items()
+        },
+    }
     start, end = crossings[-5.0], crossings[10.0]
     if start is None:
         return out
@@ -55,7 +66,11 @@ def phases(path: Path) -> dict:
 
     def median(*keys: str, absolute: bool = False) -> float | None:
         values = [v for v in (_number(r, *keys) for r in stretch) if v is not None]
-        return round(statistics.median(abs(v) if absolute else v for v in values), 3) if values else None
+        return (
+            round(statistics.median(abs(v) if absolute else v for v in values), 3)
+            if values
+            else None
+        )
 
     out["rally_median"] = {
         "update_lag": median("update_lag"),
@@ -68,6 +83,7 @@ def phases(path: Path) -> dict:
 
 def _row(r: dict) -> str:
     """One run's line of the table."""
+
     def cell(level: str) -> str:
         c = r["crossings"][level]
         return "-" if c is None else f"{c['steps'] / 1e6:.2f}M/{c['minutes']:.0f}m"
@@ -77,9 +93,12 @@ def _row(r: dict) -> str:
         return "-" if value is None else format(value, spec)
 
     rally = r.get("rally_steps")
-    return (f"{r['run'].removeprefix('pong_'):<10}{cell('-15'):>13}{cell('-5'):>13}{cell('+10'):>14}"
-            f"{'-' if rally is None else f'{rally / 1e6:.2f}M':>8}{median('update_lag', '.2f'):>7}"
-            f"{median('entropy', '.2f'):>9}{median('steps_per_s', '.0f'):>9}{median('game_length', '.0f'):>8}")
+    return (
+        f"{r['run'].removeprefix('pong_'):<10}{cell('-15'):>13}{cell('-5'):>13}{cell('+10'):>14}"
+        f"{'-' if rally is None else f'{rally / 1e6:.2f}M':>8}{median('update_lag', '.2f'):>7}"
+        f"{median('entropy', '.2f'):>9}{median('steps_per_s', '.0f'):>9}"
+        f"{median('game_length', '.0f'):>8}"
+    )
 
 
 def _order(path: Path) -> tuple:
@@ -89,17 +108,32 @@ def _order(path: Path) -> tuple:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("progress", nargs="*", type=Path, help="progress.csv files or run directories (default: benchmarks/records/pong/pong_runN_progress.csv)")
+    parser.add_argument(
+        "progress",
+        nargs="*",
+        type=Path,
+        help="progress.csv files or run directories (default: "
+        "benchmarks/records/pong/pong_runN_progress.csv)",
+    )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
-    paths = args.progress or sorted((p for p in (ROOT / "benchmarks" / "records" / "pong").glob("pong_run*_progress.csv")
-                                     if re.fullmatch(r"pong_run\d+_progress\.csv", p.name)), key=_order)
+    paths = args.progress or sorted(
+        (
+            p
+            for p in (ROOT / "benchmarks" / "records" / "pong").glob("pong_run*_progress.csv")
+            if re.fullmatch(r"pong_run\d+_progress\.csv", p.name)
+        ),
+        key=_order,
+    )
     try:
         results = [phases(p) for p in paths]
     except (A3CError, ValueError, KeyError) as e:
         print(f"pong_phases: error: {e}", file=sys.stderr)
         return 2
-    print(f"{'run':<10}{'-15 at':>13}{'-5 at':>13}{'+10 at':>14}{'rally':>8}{'lag':>7}{'entropy':>9}{'steps/s':>9}{'length':>8}")
+    print(
+        f"{'run':<10}{'-15 at':>13}{'-5 at':>13}{'+10 at':>14}{'rally':>8}{'lag':>7}"
+        f"{'entropy':>9}{'steps/s':>9}{'length':>8}"
+    )
     for r in results:
         print(_row(r))
     if args.out:

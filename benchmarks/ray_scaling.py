@@ -1,15 +1,16 @@
 """Ray backend: throughput against the processes backend, and how far one parameter server scales.
 
 Part 1, throughput: CartPole-v1 with the library's defaults, the same worker count on both backends,
-a fixed step budget (no early stop), --repeats alternating runs. The rate is env steps/s of the steady
-part (between the progress rows at 10% and 95% of the budget, so start-up is excluded: several
-seconds for Ray). Target: ray >= 70% of processes.
+a fixed step budget (no early stop), --repeats alternating runs. The rate is env steps/s of the
+steady part (between the progress rows at 10% and 95% of the budget, so start-up is excluded:
+several seconds for Ray). Target: ray >= 70% of processes.
 
 Part 2, scaling: fake fast workers (Ray actors that push random gradients of the model's size in a
 loop and pull the returned weights, no env, no model) against one `ParameterServer`, for 1, 2, 4, 8,
 16 workers, for two model sizes (CartPole's MLP and Pong's CNN), with 1 and 8 gradients per round
-trip (--batches; the batching that `backend.ray_sync_interval` gives real workers). Reported: the updates/s the server
-sustains and the speed-up over 1 worker. The paper's thread-scaling table (1, 2, 4, 8, 16 threads:
+trip (--batches; the batching that `backend.ray_sync_interval` gives real workers). Reported: the
+updates/s the server sustains and the speed-up over 1 worker. The paper's thread-scaling table (1,
+2, 4, 8, 16 threads:
 1.0, 2.1, 3.7, 6.9, 12.5x) is the reference for what near-linear looks like. On a 2-core machine the
 fake workers and the server share 2 cores, so the curve flattens where the CPU runs out.
 
@@ -53,10 +54,23 @@ def child_throughput(backend: str, steps: int, workers: int) -> dict:
         lags.append(row["update_lag"])
 
     t0 = time.monotonic()
-    agent = A3C("CartPole-v1", backend=backend, workers=workers, total_steps=steps, target_return=None, log_interval=5_000)
+    agent = A3C(
+        "CartPole-v1",
+        backend=backend,
+        workers=workers,
+        total_steps=steps,
+        target_return=None,
+        log_interval=5_000,
+    )
     with tempfile.TemporaryDirectory() as d:
         s = agent.learn(run_dir=Path(d) / "run", progress="none", callback=on_row)
-    return {"steps": s["steps"], "wall_s": s["wall_s"], "steady_steps_per_s": steady_rate(points, steps), "update_lag_median": median([x for x in lags if x == x]), "return_mean": s["return_mean"]}
+    return {
+        "steps": s["steps"],
+        "wall_s": s["wall_s"],
+        "steady_steps_per_s": steady_rate(points, steps),
+        "update_lag_median": median([x for x in lags if x == x]),
+        "return_mean": s["return_mean"],
+    }
 
 
 def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches: list[int]) -> dict:
@@ -85,7 +99,9 @@ def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches:
             while time.monotonic() < end:
                 ray.get(reply["weights"][0])  # the pull a real worker makes
                 pulled = [(reply["progress"][1], 0.0)] * batch
-                reply = ray.get(self.ps.push_batch.remote(self.index, grads, pulled, [40] * batch, [], None))
+                reply = ray.get(
+                    self.ps.push_batch.remote(self.index, grads, pulled, [40] * batch, [], None)
+                )
                 n += batch
             return n
 
@@ -113,13 +129,21 @@ def _sync_interval() -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=300_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--scaling-workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="gradients per round trip in the scaling study")
+    p.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=[1, 8],
+        help="gradients per round trip in the scaling study",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -134,34 +158,75 @@ def main() -> int:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     report: dict = {"machine": machine(), "throughput": [], "scaling": {}}
     for r in range(args.repeats):
-        for backend in (["processes", "ray"] if r % 2 == 0 else ["ray", "processes"]):
-            res = run_child([__file__, "--child", "throughput", backend, "--steps", str(args.steps), "--workers", str(args.workers)], timeout=900)
+        for backend in ["processes", "ray"] if r % 2 == 0 else ["ray", "processes"]:
+            res = run_child(
+                [
+                    __file__,
+                    "--child",
+                    "throughput",
+                    backend,
+                    "--steps",
+                    str(args.steps),
+                    "--workers",
+                    str(args.workers),
+                ],
+                timeout=900,
+            )
             res.update(backend=backend, repeat=r)
             report["throughput"].append(res)
             print(json.dumps(res), flush=True)
-    rates = {b: median([x.get("steady_steps_per_s") for x in report["throughput"] if x["backend"] == b]) for b in ("processes", "ray")}
+    rates = {
+        b: median([x.get("steady_steps_per_s") for x in report["throughput"] if x["backend"] == b])
+        for b in ("processes", "ray")
+    }
     ratio = rates["ray"] / rates["processes"] if rates["ray"] and rates["processes"] else None
     report.update(median_steps_per_s=rates, ray_over_processes=ratio)
 
     for label, env_id in SIZES.items():
-        res = run_child([__file__, "--child", "scaling", env_id, "--seconds", str(args.seconds), "--scaling-workers", *map(str, args.scaling_workers), "--batches", *map(str, args.batches)], timeout=1800)
+        res = run_child(
+            [
+                __file__,
+                "--child",
+                "scaling",
+                env_id,
+                "--seconds",
+                str(args.seconds),
+                "--scaling-workers",
+                *map(str, args.scaling_workers),
+                "--batches",
+                *map(str, args.batches),
+            ],
+            timeout=1800,
+        )
         report["scaling"][label] = res
         print(label, json.dumps(res), flush=True)
 
-    lag = {b: median([x.get("update_lag_median") for x in report["throughput"] if x["backend"] == b]) for b in ("processes", "ray")}
+    lag = {
+        b: median([x.get("update_lag_median") for x in report["throughput"] if x["backend"] == b])
+        for b in ("processes", "ray")
+    }
     rows = [[b, rates[b], lag[b]] for b in ("processes", "ray")]
     parts = [
-        f"### Ray backend ({args.workers} workers, CartPole-v1, {args.repeats} runs of {args.steps:,} steps each, medians; backend.ray_sync_interval {_sync_interval()} s)",
-        f"`.venv/bin/python benchmarks/ray_scaling.py --repeats {args.repeats} --steps {args.steps} --seconds {args.seconds:g}` on {report['machine']['date']}, {report['machine']['cpus']} CPUs, commit {report['machine'].get('commit')}",
+        f"### Ray backend ({args.workers} workers, CartPole-v1, {args.repeats} runs of "
+        f"{args.steps:,} steps each, medians; backend.ray_sync_interval {_sync_interval()} s)",
+        f"`.venv/bin/python benchmarks/ray_scaling.py --repeats {args.repeats} --steps "
+        f"{args.steps} --seconds {args.seconds:g}` on {report['machine']['date']}, "
+        f"{report['machine']['cpus']} CPUs, commit {report['machine'].get('commit')}",
         md_table(["backend", "env steps/s (steady)", "update lag (median)"], rows),
-        f"ray / processes = **{ratio:.2f}** (target >= 0.70: {'met' if ratio and ratio >= 0.7 else 'NOT met'})" if ratio else "ratio: n/a",
+        f"ray / processes = **{ratio:.2f}** (target >= 0.70: "
+        f"{'met' if ratio and ratio >= 0.7 else 'NOT met'})"
+        if ratio
+        else "ratio: n/a",
         "#### One parameter server: updates/s against fake fast workers",
     ]
     header = ["workers", "paper speed-up"]
     table_rows = {w: [w, PAPER.get(w, "")] for w in args.scaling_workers}
     for label, res in report["scaling"].items():
         for batch, per_w in (res.get("updates_per_s") or {}).items():
-            header += [f"{label} ({res.get('params', '?'):,} params), {batch}/trip: updates/s", "speed-up"]
+            header += [
+                f"{label} ({res.get('params', '?'):,} params), {batch}/trip: updates/s",
+                "speed-up",
+            ]
             ups = {int(k): v for k, v in per_w.items()}
             base = ups.get(args.scaling_workers[0])
             for w in args.scaling_workers:

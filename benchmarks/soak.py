@@ -1,6 +1,7 @@
 """Soak: a long CartPole run on the processes backend with injected faults, watching every process.
 
-    .venv/bin/python benchmarks/soak.py [--minutes 30] [--kill-every 300] [--hang-at 450] [--out benchmarks/results]
+    .venv/bin/python benchmarks/soak.py \
+        [--minutes 30] [--kill-every 300] [--hang-at 450] [--out benchmarks/results]
 
 The trainer runs in a child process (`a3c` with its defaults, 2 workers, no target, `--minutes` of
 wall time). This parent
@@ -43,7 +44,10 @@ class CartPoleHangsOnce:
 
         class _Env(gym.Wrapper):
             def step(self, action: Any) -> Any:
-                at, marker = float(os.environ.get(HANG_AT_ENV, "inf")), os.environ.get(HANG_MARKER_ENV)
+                at, marker = (
+                    float(os.environ.get(HANG_AT_ENV, "inf")),
+                    os.environ.get(HANG_MARKER_ENV),
+                )
                 if time.time() >= at and marker:
                     try:
                         with open(marker, "x"):
@@ -59,10 +63,34 @@ class CartPoleHangsOnce:
 def child(minutes: float, run_dir: str, worker_timeout: float) -> int:
     from a3c import A3C
 
-    agent = A3C("soak:CartPoleHangsOnce", workers=2, seed=0, total_steps=10**10, target_return=None, max_time=minutes * 60,
-                worker_timeout=worker_timeout, max_restarts=100)  # the budget stops crash loops; here faults are injected
+    agent = A3C(
+        "soak:CartPoleHangsOnce",
+        workers=2,
+        seed=0,
+        total_steps=10**10,
+        target_return=None,
+        max_time=minutes * 60,
+        worker_timeout=worker_timeout,
+        max_restarts=100,
+    )  # the budget stops crash loops; here faults are injected
     summary = agent.learn(run_dir=run_dir, progress="none")
-    print("SOAK_SUMMARY " + json.dumps({k: summary[k] for k in ("steps", "wall_s", "stop_reason", "worker_restarts", "nonfinite_updates", "episodes")}), flush=True)
+    print(
+        "SOAK_SUMMARY "
+        + json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "steps",
+                    "wall_s",
+                    "stop_reason",
+                    "worker_restarts",
+                    "nonfinite_updates",
+                    "episodes",
+                )
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
@@ -89,7 +117,11 @@ def _tree(root: int) -> dict[str, int]:
     roles = {"trainer": root}
     for pid in _children(root):
         grand = _children(pid)
-        name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") if Path(f"/proc/{pid}").exists() else ""
+        name = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if Path(f"/proc/{pid}").exists()
+            else ""
+        )
         if "forkserver" in name or grand:
             roles["fork server"] = pid
             for k, w in enumerate(sorted(grand)):
@@ -107,7 +139,10 @@ def _marked(mark: str) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if f"A3C_SOAK_MARK={mark}".encode() in (entry / "environ").read_bytes() and _status(int(entry.name)).get("State", "")[:1] != "Z":
+                if (
+                    f"A3C_SOAK_MARK={mark}".encode() in (entry / "environ").read_bytes()
+                    and _status(int(entry.name)).get("State", "")[:1] != "Z"
+                ):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -115,21 +150,46 @@ def _marked(mark: str) -> list[int]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--kill-every", type=float, default=300.0, help="seconds between worker kills")
-    p.add_argument("--hang-at", type=float, default=450.0, help="seconds in, one env hangs for ever (once; between two kills)")
+    p.add_argument(
+        "--hang-at",
+        type=float,
+        default=450.0,
+        help="seconds in, one env hangs for ever (once; between two kills)",
+    )
     p.add_argument("--sample-every", type=float, default=60.0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--worker-timeout", type=float, default=60.0, help="the run's backend.worker_timeout (its default: 60)")
+    p.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=60.0,
+        help="the run's backend.worker_timeout (its default: 60)",
+    )
     p.add_argument("--child", nargs=2, metavar=("MINUTES", "RUN_DIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child(float(args.child[0]), args.child[1], args.worker_timeout)
     tmp = Path(tempfile.mkdtemp(prefix="a3c-soak-"))
     mark = f"{os.getpid()}-{time.time()}"
-    env = {**os.environ, HANG_AT_ENV: str(time.time() + args.hang_at), HANG_MARKER_ENV: str(tmp / "hung"), "A3C_SOAK_MARK": mark}
-    cmd = [sys.executable, __file__, "--child", str(args.minutes), str(tmp / "run"), "--worker-timeout", str(args.worker_timeout)]
+    env = {
+        **os.environ,
+        HANG_AT_ENV: str(time.time() + args.hang_at),
+        HANG_MARKER_ENV: str(tmp / "hung"),
+        "A3C_SOAK_MARK": mark,
+    }
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(args.minutes),
+        str(tmp / "run"),
+        "--worker-timeout",
+        str(args.worker_timeout),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     start, kills, samples, next_kill, next_sample = time.monotonic(), 0, [], args.kill_every, 30.0
     try:
@@ -138,8 +198,16 @@ def main() -> int:
             t = time.monotonic() - start
             roles = _tree(proc.pid)
             if t >= next_sample and _rss_mb(proc.pid) is not None:
-                samples.append({"t_s": round(t), **{role: _rss_mb(pid) for role, pid in roles.items()}})
-                print(f"[{t:6.0f}s] " + "  ".join(f"{k} {v:.0f} MB" for k, v in samples[-1].items() if k != "t_s" and v), flush=True)
+                samples.append(
+                    {"t_s": round(t), **{role: _rss_mb(pid) for role, pid in roles.items()}}
+                )
+                print(
+                    f"[{t:6.0f}s] "
+                    + "  ".join(
+                        f"{k} {v:.0f} MB" for k, v in samples[-1].items() if k != "t_s" and v
+                    ),
+                    flush=True,
+                )
                 next_sample += args.sample_every
             if t >= next_kill and t < args.minutes * 60 - 30:
                 workers = sorted(r for r in roles if r.startswith("worker process"))
@@ -147,29 +215,54 @@ def main() -> int:
                     victim = roles[workers[kills % len(workers)]]
                     os.kill(victim, signal.SIGKILL)
                     kills += 1
-                    print(f"[{t:6.0f}s] killed {workers[kills % len(workers) - 1]} (pid {victim})", flush=True)
+                    print(
+                        f"[{t:6.0f}s] killed {workers[kills % len(workers) - 1]} (pid {victim})",
+                        flush=True,
+                    )
                 next_kill += args.kill_every
         out = proc.stdout.read() if proc.stdout else ""
     finally:
         if proc.poll() is None:
             proc.kill()
-    summary = next((json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("SOAK_SUMMARY ")), {})
+    summary = next(
+        (
+            json.loads(line.split(" ", 1)[1])
+            for line in out.splitlines()
+            if line.startswith("SOAK_SUMMARY ")
+        ),
+        {},
+    )
     time.sleep(5)
     left = _marked(mark)
     hung = (tmp / "hung").exists()
     result = {
-        "benchmark": "soak", "machine": machine(), "minutes": args.minutes, "kill_every_s": args.kill_every,
-        "hang_at_s": args.hang_at, "kills": kills, "hangs": int(hung), "summary": summary,
-        "restarts_expected": kills + int(hung), "left_behind": left, "samples": samples, "exit_code": proc.returncode,
-    }  # fmt: skip
+        "benchmark": "soak",
+        "machine": machine(),
+        "minutes": args.minutes,
+        "kill_every_s": args.kill_every,
+        "hang_at_s": args.hang_at,
+        "kills": kills,
+        "hangs": int(hung),
+        "summary": summary,
+        "restarts_expected": kills + int(hung),
+        "left_behind": left,
+        "samples": samples,
+        "exit_code": proc.returncode,
+    }
     roles = list(dict.fromkeys(k for sample in samples for k in sample if k != "t_s"))
-    table = md_table(["t (s)", *[f"{r} RSS (MB)" for r in roles]], [[s["t_s"], *[s.get(r) for r in roles]] for s in samples])
+    table = md_table(
+        ["t (s)", *[f"{r} RSS (MB)" for r in roles]],
+        [[s["t_s"], *[s.get(r) for r in roles]] for s in samples],
+    )
     md = (
-        f"### Soak: {args.minutes:g} min of CartPole, processes backend\n\n`.venv/bin/python benchmarks/soak.py --minutes {args.minutes:g}`"
+        f"### Soak: {args.minutes:g} min of CartPole, processes backend\n\n`.venv/bin/python "
+        f"benchmarks/soak.py --minutes {args.minutes:g}`"
         f" on {result['machine'].get('date')}, commit {result['machine'].get('commit')}\n\n"
-        f"Faults injected: {kills} worker kills (SIGKILL, every {args.kill_every:g} s), {int(hung)} env hung for ever "
+        f"Faults injected: {kills} worker kills (SIGKILL, every {args.kill_every:g} s), "
+        f"{int(hung)} env hung for ever "
         f"({args.hang_at:g} s in). Restarts counted by the run: {summary.get('worker_restarts')} "
-        f"(expected {kills + int(hung)}). Stop: {summary.get('stop_reason')} after {summary.get('steps')} steps; "
+        f"(expected {kills + int(hung)}). Stop: {summary.get('stop_reason')} after "
+        f"{summary.get('steps')} steps; "
         f"processes left behind: {len(left)}.\n\n{table}\n"
     )
     write_results(args.out, "soak", result, md)

@@ -1,13 +1,16 @@
-"""Envs with the spaces users bring: MiniGrid's Dict observation, Taxi's action mask, Blackjack's Tuple.
+"""Envs with the spaces users bring: MiniGrid's Dict observation, Taxi's action mask, Blackjack's
+Tuple.
 
-    python benchmarks/spaces_suite.py [--suite minigrid,taxi,blackjack] [--seeds 3] [--out benchmarks/results]
+    python benchmarks/spaces_suite.py \
+        [--suite minigrid,taxi,blackjack] [--seeds 3] [--out benchmarks/results]
 
 - minigrid: `MiniGrid-DoorKey-5x5-v0` on its raw Dict observation with the mission dropped
   (`env.obs_keys=[image, direction]`), with the built-in encoders (the small CNN for the 7x7 view,
   a one-hot for the direction) and with a user encoder written as MiniGrid's own SB3 example
   (benchmarks/minigrid_encoder.py); each: the steps to a 100-episode training mean >= 0.9 within 1M.
-- taxi: `Taxi-v4` (Gymnasium 1.4 deprecates v3; the same env) with and without its action mask (`env.action_masks`): the steps to a 100-episode
-  training mean >= 0 and >= 7 (the optimum is about +8), or the best mean if 7 is not reached.
+- taxi: `Taxi-v4` (Gymnasium 1.4 deprecates v3; the same env) with and without its action mask
+  (`env.action_masks`): the steps to a 100-episode training mean >= 0 and >= 7 (the optimum is
+  about +8), or the best mean if 7 is not reached.
 - blackjack: `Blackjack-v1` (Tuple observation): the greedy policy's mean return over 100,000 games
   after training, and random play's, by the same harness (`play`).
 
@@ -39,16 +42,22 @@ def first_step(run_dir: Path, threshold: float, window: int = 100) -> tuple[int 
     """(global steps when the mean of the last `window` training episodes first reached
     `threshold`, or None; the best such mean), from episodes.csv in the order episodes ended."""
     with open(run_dir / "episodes.csv") as f:
-        rows = sorted(((int(r["steps"]), float(r["return"])) for r in csv.DictReader(f)), key=lambda x: x[0])
+        rows = sorted(
+            ((int(r["steps"]), float(r["return"])) for r in csv.DictReader(f)), key=lambda x: x[0]
+        )
     returns = np.array([r for _, r in rows])
     if len(returns) < window:
         return None, -float("inf")
-    means = np.convolve(returns, np.ones(window) / window, mode="valid")  # means[i]: episodes i..i+window-1
+    means = np.convolve(
+        returns, np.ones(window) / window, mode="valid"
+    )  # means[i]: episodes i..i+window-1
     hits = np.flatnonzero(means >= threshold)
     return (rows[hits[0] + window - 1][0] if hits.size else None), float(means.max())
 
 
-def train(env_id: str, seed: int, name: str, steps: int, target: float | None, **settings: Any) -> tuple[A3C, dict[str, Any], Path]:
+def train(
+    env_id: str, seed: int, name: str, steps: int, target: float | None, **settings: Any
+) -> tuple[A3C, dict[str, Any], Path]:
     run_dir = RUNS / f"{name}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a rerun replaces its own scratch run
     agent = A3C(env_id, seed=seed, target_return=target, checkpoint_interval_s=None, **settings)
@@ -60,11 +69,36 @@ def train(env_id: str, seed: int, name: str, steps: int, target: float | None, *
 
 def minigrid(seeds: int) -> dict[str, Any]:
     rows = []
-    for label, extra in [("built-in encoders", {}), ("user encoder", {"encoder": "minigrid_encoder:MinigridFeaturesExtractor", "encoder_kwargs": {"features_dim": 128}})]:
+    for label, extra in [
+        ("built-in encoders", {}),
+        (
+            "user encoder",
+            {
+                "encoder": "minigrid_encoder:MinigridFeaturesExtractor",
+                "encoder_kwargs": {"features_dim": 128},
+            },
+        ),
+    ]:
         for seed in range(seeds):
-            _, summary, run_dir = train("minigrid:MiniGrid-DoorKey-5x5-v0", seed, f"doorkey_{'user' if extra else 'builtin'}", 1_000_000, 0.9, obs_keys=["image", "direction"], **extra)
+            _, summary, run_dir = train(
+                "minigrid:MiniGrid-DoorKey-5x5-v0",
+                seed,
+                f"doorkey_{'user' if extra else 'builtin'}",
+                1_000_000,
+                0.9,
+                obs_keys=["image", "direction"],
+                **extra,
+            )
             hit, best = first_step(run_dir, 0.9)
-            rows.append({"encoder": label, "seed": seed, "steps_to_0.9": hit, "best_mean": best, "wall_s": summary["wall_s"]})
+            rows.append(
+                {
+                    "encoder": label,
+                    "seed": seed,
+                    "steps_to_0.9": hit,
+                    "best_mean": best,
+                    "wall_s": summary["wall_s"],
+                }
+            )
             print(rows[-1], flush=True)
     return {"rows": rows}
 
@@ -73,10 +107,26 @@ def taxi(seeds: int) -> dict[str, Any]:
     rows = []
     for masks in (True, False):
         for seed in range(seeds):
-            _, summary, run_dir = train("Taxi-v4", seed, f"taxi_{'masked' if masks else 'unmasked'}", 3_000_000, 7.0, action_masks=masks)
+            _, summary, run_dir = train(
+                "Taxi-v4",
+                seed,
+                f"taxi_{'masked' if masks else 'unmasked'}",
+                3_000_000,
+                7.0,
+                action_masks=masks,
+            )
             at0, best = first_step(run_dir, 0.0)
             at7, _ = first_step(run_dir, 7.0)
-            rows.append({"masks": masks, "seed": seed, "steps_to_0": at0, "steps_to_7": at7, "best_mean": best, "wall_s": summary["wall_s"]})
+            rows.append(
+                {
+                    "masks": masks,
+                    "seed": seed,
+                    "steps_to_0": at0,
+                    "steps_to_7": at7,
+                    "best_mean": best,
+                    "wall_s": summary["wall_s"],
+                }
+            )
             print(rows[-1], flush=True)
     return {"rows": rows}
 
@@ -102,8 +152,21 @@ def blackjack(seeds: int, games: int = 100_000) -> dict[str, Any]:
     random_mean = play(env, lambda _: env.action_space.sample(), games, seed=12345)
     for seed in range(seeds):
         agent, summary, _ = train("Blackjack-v1", seed, "blackjack", 1_000_000, None)
-        greedy = play(env, lambda o, agent=agent: int(agent.predict(o, deterministic=True)[0]), games, seed=12345)
-        rows.append({"seed": seed, "greedy_mean": greedy, "random_mean": random_mean, "train_mean": summary["return_mean"], "wall_s": summary["wall_s"]})
+        greedy = play(
+            env,
+            lambda o, agent=agent: int(agent.predict(o, deterministic=True)[0]),
+            games,
+            seed=12345,
+        )
+        rows.append(
+            {
+                "seed": seed,
+                "greedy_mean": greedy,
+                "random_mean": random_mean,
+                "train_mean": summary["return_mean"],
+                "wall_s": summary["wall_s"],
+            }
+        )
         print(rows[-1], flush=True)
     return {"rows": rows, "games": games}
 
@@ -117,7 +180,12 @@ def markdown(results: dict[str, Any]) -> str:
         header = list(rows[0])
         parts.append(f"### {suite}\n\n" + md_table(header, [[r[h] for h in header] for r in rows]))
     m = results["machine"]
-    return f"# Spaces suite\n\nMachine: {m['cpus']} CPUs, torch {m['torch']}, gymnasium {m['gymnasium']}, a3c {m['a3c']} ({m.get('commit')}), {m['date']}\n\n" + "\n\n".join(parts) + "\n"
+    return (
+        f"# Spaces suite\n\nMachine: {m['cpus']} CPUs, torch {m['torch']}, gymnasium "
+        f"{m['gymnasium']}, a3c {m['a3c']} ({m.get('commit')}), {m['date']}\n\n"
+        + "\n\n".join(parts)
+        + "\n"
+    )
 
 
 def main() -> None:
@@ -128,7 +196,9 @@ def main() -> None:
     args = parser.parse_args()
     for suite in args.suite.split(","):
         results: dict[str, Any] = {"machine": machine()}
-        results[suite] = {"minigrid": minigrid, "taxi": taxi, "blackjack": blackjack}[suite](args.seeds)
+        results[suite] = {"minigrid": minigrid, "taxi": taxi, "blackjack": blackjack}[suite](
+            args.seeds
+        )
         write_results(Path(args.out), f"spaces_{suite}", results, markdown(results))
 
 

@@ -4,9 +4,9 @@ the same envs, one job after the other, resumable; greedy evaluation of both by 
     .venv/bin/python benchmarks/suite.py atari  [--out benchmarks/results/suite_atari] [--resume]
     .venv/bin/python benchmarks/suite.py mujoco [--out benchmarks/results/suite_mujoco] [--resume]
     .venv/bin/python benchmarks/suite.py smoke  [--out DIR] [--resume]   (CartPole, seconds: for CI)
-    .venv/bin/python benchmarks/suite.py SUITE --report-only               (tables from finished jobs)
-    .venv/bin/python benchmarks/suite.py mujoco --libs a3c --envs Hopper-v5 --set env.envs_per_worker=2 --out DIR
-                                                   (a variant: a3c's preset with --set keys over it)
+    .venv/bin/python benchmarks/suite.py SUITE --report-only     (tables from finished jobs)
+    .venv/bin/python benchmarks/suite.py mujoco --libs a3c --envs Hopper-v5 \
+        --set env.envs_per_worker=2 --out DIR   (a variant: a3c's preset with --set keys over it)
 
 Suites (`SUITES`):
 
@@ -38,10 +38,10 @@ and continues the unfinished one where it stopped:
 SB3's hyperparameters are read from rl-baselines3-zoo's own `hyperparams/a2c.yml`, from the
 `rl_zoo3` package (`ZOO_VERSION`, the zoo release that matches SB3 2.9). Installing rl_zoo3 with its
 dependencies pulls in optuna, huggingface_sb3, pytablewriter and more, none of which is needed to
-read one YAML file, so: if `rl_zoo3` is importable (`make bench-zoo` installs it with --no-deps), its
-file is read in place; otherwise `pip download rl_zoo3==ZOO_VERSION --no-deps` fetches the wheel into
-`benchmarks/.zoo/` (git-ignored) once, and the YAML is read from the wheel. Nothing of rl_zoo3 is
-imported. The entries are translated as the zoo's ExpManager does (`sb3_hyperparams`):
+read one YAML file, so: if `rl_zoo3` is importable (`make bench-zoo` installs it with --no-deps),
+its file is read in place; otherwise `pip download rl_zoo3==ZOO_VERSION --no-deps` fetches the wheel
+into `benchmarks/.zoo/` (git-ignored) once, and the YAML is read from the wheel. Nothing of rl_zoo3
+is imported. The entries are translated as the zoo's ExpManager does (`sb3_hyperparams`):
 
 * atari (`atari` entry): AtariWrapper (no-op starts, frame skip 4 with max-pooling, end of life,
   FIRE at reset, 84x84 grayscale, reward clipping) over a Monitor on `ALE/<Game>-v5` made with
@@ -99,34 +99,64 @@ TERM_HOOK = "A3C_SUITE_TERM_AT_STEPS"
 
 SUITES: dict[str, dict[str, Any]] = {
     "atari": {
-        "family": "atari", "envs": ["ALE/Breakout-v5", "ALE/SpaceInvaders-v5", "ALE/Seaquest-v5"], "seeds": [0],
-        "budget_s": 3600.0, "budget_steps": None, "episodes": 30, "sb3_threads": 0,
+        "family": "atari",
+        "envs": ["ALE/Breakout-v5", "ALE/SpaceInvaders-v5", "ALE/Seaquest-v5"],
+        "seeds": [0],
+        "budget_s": 3600.0,
+        "budget_steps": None,
+        "episodes": 30,
+        "sb3_threads": 0,
     },
     "mujoco": {
-        "family": "mujoco", "envs": ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"], "seeds": [0, 1, 2],
-        "budget_s": None, "budget_steps": 1_000_000, "episodes": 10, "sb3_threads": 1,
+        "family": "mujoco",
+        "envs": ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"],
+        "seeds": [0, 1, 2],
+        "budget_s": None,
+        "budget_steps": 1_000_000,
+        "episodes": 10,
+        "sb3_threads": 1,
     },
     "smoke": {
-        "family": "classic", "envs": ["CartPole-v1"], "seeds": [0],
-        "budget_s": None, "budget_steps": 20_000, "episodes": 3, "sb3_threads": 1,
+        "family": "classic",
+        "envs": ["CartPole-v1"],
+        "seeds": [0],
+        "budget_s": None,
+        "budget_steps": 20_000,
+        "episodes": 3,
+        "sb3_threads": 1,
     },
-}  # fmt: skip
+}
 LIBS = ("random", "a3c", "sb3")
 
-# Published references, with their protocols (not the protocol of this suite: see the table's notes).
-A3C_PAPER = {  # Mnih et al. 2016, Table S3: A3C FF, 1 day of training on 16 CPU threads, human starts
-    "ALE/Breakout-v5": 551.6, "ALE/SpaceInvaders-v5": 2214.7, "ALE/Seaquest-v5": 2300.2, "ALE/Pong-v5": 11.4,
+# Published references, with their protocols (not the protocol of this suite: see the table's
+# notes).
+# Mnih et al. 2016, Table S3: A3C FF, 1 day of training on 16 CPU threads, human starts
+A3C_PAPER = {
+    "ALE/Breakout-v5": 551.6,
+    "ALE/SpaceInvaders-v5": 2214.7,
+    "ALE/Seaquest-v5": 2300.2,
+    "ALE/Pong-v5": 11.4,
 }
-ZOO_A2C = {  # rl-baselines3-zoo benchmark.md, a2c: one trained agent (Atari: 10M steps, NoFrameskip-v4, stochastic policy; MuJoCo: v3, 1M steps, deterministic)
-    "ALE/Breakout-v5": 279.793, "ALE/SpaceInvaders-v5": 627.160, "ALE/Seaquest-v5": 1721.493, "ALE/Pong-v5": 17.292,
-    "HalfCheetah-v5": 3041.174, "Hopper-v5": 733.454, "CartPole-v1": 500.0,
-}  # fmt: skip
+# rl-baselines3-zoo benchmark.md, a2c: one trained agent (Atari: 10M steps, NoFrameskip-v4,
+# stochastic policy; MuJoCo: v3, 1M steps, deterministic)
+ZOO_A2C = {
+    "ALE/Breakout-v5": 279.793,
+    "ALE/SpaceInvaders-v5": 627.160,
+    "ALE/Seaquest-v5": 1721.493,
+    "ALE/Pong-v5": 17.292,
+    "HalfCheetah-v5": 3041.174,
+    "Hopper-v5": 733.454,
+    "CartPole-v1": 500.0,
+}
 
 
 PONG_EXISTING = (
-    "Pong, from the existing runs (another protocol: not this suite's jobs): a3c's preset, run 18 (benchmarks/records/pong/pong_run18.md), "
-    "100-game training mean +11.5 at 1 h and +15.4 at 2 h of running time; its best checkpoint (kept by evaluation during "
-    "training) +17.1 ± 2.5 over 30 greedy games. `--envs ALE/Pong-v5` adds a row measured as the others."
+    "Pong, from the existing runs (another protocol: not this suite's jobs): a3c's preset, run 18 "
+    "(benchmarks/records/pong/pong_run18.md), "
+    "100-game training mean +11.5 at 1 h and +15.4 at 2 h of running time; its best checkpoint "
+    "(kept by evaluation during "
+    "training) +17.1 ± 2.5 over 30 greedy games. `--envs ALE/Pong-v5` adds a row measured as the "
+    "others."
 )
 
 
@@ -145,10 +175,26 @@ def zoo_a2c_yaml() -> tuple[str, str]:
     wheels = sorted(ZOO_CACHE.glob(f"rl_zoo3-{ZOO_VERSION}-*.whl"))
     if not wheels:
         ZOO_CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", f"rl_zoo3=={ZOO_VERSION}", "--no-deps", "-d", str(ZOO_CACHE)], check=True, timeout=300, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                f"rl_zoo3=={ZOO_VERSION}",
+                "--no-deps",
+                "-d",
+                str(ZOO_CACHE),
+            ],
+            check=True,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+        )
         wheels = sorted(ZOO_CACHE.glob(f"rl_zoo3-{ZOO_VERSION}-*.whl"))
     with zipfile.ZipFile(wheels[-1]) as z:
-        return z.read("rl_zoo3/hyperparams/a2c.yml").decode(), f"{wheels[-1]}!rl_zoo3/hyperparams/a2c.yml"
+        return z.read(
+            "rl_zoo3/hyperparams/a2c.yml"
+        ).decode(), f"{wheels[-1]}!rl_zoo3/hyperparams/a2c.yml"
 
 
 def zoo_entry(family: str, env_id: str) -> tuple[str, dict[str, Any], str]:
@@ -173,10 +219,22 @@ def sb3_hyperparams(family: str, env_id: str) -> dict[str, Any]:
     """The zoo's entry split as its ExpManager does: env settings, and A2C's keyword arguments
     (policy_kwargs and schedules still as the YAML's strings; `build_sb3` evaluates them)."""
     key, entry, source = zoo_entry(family, env_id)
-    env = {k: entry.pop(k) for k in ("n_envs", "normalize", "frame_stack", "env_wrapper", "n_timesteps") if k in entry}
-    return {"zoo_key": key, "source": source, "zoo_entry": {**env, **entry}, "n_envs": env.get("n_envs", 1),
-            "normalize": env.get("normalize", False), "frame_stack": env.get("frame_stack"), "env_wrapper": env.get("env_wrapper"),
-            "policy": entry.pop("policy"), "a2c_kwargs": entry}  # fmt: skip
+    env = {
+        k: entry.pop(k)
+        for k in ("n_envs", "normalize", "frame_stack", "env_wrapper", "n_timesteps")
+        if k in entry
+    }
+    return {
+        "zoo_key": key,
+        "source": source,
+        "zoo_entry": {**env, **entry},
+        "n_envs": env.get("n_envs", 1),
+        "normalize": env.get("normalize", False),
+        "frame_stack": env.get("frame_stack"),
+        "env_wrapper": env.get("env_wrapper"),
+        "policy": entry.pop("policy"),
+        "a2c_kwargs": entry,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,13 +261,23 @@ def job_specs(suite: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                     continue  # random play: one job per env (its seed is the harness's)
                 if args.libs and lib not in args.libs:
                     continue
-                jobs.append({
-                    "suite": suite, "family": s["family"], "lib": lib, "env_id": env_id, "seed": seed,
-                    "budget_s": budget_s, "budget_steps": budget_steps, "episodes": args.episodes or s["episodes"],
-                    "eval_seed": 12345, "sb3_threads": s["sb3_threads"], "checkpoint_s": args.checkpoint_s,
-                    **({"a3c_set": args.a3c_set} if lib == "a3c" and args.a3c_set else {}),
-                    "name": job_name(lib, env_id, seed),
-                })  # fmt: skip
+                jobs.append(
+                    {
+                        "suite": suite,
+                        "family": s["family"],
+                        "lib": lib,
+                        "env_id": env_id,
+                        "seed": seed,
+                        "budget_s": budget_s,
+                        "budget_steps": budget_steps,
+                        "episodes": args.episodes or s["episodes"],
+                        "eval_seed": 12345,
+                        "sb3_threads": s["sb3_threads"],
+                        "checkpoint_s": args.checkpoint_s,
+                        **({"a3c_set": args.a3c_set} if lib == "a3c" and args.a3c_set else {}),
+                        "name": job_name(lib, env_id, seed),
+                    }
+                )
     return jobs
 
 
@@ -236,7 +304,11 @@ def run_suite(suite: str, args: argparse.Namespace) -> int:
     specs = job_specs(suite, args)
     if not args.report_only:
         if jobs_dir.exists() and any(jobs_dir.iterdir()) and not args.resume:
-            print(f"suite: {jobs_dir} has jobs already: pass --resume to continue them, or another --out", file=sys.stderr)
+            print(
+                f"suite: {jobs_dir} has jobs already: pass --resume to continue them, or another "
+                "--out",
+                file=sys.stderr,
+            )
             return 2
         global _current
         signal.signal(signal.SIGTERM, _on_stop)
@@ -250,10 +322,17 @@ def run_suite(suite: str, args: argparse.Namespace) -> int:
                 break
             job_dir.mkdir(parents=True, exist_ok=True)
             (job_dir / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
-            print(f"suite: {spec['name']}: {'continuing' if (job_dir / 'state.json').exists() or (job_dir / 'run').exists() else 'starting'}", flush=True)
+            going = (job_dir / "state.json").exists() or (job_dir / "run").exists()
+            print(f"suite: {spec['name']}: {'continuing' if going else 'starting'}", flush=True)
             t0 = time.monotonic()
             with open(job_dir / "log.txt", "a") as log:
-                _current = subprocess.Popen([sys.executable, __file__, "--child", str(job_dir)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+                _current = subprocess.Popen(
+                    [sys.executable, __file__, "--child", str(job_dir)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    cwd=ROOT,
+                )
                 try:
                     rc = _current.wait(timeout=job_timeout(spec))
                 except subprocess.TimeoutExpired:
@@ -263,14 +342,23 @@ def run_suite(suite: str, args: argparse.Namespace) -> int:
                     except subprocess.TimeoutExpired:
                         os.killpg(_current.pid, signal.SIGKILL)
                         rc = _current.wait()
-                    print(f"suite: {spec['name']}: timed out after {job_timeout(spec):.0f} s", flush=True)
+                    print(
+                        f"suite: {spec['name']}: timed out after {job_timeout(spec):.0f} s",
+                        flush=True,
+                    )
                 _current = None
-            print(f"suite: {spec['name']}: exit {rc} after {time.monotonic() - t0:.1f} s", flush=True)
+            print(
+                f"suite: {spec['name']}: exit {rc} after {time.monotonic() - t0:.1f} s", flush=True
+            )
             if rc == 143 or _stopping:
                 print("suite: stopped; continue with --resume", flush=True)
                 return 143
             if rc != 0:
-                print(f"suite: {spec['name']} failed (see {job_dir / 'log.txt'}); the others go on", file=sys.stderr, flush=True)
+                print(
+                    f"suite: {spec['name']} failed (see {job_dir / 'log.txt'}); the others go on",
+                    file=sys.stderr,
+                    flush=True,
+                )
     report = build_report(suite, specs, jobs_dir, out)
     print(report["markdown"])
     return 0
@@ -289,17 +377,38 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _commit() -> str | None:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         # code only: the suite's results are tracked files that change while it runs
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks", ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "src",
+                "benchmarks",
+                ":(exclude)benchmarks/results",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def speed_ref() -> float:
-    """Seconds for a fixed single-core workload (an interpreter loop and small matrix products):
-    the machine's speed when a job (segment) starts, since a shared host's speed drifts over days."""
+    """Seconds for a fixed single-core workload (an interpreter loop and small matrix products): the
+    machine's speed when a job (segment) starts, since a shared host's speed drifts over days."""
     import numpy as np
 
     t = time.perf_counter()
@@ -324,7 +433,12 @@ def child_main(job_dir: Path) -> int:
         _write_json(train_file, train)
     train = json.loads(train_file.read_text()) if train_file.exists() else {}
     train["speed_ref_s"] = json.loads(speed_file.read_text()) if speed_file.exists() else None
-    result = {"spec": spec, "train": train, "eval": evaluate_job(spec, job_dir), "eval_commit": _commit()}
+    result = {
+        "spec": spec,
+        "train": train,
+        "eval": evaluate_job(spec, job_dir),
+        "eval_commit": _commit(),
+    }
     _write_json(job_dir / "result.json", result)
     return 0
 
@@ -342,7 +456,11 @@ def train_a3c(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
     from a3c import A3C
 
     run = job_dir / "run"
-    budget: dict[str, Any] = {"run.target_return": None, "eval.interval_s": None, "eval.interval_steps": None}
+    budget: dict[str, Any] = {
+        "run.target_return": None,
+        "eval.interval_s": None,
+        "eval.interval_steps": None,
+    }
     if spec["budget_s"]:
         budget["run.max_time"] = spec["budget_s"]
     if spec["budget_steps"]:
@@ -353,7 +471,9 @@ def train_a3c(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
     if first:
         agent = A3C(spec["env_id"], seed=spec["seed"], **{**spec.get("a3c_set", {}), **budget})
     else:
-        agent = A3C.resume(run, **{k: v for k, v in budget.items() if k.startswith(("run.", "eval.", "log."))})
+        agent = A3C.resume(
+            run, **{k: v for k, v in budget.items() if k.startswith(("run.", "eval.", "log."))}
+        )
     hook = _term_hook_steps(first)
 
     fired = []
@@ -361,11 +481,16 @@ def train_a3c(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
     def callback(row: dict[str, Any]) -> bool:
         if hook is not None and row["steps"] >= hook and not fired:
             fired.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)  # once: a second SIGTERM kills a3c's trainer at once
+            os.kill(
+                os.getpid(), signal.SIGTERM
+            )  # once: a second SIGTERM kills a3c's trainer at once
         return True
 
     if not first and spec["budget_steps"] and agent.num_timesteps >= spec["budget_steps"]:
-        summary = {**json.loads((run / "summary.json").read_text()), "stop_reason": "total_steps"}  # stopped at its budget
+        summary = {
+            **json.loads((run / "summary.json").read_text()),
+            "stop_reason": "total_steps",
+        }  # stopped at its budget
     else:
         summary = agent.learn(run_dir=run if first else None, progress="none", callback=callback)
     if summary["stop_reason"] in ("terminated", "interrupted"):
@@ -373,19 +498,31 @@ def train_a3c(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
     with open(run / "episodes.csv", newline="") as f:
         returns = [float(r["return"]) for r in csv.DictReader(f)]
     return {
-        "steps": summary["steps"], "wall_s": summary["wall_s"], "stop_reason": summary["stop_reason"], "resumes": summary["resumes"],
-        "episodes": len(returns), "train_last100": _last_mean(returns), "commit": _commit(),
-        "config": {k: v for k, v in agent.config.to_dict().items() if k in ("env", "algo", "optim", "model", "backend")},
-    }  # fmt: skip
+        "steps": summary["steps"],
+        "wall_s": summary["wall_s"],
+        "stop_reason": summary["stop_reason"],
+        "resumes": summary["resumes"],
+        "episodes": len(returns),
+        "train_last100": _last_mean(returns),
+        "commit": _commit(),
+        "config": {
+            k: v
+            for k, v in agent.config.to_dict().items()
+            if k in ("env", "algo", "optim", "model", "backend")
+        },
+    }
 
 
-def build_sb3(spec: dict[str, Any], hp: dict[str, Any], job_dir: Path, resume: bool) -> tuple[Any, Any]:
+def build_sb3(
+    spec: dict[str, Any], hp: dict[str, Any], job_dir: Path, resume: bool
+) -> tuple[Any, Any]:
     """The zoo's env and model for the job (a loaded one with `resume`)."""
     import gymnasium as gym
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_atari_env, make_vec_env
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
-    from stable_baselines3.common.utils import get_linear_fn  # noqa: F401 (the zoo's lin_ schedules)
+
+    # noqa: F401 (the zoo's lin_ schedules)
     from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
     env_id, seed = spec["env_id"], spec["seed"]
@@ -393,7 +530,9 @@ def build_sb3(spec: dict[str, Any], hp: dict[str, Any], job_dir: Path, resume: b
         import ale_py
 
         gym.register_envs(ale_py)
-        assert hp["env_wrapper"] == ["stable_baselines3.common.atari_wrappers.AtariWrapper"], hp["env_wrapper"]
+        assert hp["env_wrapper"] == ["stable_baselines3.common.atari_wrappers.AtariWrapper"], hp[
+            "env_wrapper"
+        ]
         env = make_atari_env(env_id, n_envs=hp["n_envs"], seed=seed, env_kwargs={"frameskip": 1})
     else:
         if spec["family"] == "mujoco":
@@ -403,7 +542,11 @@ def build_sb3(spec: dict[str, Any], hp: dict[str, Any], job_dir: Path, resume: b
         kwargs = hp["normalize"] if isinstance(hp["normalize"], dict) else {}
         if "gamma" in hp["a2c_kwargs"]:
             kwargs = {**kwargs, "gamma": hp["a2c_kwargs"]["gamma"]}
-        env = VecNormalize.load(str(job_dir / "vecnormalize.pkl"), env) if resume else VecNormalize(env, **kwargs)
+        env = (
+            VecNormalize.load(str(job_dir / "vecnormalize.pkl"), env)
+            if resume
+            else VecNormalize(env, **kwargs)
+        )
     if hp["frame_stack"]:
         env = VecFrameStack(env, hp["frame_stack"])
     if resume:
@@ -411,7 +554,9 @@ def build_sb3(spec: dict[str, Any], hp: dict[str, Any], job_dir: Path, resume: b
     kwargs = dict(hp["a2c_kwargs"])
     namespace = {"dict": dict, "RMSpropTFLike": RMSpropTFLike, "nn": __import__("torch").nn}
     if isinstance(kwargs.get("policy_kwargs"), str):
-        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], namespace)  # the zoo evaluates these strings too
+        kwargs["policy_kwargs"] = eval(
+            kwargs["policy_kwargs"], namespace
+        )  # the zoo evaluates these strings too
     for k, v in kwargs.items():
         if isinstance(v, str) and v.startswith("lin_"):
             lr = float(v[4:])
@@ -427,7 +572,11 @@ def train_sb3(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
         torch.set_num_threads(spec["sb3_threads"])
     hp = sb3_hyperparams(spec["family"], spec["env_id"])
     state_file = job_dir / "state.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else {"steps": 0, "elapsed_s": 0.0, "segments": 0}
+    state = (
+        json.loads(state_file.read_text())
+        if state_file.exists()
+        else {"steps": 0, "elapsed_s": 0.0, "segments": 0}
+    )
     env, model = build_sb3(spec, hp, job_dir, resume=state_file.exists())
     hook = _term_hook_steps(state["segments"] == 0)
     stop = {"term": False}
@@ -456,7 +605,14 @@ def train_sb3(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
                 if "episode" in info:
-                    writer.writerow([self.num_timesteps, round(elapsed(), 3), info["episode"]["r"], info["episode"]["l"]])
+                    writer.writerow(
+                        [
+                            self.num_timesteps,
+                            round(elapsed(), 3),
+                            info["episode"]["r"],
+                            info["episode"]["l"],
+                        ]
+                    )
             if hook is not None and self.num_timesteps >= hook and not stop["term"]:
                 os.kill(os.getpid(), signal.SIGTERM)
             if stop["term"]:
@@ -477,7 +633,9 @@ def train_sb3(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
         model.learn(total_timesteps=remaining, reset_num_timesteps=False, callback=Budget())
     save()
     episodes.close()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # during the evaluation SIGTERM ends the job at once (it is redone)
+    signal.signal(
+        signal.SIGTERM, signal.SIG_DFL
+    )  # during the evaluation SIGTERM ends the job at once (it is redone)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if stop["term"]:
         env.close()
@@ -488,10 +646,17 @@ def train_sb3(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
     import stable_baselines3
 
     return {
-        "steps": model.num_timesteps, "wall_s": elapsed(), "stop_reason": "max_time" if spec["budget_s"] else "total_steps",
-        "resumes": state["segments"] - 1, "episodes": len(returns), "train_last100": _last_mean(returns), "commit": _commit(),
-        "torch_threads": torch.get_num_threads(), "sb3": stable_baselines3.__version__, "hyperparams": hp,
-    }  # fmt: skip
+        "steps": model.num_timesteps,
+        "wall_s": elapsed(),
+        "stop_reason": "max_time" if spec["budget_s"] else "total_steps",
+        "resumes": state["segments"] - 1,
+        "episodes": len(returns),
+        "train_last100": _last_mean(returns),
+        "commit": _commit(),
+        "torch_threads": torch.get_num_threads(),
+        "sb3": stable_baselines3.__version__,
+        "hyperparams": hp,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,11 +727,21 @@ def evaluate_job(spec: dict[str, Any], job_dir: Path) -> dict[str, Any]:
     env = harness_env(spec["env_id"])
     try:
         t0 = time.monotonic()
-        returns, lengths = play(env, policy_of(spec, job_dir, env), spec["episodes"], spec["eval_seed"])
+        returns, lengths = play(
+            env, policy_of(spec, job_dir, env), spec["episodes"], spec["eval_seed"]
+        )
     finally:
         env.close()
-    return {"mean": statistics.fmean(returns), "std": statistics.pstdev(returns), "returns": returns, "lengths": lengths,
-            "episodes": len(returns), "deterministic": spec["lib"] != "random", "seed": spec["eval_seed"], "wall_s": time.monotonic() - t0}  # fmt: skip
+    return {
+        "mean": statistics.fmean(returns),
+        "std": statistics.pstdev(returns),
+        "returns": returns,
+        "lengths": lengths,
+        "episodes": len(returns),
+        "deterministic": spec["lib"] != "random",
+        "seed": spec["eval_seed"],
+        "wall_s": time.monotonic() - t0,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,7 +768,9 @@ def _fmt(mean: float | None, std: float | None = None) -> str:
     return f"{mean:,.1f}" + (f" ± {std:,.1f}" if std is not None else "")
 
 
-def build_report(suite: str, specs: list[dict[str, Any]], jobs_dir: Path, out: Path) -> dict[str, Any]:
+def build_report(
+    suite: str, specs: list[dict[str, Any]], jobs_dir: Path, out: Path
+) -> dict[str, Any]:
     results = {}
     for spec in specs:
         f = jobs_dir / spec["name"] / "result.json"
@@ -604,68 +781,174 @@ def build_report(suite: str, specs: list[dict[str, Any]], jobs_dir: Path, out: P
     for env_id in envs:
         cells: list[Any] = [env_id]
         for lib in ("a3c", "sb3"):
-            done = [r for r in results.values() if r["spec"]["env_id"] == env_id and r["spec"]["lib"] == lib]
+            done = [
+                r
+                for r in results.values()
+                if r["spec"]["env_id"] == env_id and r["spec"]["lib"] == lib
+            ]
             means = [r["eval"]["mean"] for r in done]
-            train = [r["train"]["train_last100"] for r in done if r["train"].get("train_last100") is not None]
+            train = [
+                r["train"]["train_last100"]
+                for r in done
+                if r["train"].get("train_last100") is not None
+            ]
             cells += [
-                (_fmt(statistics.fmean(means), statistics.pstdev(means)) + f" ({len(means)} seeds)" if len(means) > 1 else _fmt(done[0]["eval"]["mean"], done[0]["eval"]["std"])) if means else "-",
+                (
+                    _fmt(statistics.fmean(means), statistics.pstdev(means))
+                    + f" ({len(means)} seeds)"
+                    if len(means) > 1
+                    else _fmt(done[0]["eval"]["mean"], done[0]["eval"]["std"])
+                )
+                if means
+                else "-",
                 _fmt(statistics.fmean(train)) if train else "-",
-                f"{statistics.fmean(r['train']['steps'] for r in done):,.0f} / {statistics.fmean(r['train']['wall_s'] for r in done):,.0f} s" if done else "-",
-            ]  # fmt: skip
-        rand = [r for r in results.values() if r["spec"]["env_id"] == env_id and r["spec"]["lib"] == "random"]
+                f"{statistics.fmean(r['train']['steps'] for r in done):,.0f} / "
+                f"{statistics.fmean(r['train']['wall_s'] for r in done):,.0f} s"
+                if done
+                else "-",
+            ]
+        rand = [
+            r
+            for r in results.values()
+            if r["spec"]["env_id"] == env_id and r["spec"]["lib"] == "random"
+        ]
         cells.append(_fmt(rand[0]["eval"]["mean"], rand[0]["eval"]["std"]) if rand else "-")
         cells += [_fmt(A3C_PAPER.get(env_id)), _fmt(ZOO_A2C.get(env_id))]
         rows.append(cells)
     s = SUITES[suite]
-    budget = f"{s['budget_s'] / 3600:g} h of training wall clock" if specs and specs[0]["budget_s"] else f"{specs[0]['budget_steps']:,} env steps" if specs else ""
-    header = ["env", "a3c greedy", "a3c train last-100", "a3c steps / wall", "SB3 A2C greedy", "SB3 train last-100", "SB3 steps / wall", "random", "A3C paper (FF, 1 day)", "zoo A2C"]
+    budget = (
+        f"{s['budget_s'] / 3600:g} h of training wall clock"
+        if specs and specs[0]["budget_s"]
+        else f"{specs[0]['budget_steps']:,} env steps"
+        if specs
+        else ""
+    )
+    header = [
+        "env",
+        "a3c greedy",
+        "a3c train last-100",
+        "a3c steps / wall",
+        "SB3 A2C greedy",
+        "SB3 train last-100",
+        "SB3 steps / wall",
+        "random",
+        "A3C paper (FF, 1 day)",
+        "zoo A2C",
+    ]
     info = machine()
     info.update(_versions())
-    commits = sorted({r["train"].get("commit") for r in results.values() if r["train"].get("commit")} | {r.get("eval_commit") for r in results.values() if r.get("eval_commit")})
-    md = "\n\n".join([
-        f"### Suite `{suite}`: a3c vs Stable-Baselines3 A2C ({budget} per library, env and seed)",
-        f"`benchmarks/suite.py {suite}`; {len(results)}/{len(specs)} jobs finished; report {info['date']}, {info['cpus']} CPUs, "
-        f"Python {info['python']}, torch {info['torch']}, gymnasium {info['gymnasium']}, SB3 {info['stable_baselines3']}, ale-py {info['ale-py']}, "
-        f"mujoco {info['mujoco']}, a3c {info['a3c']}, rl_zoo3 a2c.yml {ZOO_VERSION}; jobs' commits: {', '.join(commits) or '-'}",
-        md_table(header, rows),
-        f"Greedy: the final parameters, {'/'.join(sorted({str(r['eval']['episodes']) for r in results.values()})) or '-'} whole episodes by one harness (a3c's evaluation env: "
-        "Atari v5 with sticky actions, real scores, no end-of-life, no reward clipping); mean ± std over episodes (over seeds' means with several seeds). "
-        "Train last-100: the mean of each side's last 100 training episodes (whole games). Random: the same harness, uniform actions. "
-        "A3C paper: Mnih et al. 2016, Table S3, A3C FF after 1 day on 16 CPU threads, human starts (not this protocol). "
-        "zoo A2C: rl-baselines3-zoo benchmark.md, one agent (Atari: NoFrameskip-v4, 10M steps, stochastic policy; MuJoCo: v3, 1M steps, deterministic; no Walker2d entry).",
-    ])  # fmt: skip
-    refs = {lib: [x for r in results.values() if r["spec"]["lib"] == lib for x in r["train"].get("speed_ref_s") or []] for lib in ("a3c", "sb3")}
+    commits = sorted(
+        {r["train"].get("commit") for r in results.values() if r["train"].get("commit")}
+        | {r.get("eval_commit") for r in results.values() if r.get("eval_commit")}
+    )
+    md = "\n\n".join(
+        [
+            f"### Suite `{suite}`: a3c vs Stable-Baselines3 A2C ({budget} per library, env and "
+            "seed)",
+            f"`benchmarks/suite.py {suite}`; {len(results)}/{len(specs)} jobs finished; report "
+            f"{info['date']}, {info['cpus']} CPUs, "
+            f"Python {info['python']}, torch {info['torch']}, gymnasium {info['gymnasium']}, SB3 "
+            f"{info['stable_baselines3']}, ale-py {info['ale-py']}, "
+            f"mujoco {info['mujoco']}, a3c {info['a3c']}, rl_zoo3 a2c.yml {ZOO_VERSION}; jobs' "
+            f"commits: {', '.join(commits) or '-'}",
+            md_table(header, rows),
+            "Greedy: the final parameters, "
+            f"{'/'.join(sorted({str(r['eval']['episodes']) for r in results.values()})) or '-'} "
+            "whole episodes by one harness (a3c's evaluation env: "
+            "Atari v5 with sticky actions, real scores, no end-of-life, no reward clipping); mean "
+            "± std over episodes (over seeds' means with several seeds). "
+            "Train last-100: the mean of each side's last 100 training episodes (whole games). "
+            "Random: the same harness, uniform actions. "
+            "A3C paper: Mnih et al. 2016, Table S3, A3C FF after 1 day on 16 CPU threads, human "
+            "starts (not this protocol). "
+            "zoo A2C: rl-baselines3-zoo benchmark.md, one agent (Atari: NoFrameskip-v4, 10M "
+            "steps, stochastic policy; MuJoCo: v3, 1M steps, deterministic; no Walker2d entry).",
+        ]
+    )
+    refs = {
+        lib: [
+            x
+            for r in results.values()
+            if r["spec"]["lib"] == lib
+            for x in r["train"].get("speed_ref_s") or []
+        ]
+        for lib in ("a3c", "sb3")
+    }
     if any(refs.values()):
-        md += "\n\nMachine speed at each job segment's start (`speed_ref`: seconds for a fixed single-core workload, lower is faster; a shared host drifts): " + ", ".join(
-            f"{lib} median {statistics.median(v):.2f} s ({min(v):.2f} to {max(v):.2f}, {len(v)} segments)" for lib, v in refs.items() if v
-        ) + ". Jobs from before it was recorded have none."
-    variants = sorted({json.dumps(r["spec"]["a3c_set"], sort_keys=True) for r in results.values() if r["spec"].get("a3c_set")})
+        md += (
+            "\n\nMachine speed at each job segment's start (`speed_ref`: seconds for a fixed "
+            "single-core workload, lower is faster; a shared host drifts): "
+            + ", ".join(
+                f"{lib} median {statistics.median(v):.2f} s ({min(v):.2f} to {max(v):.2f}, "
+                f"{len(v)} segments)"
+                for lib, v in refs.items()
+                if v
+            )
+            + ". Jobs from before it was recorded have none."
+        )
+    variants = sorted(
+        {
+            json.dumps(r["spec"]["a3c_set"], sort_keys=True)
+            for r in results.values()
+            if r["spec"].get("a3c_set")
+        }
+    )
     if variants:
-        md += "\n\na3c's preset with `--set` " + "; ".join(", ".join(f"{k}={v}" for k, v in json.loads(x).items()) for x in variants) + " (a variant, not the preset)."
+        md += (
+            "\n\na3c's preset with `--set` "
+            + "; ".join(", ".join(f"{k}={v}" for k, v in json.loads(x).items()) for x in variants)
+            + " (a variant, not the preset)."
+        )
     if suite == "atari" and "ALE/Pong-v5" not in envs:
         md += "\n\n" + PONG_EXISTING
     report = {"suite": suite, "machine": info, "jobs": results, "markdown": md}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"suite_{suite}.json").write_text(json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2) + "\n")
+    (out / f"suite_{suite}.json").write_text(
+        json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2) + "\n"
+    )
     (out / f"suite_{suite}.md").write_text(md + "\n")
     return report
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("suite", nargs="?", choices=sorted(SUITES))
-    p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/suite_<suite>)")
-    p.add_argument("--resume", action="store_true", help="skip finished jobs, continue the unfinished one")
-    p.add_argument("--report-only", action="store_true", help="write the tables from the finished jobs, run nothing")
+    p.add_argument(
+        "--out", type=Path, help="output folder (default benchmarks/results/suite_<suite>)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="skip finished jobs, continue the unfinished one"
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the tables from the finished jobs, run nothing",
+    )
     p.add_argument("--envs", nargs="+", help="env ids instead of the suite's")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds instead of the suite's")
     p.add_argument("--libs", nargs="+", choices=LIBS, help="only these libraries' jobs")
-    p.add_argument("--budget-s", type=float, help="training wall clock per job instead of the suite's")
+    p.add_argument(
+        "--budget-s", type=float, help="training wall clock per job instead of the suite's"
+    )
     p.add_argument("--budget-steps", type=int, help="env steps per job instead of the suite's")
     p.add_argument("--episodes", type=int, help="greedy evaluation episodes instead of the suite's")
-    p.add_argument("--checkpoint-s", type=float, default=300.0, help="SB3: save the model every this many seconds (default 300)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="a3c_set",
-                   help="a3c: a config key over its preset, as `a3c train --set` (repeatable; a variant: give it its own --out)")
+    p.add_argument(
+        "--checkpoint-s",
+        type=float,
+        default=300.0,
+        help="SB3: save the model every this many seconds (default 300)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="a3c_set",
+        help="a3c: a config key over its preset, as `a3c train --set` (repeatable; a variant: "
+        "give it its own --out)",
+    )
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -1,7 +1,8 @@
 """Pong training throughput: a3c's Atari preset against the throughput peers a user picks for fast
 CPU training, side by side in one run: Sample Factory's APPO and CleanRL-style PPO on EnvPool.
 
-    .venv/bin/python benchmarks/throughput_peers.py [--seconds 60] [--repeats 1] [--peers a3c sf envpool] [--out benchmarks/results]
+    .venv/bin/python benchmarks/throughput_peers.py \
+        [--seconds 60] [--repeats 1] [--peers a3c sf envpool] [--out benchmarks/results]
 
 The peers pin other versions than a3c (Sample Factory 2.1: Gymnasium 0.29 and numpy 1.x), so each
 runs in a venv of its own, made by `tools/peer_venvs.sh sf|envpool` (`make peer-venvs`), never
@@ -57,14 +58,23 @@ def steady_rate(points: list[tuple[float, int]]) -> float | None:
 
 
 def run_a3c(seconds: float) -> dict[str, Any]:
-    return run_child([str(HERE / "pong_sb3.py"), "--child", "a3c", "--seconds", str(seconds)], timeout=seconds * 3 + 120)
+    return run_child(
+        [str(HERE / "pong_sb3.py"), "--child", "a3c", "--seconds", str(seconds)],
+        timeout=seconds * 3 + 120,
+    )
 
 
 def run_envpool(seconds: float, venvs: Path) -> dict[str, Any]:
     python = venvs / "envpool" / "bin" / "python"
     if not python.exists():
         return {"error": f"no venv at {python.parent.parent}: run tools/peer_venvs.sh envpool"}
-    proc = subprocess.run([str(python), str(HERE / "peers" / "cleanrl_ppo_envpool.py"), "--seconds", str(seconds)], capture_output=True, text=True, timeout=seconds * 3 + 120, cwd=ROOT)
+    proc = subprocess.run(
+        [str(python), str(HERE / "peers" / "cleanrl_ppo_envpool.py"), "--seconds", str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=seconds * 3 + 120,
+        cwd=ROOT,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
@@ -82,20 +92,45 @@ def run_sf(seconds: float, venvs: Path) -> dict[str, Any]:
         return {"error": f"no venv at {python.parent.parent}: run tools/peer_venvs.sh sf"}
     with tempfile.TemporaryDirectory() as d:
         cmd = [
-            str(python), str(HERE / "peers" / "sf_pong.py"), "--env=atari_pong", "--experiment=throughput", f"--train_dir={d}",
-            "--device=cpu", "--async_rl=True", "--num_workers=2", "--num_envs_per_worker=4", "--worker_num_splits=2",
-            f"--train_for_seconds={seconds:.0f}", "--with_wandb=False", "--save_every_sec=100000", "--keep_checkpoints=1",
-        ]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=ROOT)
+            str(python),
+            str(HERE / "peers" / "sf_pong.py"),
+            "--env=atari_pong",
+            "--experiment=throughput",
+            f"--train_dir={d}",
+            "--device=cpu",
+            "--async_rl=True",
+            "--num_workers=2",
+            "--num_envs_per_worker=4",
+            "--worker_num_splits=2",
+            f"--train_for_seconds={seconds:.0f}",
+            "--with_wandb=False",
+            "--save_every_sec=100000",
+            "--keep_checkpoints=1",
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(
+            target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True
+        )  # type: ignore[union-attr]
         reader.start()
         # Its own --train_for_seconds did not stop it here (it ran on for minutes): it is stopped
         # `seconds` after its first frames (or after 120 s of start-up without any).
         deadline, started = time.monotonic() + seconds + 120, False
         while proc.poll() is None and time.monotonic() < deadline:
-            if not started and any(m and int(m.group(2)) > 0 for m in map(SF_FRAMES.search, list(lines))):
-                started, deadline = True, time.monotonic() + seconds + 6  # its log reports every 5 s
+            if not started and any(
+                m and int(m.group(2)) > 0 for m in map(SF_FRAMES.search, list(lines))
+            ):
+                started, deadline = (
+                    True,
+                    time.monotonic() + seconds + 6,
+                )  # its log reports every 5 s
             time.sleep(0.5)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -109,7 +144,10 @@ def run_sf(seconds: float, venvs: Path) -> dict[str, Any]:
     for line in lines:
         m = SF_FRAMES.search(line)
         if m:
-            t = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + int(m.group(1)[20:]) / 1000
+            t = (
+                time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S"))
+                + int(m.group(1)[20:]) / 1000
+            )
             pts.append((t, int(m.group(2))))
     pts = [(t - pts[0][0], f // FRAMES_PER_STEP) for t, f in pts if f > 0] if pts else []
     if len(pts) < 2:
@@ -117,11 +155,18 @@ def run_sf(seconds: float, venvs: Path) -> dict[str, Any]:
         return {"error": (errors or [lines[-1].strip() if lines else "no output"])[-1][:300]}
     pts = [(t - pts[0][0], s) for t, s in pts]
     pts = [(t, s) for t, s in pts if t <= seconds + 5]
-    return {"steps": pts[-1][1], "wall_s": pts[-1][0], "steady_steps_per_s": steady_rate(pts), "returncode": proc.returncode}
+    return {
+        "steps": pts[-1][1],
+        "wall_s": pts[-1][0],
+        "steady_steps_per_s": steady_rate(pts),
+        "returncode": proc.returncode,
+    }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
@@ -132,20 +177,46 @@ def main() -> int:
     peers = list(args.peers)
     for r in range(args.repeats):
         for peer in peers[r % len(peers) :] + peers[: r % len(peers)]:
-            res = run_a3c(args.seconds) if peer == "a3c" else run_sf(args.seconds, args.venvs) if peer == "sf" else run_envpool(args.seconds, args.venvs)
+            res = (
+                run_a3c(args.seconds)
+                if peer == "a3c"
+                else run_sf(args.seconds, args.venvs)
+                if peer == "sf"
+                else run_envpool(args.seconds, args.venvs)
+            )
             res.update(peer=peer, repeat=r)
             report["runs"].append(res)
             print(json.dumps(res), flush=True)
-    rates = {peer: median([x.get("steady_steps_per_s") for x in report["runs"] if x["peer"] == peer]) for peer in peers}
-    errors = {peer: next((x["error"] for x in report["runs"] if x["peer"] == peer and "error" in x), None) for peer in peers}
+    rates = {
+        peer: median([x.get("steady_steps_per_s") for x in report["runs"] if x["peer"] == peer])
+        for peer in peers
+    }
+    errors = {
+        peer: next((x["error"] for x in report["runs"] if x["peer"] == peer and "error" in x), None)
+        for peer in peers
+    }
     base = rates.get("a3c")
-    rows = [[peer, rates[peer] or "-", rates[peer] * FRAMES_PER_STEP if rates[peer] else "-", rates[peer] / base if rates[peer] and base else "-", errors[peer] or ""] for peer in peers]
+    rows = [
+        [
+            peer,
+            rates[peer] or "-",
+            rates[peer] * FRAMES_PER_STEP if rates[peer] else "-",
+            rates[peer] / base if rates[peer] and base else "-",
+            errors[peer] or "",
+        ]
+        for peer in peers
+    ]
     report.update(median_steps_per_s=rates, errors=errors)
-    md = "\n\n".join([
-        f"### Pong throughput: a3c vs Sample Factory APPO vs CleanRL PPO on EnvPool ({args.repeats} x {args.seconds:.0f} s each, medians)",
-        f"`benchmarks/throughput_peers.py --seconds {args.seconds:.0f} --repeats {args.repeats}` on {report['machine']['date']}, {report['machine']['cpus']} CPUs, commit {report['machine'].get('commit')}",
-        md_table(["peer", "agent steps/s", "frames/s", "/ a3c", "error"], rows),
-    ])  # fmt: skip
+    md = "\n\n".join(
+        [
+            "### Pong throughput: a3c vs Sample Factory APPO vs CleanRL PPO on EnvPool "
+            f"({args.repeats} x {args.seconds:.0f} s each, medians)",
+            f"`benchmarks/throughput_peers.py --seconds {args.seconds:.0f} --repeats "
+            f"{args.repeats}` on {report['machine']['date']}, {report['machine']['cpus']} CPUs, "
+            f"commit {report['machine'].get('commit')}",
+            md_table(["peer", "agent steps/s", "frames/s", "/ a3c", "error"], rows),
+        ]
+    )
     write_results(args.out, "throughput_peers", report, md)
     print(md)
     return 0

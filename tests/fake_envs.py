@@ -11,7 +11,8 @@ import numpy as np
 
 class Target1D(gym.Env):
     """Reach a target on a line: obs (position, target) in [-1, 1]; action a velocity in [-1, 1];
-    reward -|position - target| per step; 20 steps. A good policy earns about -2, a random one -9."""
+    reward -|position - target| per step; 20 steps. A good policy earns about -2, a random one
+    -9."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -102,7 +103,15 @@ class Pixels(gym.Env):
         return self.frame
 
     def step(self, action):
-        best = int(np.argmax([self.frame[:, :12, :12].mean(), self.frame[:, 12:, :12].mean(), self.frame[:, :12, 12:].mean()]))
+        best = int(
+            np.argmax(
+                [
+                    self.frame[:, :12, :12].mean(),
+                    self.frame[:, 12:, :12].mean(),
+                    self.frame[:, :12, 12:].mean(),
+                ]
+            )
+        )
         reward = float(int(action) == best)
         self.t += 1
         return self._obs(), reward, bool(self.np_random.random() < 0.1), self.t >= 9, {}
@@ -251,11 +260,17 @@ class FixedLength(gym.Env):
 
 class CartPoleEvalFails(gym.Wrapper):
     """CartPole that, built with `fail` ("raise" or "hang"; the evaluation env gets it through
-    eval.env_kwargs), raises or sleeps for an hour at its `after`-th step: once in the whole run with
-    a `marker` file (the first env to get there), in every env without one. With `pid_file`, the
-    pid of the process building it is appended to that file."""
+    eval.env_kwargs), raises or sleeps for an hour at its `after`-th step: once in the whole run
+    with a `marker` file (the first env to get there), in every env without one. With `pid_file`,
+    the pid of the process building it is appended to that file."""
 
-    def __init__(self, fail: str | None = None, marker: str | None = None, after: int = 20, pid_file: str | None = None) -> None:
+    def __init__(
+        self,
+        fail: str | None = None,
+        marker: str | None = None,
+        after: int = 20,
+        pid_file: str | None = None,
+    ) -> None:
         super().__init__(gym.make("CartPole-v1"))
         self.fail, self.marker, self.after, self.n = fail, marker, after, 0
         _log_pid(pid_file)

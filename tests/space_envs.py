@@ -34,11 +34,13 @@ class _Cue(gym.Env):
 class DictCue(_Cue):
     """Dict observation: a Discrete cue, a Box of noise and a MultiBinary of noise; act = cue."""
 
-    observation_space = gym.spaces.Dict({
-        "cue": gym.spaces.Discrete(3),
-        "noise": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
-        "bits": gym.spaces.MultiBinary(2),
-    })  # fmt: skip
+    observation_space = gym.spaces.Dict(
+        {
+            "cue": gym.spaces.Discrete(3),
+            "noise": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "bits": gym.spaces.MultiBinary(2),
+        }
+    )
     action_space = gym.spaces.Discrete(3)
 
     def _cue(self):
@@ -167,11 +169,13 @@ class GridDict(_Cue):
     in the left or the right three columns, a Discrete(4) direction and a Text mission to drop with
     env.obs_keys; act = the goal's side."""
 
-    observation_space = gym.spaces.Dict({
-        "image": gym.spaces.Box(0, 255, (7, 7, 3), np.uint8),
-        "direction": gym.spaces.Discrete(4),
-        "mission": gym.spaces.Text(40),
-    })  # fmt: skip
+    observation_space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 255, (7, 7, 3), np.uint8),
+            "direction": gym.spaces.Discrete(4),
+            "mission": gym.spaces.Text(40),
+        }
+    )
     action_space = gym.spaces.Discrete(2)
 
     def _cue(self):
@@ -316,15 +320,22 @@ def make_vector_encoder(observation_space: gym.Space, width: int = 16) -> nn.Mod
 
 
 def dict_cartpole() -> gym.Env:
-    """CartPole with a Dict of two float vectors: {"cart": (x, x_dot), "pole": (theta, theta_dot)}."""
+    """CartPole with a Dict of two float vectors: {"cart": (x, x_dot), "pole": (theta,
+    theta_dot)}."""
     env = gym.make("CartPole-v1")
     box = env.observation_space
-    space = gym.spaces.Dict({"cart": gym.spaces.Box(box.low[:2], box.high[:2]), "pole": gym.spaces.Box(box.low[2:], box.high[2:])})
+    space = gym.spaces.Dict(
+        {
+            "cart": gym.spaces.Box(box.low[:2], box.high[:2]),
+            "pole": gym.spaces.Box(box.low[2:], box.high[2:]),
+        }
+    )
     return gym.wrappers.TransformObservation(env, lambda o: {"cart": o[:2], "pole": o[2:]}, space)
 
 
 class CueEncoder(nn.Module):
-    """A user's encoder class for DictCue: the cue one-hot and the noise through one linear layer."""
+    """A user's encoder class for DictCue: the cue one-hot and the noise through one linear
+    layer."""
 
     def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 16) -> None:
         super().__init__()

@@ -110,7 +110,13 @@ def test_end_flag_accepts_bool():
 
 def test_rewards_after_an_end_do_not_change_earlier_advantages():
     # No chaining across a reset: changing everything after the end leaves A_0, A_1 as they were.
-    base = dict(r_t=col(1, 2, 3, 4), v_t=col(1, 2, 3, 4), v_tp1=col(2, 10, 4, 5), discount_t=col(0.9, 0.9, 0.9, 0.9), end_t=col(0, 1, 0, 0))
+    base = dict(
+        r_t=col(1, 2, 3, 4),
+        v_t=col(1, 2, 3, 4),
+        v_tp1=col(2, 10, 4, 5),
+        discount_t=col(0.9, 0.9, 0.9, 0.9),
+        end_t=col(0, 1, 0, 0),
+    )
     changed = dict(base, r_t=col(1, 2, -50, 70), v_t=col(1, 2, 30, -4), v_tp1=col(2, 10, 40, 500))
     a = algo.advantages(**base)
     b = algo.advantages(**changed)
@@ -137,7 +143,14 @@ def test_gae_lambda_zero_is_one_step_td_error():
 def test_gae_lambda_zero_hand_case():
     # The rollout of the termination case with lambda = 0: delta_t = r_t + d_t v_tp1 - v_t
     #   delta = [1 + 0.9*2 - 1, 2 + 0*100 - 2, 3 + 0.9*4 - 3, 4 + 0.9*5 - 4] = [1.8, 0, 3.6, 4.5]
-    adv = algo.advantages(col(1, 2, 3, 4), col(0.9, 0.0, 0.9, 0.9), col(1, 2, 3, 4), col(2, 100, 4, 5), col(0, 1, 0, 0), lambda_=0.0)
+    adv = algo.advantages(
+        col(1, 2, 3, 4),
+        col(0.9, 0.0, 0.9, 0.9),
+        col(1, 2, 3, 4),
+        col(2, 100, 4, 5),
+        col(0, 1, 0, 0),
+        lambda_=0.0,
+    )
     assert_close(adv, [1.8, 0.0, 3.6, 4.5])
 
 
@@ -147,7 +160,8 @@ def test_gae_intermediate_lambda_by_hand():
     #   A_2 = 3
     #   A_1 = 2 + 0.25*3     = 2.75
     #   A_0 = 1 + 0.25*2.75  = 1.6875
-    # Cross-check with the lambda-return G_t = r_t + g((1-l) V(s_{t+1}) + l G_{t+1}), G_3 = V(s_3) = 4:
+    # Cross-check with the lambda-return G_t = r_t + g((1-l) V(s_{t+1}) + l G_{t+1}), G_3 = V(s_3) =
+    # 4:
     #   G_2 = 3 + 0.5*4 = 5                        -> A_2 = 5 - 2 = 3
     #   G_1 = 2 + 0.5*(0.5*2 + 0.5*5) = 3.75       -> A_1 = 3.75 - 1 = 2.75
     #   G_0 = 1 + 0.5*(0.5*1 + 0.5*3.75) = 2.1875  -> A_0 = 2.1875 - 0.5 = 1.6875
@@ -165,7 +179,9 @@ def test_gae_intermediate_lambda_with_truncation_by_hand():
     # r = [1, 1, 1]; v_t = [2, 0, 1]; v_tp1 = [6, 1, 3]; end = [1, 0, 0]
     #   delta = [1 + 6 - 2, 1 + 1 - 0, 1 + 3 - 1] = [5, 2, 3]
     #   A_2 = 3;  A_1 = 2 + 0.5*3 = 3.5;  A_0 = 5 (no chaining across the end)
-    adv = algo.advantages(col(1, 1, 1), col(1, 1, 1), col(2, 0, 1), col(6, 1, 3), col(1, 0, 0), lambda_=0.5)
+    adv = algo.advantages(
+        col(1, 1, 1), col(1, 1, 1), col(2, 0, 1), col(6, 1, 3), col(1, 0, 0), lambda_=0.5
+    )
     assert_close(adv, [5.0, 3.5, 3.0])
 
 
@@ -222,14 +238,18 @@ def slow_lambda_return_advantages(r, v, v_tp1, terminated, truncated, gamma, lam
     for b in range(B):
         for t in range(T):
             N = _steps_to_end(t, b, terminated, truncated)
-            g = sum((1 - lam) * lam ** (n - 1) * slow_nstep_return(r, v_tp1, terminated, gamma, t, b, n) for n in range(1, N))
+            g = sum(
+                (1 - lam) * lam ** (n - 1) * slow_nstep_return(r, v_tp1, terminated, gamma, t, b, n)
+                for n in range(1, N)
+            )
             g += lam ** (N - 1) * slow_nstep_return(r, v_tp1, terminated, gamma, t, b, N)
             adv[t, b] = g - v[t, b]
     return adv
 
 
 def slow_gae_advantages(r, v, v_tp1, terminated, truncated, gamma, lam):
-    """GAE as a sum: A_t = sum_{k<N} (gamma*lam)^k delta_{t+k}, delta_j = r_j + gamma V' - V(s_j)."""
+    """GAE as a sum: A_t = sum_{k<N} (gamma*lam)^k delta_{t+k}, delta_j = r_j + gamma V' -
+    V(s_j)."""
     T, B = r.shape
     adv = np.zeros((T, B))
     for b in range(B):
@@ -259,11 +279,16 @@ def random_rollout(rng: np.random.Generator, T: int, B: int, p_end: float):
 
 
 def fast_advantages(r, v, v_tp1, terminated, truncated, gamma, lam):
-    """Encode the ends as a3c.algo expects (discount 0 only at termination) and call it in float32."""
+    """Encode the ends as a3c.algo expects (discount 0 only at termination) and call it in
+    float32."""
     f = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731
     discount = gamma * (1.0 - terminated.astype(np.float64))
     end = (terminated | truncated).astype(np.float64)
-    return algo.advantages(f(r), f(discount), f(v), f(v_tp1), f(end), lambda_=lam).numpy().astype(np.float64)
+    return (
+        algo.advantages(f(r), f(discount), f(v), f(v_tp1), f(end), lambda_=lam)
+        .numpy()
+        .astype(np.float64)
+    )
 
 
 def test_slow_references_agree_with_hand_cases():
@@ -274,11 +299,24 @@ def test_slow_references_agree_with_hand_cases():
     ended = np.array([[False], [True], [False], [False]])
     term_tp1 = np.array([[2.0], [100.0], [4.0], [5.0]])
     trunc_tp1 = np.array([[2.0], [10.0], [4.0], [5.0]])
-    np.testing.assert_allclose(slow_nstep_advantages(r, v, term_tp1, ended, no, 0.9).ravel(), [1.8, 0.0, 7.65, 4.5])
-    np.testing.assert_allclose(slow_nstep_advantages(r, v, trunc_tp1, no, ended, 0.9).ravel(), [9.9, 9.0, 7.65, 4.5])
-    r3, v3, tp3, no3 = np.array([[1.0], [2], [3]]), np.array([[0.5], [1], [2]]), np.array([[1.0], [2], [4]]), np.zeros((3, 1), bool)
-    np.testing.assert_allclose(slow_lambda_return_advantages(r3, v3, tp3, no3, no3, 0.5, 0.5).ravel(), [1.6875, 2.75, 3.0])
-    np.testing.assert_allclose(slow_gae_advantages(r3, v3, tp3, no3, no3, 0.5, 0.5).ravel(), [1.6875, 2.75, 3.0])
+    np.testing.assert_allclose(
+        slow_nstep_advantages(r, v, term_tp1, ended, no, 0.9).ravel(), [1.8, 0.0, 7.65, 4.5]
+    )
+    np.testing.assert_allclose(
+        slow_nstep_advantages(r, v, trunc_tp1, no, ended, 0.9).ravel(), [9.9, 9.0, 7.65, 4.5]
+    )
+    r3, v3, tp3, no3 = (
+        np.array([[1.0], [2], [3]]),
+        np.array([[0.5], [1], [2]]),
+        np.array([[1.0], [2], [4]]),
+        np.zeros((3, 1), bool),
+    )
+    np.testing.assert_allclose(
+        slow_lambda_return_advantages(r3, v3, tp3, no3, no3, 0.5, 0.5).ravel(), [1.6875, 2.75, 3.0]
+    )
+    np.testing.assert_allclose(
+        slow_gae_advantages(r3, v3, tp3, no3, no3, 0.5, 0.5).ravel(), [1.6875, 2.75, 3.0]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +337,9 @@ def test_nstep_fast_matches_slow(T, B, gamma):
         r, v, v_tp1, term, trunc = random_rollout(rng, T, B, p_end)
         n_ends += int(term.sum() + trunc.sum())
         expected = slow_nstep_advantages(r, v, v_tp1, term, trunc, gamma)
-        np.testing.assert_allclose(fast_advantages(r, v, v_tp1, term, trunc, gamma, 1.0), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            fast_advantages(r, v, v_tp1, term, trunc, gamma, 1.0), expected, rtol=1e-5, atol=1e-5
+        )
     if T * B >= 4:
         assert n_ends > 0  # the grid did exercise episode ends
 
@@ -313,8 +353,12 @@ def test_gae_fast_matches_slow(T, B, gamma, lam):
         r, v, v_tp1, term, trunc = random_rollout(rng, T, B, p_end)
         by_sum = slow_gae_advantages(r, v, v_tp1, term, trunc, gamma, lam)
         by_lambda_return = slow_lambda_return_advantages(r, v, v_tp1, term, trunc, gamma, lam)
-        np.testing.assert_allclose(by_sum, by_lambda_return, rtol=1e-9, atol=1e-9)  # two slow forms agree
-        np.testing.assert_allclose(fast_advantages(r, v, v_tp1, term, trunc, gamma, lam), by_sum, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            by_sum, by_lambda_return, rtol=1e-9, atol=1e-9
+        )  # two slow forms agree
+        np.testing.assert_allclose(
+            fast_advantages(r, v, v_tp1, term, trunc, gamma, lam), by_sum, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_gae_lambda_one_is_nstep():
@@ -327,7 +371,10 @@ def test_gae_lambda_one_is_nstep():
         atol=1e-9,
     )
     np.testing.assert_allclose(
-        fast_advantages(r, v, v_tp1, term, trunc, 0.9, 1.0), slow_nstep_advantages(r, v, v_tp1, term, trunc, 0.9), rtol=1e-5, atol=1e-5
+        fast_advantages(r, v, v_tp1, term, trunc, 0.9, 1.0),
+        slow_nstep_advantages(r, v, v_tp1, term, trunc, 0.9),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -446,7 +493,9 @@ def test_a3c_loss_total_and_parts():
     torch.testing.assert_close(terms.policy_loss, -(logp * adv).mean())
     torch.testing.assert_close(terms.value_loss, 0.5 * (adv**2).mean())
     torch.testing.assert_close(terms.entropy_loss, -ent.mean())
-    torch.testing.assert_close(terms.total, terms.policy_loss + ent_coef * terms.entropy_loss + vf_coef * terms.value_loss)
+    torch.testing.assert_close(
+        terms.total, terms.policy_loss + ent_coef * terms.entropy_loss + vf_coef * terms.value_loss
+    )
     for field in terms:
         assert field.shape == ()
     # Gradients of the total: d/dlogp = -A/N, d/dent = -ent_coef/N, d/dv = -vf_coef * A / N

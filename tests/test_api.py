@@ -1,5 +1,5 @@
-"""The Python API in Stable-Baselines3's habits: the README's example runs as written; save, load and
-predict round-trip exactly; evaluating a solved CartPole agent gives a mean return >= 475."""
+"""The Python API in Stable-Baselines3's habits: the README's example runs as written; save, load
+and predict round-trip exactly; evaluating a solved CartPole agent gives a mean return >= 475."""
 
 from __future__ import annotations
 
@@ -44,9 +44,15 @@ def test_readme_example_solves_cartpole_and_evaluates_at_least_475(readme_run):
     where, ns = readme_run
     assert ns["summary"]["solved"] is True
     result = ns["result"]
-    assert result["episodes"] == 10 and len(result["returns"]) == 10 and result["deterministic"] is True
+    assert (
+        result["episodes"] == 10
+        and len(result["returns"]) == 10
+        and result["deterministic"] is True
+    )
     assert result["mean"] >= 475.0, result
-    assert result["mean"] == pytest.approx(np.mean(result["returns"])) and result["std"] == pytest.approx(np.std(result["returns"]))
+    assert result["mean"] == pytest.approx(np.mean(result["returns"])) and result[
+        "std"
+    ] == pytest.approx(np.std(result["returns"]))
     assert (where / "cartpole-agent" / "tensors.safetensors").is_file()
     assert (where / "runs" / "cartpole-api" / "checkpoints" / "latest").is_file()
 
@@ -80,29 +86,53 @@ def test_save_load_predict_gives_identical_deterministic_actions(readme_run, tmp
     assert np.array_equal(again.predict(obs, deterministic=True)[0], actions)
     assert np.array_equal(from_run.predict(obs, deterministic=True)[0], actions)
     with torch.no_grad():
-        torch.testing.assert_close(again.model(torch.as_tensor(obs))[0], saved.model(torch.as_tensor(obs))[0], rtol=0, atol=0)
+        torch.testing.assert_close(
+            again.model(torch.as_tensor(obs))[0],
+            saved.model(torch.as_tensor(obs))[0],
+            rtol=0,
+            atol=0,
+        )
     assert again.num_timesteps == from_run.num_timesteps > 0
 
 
 def test_a_trained_agent_in_memory_and_its_loaded_copy_act_alike(tmp_path):
-    agent = A3C("CartPole-v1", backend="serial", workers=2, seed=5, total_steps=6_000, normalize_obs=True)
+    agent = A3C(
+        "CartPole-v1", backend="serial", workers=2, seed=5, total_steps=6_000, normalize_obs=True
+    )
     agent.learn(run_dir=tmp_path / "run", progress="none")
     path = agent.save(tmp_path / "agent")
     loaded = A3C.load(path)
-    assert torch.equal(loaded.obs_stats.table, agent.obs_stats.table) and loaded.obs_stats.table[:, 0].sum() > 0
+    assert (
+        torch.equal(loaded.obs_stats.table, agent.obs_stats.table)
+        and loaded.obs_stats.table[:, 0].sum() > 0
+    )
     obs = _observations(agent, 200)
-    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
+    assert np.array_equal(
+        loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0]
+    )
     # Stochastic actions come from the agent's own generator: the same seed, the same samples.
     a = A3C.load(path).predict(obs, deterministic=False)[0]
     b = A3C.load(path).predict(obs, deterministic=False)[0]
-    assert np.array_equal(a, b) and not np.array_equal(a, loaded.predict(obs, deterministic=True)[0])
+    assert np.array_equal(a, b) and not np.array_equal(
+        a, loaded.predict(obs, deterministic=True)[0]
+    )
     # Normalisation is part of the model: without it the same parameters act differently.
     loaded.obs_stats = None
-    assert not np.array_equal(loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
+    assert not np.array_equal(
+        loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_lstm_predict_carries_and_resets_its_state_and_round_trips(tmp_path):
-    agent = A3C("CartPole-v1", backend="serial", workers=1, seed=2, total_steps=1_000, lstm=True, lstm_size=16)
+    agent = A3C(
+        "CartPole-v1",
+        backend="serial",
+        workers=1,
+        seed=2,
+        total_steps=1_000,
+        lstm=True,
+        lstm_size=16,
+    )
     agent.learn(run_dir=tmp_path / "run", progress="none")
     loaded = A3C.load(agent.save(tmp_path / "agent"))
     obs = _observations(agent, 40)[:20].reshape(10, 2, 4)  # 10 steps of 2 envs
@@ -111,7 +141,9 @@ def test_lstm_predict_carries_and_resets_its_state_and_round_trips(tmp_path):
     for t in range(10):
         out = []
         for k, who in enumerate((agent, loaded)):
-            action, states[k] = who.predict(obs[t], states[k], episode_start=starts, deterministic=True)
+            action, states[k] = who.predict(
+                obs[t], states[k], episode_start=starts, deterministic=True
+            )
             out.append(action)
         assert np.array_equal(out[0], out[1])
         assert np.array_equal(states[0][0], states[1][0]) and states[0][0].shape == (2, 16)
@@ -128,7 +160,9 @@ def test_predict_takes_one_observation_or_a_batch_and_clips_box_actions():
     assert cartpole.predict(np.zeros((3, 4)), deterministic=True)[0].shape == (3,)
     with pytest.raises(ValueError, match="does not fit"):
         cartpole.predict(np.zeros(5))
-    pendulum = A3C("Pendulum-v1", gaussian="state_independent", log_std_init=3.0)  # samples fall outside [-2, 2]
+    pendulum = A3C(
+        "Pendulum-v1", gaussian="state_independent", log_std_init=3.0
+    )  # samples fall outside [-2, 2]
     actions, _ = pendulum.predict(np.zeros((256, 3), np.float32))
     assert actions.shape == (256, 1) and actions.dtype == np.float32
     assert actions.min() == -2.0 and actions.max() == 2.0, "Box actions are clipped to the bounds"
@@ -142,4 +176,6 @@ def test_load_refuses_an_override_that_changes_the_architecture(readme_run):
         A3C.load(where / "cartpole-agent", hidden=[8])
     agent = A3C.load(where / "cartpole-agent", backend="processes", workers=1)
     assert agent.config.backend.name == "processes"
-    assert checkpoint.find(where / "cartpole-agent").meta["config"]["backend"]["name"] == "serial"  # as saved
+    assert (
+        checkpoint.find(where / "cartpole-agent").meta["config"]["backend"]["name"] == "serial"
+    )  # as saved

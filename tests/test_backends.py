@@ -21,7 +21,9 @@ TIME_DEPENDENT = {"wall_s", "steps_per_s"}
 
 def _rows(run_dir):
     with open(run_dir / "progress.csv") as f:
-        return [{k: v for k, v in row.items() if k not in TIME_DEPENDENT} for row in csv.DictReader(f)]
+        return [
+            {k: v for k, v in row.items() if k not in TIME_DEPENDENT} for row in csv.DictReader(f)
+        ]
 
 
 def _episodes(run_dir):
@@ -30,7 +32,14 @@ def _episodes(run_dir):
 
 
 def _serial_run(tmp_path, name, seed):
-    agent = A3C("CartPole-v1", backend="serial", workers=3, seed=seed, total_steps=12_000, log_interval=1_000)
+    agent = A3C(
+        "CartPole-v1",
+        backend="serial",
+        workers=3,
+        seed=seed,
+        total_steps=12_000,
+        log_interval=1_000,
+    )
     agent.learn(run_dir=tmp_path / name, progress="none")
     return agent
 
@@ -46,14 +55,26 @@ def test_serial_backend_is_reproducible_for_a_seed(tmp_path):
     for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert _rows(tmp_path / "c") != rows_a, "another seed must give another run"
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.model.parameters(), c.model.parameters(), strict=True))
+    assert any(
+        not torch.equal(pa, pc)
+        for pa, pc in zip(a.model.parameters(), c.model.parameters(), strict=True)
+    )
 
 
 def test_entropy_schedule_sets_the_coefficient_workers_use(tmp_path):
-    """A schedule that is 0 from step 0 trains exactly like ent_coef 0; one that is not, does not."""
+    """A schedule that is 0 from step 0 trains exactly like ent_coef 0; one that is not, does
+    not."""
 
     def run(name, **kw):
-        A3C("CartPole-v1", backend="serial", workers=2, seed=3, total_steps=3_000, log_interval=1_000, **kw).learn(run_dir=tmp_path / name, progress="none")
+        A3C(
+            "CartPole-v1",
+            backend="serial",
+            workers=2,
+            seed=3,
+            total_steps=3_000,
+            log_interval=1_000,
+            **kw,
+        ).learn(run_dir=tmp_path / name, progress="none")
         return _rows(tmp_path / name)
 
     zero = run("zero", ent_coef=0.0)
@@ -63,7 +84,9 @@ def test_entropy_schedule_sets_the_coefficient_workers_use(tmp_path):
 
 
 def _worker(cfg_overrides=None):
-    cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1, **(cfg_overrides or {})})
+    cfg = build_config(
+        "CartPole-v1", overrides={"backend": "serial", "workers": 1, **(cfg_overrides or {})}
+    )
     agent = A3C("CartPole-v1", config=cfg)
     store = SharedStore.for_model(agent.model, cfg)
     return Worker(cfg, 0, store), store
@@ -74,7 +97,9 @@ def test_identical_updates_push_identical_gradients():
     worker, store = _worker({"learning_rate": 0.0, "max_grad_norm": None})
     pushed = []
     push = store.push
-    store.push = lambda worker, steps, pulled, grad: pushed.append(grad.clone()) or push(worker, steps, pulled, grad)
+    store.push = lambda worker, steps, pulled, grad: (
+        pushed.append(grad.clone()) or push(worker, steps, pulled, grad)
+    )
     snapshot = copy.deepcopy((worker.envs, worker.generator.get_state(), worker.obs_buf))
     worker.update()
     envs, gen_state, obs = snapshot
@@ -126,17 +151,25 @@ def test_shared_optimizer_statistics_are_one_copy_seen_by_every_worker(optimizer
     else:
         b1, b2 = cfg.optim.betas
         assert float(state["step"]) == 2.0
-        assert torch.allclose(state["exp_avg"], torch.full_like(store.flat, b1 * (1 - b1) * 1.0 + (1 - b1) * 3.0))
-        assert torch.allclose(state["exp_avg_sq"], torch.full_like(store.flat, b2 * (1 - b2) * 1.0 + (1 - b2) * 9.0))
+        assert torch.allclose(
+            state["exp_avg"], torch.full_like(store.flat, b1 * (1 - b1) * 1.0 + (1 - b1) * 3.0)
+        )
+        assert torch.allclose(
+            state["exp_avg_sq"], torch.full_like(store.flat, b2 * (1 - b2) * 1.0 + (1 - b2) * 9.0)
+        )
 
 
 def test_processes_backend_learns_cartpole(tmp_path):
-    agent = A3C("CartPole-v1", workers=2, seed=1, total_steps=400_000, target_return=300.0, max_time=120)
+    agent = A3C(
+        "CartPole-v1", workers=2, seed=1, total_steps=400_000, target_return=300.0, max_time=120
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["stop_reason"] == "target_return"
     assert summary["solved"] is True and summary["solved_return_mean"] >= 300.0
     assert summary["solved_steps"] <= summary["steps"]
-    assert summary["return_mean"] >= 200.0  # the final window includes episodes that ended while stopping
+    assert (
+        summary["return_mean"] >= 200.0
+    )  # the final window includes episodes that ended while stopping
     rows = list(csv.DictReader(open(tmp_path / "run" / "progress.csv")))
     steps = [int(r["steps"]) for r in rows]
     assert steps == sorted(steps) and steps[-1] == summary["steps"]
@@ -145,7 +178,9 @@ def test_processes_backend_learns_cartpole(tmp_path):
 
 
 def test_processes_backend_with_lock_and_adam(tmp_path):
-    agent = A3C("CartPole-v1", workers=2, seed=0, total_steps=30_000, lock=True, **{"optim.name": "adam"})
+    agent = A3C(
+        "CartPole-v1", workers=2, seed=0, total_steps=30_000, lock=True, **{"optim.name": "adam"}
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["stop_reason"] == "total_steps"
     assert summary["steps"] >= 30_000
@@ -166,14 +201,19 @@ def test_worker_processes_start_without_running_env_code_in_the_trainer(tmp_path
     """The processes backend builds every env in its worker processes: the trainer's process only
     supervises (an env that hangs or crashes can then never take the trainer with it)."""
     log = tmp_path / "pids"
-    cfg = build_config("fake_envs:PidLogging", overrides={"workers": 2, "total_steps": 10**6, "env.kwargs": {"path": str(log)}})
+    cfg = build_config(
+        "fake_envs:PidLogging",
+        overrides={"workers": 2, "total_steps": 10**6, "env.kwargs": {"path": str(log)}},
+    )
     agent = A3C("CartPole-v1", workers=2)  # the same spaces; its env probe is not the backend's
     from a3c.envs import make_env_fn
 
     backend = ProcessesBackend(cfg, SharedStore.for_model(agent.model, cfg), make_env_fn(cfg.env))
     try:
         backend.start()
-        reports = _poll_until(backend, 120, until=lambda reports: {r.worker for r in reports} == {0, 1})
+        reports = _poll_until(
+            backend, 120, until=lambda reports: {r.worker for r in reports} == {0, 1}
+        )
         assert {r.worker for r in reports} == {0, 1}, "both worker processes report"
     finally:
         backend.stop()
@@ -188,11 +228,15 @@ def test_an_env_factory_workers_cannot_receive_is_a_clear_error_before_the_run_s
     from a3c.errors import ConfigError
 
     agent = A3C(lambda: gym.make("CartPole-v1"), workers=2, total_steps=10_000)
-    with pytest.raises(ConfigError, match="cannot be pickled.*module-level function or class.*backend='serial'"):
+    with pytest.raises(
+        ConfigError, match="cannot be pickled.*module-level function or class.*backend='serial'"
+    ):
         agent.learn(run_dir=tmp_path / "run", progress="none")
     assert not (tmp_path / "run").exists(), "nothing was started"
     agent.config = agent.config.replace({"backend": "serial"})
-    assert agent.learn(run_dir=tmp_path / "serial", progress="none")["steps"] >= 10_000  # the same factory works in one process
+    assert (
+        agent.learn(run_dir=tmp_path / "serial", progress="none")["steps"] >= 10_000
+    )  # the same factory works in one process
 
 
 def test_workers_that_cannot_start_stop_the_run_with_the_reason(tmp_path, monkeypatch):
@@ -203,7 +247,10 @@ def test_workers_that_cannot_start_stop_the_run_with_the_reason(tmp_path, monkey
     agent = A3C("CartPole-v1", workers=2, total_steps=10**6)
     from a3c.backends import WorkerFailure
 
-    with pytest.raises(WorkerFailure, match=r"worker processes could not start \(OSError: the fork server is gone\)"):
+    with pytest.raises(
+        WorkerFailure,
+        match=r"worker processes could not start \(OSError: the fork server is gone\)",
+    ):
         agent.learn(run_dir=tmp_path / "run", progress="none")
     import json
 
@@ -225,4 +272,6 @@ def test_an_unexpected_error_is_recorded_in_the_summary_and_raised(tmp_path, mon
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stop_reason"] == "error" and summary["error"] == "something unexpected"
-    assert (tmp_path / "run" / "checkpoints").is_dir(), "the end-of-run checkpoint is written all the same"
+    assert (tmp_path / "run" / "checkpoints").is_dir(), (
+        "the end-of-run checkpoint is written all the same"
+    )

@@ -20,7 +20,8 @@ CASES = [
     # env ids and env code
     (
         ["train", "broken_at_import:Env"],
-        "cannot import the module 'broken_at_import' of env id 'broken_at_import:Env': RuntimeError: the user's module is broken",
+        "cannot import the module 'broken_at_import' of env id 'broken_at_import:Env': "
+        "RuntimeError: the user's module is broken",
     ),
     (
         ["train", "broken_syntax:Env"],
@@ -28,7 +29,8 @@ CASES = [
     ),
     (
         ["train", "fake_envs:RaisesInInit"],
-        "cannot build env 'fake_envs:RaisesInInit' with kwargs {}: RuntimeError: cannot open the simulator",
+        "cannot build env 'fake_envs:RaisesInInit' with kwargs {}: RuntimeError: cannot open the "
+        "simulator",
     ),
     (["train", "fake_envs:make_raising_env"], "ValueError: no such level"),
     (["train", ":"], "invalid env id ':'"),
@@ -50,7 +52,8 @@ CASES = [
     (["train", "space_envs:TupleActions"], "unsupported action space Tuple"),
     (
         ["train", "space_envs:MaskedBoxActions"],
-        "the env provides action masks, which a3c applies to Discrete, MultiDiscrete and MultiBinary actions",
+        "the env provides action masks, which a3c applies to Discrete, MultiDiscrete and "
+        "MultiBinary actions",
     ),
     (
         ["train", "space_envs:GridDict", "--set", "env.obs_keys=[image,compass]"],
@@ -117,44 +120,90 @@ CASES = [
             "--set",
             "envs_per_worker=4096",
         ],
-        "the rollout buffers would need 11569.0 GB per worker (n_steps 100000 x envs_per_worker 4096 x observation (4, 84, 84) uint8), 23137.9 GB for 2 workers; this machine has",
+        "the rollout buffers would need 11569.0 GB per worker (n_steps 100000 x envs_per_worker "
+        "4096 x observation (4, 84, 84) uint8), 23137.9 GB for 2 workers; this machine has",
     ),
     # config files
-    (["train", "CartPole-v1", "--config", "{ws}/latin1.yaml"], "latin1.yaml is not UTF-8 text (byte 0xe9"),
+    (
+        ["train", "CartPole-v1", "--config", "{ws}/latin1.yaml"],
+        "latin1.yaml is not UTF-8 text (byte 0xe9",
+    ),
     (["train", "CartPole-v1", "--config", "{ws}"], "is a directory"),
     (["train", "CartPole-v1", "--config", "{ws}/missing.yaml"], "cannot read config file"),
-    (["train", "CartPole-v1", "--config", "{ws}/list.yaml"], "expected a mapping of sections, got list"),
+    (
+        ["train", "CartPole-v1", "--config", "{ws}/list.yaml"],
+        "expected a mapping of sections, got list",
+    ),
     (["train", "CartPole-v1", "--config", "{ws}/syntax.yaml"], "malformed config file"),
     # flags and --set values
-    (["train", "CartPole-v1", "--seed", str(2**64)], "invalid value for run.seed: 18446744073709551616"),
+    (
+        ["train", "CartPole-v1", "--seed", str(2**64)],
+        "invalid value for run.seed: 18446744073709551616",
+    ),
     (["train", "CartPole-v1", "--seed", "-1"], "invalid value for run.seed: -1"),
     (["train", "CartPole-v1", "--set", "n_steps=1e30"], "must be an integer in [1, 100000]"),
-    (["train", "CartPole-v1", "--set", "algo.n_steps=1000000000"], "algo.n_steps: 1000000000 must be an integer in [1, 100000]"),
+    (
+        ["train", "CartPole-v1", "--set", "algo.n_steps=1000000000"],
+        "algo.n_steps: 1000000000 must be an integer in [1, 100000]",
+    ),
     (["train", "CartPole-v1", "--total-steps", "0"], "run.total_steps: 0 must be an integer >= 1"),
     (["train", "CartPole-v1", "--workers", "0"], "backend.workers: 0 must be an integer"),
-    (["train", "CartPole-v1", "--workers", "100000"], "backend.workers: 100000 must be an integer in [1, 4096]"),
+    (
+        ["train", "CartPole-v1", "--workers", "100000"],
+        "backend.workers: 100000 must be an integer in [1, 4096]",
+    ),
     (["train", "CartPole-v1", "--max-time", "-1"], "invalid value for run.max_time: -1.0"),
     (["train", "CartPole-v1", "--set", "model.hidden=[0]"], "invalid value for model.hidden"),
-    (["train", "CartPole-v1", "--set", "env.kwargs=notadict"], "invalid value for env.kwargs: 'notadict'"),
+    (
+        ["train", "CartPole-v1", "--set", "env.kwargs=notadict"],
+        "invalid value for env.kwargs: 'notadict'",
+    ),
     (["train", "CartPole-v1", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
     (["train", "CartPole-v1", "--set", "run.workers=2"], "unknown config key 'run.workers'"),
     (["train", "CartPole-v1", "--run-dir", "{ws}/a_file"], "exists and is not a directory"),
     (["train", "--resume", "{ws}/missing"], "is not a run directory"),
     # evaluation during training
-    (["train", "CartPole-v1", "--target-eval-return", "400"], "eval.target_mean needs evaluations: set eval.interval_steps or eval.interval_s (--eval-interval)"),
-    (["train", "CartPole-v1", "--eval-interval", "0"], "invalid value for eval.interval_steps: 0 must be an integer >= 1"),
-    (["train", "CartPole-v1", "--set", "eval.episodes=0"], "invalid value for eval.episodes: 0 must be an integer >= 1"),
-    (["train", "CartPole-v1", "--set", "eval.interval_s=-1"], "invalid value for eval.interval_s: -1.0 must be a number > 0"),
-    (["train", "CartPole-v1", "--set", "eval.env_kwargs=3"], "invalid value for eval.env_kwargs: 3 must be a mapping"),
+    (
+        ["train", "CartPole-v1", "--target-eval-return", "400"],
+        "eval.target_mean needs evaluations: set eval.interval_steps or eval.interval_s "
+        "(--eval-interval)",
+    ),
+    (
+        ["train", "CartPole-v1", "--eval-interval", "0"],
+        "invalid value for eval.interval_steps: 0 must be an integer >= 1",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "eval.episodes=0"],
+        "invalid value for eval.episodes: 0 must be an integer >= 1",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "eval.interval_s=-1"],
+        "invalid value for eval.interval_s: -1.0 must be a number > 0",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "eval.env_kwargs=3"],
+        "invalid value for eval.env_kwargs: 3 must be a mapping",
+    ),
     # eval
     (["eval", "{ws}", "--episodes", "0"], "--episodes must be >= 1, got 0"),
     (["eval", "{ws}", "--episodes", "-3"], "--episodes must be >= 1, got -3"),
     (["eval", "{ws}/missing"], "no such checkpoint or run directory"),
     (["eval", "{ws}/a_file"], "is not an a3c checkpoint"),
     (["eval", "{ws}/pickled"], "holds no checkpoint"),
-    (["eval", "{ws}/run_without_best", "--checkpoint", "best"], "run_without_best has no best checkpoint (checkpoints/best/ is kept by evaluations during training"),
-    (["eval", "{ws}/run_without_best", "--checkpoint", "step_000000000001"], "no such checkpoint: step_000000000001 (neither a path nor a name in"),
-    (["eval", "{ws}/a_checkpoint", "--checkpoint", "latest"], "a_checkpoint is not a run directory: a checkpoint ('latest') is picked from a run directory's checkpoints/"),
+    (
+        ["eval", "{ws}/run_without_best", "--checkpoint", "best"],
+        "run_without_best has no best checkpoint (checkpoints/best/ is kept by evaluations during "
+        "training",
+    ),
+    (
+        ["eval", "{ws}/run_without_best", "--checkpoint", "step_000000000001"],
+        "no such checkpoint: step_000000000001 (neither a path nor a name in",
+    ),
+    (
+        ["eval", "{ws}/a_checkpoint", "--checkpoint", "latest"],
+        "a_checkpoint is not a run directory: a checkpoint ('latest') is picked from a run "
+        "directory's checkpoints/",
+    ),
     # plot
     (["plot", "{ws}/pickled"], "is not a run directory (it has no progress.csv)"),
     (["plot", "{ws}/latin1_run"], "latin1_run/progress.csv is not UTF-8 text"),
@@ -166,7 +215,7 @@ CASES = [
 def ws(tmp_path_factory) -> Path:
     """Inputs the cases name: broken env modules, bad config files, a file, a pickle, bad runs."""
     ws = tmp_path_factory.mktemp("bad-input")
-    (ws / "broken_at_import.py").write_text("raise RuntimeError(\"the user's module is broken\")\n")
+    (ws / "broken_at_import.py").write_text('raise RuntimeError("the user\'s module is broken")\n')
     (ws / "broken_syntax.py").write_text("class Env(:\n    pass\n")
     (ws / "latin1.yaml").write_bytes("algo:\n  n_steps: 5  # d\xe9j\xe0 vu\n".encode("latin-1"))
     (ws / "list.yaml").write_text("- just\n- a list\n")
@@ -175,7 +224,9 @@ def ws(tmp_path_factory) -> Path:
     (ws / "pickled").mkdir()
     (ws / "pickled" / "model.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     (ws / "latin1_run").mkdir()
-    (ws / "latin1_run" / "progress.csv").write_bytes("steps,wall_s,return_mean\n1,0.5,1.0\n\xff\xfe\n".encode("latin-1"))
+    (ws / "latin1_run" / "progress.csv").write_bytes(
+        "steps,wall_s,return_mean\n1,0.5,1.0\n\xff\xfe\n".encode("latin-1")
+    )
     (ws / "run_without_best" / "checkpoints").mkdir(parents=True)
     (ws / "a_checkpoint").mkdir()
     (ws / "a_checkpoint" / "meta.json").write_text("{}\n")
@@ -185,8 +236,15 @@ def ws(tmp_path_factory) -> Path:
 
 
 def _run(args: list[str], ws: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ws), str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([*A3C, *args], capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=ws)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ws), str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    return subprocess.run(
+        [*A3C, *args], capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=ws
+    )
 
 
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
@@ -194,7 +252,11 @@ def test_bad_input_is_one_line_and_exit_2(args, message, ws, tmp_path):
     run_dir = tmp_path / "run"
     argv = [a.replace("{ws}", str(ws)) for a in args]
     if argv[0] == "train":
-        argv += SERIAL if "--resume" in argv else [*SERIAL, *([] if "--run-dir" in argv else ["--run-dir", str(run_dir)])]
+        argv += (
+            SERIAL
+            if "--resume" in argv
+            else [*SERIAL, *([] if "--run-dir" in argv else ["--run-dir", str(run_dir)])]
+        )
     result = _run(argv, ws)
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     assert result.returncode == 2, result.stderr

@@ -1,5 +1,5 @@
-"""Checkpoints: the safe format (safetensors + JSON, never pickle), atomic writes, the newest K kept,
-fallback from a corrupt newest checkpoint, and one-line errors (exit 2) for unusable ones."""
+"""Checkpoints: the safe format (safetensors + JSON, never pickle), atomic writes, the newest K
+kept, fallback from a corrupt newest checkpoint, and one-line errors (exit 2) for unusable ones."""
 
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ def _tensors(workers: int = 2, n: int = 10, adam: bool = True) -> dict[str, torc
         "obs_stats": torch.rand(workers, 7, dtype=torch.float64, generator=g),
     }
     if adam:
-        t |= {"optim.exp_avg": torch.randn(n, generator=g), "optim.exp_avg_sq": torch.rand(n, generator=g), "optim.step": torch.tensor([7.0], dtype=torch.float64)}
+        t |= {
+            "optim.exp_avg": torch.randn(n, generator=g),
+            "optim.exp_avg_sq": torch.rand(n, generator=g),
+            "optim.step": torch.tensor([7.0], dtype=torch.float64),
+        }
     return t
 
 
@@ -51,9 +55,18 @@ def _meta(steps: int = 128, n: int = 10) -> dict:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
-    """A short serial CartPole run with a few checkpoints (the real format, written by the trainer)."""
+    """A short serial CartPole run with a few checkpoints (the real format, written by the
+    trainer)."""
     run_dir = tmp_path_factory.mktemp("ckpt") / "run"
-    agent = A3C("CartPole-v1", backend="serial", workers=2, seed=0, total_steps=4_000, log_interval=1_000, checkpoint_interval_steps=1_000)
+    agent = A3C(
+        "CartPole-v1",
+        backend="serial",
+        workers=2,
+        seed=0,
+        total_steps=4_000,
+        log_interval=1_000,
+        checkpoint_interval_steps=1_000,
+    )
     agent.learn(run_dir=run_dir, progress="none")
     return run_dir
 
@@ -79,11 +92,15 @@ def test_round_trip_keeps_every_tensor_bit_for_bit(tmp_path):
     assert ckpt.steps == 128 and len(ckpt.meta["tensors_sha256"]) == 64
     data = (path / "tensors.safetensors").read_bytes()
     n = int.from_bytes(data[:8], "little")
-    assert json.loads(data[8 : 8 + n])["params"]["dtype"] == "F32", "a plain safetensors header, no pickle"
+    assert json.loads(data[8 : 8 + n])["params"]["dtype"] == "F32", (
+        "a plain safetensors header, no pickle"
+    )
 
 
 def test_run_checkpoints_keep_the_newest_k_and_point_latest_at_the_newest(tmp_path):
-    (tmp_path / "checkpoints" / "step_000000000050.tmp").mkdir(parents=True)  # a killed writer's leftover
+    (tmp_path / "checkpoints" / "step_000000000050.tmp").mkdir(
+        parents=True
+    )  # a killed writer's leftover
     for steps in (128, 256, 384, 512, 640):
         t = _tensors()
         t["counters.worker_steps"] = torch.tensor([steps, 0])
@@ -107,17 +124,25 @@ def test_rewriting_a_checkpoint_replaces_it_and_never_clobbers_other_files(tmp_p
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
 
 
-def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before_with_a_warning(trained_run, tmp_path, caplog):
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before_with_a_warning(
+    trained_run, tmp_path, caplog
+):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     folder = run / "checkpoints"
-    newest, before = checkpoint.list_checkpoints(folder)[-1], checkpoint.list_checkpoints(folder)[-2]
+    newest, before = (
+        checkpoint.list_checkpoints(folder)[-1],
+        checkpoint.list_checkpoints(folder)[-2],
+    )
     data = (newest / "tensors.safetensors").read_bytes()
     (newest / "tensors.safetensors").write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING, logger="a3c"):
         ckpt = checkpoint.find(run)
     assert ckpt.path == before
-    assert any("truncated" in r.getMessage() and "trying the checkpoint before" in r.getMessage() for r in caplog.records)
+    assert any(
+        "truncated" in r.getMessage() and "trying the checkpoint before" in r.getMessage()
+        for r in caplog.records
+    )
     with pytest.raises(CheckpointError, match="truncated"):
         checkpoint.find(newest)  # a checkpoint named directly is never swapped for another
 
@@ -154,8 +179,18 @@ def test_a_torch_save_zip_is_rejected(tmp_path):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda p: (p / "tensors.safetensors").write_bytes((p / "tensors.safetensors").read_bytes()[:-9]), "truncated"),
-        (lambda p: (p / "tensors.safetensors").write_bytes((p / "tensors.safetensors").read_bytes()[:5]), "truncated"),
+        (
+            lambda p: (p / "tensors.safetensors").write_bytes(
+                (p / "tensors.safetensors").read_bytes()[:-9]
+            ),
+            "truncated",
+        ),
+        (
+            lambda p: (p / "tensors.safetensors").write_bytes(
+                (p / "tensors.safetensors").read_bytes()[:5]
+            ),
+            "truncated",
+        ),
         (lambda p: (p / "meta.json").write_text('{"format": "a3c-checkpoint", '), "not valid JSON"),
         (lambda p: (p / "meta.json").unlink(), "has no meta.json"),
         (lambda p: (p / "tensors.safetensors").unlink(), "has no tensors.safetensors"),
@@ -165,7 +200,18 @@ def test_a_torch_save_zip_is_rejected(tmp_path):
         (lambda p: _edit_meta(p, architecture=[["w", [11]]]), "its architecture says 11"),
         (lambda p: _flip_last_byte(p / "tensors.safetensors"), "does not match its checksum"),
     ],
-    ids=["truncated-tail", "truncated-header", "bad-json", "no-meta", "no-tensors", "newer-format", "foreign-format", "counters", "size", "checksum"],
+    ids=[
+        "truncated-tail",
+        "truncated-header",
+        "bad-json",
+        "no-meta",
+        "no-tensors",
+        "newer-format",
+        "foreign-format",
+        "counters",
+        "size",
+        "checksum",
+    ],
 )
 def test_damaged_checkpoints_are_one_line_errors(tmp_path, damage, message):
     path = checkpoint.write(tmp_path / "c", _tensors(), _meta())
@@ -180,7 +226,11 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path, damage, message):
     [
         ("params", float("nan"), "non-finite parameters"),
         ("obs_stats", float("nan"), r"non-finite observation statistics \('obs_stats'\)"),
-        ("optim.exp_avg_sq", float("inf"), r"non-finite optimizer statistics \('optim.exp_avg_sq'\)"),
+        (
+            "optim.exp_avg_sq",
+            float("inf"),
+            r"non-finite optimizer statistics \('optim.exp_avg_sq'\)",
+        ),
         ("optim.step", float("-inf"), r"non-finite optimizer statistics \('optim.step'\)"),
     ],
 )
@@ -209,7 +259,11 @@ def _flip_last_byte(path: Path) -> None:
 def test_another_architecture_names_the_first_parameter_that_differs(trained_run):
     ckpt = checkpoint.find(trained_run)
     other = A3C("CartPole-v1", hidden=[32, 32])
-    with pytest.raises(CheckpointError, match=r"another architecture: parameter 'pi_body.0.weight' is \[64, 4\] there, \[32, 4\] here"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"another architecture: parameter 'pi_body.0.weight' is \[64, 4\] there, \[32, 4\] "
+        r"here",
+    ):
         checkpoint.check_architecture(ckpt, other.model)
     checkpoint.check_architecture(ckpt, A3C("CartPole-v1").model)  # the same architecture passes
 
@@ -244,10 +298,19 @@ def test_unusable_checkpoints_exit_2_with_one_line_and_run_no_code(trained_run, 
         (["eval", str(pickled)], "not a safetensors file (it looks like a pickle)"),
         (["eval", str(lone)], "is not an a3c checkpoint"),
         (["eval", str(truncated), "--episodes", "1"], "is truncated"),
-        (["train", "--resume", str(mixed)], "is for another architecture: parameter 'pi_body.0.weight' is [16, 4] there, [64, 4] here"),
+        (
+            ["train", "--resume", str(mixed)],
+            "is for another architecture: parameter 'pi_body.0.weight' is [16, 4] there, [64, 4] "
+            "here",
+        ),
         (["eval", str(relabeled), "--episodes", "1"], "is for another architecture"),
     ]
-    procs = [subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    procs = [
+        subprocess.Popen(
+            [*A3C_CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for args, _ in cases
+    ]
     try:
         for proc, (args, message) in zip(procs, cases, strict=True):
             _, err = proc.communicate(timeout=300)
@@ -260,4 +323,6 @@ def test_unusable_checkpoints_exit_2_with_one_line_and_run_no_code(trained_run, 
             if proc.poll() is None:
                 proc.kill()
     assert not marker.exists(), "no code from a checkpoint may run"
-    assert (mixed / "progress.csv").read_bytes() == (trained_run / "progress.csv").read_bytes(), "a refused resume leaves the run alone"
+    assert (mixed / "progress.csv").read_bytes() == (trained_run / "progress.csv").read_bytes(), (
+        "a refused resume leaves the run alone"
+    )

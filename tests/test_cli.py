@@ -14,7 +14,12 @@ A3C = [sys.executable, "-m", "a3c.cli"]
 
 
 # fake_envs:... from here; the a3c under test from PYTHONPATH when set (a checkout's src/)
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+    ),
+}
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -25,17 +30,24 @@ BAD_INPUTS = [
     (["train", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
     (
         ["train", "space_envs:TextObs"],
-        "observation key 'mission' is a Text space, which a3c cannot encode: drop it with --set env.obs_keys",
+        "observation key 'mission' is a Text space, which a3c cannot encode: drop it with --set "
+        "env.obs_keys",
     ),
     (["train", "space_envs:UnboundedActions"], "unsupported action space"),
     (["train", "CartPole-v1", "--workers", "0"], "backend.workers: 0 must be an integer >= 1"),
     (["train", "CartPole-v1", "--set", "gamma=1.5"], "algo.gamma: 1.5 must be in (0, 1]"),
     (["train", "CartPole-v1", "--set", "gamma=0"], "algo.gamma: 0.0 must be in (0, 1]"),
-    (["train", "CartPole-v1", "--set", "learning_rate=-0.001"], "optim.learning_rate: -0.001 must be a number >= 0"),
+    (
+        ["train", "CartPole-v1", "--set", "learning_rate=-0.001"],
+        "optim.learning_rate: -0.001 must be a number >= 0",
+    ),
     (["train", "CartPole-v1", "--set", "n_steps=0"], "algo.n_steps: 0 must be an integer >= 1"),
     (["train", "CartPole-v1", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
     (["train", "CartPole-v1", "--set", "algo"], "--set expects key=value"),
-    (["train", "CartPole-v1", "--total-steps", "-5"], "run.total_steps: -5 must be an integer >= 1"),
+    (
+        ["train", "CartPole-v1", "--total-steps", "-5"],
+        "run.total_steps: -5 must be an integer >= 1",
+    ),
     (["train", "CartPole-v1", "--set", "n_steps=1e30"], "must be an integer in [1, 100000]"),
     (["train", "CartPole-v1", "--set", "run.workers=2"], "unknown config key 'run.workers'"),
     (
@@ -48,7 +60,9 @@ BAD_INPUTS = [
 
 
 def test_worker_failure_exits_1_with_one_line_and_keeps_the_run(tmp_path):
-    result = run("train", "fake_envs:RaisesOnStep", "--workers", "2", "--run-dir", str(tmp_path / "run"))
+    result = run(
+        "train", "fake_envs:RaisesOnStep", "--workers", "2", "--run-dir", str(tmp_path / "run")
+    )
     assert result.returncode == 1
     assert "boom from the env" in result.stderr and "Traceback" not in result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -99,16 +113,41 @@ def test_train_writes_a_run_directory(tmp_path):
     cfg.write_text("algo:\n  n_steps: 5\nlog:\n  log_interval: 1000\n")
     run_dir = tmp_path / "run"
     result = run(
-        "train", "CartPole-v1", "--backend", "serial", "--total-steps", "6000", "--seed", "3",
-        "--config", str(cfg), "--set", "optim.learning_rate=7e-4", "--run-dir", str(run_dir), "--progress", "lines",
-    )  # fmt: skip
+        "train",
+        "CartPole-v1",
+        "--backend",
+        "serial",
+        "--total-steps",
+        "6000",
+        "--seed",
+        "3",
+        "--config",
+        str(cfg),
+        "--set",
+        "optim.learning_rate=7e-4",
+        "--run-dir",
+        str(run_dir),
+        "--progress",
+        "lines",
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((run_dir / "config.json").read_text())
     assert config["algo"]["n_steps"] == 5
     assert config["optim"]["learning_rate"] == 7e-4
     assert config["run"]["seed"] == 3 and config["backend"]["name"] == "serial"
     header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
-    for column in ["steps", "wall_s", "episodes", "return_mean", "entropy_loss", "grad_norm", "policy_loss", "value_loss", "steps_per_s", "update_lag"]:
+    for column in [
+        "steps",
+        "wall_s",
+        "episodes",
+        "return_mean",
+        "entropy_loss",
+        "grad_norm",
+        "policy_loss",
+        "value_loss",
+        "steps_per_s",
+        "update_lag",
+    ]:
         assert column in header
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {"steps", "wall_s", "episodes", "return_mean", "solved", "stop_reason"} <= summary.keys()

@@ -42,7 +42,10 @@ def tabular_model():
 
 def test_demo_model_is_two_zero_tables():
     _, model = tabular_model()
-    assert [tuple(p.shape) for p in model.ordered_parameters()] == [(N_ACTIONS, N_STATES), (1, N_STATES)]
+    assert [tuple(p.shape) for p in model.ordered_parameters()] == [
+        (N_ACTIONS, N_STATES),
+        (1, N_STATES),
+    ]
     theta, probs, values = cliff.tables(model)
     assert theta.shape == (N_STATES, N_ACTIONS) and not theta.any()
     np.testing.assert_allclose(probs, 0.25)
@@ -51,7 +54,8 @@ def test_demo_model_is_two_zero_tables():
 
 def hand_gradients(theta, v, s_t, a_t, g_t, beta):
     """The tutorial's ascent directions, written like the formulas, one transition at a time:
-    grad_theta[s] += A (onehot(a) - pi(.|s)) + beta dH/dtheta[s],  dH/dtheta_j = -pi_j (log pi_j + H);
+    grad_theta[s] += A (onehot(a) - pi(.|s)) + beta dH/dtheta[s],
+    dH/dtheta_j = -pi_j (log pi_j + H);
     grad_V[s] += A  (= -d/dV 1/2 A^2),  with A = G - V(s); both averaged over the N transitions."""
     n = len(s_t)
     g_theta, g_v = np.zeros_like(theta), np.zeros_like(v)
@@ -99,7 +103,9 @@ def test_sgd_push_is_the_tutorials_update():
     n_actor = sum(p.numel() for p in model.actor_parameters())
     flat = torch.randn(n_actor + N_STATES)
     before = flat.clone()
-    ascent = torch.randn_like(flat)  # the objective's gradient; the engine pushes the loss's, -ascent
+    ascent = torch.randn_like(
+        flat
+    )  # the objective's gradient; the engine pushes the loss's, -ascent
     actor_lr, critic_lr = cfg.optim.learning_rate, cfg.optim.critic_learning_rate
     assert (cfg.optim.name, actor_lr != critic_lr) == ("sgd", True)
     apply_update("sgd", flat, -ascent, {}, cfg.optim, actor_lr, critic_lr, n_actor)
@@ -138,7 +144,19 @@ def test_greedy_rollout_scores_paths():
 def cli_run(tmp_path_factory):
     """`a3c cliff` on the serial backend with a small budget, through the sub-command's parser."""
     run_dir = tmp_path_factory.mktemp("cliff") / "run"
-    args = parser().parse_args(["cliff", "--backend", "serial", "--episodes", "250", "--seed", "0", "--run-dir", str(run_dir)])
+    args = parser().parse_args(
+        [
+            "cliff",
+            "--backend",
+            "serial",
+            "--episodes",
+            "250",
+            "--seed",
+            "0",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     code = args.func(args)
     return code, run_dir
 
@@ -155,7 +173,14 @@ def test_demo_learns_a_safe_path(cli_run):
 
 def test_demo_writes_its_files(cli_run):
     _, run_dir = cli_run
-    for name in ("config.json", "progress.csv", "episodes.csv", "summary.json", "returns.png", "policy_heatmap.png"):
+    for name in (
+        "config.json",
+        "progress.csv",
+        "episodes.csv",
+        "summary.json",
+        "returns.png",
+        "policy_heatmap.png",
+    ):
         assert (run_dir / name).is_file(), name
     for name in ("returns.png", "policy_heatmap.png"):
         data = (run_dir / name).read_bytes()
@@ -166,7 +191,11 @@ def test_demo_writes_its_files(cli_run):
     probs = np.array(summary["action_probs"])
     assert probs.shape == (N_STATES, N_ACTIONS)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert summary["workers"] == 3 and summary["episodes"] >= 250 and summary["stop_reason"] == "episodes"
+    assert (
+        summary["workers"] == 3
+        and summary["episodes"] >= 250
+        and summary["stop_reason"] == "episodes"
+    )
     episodes = plots.load_episodes(run_dir)
     assert len(episodes) == summary["episodes"] and episodes.workers == [0, 1, 2]
     config = json.loads((run_dir / "config.json").read_text())
@@ -185,8 +214,16 @@ def test_serial_backend_reproduces_the_tables(tmp_path):
 
 
 def test_compare_workers_on_processes(tmp_path):
-    """The default backend end to end, and --compare-workers: the main run is reused for its count."""
-    result = cliff.run(workers=2, backend="processes", episodes=20, seed=0, run_dir=tmp_path / "run", compare_workers="1,2")
+    """The default backend end to end, and --compare-workers: the main run is reused for its
+    count."""
+    result = cliff.run(
+        workers=2,
+        backend="processes",
+        episodes=20,
+        seed=0,
+        run_dir=tmp_path / "run",
+        compare_workers="1,2",
+    )
     assert set(result.compare) == {1, 2}
     assert result.compare[2] == tmp_path / "run"
     assert (tmp_path / "run" / "workers-1" / "episodes.csv").is_file()
@@ -220,16 +257,37 @@ def test_bad_input_is_a_config_error(argv, message, tmp_path):
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     """Through `a3c` itself (a subprocess, as a user runs it): exit code 2 and one line."""
-    cmd = [sys.executable, "-m", "a3c.cli", "cliff", "--compare-workers", "abc", "--run-dir", str(tmp_path / "run")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "a3c.cli",
+        "cliff",
+        "--compare-workers",
+        "abc",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines() == ["a3c: error: --compare-workers expects worker counts separated by commas (e.g. 1,3), got 'abc'"]
+    assert result.stderr.strip().splitlines() == [
+        "a3c: error: --compare-workers expects worker counts separated by commas (e.g. 1,3), got "
+        "'abc'"
+    ]
 
 
 def test_help_lists_every_option():
     sub = argparse.ArgumentParser(prog="a3c").add_subparsers()
     text = cliff.add_parser(sub).format_help()
-    for option in ("--workers", "--backend", "--episodes", "--seed", "--run-dir", "--compare-workers", "--set", "examples:"):
+    for option in (
+        "--workers",
+        "--backend",
+        "--episodes",
+        "--seed",
+        "--run-dir",
+        "--compare-workers",
+        "--set",
+        "examples:",
+    ):
         assert option in text, option
 
 

@@ -1,4 +1,5 @@
-"""Gaussian policies for Box actions, action clipping, observation normalisation, a learning test."""
+"""Gaussian policies for Box actions, action clipping, observation normalisation, a learning
+test."""
 
 from __future__ import annotations
 
@@ -35,7 +36,11 @@ def test_gaussian_logp_and_entropy_by_hand():
 
 def test_gaussian_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
-    mean, std, a = torch.randn(5, 3, generator=g), torch.rand(5, 3, generator=g) + 0.1, torch.randn(5, 3, generator=g)
+    mean, std, a = (
+        torch.randn(5, 3, generator=g),
+        torch.rand(5, 3, generator=g) + 0.1,
+        torch.randn(5, 3, generator=g),
+    )
     ref = torch.distributions.Independent(torch.distributions.Normal(mean, std), 1)
     logp, ent = gaussian_logp_entropy(mean, std, a)
     torch.testing.assert_close(logp, ref.log_prob(a))
@@ -45,7 +50,9 @@ def test_gaussian_matches_torch_distributions():
 @pytest.mark.parametrize("kind", ["state_independent", "softplus"])
 def test_gaussian_head_starts_at_log_std_init(kind):
     space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    model = make_model(gym.spaces.Box(-1, 1, (3,)), space, ModelConfig(gaussian=kind, log_std_init=-0.5))
+    model = make_model(
+        gym.spaces.Box(-1, 1, (3,)), space, ModelConfig(gaussian=kind, log_std_init=-0.5)
+    )
     assert isinstance(model.policy_head, GaussianHead)
     out, v, _ = model(torch.zeros(4, 3))
     assert out.shape == (4, 3, 2) and v.shape == (4,)
@@ -55,8 +62,11 @@ def test_gaussian_head_starts_at_log_std_init(kind):
 
 
 def test_actions_are_clipped_for_the_env_but_logp_is_of_the_unclipped_sample():
-    # A wide policy: most samples fall outside [-1, 1]; Target1D asserts that it receives clipped actions.
-    cfg = build_config(overrides={"backend": "serial", "workers": 1, "log_std_init": 1.5, "n_steps": 10})
+    # A wide policy: most samples fall outside [-1, 1]; Target1D asserts that it receives clipped
+    # actions.
+    cfg = build_config(
+        overrides={"backend": "serial", "workers": 1, "log_std_init": 1.5, "n_steps": 10}
+    )
     cfg = cfg.replace({"env.id": "fake_envs:Target1D"})
     agent = A3C(fake_envs.Target1D, config=cfg)
     store = SharedStore.for_model(agent.model, cfg)
@@ -73,7 +83,9 @@ def test_observation_normalisation_statistics():
     stats.update(1, torch.tensor([[[2.0, 2.0, 2.0]]]))
     mean, std = normalize.mean_std(stats.table)
     torch.testing.assert_close(mean, torch.tensor([2.0, 2.0, 2.0]))
-    torch.testing.assert_close(std, torch.tensor([math.sqrt(2 / 3), 1e-4, math.sqrt(2 / 3)]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        std, torch.tensor([math.sqrt(2 / 3), 1e-4, math.sqrt(2 / 3)]), atol=1e-4, rtol=1e-4
+    )
     x = stats.snapshot()(torch.tensor([[4.0, 2.0, 100.0]]))
     assert x[0, 0] == pytest.approx(2 / math.sqrt(2 / 3), rel=1e-4) and x[0, 2] == normalize.CLIP
 
@@ -82,19 +94,31 @@ def test_observation_normalisation_statistics():
 def test_continuous_control_learns_a_1d_target(tmp_path, normalize_obs):
     """Target1D: standing still scores about -10; a good policy about -1.5."""
     agent = A3C(
-        fake_envs.Target1D, backend="serial", workers=2, seed=0, total_steps=50_000, n_steps=5,
-        learning_rate=3e-3, normalize_obs=normalize_obs, target_return=None, log_interval=10_000,
-    )  # fmt: skip
+        fake_envs.Target1D,
+        backend="serial",
+        workers=2,
+        seed=0,
+        total_steps=50_000,
+        n_steps=5,
+        learning_rate=3e-3,
+        normalize_obs=normalize_obs,
+        target_return=None,
+        log_interval=10_000,
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["return_mean"] >= -3.0
     if normalize_obs:
         mean, std = normalize.mean_std(agent.obs_stats.table)
-        assert abs(float(mean[1])) < 0.2 and 0.4 < float(std[1]) < 0.75  # target ~ U(-1, 1): std 0.577
+        assert (
+            abs(float(mean[1])) < 0.2 and 0.4 < float(std[1]) < 0.75
+        )  # target ~ U(-1, 1): std 0.577
 
 
 def test_mujoco_inverted_pendulum_runs(tmp_path):
     pytest.importorskip("mujoco")
-    agent = A3C("InvertedPendulum-v5", backend="serial", workers=1, total_steps=3_000, log_interval=1_000)
+    agent = A3C(
+        "InvertedPendulum-v5", backend="serial", workers=1, total_steps=3_000, log_interval=1_000
+    )
     assert agent.config.env.normalize_obs  # from the MuJoCo preset
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert summary["steps"] >= 3_000 and summary["episodes"] > 0
@@ -103,14 +127,20 @@ def test_mujoco_inverted_pendulum_runs(tmp_path):
 
 def test_gsde_noise_is_state_dependent_and_fixed_within_a_rollout():
     space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
-    model = make_model(gym.spaces.Box(-1, 1, (3,)), space, ModelConfig(gaussian="sde", log_std_init=-1.0, hidden=(4,)))
+    model = make_model(
+        gym.spaces.Box(-1, 1, (3,)),
+        space,
+        ModelConfig(gaussian="sde", log_std_init=-1.0, hidden=(4,)),
+    )
     head = model.policy_head
     obs = torch.randn(5, 3)
     g = torch.Generator().manual_seed(0)
     head.resample(g)
     out1, _, _ = model(obs)
     out2, _, _ = model(obs)
-    torch.testing.assert_close(out1[:, 2], out2[:, 2])  # same matrix: the same noise for the same state
+    torch.testing.assert_close(
+        out1[:, 2], out2[:, 2]
+    )  # same matrix: the same noise for the same state
     h = model.pi_body(model.encoder(obs)).detach()
     torch.testing.assert_close(out1[:, 2], h @ head.noise_matrix)
     torch.testing.assert_close(out1[:, 1], torch.sqrt(h.pow(2) @ head.log_std.exp().pow(2) + 1e-6))
@@ -119,4 +149,6 @@ def test_gsde_noise_is_state_dependent_and_fixed_within_a_rollout():
     head.resample(g)
     out3, _, _ = model(obs)
     assert not torch.allclose(out1[:, 2], out3[:, 2])  # a new rollout draws a new matrix
-    assert "noise_matrix" not in dict(model.named_parameters())  # not trained, not in the flat vector
+    assert "noise_matrix" not in dict(
+        model.named_parameters()
+    )  # not trained, not in the flat vector

@@ -1,7 +1,7 @@
-"""The documentation stays true to the code: the generated reference tables hold every config key and
-metric, every `a3c` command shown in the README and docs/ parses with the real command line (its
-`--set` keys and values included), and the getting-started page's commands and Python example run
-as written. `make docs` builds the site with warnings as errors."""
+"""The documentation stays true to the code: the generated reference tables hold every config key
+and metric, every `a3c` command shown in the README and docs/ parses with the real command line (its
+`--set` keys and values included), and the getting-started page's commands and Python example run as
+written. `make docs` builds the site with warnings as errors."""
 
 from __future__ import annotations
 
@@ -43,12 +43,15 @@ def _commands(path: Path) -> list[str]:
 def _inline_commands(path: Path) -> list[str]:
     """The `a3c train ...` / `a3c eval ...` commands written inline in a page's text."""
     text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
-    spans = (" ".join(s.split()) for s in re.findall(r"`(a3c (?:train|eval|plot|cliff) [^`]+)`", text))
+    spans = (
+        " ".join(s.split()) for s in re.findall(r"`(a3c (?:train|eval|plot|cliff) [^`]+)`", text)
+    )
     return [s for s in spans if not _placeholder(s)]
 
 
 def _placeholder(command: str) -> bool:
-    """A command written with placeholders (`--seed S`, `RUN_DIR`, `...`): a pattern, not a command."""
+    """A command written with placeholders (`--seed S`, `RUN_DIR`, `...`): a pattern, not a
+    command."""
     tokens = [t.split("=")[-1] for t in command.split()]
     return "..." in command or any(re.fullmatch(r"[A-Z][A-Z_0-9|]*", t) for t in tokens)
 
@@ -62,7 +65,8 @@ def test_config_reference_is_generated_with_every_key():
     for key, default, doc in field_docs():
         shown = json.dumps(list(default) if isinstance(default, tuple) else default)
         name = "<code>" + ".<wbr>".join(key.split(".")) + "</code>"  # breaks only after a dot
-        row = f"| {name} | `{shown}` | {doc.replace('|', chr(92) + '|')}{' *(not learning)*' if key in NOT_LEARNING else ''} |"
+        note = " *(not learning)*" if key in NOT_LEARNING else ""
+        row = f"| {name} | `{shown}` | {doc.replace('|', chr(92) + '|')}{note} |"
         assert row in text, f"the generated reference lacks the row for {key}: {row}"
     assert "| key | default | meaning |" in text
 
@@ -85,8 +89,16 @@ def test_every_marker_expands_and_help_fits_80_columns():
 
 
 def _shown_commands() -> list[tuple[str, str]]:
-    found = [(p.relative_to(ROOT).as_posix(), c) for p in [ROOT / "README.md", *PAGES] for c in _commands(p)]
-    found += [(p.relative_to(ROOT).as_posix(), c) for p in [ROOT / "README.md", *PAGES] for c in _inline_commands(p)]
+    found = [
+        (p.relative_to(ROOT).as_posix(), c)
+        for p in [ROOT / "README.md", *PAGES]
+        for c in _commands(p)
+    ]
+    found += [
+        (p.relative_to(ROOT).as_posix(), c)
+        for p in [ROOT / "README.md", *PAGES]
+        for c in _inline_commands(p)
+    ]
     return [(where, c) for where, c in found if not _placeholder(c)]
 
 
@@ -95,9 +107,12 @@ def test_the_docs_show_commands():
     assert {"README.md", "docs/getting_started.md", "docs/checkpoints.md", "docs/cliff.md"} <= pages
 
 
-@pytest.mark.parametrize("where,command", _shown_commands(), ids=lambda v: v if "/" not in v and " " not in v else None)
+@pytest.mark.parametrize(
+    "where,command", _shown_commands(), ids=lambda v: v if "/" not in v and " " not in v else None
+)
 def test_every_command_shown_parses(where, command):
-    """Flags, choices and types through the real parser; `--set` keys and values through the config."""
+    """Flags, choices and types through the real parser; `--set` keys and values through the
+    config."""
     from a3c.cli import build_parser
     from a3c.config import Config
     from a3c.configfile import parse_assignments
@@ -121,8 +136,11 @@ def _run(command: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedP
 
 
 def test_the_readme_quick_start_is_run_by_the_getting_started_test():
-    """The README's quick start is a part of the getting-started page's commands, which run below."""
-    readme = [c for c in _commands(ROOT / "README.md") if "--help" not in c and "--version" not in c]
+    """The README's quick start is a part of the getting-started page's commands, which run
+    below."""
+    readme = [
+        c for c in _commands(ROOT / "README.md") if "--help" not in c and "--version" not in c
+    ]
     assert readme and set(readme) <= set(_commands(ROOT / "docs" / "getting_started.md"))
 
 
@@ -145,11 +163,16 @@ def test_getting_started_runs_as_written(tmp_path):
     assert (runs / "cartpole" / "curves.png").stat().st_size > 10_000
 
     (cliff,) = (runs).glob("cliff-*/summary.json")
-    assert json.loads(cliff.read_text())["greedy_return"] >= -17  # the optimal path is -13, random play far worse
+    assert (
+        json.loads(cliff.read_text())["greedy_return"] >= -17
+    )  # the optimal path is -13, random play far worse
 
     long = json.loads((runs / "long" / "summary.json").read_text())
     assert long["stop_reason"] == "max_time" and 20 <= long["wall_s"] < 40, long
-    steps = [int(line.split(",")[0]) for line in (runs / "long" / "progress.csv").read_text().splitlines()[1:]]
+    steps = [
+        int(line.split(",")[0])
+        for line in (runs / "long" / "progress.csv").read_text().splitlines()[1:]
+    ]
     assert steps == sorted(steps) and len(steps) >= 2
 
     (python,) = [b for b in _blocks(page, "python") if "A3C.load(" in b]
@@ -161,14 +184,22 @@ def test_getting_started_runs_as_written(tmp_path):
     finally:
         os.chdir(cwd)
     assert namespace["result"]["mean"] >= 400
-    assert namespace["summary"]["stop_reason"] == "total_steps" and namespace["summary"]["steps"] >= 20_000
+    assert (
+        namespace["summary"]["stop_reason"] == "total_steps"
+        and namespace["summary"]["steps"] >= 20_000
+    )
 
 
 def test_readme_is_a_users_guide():
     """Short, and free of the project's history: no issue numbers, commit hashes or sessions."""
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 200
-    assert not re.search(r"\bissues? \d+|\bcommit [0-9a-f]{7}|\bsession\b|\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", text, flags=re.I)
+    assert not re.search(
+        r"\bissues? \d+|\bcommit "
+        r"[0-9a-f]{7}|\bsession\b|\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b",
+        text,
+        flags=re.I,
+    )
     for link in re.findall(r"\]\(((?:docs/)[^)#]+)", text):
         assert (ROOT / link).exists(), f"README links to a missing file: {link}"
 

@@ -29,8 +29,20 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """Three seeds of one setup and one run of another (n_steps=5): short serial CartPole runs."""
     root = tmp_path_factory.mktemp("runs")
     out = {}
-    for name, overrides in [("s0", {"seed": 0}), ("s1", {"seed": 1}), ("s2", {"seed": 2}), ("n5", {"seed": 0, "n_steps": 5})]:
-        agent = A3C("CartPole-v1", backend="serial", workers=2, total_steps=4_000, log_interval=500, **overrides)
+    for name, overrides in [
+        ("s0", {"seed": 0}),
+        ("s1", {"seed": 1}),
+        ("s2", {"seed": 2}),
+        ("n5", {"seed": 0, "n_steps": 5}),
+    ]:
+        agent = A3C(
+            "CartPole-v1",
+            backend="serial",
+            workers=2,
+            total_steps=4_000,
+            log_interval=500,
+            **overrides,
+        )
         agent.learn(run_dir=root / name, progress="none")
         out[name] = root / name
     return out
@@ -40,13 +52,33 @@ def test_eval_prints_mean_and_std_and_writes_eval_json(runs, tmp_path):
     result = _run("eval", str(runs["s0"]), "--episodes", "3", "--stochastic", "--seed", "4")
     assert result.returncode == 0, result.stderr
     data = json.loads((runs["s0"] / "eval.json").read_text())
-    assert data["episodes"] == 3 and len(data["returns"]) == 3 and data["deterministic"] is False and data["seed"] == 4
-    assert data["mean"] == pytest.approx(np.mean(data["returns"])) and data["std"] == pytest.approx(np.std(data["returns"]))
+    assert (
+        data["episodes"] == 3
+        and len(data["returns"]) == 3
+        and data["deterministic"] is False
+        and data["seed"] == 4
+    )
+    assert data["mean"] == pytest.approx(np.mean(data["returns"])) and data["std"] == pytest.approx(
+        np.std(data["returns"])
+    )
     assert data["lengths"] == [int(r) for r in data["returns"]], "CartPole pays 1 per step"
     assert data["checkpoint"].endswith(f"step_{data['checkpoint_steps']:012d}")
-    assert f"mean return {data['mean']:.2f} +/- {data['std']:.2f} over 3 episodes (stochastic)" in result.stdout
+    assert (
+        f"mean return {data['mean']:.2f} +/- {data['std']:.2f} over 3 episodes (stochastic)"
+        in result.stdout
+    )
     # The same seed gives the same episodes; a checkpoint directory can be named directly.
-    again = _run("eval", data["checkpoint"], "--episodes", "3", "--stochastic", "--seed", "4", "--output", str(tmp_path / "e.json"))
+    again = _run(
+        "eval",
+        data["checkpoint"],
+        "--episodes",
+        "3",
+        "--stochastic",
+        "--seed",
+        "4",
+        "--output",
+        str(tmp_path / "e.json"),
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "e.json").read_text())["returns"] == data["returns"]
 
@@ -54,7 +86,16 @@ def test_eval_prints_mean_and_std_and_writes_eval_json(runs, tmp_path):
 def test_eval_records_video(runs, tmp_path):
     pytest.importorskip("moviepy")
     pytest.importorskip("pygame")
-    result = _run("eval", str(runs["s1"]), "--episodes", "2", "--video", str(tmp_path / "video"), "--output", str(tmp_path / "e.json"))
+    result = _run(
+        "eval",
+        str(runs["s1"]),
+        "--episodes",
+        "2",
+        "--video",
+        str(tmp_path / "video"),
+        "--output",
+        str(tmp_path / "e.json"),
+    )
     assert result.returncode == 0, result.stderr
     videos = sorted((tmp_path / "video").glob("*.mp4"))
     assert len(videos) == 2 and all(v.stat().st_size > 1_000 for v in videos)
@@ -78,7 +119,11 @@ def test_aggregate_is_the_mean_and_range_over_the_steps_every_run_covers():
     assert lower.tolist() == [0.0, 2.5, 5.0] and upper.tolist() == [4.0, 6.5, 9.0]
     # A run that stopped because it solved the task holds its last value: the grid goes on to 10.
     grid, mean, _, upper = aggregate(xs, ys, held=[False, False, True], points=3)
-    assert grid.tolist() == [0.0, 5.0, 10.0] and mean.tolist() == [2.0, 7.0, 31 / 3] and upper[-1] == 12.0
+    assert (
+        grid.tolist() == [0.0, 5.0, 10.0]
+        and mean.tolist() == [2.0, 7.0, 31 / 3]
+        and upper[-1] == 12.0
+    )
 
 
 def test_plot_draws_curves_of_several_runs(runs, tmp_path):
@@ -89,6 +134,7 @@ def test_plot_draws_curves_of_several_runs(runs, tmp_path):
     single = plot_runs([runs["n5"]], tmp_path / "one.png", title="one run")
     assert single.read_bytes()[:8] == PNG
 
+
 def test_bad_eval_and_plot_input_exits_2_with_one_line(runs, tmp_path, capsys):
     for args, message in [
         (["eval", str(runs["s0"]), "--episodes", "0"], "--episodes must be >= 1, got 0"),
@@ -98,7 +144,10 @@ def test_bad_eval_and_plot_input_exits_2_with_one_line(runs, tmp_path, capsys):
     ]:
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("a3c: error: ") and message in err[0], (args, err)
+        assert len(err) == 1 and err[0].startswith("a3c: error: ") and message in err[0], (
+            args,
+            err,
+        )
 
 
 def test_tensorboard_events_mirror_progress_csv(runs):
@@ -107,20 +156,59 @@ def test_tensorboard_events_mirror_progress_csv(runs):
     events = EventAccumulator(str(runs["s2"]))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ["rollout/ep_rew_mean", "rollout/episodes", "train/policy_loss", "train/value_loss", "train/entropy_loss", "train/grad_norm", "time/fps", "train/update_lag", "train/learning_rate", "workers/alive"]:
+    for tag in [
+        "rollout/ep_rew_mean",
+        "rollout/episodes",
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy_loss",
+        "train/grad_norm",
+        "time/fps",
+        "train/update_lag",
+        "train/learning_rate",
+        "workers/alive",
+    ]:
         assert tag in tags, tag
     with open(runs["s2"] / "progress.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [e.step for e in events.Scalars("rollout/episodes")] == [int(r["steps"]) for r in rows]
-    assert [e.value for e in events.Scalars("rollout/episodes")] == [float(r["episodes"]) for r in rows]
+    assert [e.value for e in events.Scalars("rollout/episodes")] == [
+        float(r["episodes"]) for r in rows
+    ]
 
 
 def test_every_command_has_complete_help(capsys):
     for command, words in [
         ([], ["train", "eval", "plot"]),
-        (["train"], ["--resume", "--total-steps", "--set", "log.checkpoint_interval_steps", "log.checkpoint_keep", "a3c train --resume",
-                     "--eval-interval", "--target-eval-return", "eval.interval_s", "checkpoints/best/"]),
-        (["eval"], ["--episodes", "--deterministic", "--stochastic", "--video", "--output", "eval.json", "--checkpoint", "best", "latest"]),
+        (
+            ["train"],
+            [
+                "--resume",
+                "--total-steps",
+                "--set",
+                "log.checkpoint_interval_steps",
+                "log.checkpoint_keep",
+                "a3c train --resume",
+                "--eval-interval",
+                "--target-eval-return",
+                "eval.interval_s",
+                "checkpoints/best/",
+            ],
+        ),
+        (
+            ["eval"],
+            [
+                "--episodes",
+                "--deterministic",
+                "--stochastic",
+                "--video",
+                "--output",
+                "eval.json",
+                "--checkpoint",
+                "best",
+                "latest",
+            ],
+        ),
         (["plot"], ["RUN_DIR", "--out", "seed"]),
     ]:
         with pytest.raises(SystemExit) as exit_info:

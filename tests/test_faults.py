@@ -35,7 +35,9 @@ class Faults:
 
     STEPS = frozenset({"open", "fdopen", "fsync", "replace"})
 
-    def __init__(self, at: int | None = None, error: BaseException | None = None, only: str | None = None) -> None:
+    def __init__(
+        self, at: int | None = None, error: BaseException | None = None, only: str | None = None
+    ) -> None:
         self.at, self.error, self.only = at, error, only
         self.events: list[str] = []
 
@@ -113,12 +115,20 @@ def _tensors(steps: int, marker: float = 0.0) -> dict[str, torch.Tensor]:
 
 
 def _save(run: Path, steps: int, marker: float = 0.0) -> Path:
-    meta = {"config": {}, "steps": steps, "episodes": 1, "updates": 1, "architecture": [["w", [10]]]}
+    meta = {
+        "config": {},
+        "steps": steps,
+        "episodes": 1,
+        "updates": 1,
+        "architecture": [["w", [10]]],
+    }
     return checkpoint.save_in_run(run, _tensors(steps, marker), meta, keep=3)
 
 
 def _leftovers(run: Path) -> list[str]:
-    return sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.endswith((".tmp", ".old")))
+    return sorted(
+        p.name for p in (run / "checkpoints").iterdir() if p.name.endswith((".tmp", ".old"))
+    )
 
 
 # --- a checkpoint interrupted at every step of its write ----------------------------------------
@@ -126,7 +136,9 @@ def _leftovers(run: Path) -> list[str]:
 
 @pytest.mark.parametrize("full_disk", [False, True], ids=["killed", "enospc"])
 @pytest.mark.parametrize("same_step", [False, True], ids=["new-step", "same-step-replace"])
-def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(tmp_path, monkeypatch, same_step, full_disk):
+def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(
+    tmp_path, monkeypatch, same_step, full_disk
+):
     def prepare(run: Path) -> None:
         _save(run, 128, marker=1.0)
         if same_step:
@@ -148,7 +160,10 @@ def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(tmp
             with faulty(monkeypatch, Faults(at=k, error=ENOSPC)), contextlib.suppress(OSError):
                 _save(run, new_steps, marker=3.0)
                 failed = False
-            assert [n for n in _leftovers(run) if not n.endswith(".old")] == [], (k, counted.events[k])
+            assert [n for n in _leftovers(run) if not n.endswith(".old")] == [], (
+                k,
+                counted.events[k],
+            )
         else:
             with faulty(monkeypatch, Faults(at=k)), pytest.raises(Crash):
                 _save(run, new_steps, marker=3.0)
@@ -157,7 +172,11 @@ def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(tmp
             expected = (new_steps, 3.0)
         else:
             expected = (256, 2.0) if same_step else (128, 1.0)
-        assert (ckpt.steps, float(ckpt.tensors["params"][0])) == expected, (k, counted.events[k], ckpt.path)
+        assert (ckpt.steps, float(ckpt.tensors["params"][0])) == expected, (
+            k,
+            counted.events[k],
+            ckpt.path,
+        )
         _save(run, 512)  # the next write leaves nothing of the killed one behind
         assert _leftovers(run) == [], (k, counted.events[k])
         assert checkpoint.find(run).steps == 512
@@ -167,7 +186,9 @@ def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(tmp
 def test_the_newest_complete_checkpoint_wins_over_what_latest_names(tmp_path):
     _save(tmp_path, 128)
     _save(tmp_path, 256)
-    (tmp_path / "checkpoints" / "latest").write_text("step_000000000128\n")  # killed before `latest` moved
+    (tmp_path / "checkpoints" / "latest").write_text(
+        "step_000000000128\n"
+    )  # killed before `latest` moved
     assert checkpoint.find(tmp_path).steps == 256
 
 
@@ -180,13 +201,25 @@ def test_stale_tmp_and_old_entries_are_gone_after_the_next_write(tmp_path):
     (folder / "latest.123-abcd1234.tmp").write_text("step_")
     _save(tmp_path, 256)
     assert _leftovers(tmp_path) == []
-    assert sorted(p.name for p in folder.iterdir()) == ["latest", "step_000000000128", "step_000000000256"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "latest",
+        "step_000000000128",
+        "step_000000000256",
+    ]
     # write() on its own cleans its name's leftovers too
     lone = tmp_path / "agent"
-    checkpoint.write(lone, _tensors(128), {"config": {}, "steps": 128, "episodes": 1, "updates": 1, "architecture": [["w", [10]]]})
+    checkpoint.write(
+        lone,
+        _tensors(128),
+        {"config": {}, "steps": 128, "episodes": 1, "updates": 1, "architecture": [["w", [10]]]},
+    )
     (tmp_path / "agent.tmp").mkdir()
     (tmp_path / "agent.old").mkdir()
-    checkpoint.write(lone, _tensors(128, 5.0), {"config": {}, "steps": 128, "episodes": 1, "updates": 1, "architecture": [["w", [10]]]})
+    checkpoint.write(
+        lone,
+        _tensors(128, 5.0),
+        {"config": {}, "steps": 128, "episodes": 1, "updates": 1, "architecture": [["w", [10]]]},
+    )
     assert not (tmp_path / "agent.tmp").exists() and not (tmp_path / "agent.old").exists()
     assert float(checkpoint.read(lone).tensors["params"][0]) == 5.0
 
@@ -199,7 +232,9 @@ def test_write_json_atomic_keeps_the_previous_file_when_the_disk_fills_up(tmp_pa
     write_json_atomic(path, {"steps": 1})
     with faulty(monkeypatch, Faults()) as counted:
         write_json_atomic(tmp_path / "other.json", {"steps": 2})
-    assert "io.write" in counted.events and "io.replace(other.json->other.json)" not in counted.events
+    assert (
+        "io.write" in counted.events and "io.replace(other.json->other.json)" not in counted.events
+    )
     for k in range(len(counted.events)):
         with faulty(monkeypatch, Faults(at=k, error=ENOSPC)):
             try:
@@ -208,14 +243,18 @@ def test_write_json_atomic_keeps_the_previous_file_when_the_disk_fills_up(tmp_pa
                 assert e.errno == errno.ENOSPC
         content = json.loads(path.read_text())  # never a 0-byte or half file
         assert content in ({"steps": 1}, {"steps": 2, "k": k}), (k, counted.events[k])
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "summary.json"], "no temp file left"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "summary.json"], (
+            "no temp file left"
+        )
         write_json_atomic(path, {"steps": 1})
 
 
 @pytest.fixture(scope="module")
 def agent_checkpoint(tmp_path_factory) -> Path:
     """An untrained CartPole agent's checkpoint (serial backend: no processes)."""
-    return A3C("CartPole-v1", backend="serial", workers=1).save(tmp_path_factory.mktemp("agent") / "ckpt")
+    return A3C("CartPole-v1", backend="serial", workers=1).save(
+        tmp_path_factory.mktemp("agent") / "ckpt"
+    )
 
 
 @pytest.fixture
@@ -235,7 +274,9 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-def test_eval_refuses_a_missing_output_folder_before_playing(agent_checkpoint, tmp_path, capsys, no_episodes):
+def test_eval_refuses_a_missing_output_folder_before_playing(
+    agent_checkpoint, tmp_path, capsys, no_episodes
+):
     out = tmp_path / "no-such-folder" / "eval.json"
     assert cli.main(["eval", str(agent_checkpoint), "--episodes", "1", "--output", str(out)]) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -245,7 +286,9 @@ def test_eval_refuses_a_missing_output_folder_before_playing(agent_checkpoint, t
     assert "is a directory" in _one_error_line(capsys.readouterr().err)
 
 
-def test_eval_prints_its_results_when_the_disk_fills_up_after_playing(agent_checkpoint, tmp_path, capsys, monkeypatch):
+def test_eval_prints_its_results_when_the_disk_fills_up_after_playing(
+    agent_checkpoint, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "eval.json"
     with faulty(monkeypatch, Faults(at=0, error=ENOSPC, only="fsync")):
         code = cli.main(["eval", str(agent_checkpoint), "--episodes", "2", "--output", str(out)])
@@ -268,11 +311,15 @@ def test_plot_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     with faulty(monkeypatch, Faults(at=0, error=ENOSPC, only="write")):
         code = cli.main(["plot", str(run)])
     assert code == 2
-    assert f"cannot write {run / 'curves.png'}: No space left on device" in _one_error_line(capsys.readouterr().err)
+    assert f"cannot write {run / 'curves.png'}: No space left on device" in _one_error_line(
+        capsys.readouterr().err
+    )
     assert sorted(p.name for p in run.iterdir()) == ["progress.csv"]
 
 
-def test_enospc_while_a_run_writes_progress_csv_exits_1_and_keeps_its_checkpoints(tmp_path, capsys, monkeypatch):
+def test_enospc_while_a_run_writes_progress_csv_exits_1_and_keeps_its_checkpoints(
+    tmp_path, capsys, monkeypatch
+):
     from a3c.runlog import RunDir
 
     run = tmp_path / "run"
@@ -285,16 +332,38 @@ def test_enospc_while_a_run_writes_progress_csv_exits_1_and_keeps_its_checkpoint
         write_row(self, row)
 
     monkeypatch.setattr(RunDir, "write_row", filling_up)
-    argv = ["train", "CartPole-v1", "--backend", "serial", "--workers", "1", "--total-steps", "20000", "--run-dir", str(run),
-            "--progress", "none", "--set", "log.log_interval=500", "--set", "log.checkpoint_interval_steps=500"]  # fmt: skip
+    argv = [
+        "train",
+        "CartPole-v1",
+        "--backend",
+        "serial",
+        "--workers",
+        "1",
+        "--total-steps",
+        "20000",
+        "--run-dir",
+        str(run),
+        "--progress",
+        "none",
+        "--set",
+        "log.log_interval=500",
+        "--set",
+        "log.checkpoint_interval_steps=500",
+    ]
     assert cli.main(argv) == 1
     line = _one_error_line(capsys.readouterr().err)
-    assert line == f"a3c: error: No space left on device: {run / 'progress.csv'} (the run directory keeps what was complete)"
+    assert (
+        line
+        == f"a3c: error: No space left on device: {run / 'progress.csv'} (the run directory keeps "
+        "what was complete)"
+    )
     assert checkpoint.find(run).steps >= 1000, "the checkpoints written before the fault load"
     assert A3C.load(run).num_timesteps >= 1000
 
 
-def test_enospc_on_summary_json_exits_1_and_the_final_checkpoint_loads(tmp_path, capsys, monkeypatch):
+def test_enospc_on_summary_json_exits_1_and_the_final_checkpoint_loads(
+    tmp_path, capsys, monkeypatch
+):
     import a3c.runlog
 
     run = tmp_path / "run"
@@ -305,14 +374,29 @@ def test_enospc_on_summary_json_exits_1_and_the_final_checkpoint_loads(tmp_path,
         return write_json_atomic(path, data)
 
     monkeypatch.setattr(a3c.runlog, "write_json_atomic", filling_up)
-    argv = ["train", "CartPole-v1", "--backend", "serial", "--workers", "1", "--total-steps", "1000", "--run-dir", str(run), "--progress", "none"]
+    argv = [
+        "train",
+        "CartPole-v1",
+        "--backend",
+        "serial",
+        "--workers",
+        "1",
+        "--total-steps",
+        "1000",
+        "--run-dir",
+        str(run),
+        "--progress",
+        "none",
+    ]
     assert cli.main(argv) == 1
     assert "No space left on device: " in _one_error_line(capsys.readouterr().err)
     assert json.loads((run / "config.json").read_text())["env"]["id"] == "CartPole-v1"
     assert checkpoint.find(run).steps >= 1000 and not (run / "summary.json").exists()
 
 
-def test_a_run_directory_that_cannot_be_opened_is_a_config_error_and_unlocked(tmp_path, monkeypatch):
+def test_a_run_directory_that_cannot_be_opened_is_a_config_error_and_unlocked(
+    tmp_path, monkeypatch
+):
     import a3c.runlog
     from a3c.runlog import RunDir
 
@@ -320,7 +404,9 @@ def test_a_run_directory_that_cannot_be_opened_is_a_config_error_and_unlocked(tm
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path / "events.out.tfevents"))
 
     monkeypatch.setattr(a3c.runlog, "_summary_writer", no_events)
-    with pytest.raises(ConfigError, match="cannot write run directory .*: No space left on device") as info:
+    with pytest.raises(
+        ConfigError, match="cannot write run directory .*: No space left on device"
+    ) as info:
         RunDir(tmp_path / "run")
     assert "\n" not in str(info.value)
     monkeypatch.undo()
@@ -346,13 +432,26 @@ def read_only():
                 p.chmod(0o555 if p.is_dir() else 0o444)
                 chmodded.append(p)
             return path
-        bind = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True, text=True, timeout=30)
+        bind = subprocess.run(
+            ["mount", "--bind", str(path), str(path)], capture_output=True, text=True, timeout=30
+        )
         if bind.returncode != 0:
-            pytest.skip(f"running as root, where chmod does not stop writes, and no bind mount here ({bind.stderr.strip()})")
+            pytest.skip(
+                "running as root, where chmod does not stop writes, and no bind mount here "
+                f"({bind.stderr.strip()})"
+            )
         mounted.append(path)
-        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True, text=True, timeout=30)
+        ro = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if ro.returncode != 0:
-            pytest.skip(f"running as root, where chmod does not stop writes, and no read-only remount here ({ro.stderr.strip()})")
+            pytest.skip(
+                "running as root, where chmod does not stop writes, and no read-only remount "
+                f"here ({ro.stderr.strip()})"
+            )
         return path
 
     yield make
@@ -366,7 +465,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*A3C_CLI, *args], capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
-def test_eval_refuses_a_read_only_output_before_playing(agent_checkpoint, tmp_path, capsys, no_episodes, read_only):
+def test_eval_refuses_a_read_only_output_before_playing(
+    agent_checkpoint, tmp_path, capsys, no_episodes, read_only
+):
     folder = tmp_path / "ro"
     folder.mkdir()
     read_only(folder)
@@ -376,12 +477,18 @@ def test_eval_refuses_a_read_only_output_before_playing(agent_checkpoint, tmp_pa
     checkpoint.write(ckpt, *_agent_state(agent_checkpoint))
     read_only(ckpt)
     assert cli.main(["eval", str(ckpt)]) == 2  # the default output, eval.json beside the checkpoint
-    assert f"eval.json {ckpt / 'eval.json'}: cannot write into {ckpt}" in _one_error_line(capsys.readouterr().err)
+    assert f"eval.json {ckpt / 'eval.json'}: cannot write into {ckpt}" in _one_error_line(
+        capsys.readouterr().err
+    )
 
 
 def _agent_state(path: Path) -> tuple[dict, dict]:
     ckpt = checkpoint.read(path)
-    return ckpt.tensors, {k: v for k, v in ckpt.meta.items() if k not in ("format", "format_version", "tensors_bytes", "tensors_sha256")}
+    return ckpt.tensors, {
+        k: v
+        for k, v in ckpt.meta.items()
+        if k not in ("format", "format_version", "tensors_bytes", "tensors_sha256")
+    }
 
 
 def test_plot_of_a_read_only_run_or_into_a_read_only_folder_is_one_line(tmp_path, read_only):
@@ -398,12 +505,21 @@ def test_plot_of_a_read_only_run_or_into_a_read_only_folder_is_one_line(tmp_path
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("short") / "run"
-    agent = A3C("CartPole-v1", backend="serial", workers=1, total_steps=1000, log_interval=500, checkpoint_interval_steps=500)
+    agent = A3C(
+        "CartPole-v1",
+        backend="serial",
+        workers=1,
+        total_steps=1000,
+        log_interval=500,
+        checkpoint_interval_steps=500,
+    )
     agent.learn(run_dir=run, progress="none")
     return run
 
 
-def test_resume_of_a_read_only_run_and_a_run_under_a_read_only_folder(short_run, tmp_path, read_only):
+def test_resume_of_a_read_only_run_and_a_run_under_a_read_only_folder(
+    short_run, tmp_path, read_only
+):
     import shutil
 
     run = tmp_path / "run"
@@ -412,10 +528,15 @@ def test_resume_of_a_read_only_run_and_a_run_under_a_read_only_folder(short_run,
     read_only(run)
     result = _cli("train", "--resume", str(run), "--total-steps", "3000", "--backend", "serial")
     assert result.returncode == 2, result.stderr
-    assert f"cannot write run directory {run}: Read-only file system" in _one_error_line(result.stderr) or os.geteuid() != 0
+    assert (
+        f"cannot write run directory {run}: Read-only file system" in _one_error_line(result.stderr)
+        or os.geteuid() != 0
+    )
     after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before, "a refused resume changes nothing"
     result = _cli("train", "CartPole-v1", "--backend", "serial", "--run-dir", str(run / "sub"))
     assert result.returncode == 2, result.stderr
     assert f"cannot create run directory {run / 'sub'}" in _one_error_line(result.stderr)
-    assert A3C.load(run).num_timesteps == checkpoint.find(short_run).steps, "what was complete stays loadable"
+    assert A3C.load(run).num_timesteps == checkpoint.find(short_run).steps, (
+        "what was complete stays loadable"
+    )

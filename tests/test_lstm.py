@@ -15,7 +15,9 @@ from a3c.worker import Worker
 
 def _model():
     torch.manual_seed(0)
-    return make_model(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), ModelConfig(lstm=True, lstm_size=8))
+    return make_model(
+        gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), ModelConfig(lstm=True, lstm_size=8)
+    )
 
 
 def _stepped(model, obs, state0, end):
@@ -82,7 +84,18 @@ def test_unroll_gradients_equal_stepping_one_observation_at_a_time():
 
 
 def test_worker_carries_the_state_across_rollouts_and_resets_it_at_episode_ends():
-    cfg = build_config("CartPole-v1", overrides={"backend": "serial", "workers": 1, "lstm": True, "lstm_size": 16, "n_steps": 7, "envs_per_worker": 4, "max_episode_steps": 7})
+    cfg = build_config(
+        "CartPole-v1",
+        overrides={
+            "backend": "serial",
+            "workers": 1,
+            "lstm": True,
+            "lstm_size": 16,
+            "n_steps": 7,
+            "envs_per_worker": 4,
+            "max_episode_steps": 7,
+        },
+    )
     agent = A3C("CartPole-v1", config=cfg)
     store = SharedStore.for_model(agent.model, cfg)
     worker = Worker(cfg, 0, store)
@@ -91,7 +104,9 @@ def test_worker_carries_the_state_across_rollouts_and_resets_it_at_episode_ends(
         worker.update()
         h, c = worker.state
         ended = worker.end_np[-1] > 0
-        assert torch.all(h[torch.from_numpy(ended)] == 0) and torch.all(c[torch.from_numpy(ended)] == 0)
+        assert torch.all(h[torch.from_numpy(ended)] == 0) and torch.all(
+            c[torch.from_numpy(ended)] == 0
+        )
         if (~ended).any():
             assert torch.any(h[torch.from_numpy(~ended)] != 0), "a running episode keeps its state"
         saw_end |= bool(ended.any())

@@ -21,8 +21,13 @@ def test_progress_columns_and_tags_come_from_metrics():
     assert {m.file for m in METRICS} == {metrics.PROGRESS, metrics.EVAL}
     for columns in (PROGRESS_COLUMNS, metrics.EVAL_COLUMNS):
         assert len(set(columns)) == len(columns) and columns[0] == "steps"
-    assert metrics.TENSORBOARD_TAGS == {m.column: m.tag for m in METRICS if m.tag is not None and m.file == metrics.PROGRESS}
-    assert [m.column for m in METRICS if m.tag is None] == ["steps", "steps"]  # the x axis of each file
+    assert metrics.TENSORBOARD_TAGS == {
+        m.column: m.tag for m in METRICS if m.tag is not None and m.file == metrics.PROGRESS
+    }
+    assert [m.column for m in METRICS if m.tag is None] == [
+        "steps",
+        "steps",
+    ]  # the x axis of each file
     tags = [m.tag for m in METRICS if m.tag is not None]
     assert len(set(tags)) == len(tags), "each tag is named once"
     for m in METRICS:
@@ -30,9 +35,28 @@ def test_progress_columns_and_tags_come_from_metrics():
         group = ("rollout", "train", "time", "workers") if m.file == metrics.PROGRESS else ("eval",)
         assert m.tag is None or m.tag.split("/")[0] in group, m
     # eval.csv: the columns the evaluator reports, under Stable-Baselines3's EvalCallback names.
-    assert metrics.EVAL_COLUMNS == ("steps", "wall_s", "mean", "std", "min", "max", "episodes", "mean_length", "duration_s")
-    assert metrics.EVAL_TAGS["mean"] == "eval/mean_reward" and metrics.EVAL_TAGS["mean_length"] == "eval/mean_ep_length"
-    sb3 = {"return_mean": "rollout/ep_rew_mean", "length_mean": "rollout/ep_len_mean", "steps_per_s": "time/fps", "entropy_loss": "train/entropy_loss", "value_loss": "train/value_loss"}
+    assert metrics.EVAL_COLUMNS == (
+        "steps",
+        "wall_s",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "episodes",
+        "mean_length",
+        "duration_s",
+    )
+    assert (
+        metrics.EVAL_TAGS["mean"] == "eval/mean_reward"
+        and metrics.EVAL_TAGS["mean_length"] == "eval/mean_ep_length"
+    )
+    sb3 = {
+        "return_mean": "rollout/ep_rew_mean",
+        "length_mean": "rollout/ep_len_mean",
+        "steps_per_s": "time/fps",
+        "entropy_loss": "train/entropy_loss",
+        "value_loss": "train/value_loss",
+    }
     assert {k: metrics.TENSORBOARD_TAGS[k] for k in sb3} == sb3
 
 
@@ -43,8 +67,16 @@ def test_per_update_metrics_are_the_loss_terms_and_three_others():
     assert "entropy" not in PROGRESS_COLUMNS and "entropy_loss" in PROGRESS_COLUMNS
 
 
-def _report(worker: int, values: list[dict[str, float]], returns: list[float], lengths: list[int]) -> WorkerReport:
-    rep = WorkerReport(worker, steps=10 * len(values), updates=len(values), episode_returns=returns, episode_lengths=lengths)
+def _report(
+    worker: int, values: list[dict[str, float]], returns: list[float], lengths: list[int]
+) -> WorkerReport:
+    rep = WorkerReport(
+        worker,
+        steps=10 * len(values),
+        updates=len(values),
+        episode_returns=returns,
+        episode_lengths=lengths,
+    )
     for update in values:
         for name, value in update.items():
             rep.add(name, value)
@@ -64,12 +96,25 @@ def test_stats_add_and_row_give_means_per_update():
     stats.add(b)
     row = stats.row(wall_s=1.23456, workers_alive=2, worker_restarts=1)
     assert tuple(row) == PROGRESS_COLUMNS
-    assert row["steps"] == 30 and row["updates"] == 3 and row["nonfinite_updates"] == 1 and row["episodes"] == 3
+    assert (
+        row["steps"] == 30
+        and row["updates"] == 3
+        and row["nonfinite_updates"] == 1
+        and row["episodes"] == 3
+    )
     assert row["wall_s"] == 1.235 and row["workers_alive"] == 2 and row["worker_restarts"] == 1
     # The window holds the last 2 episodes: returns 3 and 5, lengths 30 and 20.
     assert row["return_mean"] == 4.0 and row["return_std"] == 1.0 and row["length_mean"] == 25.0
-    assert row["policy_loss"] == pytest.approx((2 - 1 + 5) / 3) and row["update_lag"] == pytest.approx(3.0)
-    assert row["value_loss"] == row["entropy_loss"] == row["grad_norm"] == row["learning_rate"] == pytest.approx(3.0)
+    assert row["policy_loss"] == pytest.approx((2 - 1 + 5) / 3) and row[
+        "update_lag"
+    ] == pytest.approx(3.0)
+    assert (
+        row["value_loss"]
+        == row["entropy_loss"]
+        == row["grad_norm"]
+        == row["learning_rate"]
+        == pytest.approx(3.0)
+    )
     assert stats.return_mean == 4.0 and stats.window_full
     # The next interval starts empty: no updates, no means.
     again = stats.row(wall_s=2.0, workers_alive=2, worker_restarts=1)
@@ -96,16 +141,35 @@ def test_the_generated_table_has_a_row_per_column(file):
 
 def test_io_writes_json_atomically_without_nan(tmp_path):
     path = tmp_path / "out.json"
-    io.write_json_atomic(path, {"a": math.nan, "b": [1.5, math.inf, (2, 3)], "c": {"d": -math.inf}, "p": tmp_path, "s": {4}})
+    io.write_json_atomic(
+        path,
+        {
+            "a": math.nan,
+            "b": [1.5, math.inf, (2, 3)],
+            "c": {"d": -math.inf},
+            "p": tmp_path,
+            "s": {4},
+        },
+    )
     text = path.read_text()
     assert text.endswith("}\n") and "NaN" not in text and "Infinity" not in text
-    assert json.loads(text) == {"a": None, "b": [1.5, None, [2, 3]], "c": {"d": None}, "p": str(tmp_path), "s": [4]}
+    assert json.loads(text) == {
+        "a": None,
+        "b": [1.5, None, [2, 3]],
+        "c": {"d": None},
+        "p": str(tmp_path),
+        "s": [4],
+    }
     io.write_text_atomic(path, "again\n")
     assert path.read_text() == "again\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"], "no temp file is left"
     with pytest.raises(FileNotFoundError):
         io.write_bytes_atomic(tmp_path / "missing" / "x.bin", b"x")
-    assert io.finite_or_none(2) == 2.0 and io.finite_or_none(math.nan) is None and io.finite_or_none(True) is None
+    assert (
+        io.finite_or_none(2) == 2.0
+        and io.finite_or_none(math.nan) is None
+        and io.finite_or_none(True) is None
+    )
     assert io.finite_or_none(None) is None and io.finite_or_none(-1.5) == -1.5
 
 

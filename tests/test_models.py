@@ -29,7 +29,9 @@ def cartpole_spaces() -> tuple[gym.Space, gym.Space]:
 
 
 def tabular_model(n_states: int = 5, n_actions: int = 3) -> ActorCritic:
-    return make_model(gym.spaces.Discrete(n_states), gym.spaces.Discrete(n_actions), ModelConfig(hidden=()))
+    return make_model(
+        gym.spaces.Discrete(n_states), gym.spaces.Discrete(n_actions), ModelConfig(hidden=())
+    )
 
 
 def flat_of(model: ActorCritic) -> torch.Tensor:
@@ -46,7 +48,9 @@ def flat_of(model: ActorCritic) -> torch.Tensor:
 def test_box_observations_give_logits_and_values(cartpole_spaces, shared_encoder, activation):
     obs_space, act_space = cartpole_spaces
     torch.manual_seed(0)
-    model = make_model(obs_space, act_space, ModelConfig(shared_encoder=shared_encoder, activation=activation))
+    model = make_model(
+        obs_space, act_space, ModelConfig(shared_encoder=shared_encoder, activation=activation)
+    )
     obs = torch.randn(7, 4)
     logits, values, _ = model(obs)
     assert logits.shape == (7, 2)
@@ -76,7 +80,9 @@ def test_discrete_observations_without_hidden_layers_are_tabular():
     assert sum(p.numel() for p in model.parameters()) == n_actions * n_states + n_states
     logits, values, _ = model(torch.arange(n_states))
     assert logits.shape == (n_states, n_actions) and values.shape == (n_states,)
-    torch.testing.assert_close(torch.softmax(logits, -1), torch.full((n_states, n_actions), 1 / n_actions))
+    torch.testing.assert_close(
+        torch.softmax(logits, -1), torch.full((n_states, n_actions), 1 / n_actions)
+    )
     torch.testing.assert_close(values, torch.zeros(n_states))
 
 
@@ -127,10 +133,14 @@ def test_tabular_policy_gradient_is_onehot_minus_pi_times_advantage():
     n_states, n_actions, s, a, A = 4, 3, 2, 1, 1.7
     model = tabular_model(n_states, n_actions)
     with torch.no_grad():
-        model.policy_head.weight.copy_(torch.tensor([[0.3, -1.0, 0.5, 2.0], [1.2, 0.0, -0.4, 0.1], [-0.7, 0.9, 1.1, -2.0]]))
+        model.policy_head.weight.copy_(
+            torch.tensor([[0.3, -1.0, 0.5, 2.0], [1.2, 0.0, -0.4, 0.1], [-0.7, 0.9, 1.1, -2.0]])
+        )
     logits, _, _ = model(torch.tensor([s]))
     logp, _ = categorical_logp_entropy(logits, torch.tensor([a]))
-    loss = algo.policy_gradient_loss(logp.reshape(1, 1), torch.tensor([[A]]))  # N = 1: mean is the sample
+    loss = algo.policy_gradient_loss(
+        logp.reshape(1, 1), torch.tensor([[A]])
+    )  # N = 1: mean is the sample
     loss.backward()
 
     theta_s = model.policy_head.weight.detach()[:, s]
@@ -175,7 +185,9 @@ def test_categorical_logp_entropy_by_hand():
     torch.testing.assert_close(logp4, torch.full((2,), math.log(0.25)))
     torch.testing.assert_close(ent4, torch.full((2,), math.log(4)))
 
-    logp_s, ent_s = categorical_logp_entropy(torch.tensor([[5.0, 5.0 + math.log(3)]]), torch.tensor([0]))
+    logp_s, ent_s = categorical_logp_entropy(
+        torch.tensor([[5.0, 5.0 + math.log(3)]]), torch.tensor([0])
+    )
     torch.testing.assert_close(logp_s, torch.tensor([math.log(0.25)]))
     torch.testing.assert_close(ent_s, torch.tensor([h]))
 
@@ -235,7 +247,11 @@ def test_categorical_sample_never_picks_a_masked_action():
     ],
 )
 def test_ordered_parameters_actor_first_then_critic_and_covers_all(cartpole_spaces, spaces, cfg):
-    obs_space, act_space = cartpole_spaces if spaces == "cartpole" else (gym.spaces.Discrete(5), gym.spaces.Discrete(3))
+    obs_space, act_space = (
+        cartpole_spaces
+        if spaces == "cartpole"
+        else (gym.spaces.Discrete(5), gym.spaces.Discrete(3))
+    )
     model = make_model(obs_space, act_space, cfg)
     actor, critic = model.actor_parameters(), model.critic_parameters()
     ordered = model.ordered_parameters()
@@ -275,7 +291,9 @@ def test_rmsprop_step_by_hand():
     g2 = torch.tensor([0.0, 1.0, 1.0])
     apply_update("rmsprop", flat, g2, state, cfg, lr=0.01, critic_lr=0.01, n_actor=3)
     torch.testing.assert_close(state["square_avg"], torch.tensor([0.09, 0.46, 0.1225]))
-    torch.testing.assert_close(flat, torch.tensor([-s10, 1 + s10 - 0.01 / math.sqrt(0.46), 2 - s10 - 0.01 / 0.35]))
+    torch.testing.assert_close(
+        flat, torch.tensor([-s10, 1 + s10 - 0.01 / math.sqrt(0.46), 2 - s10 - 0.01 / 0.35])
+    )
 
 
 def test_rmsprop_tf_step_by_hand():
@@ -288,12 +306,16 @@ def test_rmsprop_tf_step_by_hand():
     state = new_state("rmsprop_tf", 2)
     assert torch.equal(state["square_avg"], torch.ones(2))
     flat = torch.tensor([0.0, 1.0])
-    apply_update("rmsprop_tf", flat, torch.tensor([1.0, 0.0]), state, cfg, lr=0.01, critic_lr=0.01, n_actor=2)
+    apply_update(
+        "rmsprop_tf", flat, torch.tensor([1.0, 0.0]), state, cfg, lr=0.01, critic_lr=0.01, n_actor=2
+    )
     torch.testing.assert_close(state["square_avg"], torch.tensor([1.0, 0.9]))
     torch.testing.assert_close(flat, torch.tensor([-0.01 / math.sqrt(1.01), 1.0]))
 
 
-def _torch_reference(opt_cls, p0: torch.Tensor, grads: list[torch.Tensor], **kwargs) -> torch.Tensor:
+def _torch_reference(
+    opt_cls, p0: torch.Tensor, grads: list[torch.Tensor], **kwargs
+) -> torch.Tensor:
     p = nn.Parameter(p0.clone())
     opt = opt_cls([p], **kwargs)
     for g in grads:
@@ -321,7 +343,11 @@ def test_adam_matches_torch_adam():
     grads = [torch.randn(10, generator=gen) for _ in range(6)]
     cfg = OptimConfig(name="adam", betas=(0.9, 0.999), eps=1e-5)
     flat = p0.clone()
-    state = {"exp_avg": torch.zeros(10), "exp_avg_sq": torch.zeros(10), "step": torch.zeros(1, dtype=torch.float64)}
+    state = {
+        "exp_avg": torch.zeros(10),
+        "exp_avg_sq": torch.zeros(10),
+        "step": torch.zeros(1, dtype=torch.float64),
+    }
     for g in grads:
         apply_update("adam", flat, g, state, cfg, lr=1e-2, critic_lr=1e-2, n_actor=6)
     expected = _torch_reference(torch.optim.Adam, p0, grads, lr=1e-2, betas=(0.9, 0.999), eps=1e-5)
@@ -334,15 +360,30 @@ def test_adam_first_step_is_lr_times_sign():
     # After one step, m_hat = g and v_hat = g^2, so p -= lr * g / (|g| + eps) ~ lr * sign(g).
     cfg = OptimConfig(name="adam", betas=(0.9, 0.999), eps=1e-8)
     flat = torch.zeros(3)
-    state = {"exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3), "step": torch.zeros(1, dtype=torch.float64)}
-    apply_update("adam", flat, torch.tensor([3.0, -0.5, 2.0]), state, cfg, lr=0.1, critic_lr=0.1, n_actor=3)
+    state = {
+        "exp_avg": torch.zeros(3),
+        "exp_avg_sq": torch.zeros(3),
+        "step": torch.zeros(1, dtype=torch.float64),
+    }
+    apply_update(
+        "adam", flat, torch.tensor([3.0, -0.5, 2.0]), state, cfg, lr=0.1, critic_lr=0.1, n_actor=3
+    )
     torch.testing.assert_close(flat, torch.tensor([-0.1, 0.1, -0.1]))
 
 
 def test_sgd_step():
     # p -= lr * g: [1, 2, 3] - 0.5 * [2, -2, 4] = [0, 3, 1]
     flat = torch.tensor([1.0, 2.0, 3.0])
-    apply_update("sgd", flat, torch.tensor([2.0, -2.0, 4.0]), {}, OptimConfig(name="sgd"), lr=0.5, critic_lr=0.5, n_actor=3)
+    apply_update(
+        "sgd",
+        flat,
+        torch.tensor([2.0, -2.0, 4.0]),
+        {},
+        OptimConfig(name="sgd"),
+        lr=0.5,
+        critic_lr=0.5,
+        n_actor=3,
+    )
     torch.testing.assert_close(flat, torch.tensor([0.0, 3.0, 1.0]))
 
 
@@ -350,7 +391,16 @@ def test_sgd_separate_critic_lr_by_hand():
     # n_actor = 2: flat[:2] moves by lr = 0.1, flat[2:] by critic_lr = 1.0.
     # [1, 1, 1, 1, 1] - [0.1*1, 0.1*2, 1.0*3, 1.0*4, 1.0*5] = [0.9, 0.8, -2, -3, -4]
     flat = torch.ones(5)
-    apply_update("sgd", flat, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), {}, OptimConfig(name="sgd"), lr=0.1, critic_lr=1.0, n_actor=2)
+    apply_update(
+        "sgd",
+        flat,
+        torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]),
+        {},
+        OptimConfig(name="sgd"),
+        lr=0.1,
+        critic_lr=1.0,
+        n_actor=2,
+    )
     torch.testing.assert_close(flat, torch.tensor([0.9, 0.8, -2.0, -3.0, -4.0]))
 
 
@@ -358,7 +408,11 @@ def _fresh_state(kind: str, n: int) -> dict[str, torch.Tensor]:
     if kind == "rmsprop":
         return {"square_avg": torch.zeros(n)}
     if kind == "adam":
-        return {"exp_avg": torch.zeros(n), "exp_avg_sq": torch.zeros(n), "step": torch.zeros(1, dtype=torch.float64)}
+        return {
+            "exp_avg": torch.zeros(n),
+            "exp_avg_sq": torch.zeros(n),
+            "step": torch.zeros(1, dtype=torch.float64),
+        }
     return {}
 
 
@@ -379,7 +433,9 @@ def test_separate_critic_lr_applies_only_to_the_tail(kind):
         apply_update(kind, only_critic_lr, g, s_c, cfg, critic_lr, critic_lr, n_actor)
     torch.testing.assert_close(both[:n_actor], only_actor_lr[:n_actor])
     torch.testing.assert_close(both[n_actor:], only_critic_lr[n_actor:])
-    assert not torch.allclose(both[n_actor:], only_actor_lr[n_actor:])  # the tail did move differently
+    assert not torch.allclose(
+        both[n_actor:], only_actor_lr[n_actor:]
+    )  # the tail did move differently
 
 
 @pytest.mark.parametrize("kind", ["rmsprop", "adam", "sgd"])
@@ -387,7 +443,16 @@ def test_zero_critic_lr_freezes_only_the_critic(kind):
     n, n_actor = 6, 2
     p0 = torch.arange(float(n))
     flat = p0.clone()
-    apply_update(kind, flat, torch.ones(n), _fresh_state(kind, n), OptimConfig(name=kind), lr=0.1, critic_lr=0.0, n_actor=n_actor)
+    apply_update(
+        kind,
+        flat,
+        torch.ones(n),
+        _fresh_state(kind, n),
+        OptimConfig(name=kind),
+        lr=0.1,
+        critic_lr=0.0,
+        n_actor=n_actor,
+    )
     assert torch.equal(flat[n_actor:], p0[n_actor:])
     assert (flat[:n_actor] < p0[:n_actor]).all()
 
@@ -459,7 +524,11 @@ def test_store_push_is_deterministic(cartpole_spaces, name):
     grads = [torch.randn(n, generator=gen) for _ in range(3)]
     results = []
     for _ in range(2):  # two separate stores from the same model, same pushes
-        store = _store(model, workers=2, **{"optim.name": name, "learning_rate": 1e-3, "critic_learning_rate": 2e-3})
+        store = _store(
+            model,
+            workers=2,
+            **{"optim.name": name, "learning_rate": 1e-3, "critic_learning_rate": 2e-3},
+        )
         buf = torch.empty(store.size)
         for i, g in enumerate(grads):
             store.push(i % 2, 5, store.pull(buf), g)
@@ -470,7 +539,9 @@ def test_store_push_is_deterministic(cartpole_spaces, name):
 
 def test_store_push_applies_apply_update_at_the_schedules_rates(cartpole_spaces):
     model, n_actor = _model_and_n_actor(cartpole_spaces)
-    store = _store(model, **{"optim.name": "rmsprop", "learning_rate": 1e-3, "critic_learning_rate": 5e-3})
+    store = _store(
+        model, **{"optim.name": "rmsprop", "learning_rate": 1e-3, "critic_learning_rate": 5e-3}
+    )
     g = torch.linspace(-1, 1, store.size)
     expected, state = flat_of(model).clone(), {"square_avg": torch.zeros(store.size)}
     apply_update("rmsprop", expected, g, state, store.optimizer.cfg, 1e-3, 5e-3, n_actor)
@@ -484,13 +555,27 @@ def test_the_store_owns_the_schedules_of_the_absolute_global_step(cartpole_space
     """Learning rate (linear to 0 at total_steps) and entropy coefficient come from the store's
     global step count, not from the worker."""
     model, _ = _model_and_n_actor(cartpole_spaces)
-    cfg = Config().replace({"workers": 2, "total_steps": 100, "learning_rate": 1e-2, "ent_coef": 0.5, "ent_coef_schedule": [[40, 0.1]]})
+    cfg = Config().replace(
+        {
+            "workers": 2,
+            "total_steps": 100,
+            "learning_rate": 1e-2,
+            "ent_coef": 0.5,
+            "ent_coef_schedule": [[40, 0.1]],
+        }
+    )
     store = SharedStore.for_model(model, cfg)
     buf = torch.empty(store.size)
     assert store.pull(buf).ent_coef == 0.5
-    assert store.push(0, 25, store.pull(buf), torch.zeros(store.size)).learning_rate == pytest.approx(1e-2)
-    assert store.push(1, 25, store.pull(buf), torch.zeros(store.size)).learning_rate == pytest.approx(1e-2 * 0.75)
-    assert store.pull(buf).ent_coef == pytest.approx(0.1)  # 50 global steps: past the schedule's point
+    assert store.push(
+        0, 25, store.pull(buf), torch.zeros(store.size)
+    ).learning_rate == pytest.approx(1e-2)
+    assert store.push(
+        1, 25, store.pull(buf), torch.zeros(store.size)
+    ).learning_rate == pytest.approx(1e-2 * 0.75)
+    assert store.pull(buf).ent_coef == pytest.approx(
+        0.1
+    )  # 50 global steps: past the schedule's point
 
 
 def test_store_pull_copies_and_push_returns_update_lag(cartpole_spaces):
@@ -535,11 +620,23 @@ def test_store_state_dict_round_trip_folds_other_worker_counts(cartpole_spaces):
     for w in (0, 1, 1):
         store.push(w, 10, store.pull(torch.empty(store.size)), torch.ones(store.size))
     state = store.state_dict()
-    assert set(state) == {"params", "optim.exp_avg", "optim.exp_avg_sq", "optim.step", "counters.worker_steps", "counters.worker_updates", "counters.worker_nonfinite"}
+    assert set(state) == {
+        "params",
+        "optim.exp_avg",
+        "optim.exp_avg_sq",
+        "optim.step",
+        "counters.worker_steps",
+        "counters.worker_updates",
+        "counters.worker_nonfinite",
+    }
     three = _store(model, workers=3, **{"optim.name": "adam"})
     three.load_state_dict(state)
-    assert torch.equal(three.flat, store.flat) and torch.equal(three.optimizer.state["exp_avg"], store.optimizer.state["exp_avg"])
-    assert three.counters["worker_steps"].tolist() == [30, 0, 0], "another worker count: the totals in row 0"
+    assert torch.equal(three.flat, store.flat) and torch.equal(
+        three.optimizer.state["exp_avg"], store.optimizer.state["exp_avg"]
+    )
+    assert three.counters["worker_steps"].tolist() == [30, 0, 0], (
+        "another worker count: the totals in row 0"
+    )
     assert three.progress() == store.progress()
 
 
@@ -550,7 +647,9 @@ def test_store_lock_is_used(cartpole_spaces):
         entered = released = 0
 
         def acquire(self, timeout=None):
-            assert timeout is not None, "a bounded wait: a worker killed in the lock must not stall the others"
+            assert timeout is not None, (
+                "a bounded wait: a worker killed in the lock must not stall the others"
+            )
             CountingLock.entered += 1
             return True
 

@@ -62,7 +62,9 @@ def workspace() -> Iterator[Path]:
     """A temporary folder outside the source tree, removed afterwards whatever happened."""
     path = Path(tempfile.mkdtemp(prefix="a3c-package-test-", dir=_scratch_root())).resolve()
     try:
-        assert not path.is_relative_to(ROOT), f"the temporary folder {path} is inside the source tree"
+        assert not path.is_relative_to(ROOT), (
+            f"the temporary folder {path} is inside the source tree"
+        )
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -72,7 +74,12 @@ def workspace() -> Iterator[Path]:
 def dists(workspace: Path) -> dict[str, Path]:
     """{"wheel": ..., "sdist": ...} built from the source tree into workspace/dist."""
     out = workspace / "dist"
-    result = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     wheels, sdists = sorted(out.glob("*.whl")), sorted(out.glob("*.tar.gz"))
     assert [p.name for p in wheels] == [f"a3c-{VERSION}-py3-none-any.whl"]
@@ -94,7 +101,12 @@ def test_wheel_and_sdist_carry_what_the_package_needs(dists):
         metadata = wheel.read(f"{info}/METADATA").decode()
         entry_points = wheel.read(f"{info}/entry_points.txt").decode()
     assert _package_files() <= names, f"missing from the wheel: {sorted(_package_files() - names)}"
-    assert {"a3c/presets/classic_control.yaml", "a3c/py.typed", "a3c/demos/cliff.py", "a3c/__main__.py"} <= names
+    assert {
+        "a3c/presets/classic_control.yaml",
+        "a3c/py.typed",
+        "a3c/demos/cliff.py",
+        "a3c/__main__.py",
+    } <= names
     assert f"{info}/licenses/LICENSE" in names
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
@@ -104,14 +116,25 @@ def test_wheel_and_sdist_carry_what_the_package_needs(dists):
     with tarfile.open(dists["sdist"]) as sdist:
         top = f"a3c-{VERSION}/"
         members = {m.name.removeprefix(top) for m in sdist.getmembers()}
-    needed = {"LICENSE", "README.md", "constraints.txt", "pyproject.toml", "MANIFEST.in", "tests/test_package.py"}
+    needed = {
+        "LICENSE",
+        "README.md",
+        "constraints.txt",
+        "pyproject.toml",
+        "MANIFEST.in",
+        "tests/test_package.py",
+    }
     needed |= {f"src/{name}" for name in _package_files()}
     assert needed <= members, f"missing from the sdist: {sorted(needed - members)}"
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+def _run(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{cmd} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{cmd} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -121,20 +144,54 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_there(dists, workspace):
     cwd.mkdir()
     bin_dir, python = venv / "bin", str(venv / "bin" / "python")
     # The venv's own interpreter and command, with nothing of this checkout or of the dev venv.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")}
-    env |= {"PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "VIRTUAL_ENV": str(venv), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+    }
+    env |= {
+        "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        "VIRTUAL_ENV": str(venv),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
     _run([sys.executable, "-m", "venv", str(venv)], cwd, env, timeout=120)
-    _run([python, "-m", "pip", "install", "-q", "--no-compile", "-c", str(ROOT / "constraints.txt"), str(dists["wheel"])], cwd, env, timeout=600)
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-compile",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            str(dists["wheel"]),
+        ],
+        cwd,
+        env,
+        timeout=600,
+    )
     _run([python, "-m", "pip", "check"], cwd, env, timeout=120)
 
-    where = _run([python, "-c", "import a3c; print(a3c.__file__); print(a3c.__version__)"], cwd, env, timeout=120).stdout.split()
-    assert Path(where[0]).resolve().is_relative_to(venv.resolve()), f"a3c imported from {where[0]}, not the fresh venv"
+    where = _run(
+        [python, "-c", "import a3c; print(a3c.__file__); print(a3c.__version__)"],
+        cwd,
+        env,
+        timeout=120,
+    ).stdout.split()
+    assert Path(where[0]).resolve().is_relative_to(venv.resolve()), (
+        f"a3c imported from {where[0]}, not the fresh venv"
+    )
     assert where[1] == VERSION
 
-    assert shutil.which("a3c", path=env["PATH"]) == str(bin_dir / "a3c"), "the venv's own a3c command"
+    assert shutil.which("a3c", path=env["PATH"]) == str(bin_dir / "a3c"), (
+        "the venv's own a3c command"
+    )
     assert _run(["a3c", "--version"], cwd, env, timeout=60).stdout == f"a3c {VERSION}\n"
-    assert _run([python, "-m", "a3c", "--version"], cwd, env, timeout=60).stdout == f"a3c {VERSION}\n"
+    assert (
+        _run([python, "-m", "a3c", "--version"], cwd, env, timeout=60).stdout == f"a3c {VERSION}\n"
+    )
 
     train = _run(["a3c", "train", "CartPole-v1", "--total-steps", "20000"], cwd, env, timeout=300)
     run_dirs = list((cwd / "runs").glob("CartPole-v1-*"))

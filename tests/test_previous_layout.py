@@ -20,26 +20,40 @@ def _earlier_layout(config: dict) -> dict:
     atari = {k: v for k, v in config["env"]["atari"].items() if k != "fire_reset"}
     env = {k: v for k, v in config["env"].items() if k != "atari"} | atari
     backend = config["backend"]
-    run = {"workers": backend["workers"], "backend": backend["name"], **config["log"], **config["run"]}
-    return {"env": env, "algo": config["algo"], "optim": config["optim"], "model": config["model"], "run": run}
+    run = {
+        "workers": backend["workers"],
+        "backend": backend["name"],
+        **config["log"],
+        **config["run"],
+    }
+    return {
+        "env": env,
+        "algo": config["algo"],
+        "optim": config["optim"],
+        "model": config["model"],
+        "run": run,
+    }
 
 
 @pytest.fixture(scope="module")
 def earlier_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("earlier") / "run"
-    A3C("CartPole-v1", backend="serial", workers=2, seed=1, total_steps=2_000, log_interval=1_000).learn(
-        run_dir=run_dir, progress="none"
-    )
+    A3C(
+        "CartPole-v1", backend="serial", workers=2, seed=1, total_steps=2_000, log_interval=1_000
+    ).learn(run_dir=run_dir, progress="none")
     old = _earlier_layout(json.loads((run_dir / "config.json").read_text()))
     (run_dir / "config.json").write_text(json.dumps(old))
     ckpt = checkpoint.find(run_dir).path
     meta = json.loads((ckpt / "meta.json").read_text())
-    (ckpt / "meta.json").write_text(json.dumps({**meta, "config": old}))  # the checksum covers the tensors
+    (ckpt / "meta.json").write_text(
+        json.dumps({**meta, "config": old})
+    )  # the checksum covers the tensors
     return run_dir
 
 
 @pytest.mark.parametrize(
-    "args", [["train", "--resume", "{run}"], ["eval", "{run}", "--episodes", "1"], ["plot", "{run}"]]
+    "args",
+    [["train", "--resume", "{run}"], ["eval", "{run}", "--episodes", "1"], ["plot", "{run}"]],
 )
 def test_every_command_says_in_one_line_which_version_wrote_it(earlier_run, args):
     before = sorted(p.name for p in earlier_run.iterdir())

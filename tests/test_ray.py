@@ -33,27 +33,58 @@ def cluster():
 
 
 def test_ray_backend_on_a_two_node_cluster_learns_cartpole(cluster, tmp_path):
-    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=600_000, target_return=300.0, max_time=240, ray_address=cluster.address)
+    agent = A3C(
+        "CartPole-v1",
+        backend="ray",
+        workers=2,
+        seed=0,
+        total_steps=600_000,
+        target_return=300.0,
+        max_time=240,
+        ray_address=cluster.address,
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
-    # The window met the target; episodes in flight when the workers stopped may lower the final mean.
-    assert summary["solved"] and summary["solved_return_mean"] >= 300.0 and summary["return_mean"] >= 200.0, summary
+    # The window met the target; episodes in flight when the workers stopped may lower the final
+    # mean.
+    assert (
+        summary["solved"]
+        and summary["solved_return_mean"] >= 300.0
+        and summary["return_mean"] >= 200.0
+    ), summary
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
     loaded = A3C.load(tmp_path / "run")
     # The checkpoint holds the parameter server's final parameters, synced to the trainer ...
     for a, b in zip(loaded.model.parameters(), agent.model.parameters(), strict=True):
         assert torch.equal(a, b)
-    assert loaded.evaluate(episodes=3)["mean"] >= 100.0  # ... and they are learned (random play: ~20)
+    assert (
+        loaded.evaluate(episodes=3)["mean"] >= 100.0
+    )  # ... and they are learned (random play: ~20)
 
 
 def test_a_ray_worker_whose_process_dies_is_recreated(cluster, tmp_path):
     marker = tmp_path / "died"
-    agent = A3C("fake_envs:CartPoleDiesOnce", backend="ray", workers=2, seed=1, total_steps=400_000, target_return=300.0,
-                max_time=180, restart_delay=0.1, ray_address=cluster.address, **{"env.kwargs": {"marker": str(marker)}})  # fmt: skip
+    agent = A3C(
+        "fake_envs:CartPoleDiesOnce",
+        backend="ray",
+        workers=2,
+        seed=1,
+        total_steps=400_000,
+        target_return=300.0,
+        max_time=180,
+        restart_delay=0.1,
+        ray_address=cluster.address,
+        **{"env.kwargs": {"marker": str(marker)}},
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "a worker's process did die"
     assert summary["worker_restarts"] == 1
-    # The window met the target; episodes in flight when the workers stopped may lower the final mean.
-    assert summary["solved"] and summary["solved_return_mean"] >= 300.0 and summary["return_mean"] >= 200.0
+    # The window met the target; episodes in flight when the workers stopped may lower the final
+    # mean.
+    assert (
+        summary["solved"]
+        and summary["solved_return_mean"] >= 300.0
+        and summary["return_mean"] >= 200.0
+    )
 
 
 class _Now:
@@ -112,7 +143,15 @@ def _remote(server, store, index=0, interval=3600.0):
     cfg = A3C("CartPole-v1", workers=store.counters["worker_steps"].numel()).config
     schedules = Schedules(cfg.optim, cfg.algo, cfg.run.total_steps)
     dim = None if store.obs_stats is None else store.obs_stats.dim
-    return ray_worker.RemoteStore(server, store.size, index, schedules, dim, store.counters["worker_steps"].numel(), interval=interval)
+    return ray_worker.RemoteStore(
+        server,
+        store.size,
+        index,
+        schedules,
+        dim,
+        store.counters["worker_steps"].numel(),
+        interval=interval,
+    )
 
 
 def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatch):
@@ -127,11 +166,17 @@ def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatc
     g = torch.Generator().manual_seed(0)
     grads = [torch.randn(one_by_one.size, generator=g) for _ in range(4)]
     pulled = Pulled(0, 0.0)
-    one_by_one.push(0, 64, pulled, None)  # the batch's skipped update is counted first, as the server does
+    one_by_one.push(
+        0, 64, pulled, None
+    )  # the batch's skipped update is counted first, as the server does
     pushed = [tuple(one_by_one.push(0, 64, pulled, gr)) for gr in grads]
-    reply = ray_backend.ParameterServer(batched).push_batch(0, torch.stack(grads).numpy(), [tuple(pulled)] * 4, [64] * 4, [64], None)
+    reply = ray_backend.ParameterServer(batched).push_batch(
+        0, torch.stack(grads).numpy(), [tuple(pulled)] * 4, [64] * 4, [64], None
+    )
     assert torch.equal(batched.flat, one_by_one.flat)
-    assert torch.equal(batched.optimizer.state["square_avg"], one_by_one.optimizer.state["square_avg"])
+    assert torch.equal(
+        batched.optimizer.state["square_avg"], one_by_one.optimizer.state["square_avg"]
+    )
     assert reply["pushed"] == pushed and [lag for lag, _ in pushed] == [0, 1, 2, 3]
     assert batched.progress()[:2] == (5 * 64, 4)  # the skipped update's steps count too
     assert int(batched.counters["worker_nonfinite"].sum()) == 1
@@ -154,7 +199,11 @@ def test_a_ray_worker_resyncs_once_per_round_trip(monkeypatch):
     assert server.trips == 0 and store.progress().updates == 0 and torch.equal(local, before)
     remote.finish()
     assert server.trips == 1 and store.progress()[:2] == (192, 3)
-    assert remote.pull(local).version == 3 and torch.equal(local, store.flat) and not torch.equal(local, before)
+    assert (
+        remote.pull(local).version == 3
+        and torch.equal(local, store.flat)
+        and not torch.equal(local, before)
+    )
 
 
 def test_observation_statistics_are_merged_at_the_server_never_overwritten(monkeypatch):
@@ -167,11 +216,15 @@ def test_observation_statistics_are_merged_at_the_server_never_overwritten(monke
     store.obs_stats.update(0, torch.ones(10, 4))  # restored statistics, e.g. from a checkpoint
     server = _LocalServer(ray_backend.ParameterServer(store))
     remote = _remote(server, store, index=0)
-    assert torch.equal(remote.obs_stats.table, store.obs_stats.table), "a new worker starts from the server's statistics"
+    assert torch.equal(remote.obs_stats.table, store.obs_stats.table), (
+        "a new worker starts from the server's statistics"
+    )
     remote.obs_stats.update(0, torch.full((5, 4), 2.0))
     remote.push(0, 5, remote.pull(torch.empty(store.size)), torch.zeros(store.size))
     remote.finish()
-    assert store.obs_stats.table[0, 0] == 15 and store.obs_stats.table[0, 1] == 10 + 10  # sums of 1s and 2s
+    assert (
+        store.obs_stats.table[0, 0] == 15 and store.obs_stats.table[0, 1] == 10 + 10
+    )  # sums of 1s and 2s
     again = _remote(server, store, index=0)  # the restarted worker 0
     again.obs_stats.update(0, torch.full((1, 4), 3.0))
     again.push(0, 1, again.pull(torch.empty(store.size)), torch.zeros(store.size))
@@ -184,20 +237,37 @@ def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
     marker = tmp_path / "hung"
     # A fixed budget, not a target: a run that solved CartPole in the seconds before the watchdog's
     # 5 s had passed would end before the restart this test is about (seen once: solved at 9 s).
-    agent = A3C("fake_envs:CartPoleHangs", backend="ray", workers=2, seed=1, total_steps=250_000, target_return=None, max_time=180,
-                worker_timeout=5, restart_delay=0.1, ray_address=cluster.address, **{"env.kwargs": {"after": 100, "marker": str(marker)}})  # fmt: skip
+    agent = A3C(
+        "fake_envs:CartPoleHangs",
+        backend="ray",
+        workers=2,
+        seed=1,
+        total_steps=250_000,
+        target_return=None,
+        max_time=180,
+        worker_timeout=5,
+        restart_delay=0.1,
+        ray_address=cluster.address,
+        **{"env.kwargs": {"after": 100, "marker": str(marker)}},
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "an env did hang"
     assert summary["worker_restarts"] == 1 and summary["steps"] >= 250_000, summary
     # It learns after the restart. The best window after it, not the last: CartPole's final window
     # sometimes collapses after solving (seen once in CI: 500 after the restart, 88 at the end).
     with open(tmp_path / "run" / "progress.csv", newline="") as f:
-        after = [float(r["return_mean"]) for r in csv.DictReader(f) if int(r["worker_restarts"]) == 1 and r["return_mean"]]
+        after = [
+            float(r["return_mean"])
+            for r in csv.DictReader(f)
+            if int(r["worker_restarts"]) == 1 and r["return_mean"]
+        ]
     assert after and max(after) >= 200.0, after  # random play: ~20
     assert "no progress for 5 s" in capfd.readouterr().err
 
 
-def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(cluster, tmp_path, capfd, monkeypatch):
+def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(
+    cluster, tmp_path, capfd, monkeypatch
+):
     """The run goes on after the server's death, from the trainer's copy of its state (at most
     ray_backend.STATE_COPY_S old): the steps made before the copy are not lost."""
     from a3c.backends import ray_backend
@@ -212,36 +282,81 @@ def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(cl
         return real(self, timeout)
 
     monkeypatch.setattr(ray_backend.RayBackend, "poll", poll)
-    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, total_steps=10**8, target_return=None, max_time=25, ray_address=cluster.address)
+    agent = A3C(
+        "CartPole-v1",
+        backend="ray",
+        workers=2,
+        seed=0,
+        total_steps=10**8,
+        target_return=None,
+        max_time=25,
+        ray_address=cluster.address,
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert seen["copied"] is not None and seen["copied"] > 0, "the server was killed mid-run"
     assert "the parameter server failed" in capfd.readouterr().err
     assert summary["worker_restarts"] >= 1 and summary["stop_reason"] == "max_time"
-    assert checkpoint.find(tmp_path / "run").steps > seen["copied"], "it went on from the copy, not from scratch"
+    assert checkpoint.find(tmp_path / "run").steps > seen["copied"], (
+        "it went on from the copy, not from scratch"
+    )
 
 
 def test_a_user_encoder_with_a_dict_observation_learns_on_ray(cluster, tmp_path):
-    agent = A3C("space_envs:DictCue", encoder="space_envs:CueEncoder", backend="ray", workers=2, seed=0, total_steps=30_000,
-                target_return=None, max_time=120, ray_address=cluster.address, checkpoint_interval_s=None)  # fmt: skip
+    agent = A3C(
+        "space_envs:DictCue",
+        encoder="space_envs:CueEncoder",
+        backend="ray",
+        workers=2,
+        seed=0,
+        total_steps=30_000,
+        target_return=None,
+        max_time=120,
+        ray_address=cluster.address,
+        checkpoint_interval_s=None,
+    )
     agent.learn(run_dir=tmp_path / "run", progress="none")
     assert agent.evaluate(episodes=20)["mean"] >= 7.0  # of 8; random play: 2.7
 
 
-def test_ray_evaluations_run_in_an_actor_keep_the_best_and_survive_a_crash(cluster, tmp_path, capfd):
+def test_ray_evaluations_run_in_an_actor_keep_the_best_and_survive_a_crash(
+    cluster, tmp_path, capfd
+):
     """The evaluator actor beside the workers: its first evaluation's env raises (once in the run),
     the actor is recreated at the next one, eval.csv gets rows, and best/ holds the state that
     scored its recorded mean."""
     marker, run_dir = tmp_path / "failed", tmp_path / "run"
-    agent = A3C("fake_envs:CartPoleEvalFails", backend="ray", workers=2, seed=0, total_steps=10**8, target_return=None, max_time=120,
-                ray_address=cluster.address, **{"eval.interval_steps": 5_000, "eval.episodes": 3,
-                                                "eval.env_kwargs": {"fail": "raise", "marker": str(marker)}})  # fmt: skip
+    agent = A3C(
+        "fake_envs:CartPoleEvalFails",
+        backend="ray",
+        workers=2,
+        seed=0,
+        total_steps=10**8,
+        target_return=None,
+        max_time=120,
+        ray_address=cluster.address,
+        **{
+            "eval.interval_steps": 5_000,
+            "eval.episodes": 3,
+            "eval.env_kwargs": {"fail": "raise", "marker": str(marker)},
+        },
+    )
 
     def two_rows(row):
-        return not (run_dir / "eval.csv").exists() or len((run_dir / "eval.csv").read_text().splitlines()) < 3
+        return (
+            not (run_dir / "eval.csv").exists()
+            or len((run_dir / "eval.csv").read_text().splitlines()) < 3
+        )
 
     summary = agent.learn(run_dir=run_dir, progress="none", callback=two_rows)
     assert marker.exists() and "the evaluator failed" in capfd.readouterr().err
-    assert summary["stop_reason"] == "callback" and summary["eval"]["restarts"] == 1 and summary["eval"]["evaluations"] >= 2
+    assert (
+        summary["stop_reason"] == "callback"
+        and summary["eval"]["restarts"] == 1
+        and summary["eval"]["evaluations"] >= 2
+    )
     best = A3C.load(run_dir, checkpoint="best", ray_address=None, backend="serial")
     assert best.checkpoint_kind == "best"
-    assert best.evaluate(episodes=3)["mean"] == checkpoint.read(run_dir / "checkpoints" / "best").meta["eval"]["mean"]
+    assert (
+        best.evaluate(episodes=3)["mean"]
+        == checkpoint.read(run_dir / "checkpoints" / "best").meta["eval"]["mean"]
+    )

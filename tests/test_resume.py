@@ -41,16 +41,31 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     run_dir = tmp_path / "run"
     interval = 10_000
     args = [
-        "train", "CartPole-v1", "--seed", "1", "--run-dir", str(run_dir), "--progress", "lines",
-        "--set", f"log.checkpoint_interval_steps={interval}", "--set", "log.log_interval=5000",
-        "--set", "run.target_return=null",  # however slow the test is to kill it, it cannot finish first
-    ]  # fmt: skip
+        "train",
+        "CartPole-v1",
+        "--seed",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        "--progress",
+        "lines",
+        "--set",
+        f"log.checkpoint_interval_steps={interval}",
+        "--set",
+        "log.log_interval=5000",
+        "--set",
+        "run.target_return=null",  # however slow the test is to kill it, it cannot finish first
+    ]
     log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen([*A3C_CLI, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [*A3C_CLI, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 120
         while (_latest_steps(run_dir) or 0) < 2 * interval:
-            assert proc.poll() is None, "the run ended before it could be killed: " + (tmp_path / "first.log").read_text()
+            assert proc.poll() is None, (
+                "the run ended before it could be killed: " + (tmp_path / "first.log").read_text()
+            )
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.05)
         time.sleep(0.3)  # let it work past the checkpoint: that work is lost
@@ -68,10 +83,26 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     killed_rows = _rows(run_dir / "progress.csv")
     ckpt = checkpoint.find(run_dir)
     ckpt_steps = ckpt.steps
-    assert ckpt_steps >= seen >= 2 * interval, "the resume point is the newest checkpoint written before the kill"
+    assert ckpt_steps >= seen >= 2 * interval, (
+        "the resume point is the newest checkpoint written before the kill"
+    )
 
-    resume_args = ["train", "--resume", str(run_dir), "--progress", "lines", "--set", "run.target_return=auto"]
-    resumed = subprocess.Popen([*A3C_CLI, *resume_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    resume_args = [
+        "train",
+        "--resume",
+        str(run_dir),
+        "--progress",
+        "lines",
+        "--set",
+        "run.target_return=auto",
+    ]
+    resumed = subprocess.Popen(
+        [*A3C_CLI, *resume_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = resumed.communicate(timeout=300)
     finally:
@@ -87,21 +118,38 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     steps = [int(r["steps"]) for r in rows]
     assert steps == sorted(set(steps)), "steps in progress.csv never go backwards"
     kept = [r for r in killed_rows if int(r["steps"]) <= ckpt_steps]
-    assert rows[: len(kept)] == kept, "rows up to the checkpoint are kept as they were (appended to, not overwritten)"
+    assert rows[: len(kept)] == kept, (
+        "rows up to the checkpoint are kept as they were (appended to, not overwritten)"
+    )
     first_new = rows[len(kept)]
     assert int(first_new["steps"]) > ckpt_steps, "the resumed run starts from the checkpoint's step"
     next_log = (ckpt_steps // 5_000 + 1) * 5_000
-    assert next_log <= int(first_new["steps"]) < next_log + 2 * 5_000, "the first new row is at the next log interval"
+    assert next_log <= int(first_new["steps"]) < next_log + 2 * 5_000, (
+        "the first new row is at the next log interval"
+    )
     assert float(first_new["wall_s"]) > ckpt.meta["wall_s"], "wall time carries on"
-    assert int(first_new["episodes"]) >= ckpt.meta["episodes"] and int(first_new["updates"]) > ckpt.meta["updates"]
+    assert (
+        int(first_new["episodes"]) >= ckpt.meta["episodes"]
+        and int(first_new["updates"]) > ckpt.meta["updates"]
+    )
     assert int(rows[-1]["episodes"]) > ckpt.meta["episodes"], "episodes carry on"
-    # The learning-rate schedule carries on from the absolute global step (linear to 0 at total_steps).
-    base, total = ckpt.meta["config"]["optim"]["learning_rate"], ckpt.meta["config"]["run"]["total_steps"]
+    # The learning-rate schedule carries on from the absolute global step (linear to 0 at
+    # total_steps).
+    base, total = (
+        ckpt.meta["config"]["optim"]["learning_rate"],
+        ckpt.meta["config"]["run"]["total_steps"],
+    )
     assert float(first_new["learning_rate"]) <= base * (1 - ckpt_steps / total) + 1e-9
-    # A worker takes its rate from the shared step counter, which runs ahead of the steps the trainer
-    # has been told of (the other worker's last report_interval), so allow one log interval of slack;
-    # counting the checkpoint's steps twice would put the rate below base * (1 - 2 * ckpt_steps / total).
-    assert float(first_new["learning_rate"]) >= base * (1 - (int(first_new["steps"]) + 5_000) / total) - 1e-9
+    # A worker takes its rate from the shared step counter, which runs ahead of the steps the
+    # trainer
+    # has been told of (the other worker's last report_interval), so allow one log interval of
+    # slack;
+    # counting the checkpoint's steps twice would put the rate below base * (1 - 2 * ckpt_steps /
+    # total).
+    assert (
+        float(first_new["learning_rate"])
+        >= base * (1 - (int(first_new["steps"]) + 5_000) / total) - 1e-9
+    )
     episode_steps = [int(r["steps"]) for r in _rows(run_dir / "episodes.csv")]
     assert episode_steps == sorted(episode_steps)
     assert (run_dir / "progress.csv").read_text().count("steps,wall_s") == 1, "one header"
@@ -111,11 +159,30 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
 
 def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["train", "CartPole-v1", "--backend", "serial", "--total-steps", "100000000", "--run-dir", str(run_dir), "--progress", "lines", "--set", "log_interval=1000"]
+    args = [
+        "train",
+        "CartPole-v1",
+        "--backend",
+        "serial",
+        "--total-steps",
+        "100000000",
+        "--run-dir",
+        str(run_dir),
+        "--progress",
+        "lines",
+        "--set",
+        "log_interval=1000",
+    ]
     # SIGINT back to its default in the child: a test suite started as a background job inherits
     # SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
-    proc = subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        [*A3C_CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 60
         while not (run_dir / "progress.csv").exists() or len(_rows(run_dir / "progress.csv")) < 3:
@@ -131,7 +198,8 @@ def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
     ckpt = checkpoint.find(run_dir)
     assert ckpt.meta["stop_reason"] == "interrupted"
     # The checkpoint counts the store's steps; the summary the reports that reached the trainer (a
-    # serial poll interrupted by Ctrl-C may drop the reports it had taken: up to one round of updates).
+    # serial poll interrupted by Ctrl-C may drop the reports it had taken: up to one round of
+    # updates).
     reported = json.loads((run_dir / "summary.json").read_text())["steps"]
     assert reported >= 3_000 and 0 <= ckpt.steps - reported <= 2 * 8 * 8
 
@@ -145,7 +213,16 @@ def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
 
 
 def _serial_run(run_dir: Path, stop_at: int, **overrides) -> A3C:
-    agent = A3C("CartPole-v1", backend="serial", workers=2, seed=3, total_steps=12_000, log_interval=1_000, checkpoint_interval_steps=2_000, **overrides)
+    agent = A3C(
+        "CartPole-v1",
+        backend="serial",
+        workers=2,
+        seed=3,
+        total_steps=12_000,
+        log_interval=1_000,
+        checkpoint_interval_steps=2_000,
+        **overrides,
+    )
     agent.learn(run_dir=run_dir, progress="none", callback=lambda row: row["steps"] < stop_at)
     return agent
 
@@ -173,7 +250,9 @@ def test_resume_restores_parameters_optimizer_counters_and_schedule(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == summary["steps"]
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates == sorted(rates, reverse=True), "one linear schedule over the whole run"
-    assert float(rows[-1]["learning_rate"]) < 1e-3 * (1 - 10_000 / 12_000), "annealed by the absolute step"
+    assert float(rows[-1]["learning_rate"]) < 1e-3 * (1 - 10_000 / 12_000), (
+        "annealed by the absolute step"
+    )
     assert checkpoint.find(run_dir).meta["resumes"] == 1
 
 
@@ -184,10 +263,14 @@ def test_a_resumed_run_draws_new_random_streams(tmp_path, monkeypatch):
 
     seen = []
     real = a3c.session.make_backend
-    monkeypatch.setattr(a3c.session, "make_backend", lambda cfg, *a: seen.append(cfg.run.seed) or real(cfg, *a))
+    monkeypatch.setattr(
+        a3c.session, "make_backend", lambda cfg, *a: seen.append(cfg.run.seed) or real(cfg, *a)
+    )
     _serial_run(tmp_path / "run", stop_at=2_000)
     for extra in (1_000, 2_000):
-        A3C.resume(tmp_path / "run", total_steps=checkpoint.find(tmp_path / "run").steps + extra).learn(progress="none")
+        A3C.resume(
+            tmp_path / "run", total_steps=checkpoint.find(tmp_path / "run").steps + extra
+        ).learn(progress="none")
     assert seen[0] == 3 and len(set(seen)) == 3, seen
     assert json.loads((tmp_path / "run" / "config.json").read_text())["run"]["seed"] == 3
     assert checkpoint.find(tmp_path / "run").meta["resumes"] == 2
@@ -208,17 +291,32 @@ def test_resume_refuses_changes_that_alter_the_run(tmp_path, capsys):
         with pytest.raises(ConfigError, match="--resume cannot change"):
             A3C.resume(tmp_path / "run", **change)
     cases = [
-        (["train", "--resume", str(tmp_path / "run"), "--set", "gamma=0.9"], "--resume cannot change algo.gamma"),
-        (["train", "--resume", str(tmp_path / "run"), "--seed", "4"], "takes no --config, --seed or --run-dir"),
-        (["train", "Acrobot-v1", "--resume", str(tmp_path / "run")], "is a run on CartPole-v1, not Acrobot-v1"),
+        (
+            ["train", "--resume", str(tmp_path / "run"), "--set", "gamma=0.9"],
+            "--resume cannot change algo.gamma",
+        ),
+        (
+            ["train", "--resume", str(tmp_path / "run"), "--seed", "4"],
+            "takes no --config, --seed or --run-dir",
+        ),
+        (
+            ["train", "Acrobot-v1", "--resume", str(tmp_path / "run")],
+            "is a run on CartPole-v1, not Acrobot-v1",
+        ),
         (["train", "--resume", str(tmp_path)], "is not a run directory"),
-        (["train", "--resume", str(tmp_path / "run"), "--total-steps", "1000"], "raise --total-steps to train further"),
+        (
+            ["train", "--resume", str(tmp_path / "run"), "--total-steps", "1000"],
+            "raise --total-steps to train further",
+        ),
         (["train"], "train needs an ENV_ID"),
     ]
     for args, message in cases:
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("a3c: error: ") and message in err[0], (args, err)
+        assert len(err) == 1 and err[0].startswith("a3c: error: ") and message in err[0], (
+            args,
+            err,
+        )
 
 
 def test_a_run_that_is_still_going_cannot_be_resumed(tmp_path):
@@ -257,9 +355,26 @@ def test_sigterm_stops_a_run_like_ctrl_c_with_a_checkpoint_and_a_summary(tmp_pat
     """`kill PID` (what nohup'd and supervised runs get; a background job ignores SIGINT): the run
     stops gracefully, writes its final checkpoint and summary.json, and exits 143."""
     run_dir = tmp_path / "run"
-    args = ["train", "CartPole-v1", "--run-dir", str(run_dir), "--progress", "lines", "--total-steps", "100000000",
-            "--set", "run.target_return=null", "--set", "log.log_interval=5000"]  # fmt: skip
-    proc = subprocess.Popen([*A3C_CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        "train",
+        "CartPole-v1",
+        "--run-dir",
+        str(run_dir),
+        "--progress",
+        "lines",
+        "--total-steps",
+        "100000000",
+        "--set",
+        "run.target_return=null",
+        "--set",
+        "log.log_interval=5000",
+    ]
+    proc = subprocess.Popen(
+        [*A3C_CLI, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run_dir / "progress.csv").exists() or len(_rows(run_dir / "progress.csv")) < 2:

@@ -30,7 +30,14 @@ from a3c.models import make_model
 from a3c.spaces import ObsLayout
 
 LEARNED = 7.0  # of space_envs.LENGTH = 8; random play earns 8 x the chance of guessing (2.7 to 4)
-FAST = dict(backend="serial", workers=2, target_return=None, checkpoint_interval_s=None, log_interval=5000, max_time=120)
+FAST = dict(
+    backend="serial",
+    workers=2,
+    target_return=None,
+    checkpoint_interval_s=None,
+    log_interval=5000,
+    max_time=120,
+)
 
 
 # --- learning: one small env per space -----------------------------------------------------------
@@ -46,7 +53,10 @@ FAST = dict(backend="serial", workers=2, target_return=None, checkpoint_interval
         ("space_envs:MultiDiscreteActionCue", {}),
         ("space_envs:MaskedCue", {}),  # action_masks() method; an invalid action raises in the env
         ("space_envs:MaskedCueInfo", {}),  # info["action_mask"]
-        ("space_envs:GridDict", {"env.obs_keys": ["image", "direction"]}),  # MiniGrid-like 7x7x3 grid, text dropped
+        (
+            "space_envs:GridDict",
+            {"env.obs_keys": ["image", "direction"]},
+        ),  # MiniGrid-like 7x7x3 grid, text dropped
         ("space_envs:SideImage", {}),  # 3x32x32 uint8, channels first
         ("space_envs:SideImageHWC", {}),  # 32x32x3, channels last
     ],
@@ -68,9 +78,14 @@ def test_agent_learns_multibinary_actions(tmp_path):
 
 def test_images_and_structured_observations_get_settings_from_their_spaces():
     image = A3C("space_envs:SideImage", backend="serial")
-    assert (image.config.optim.name, image.config.algo.ent_coef) == ("adam", 0.01)  # presets/image.yaml
+    assert (image.config.optim.name, image.config.algo.ent_coef) == (
+        "adam",
+        0.01,
+    )  # presets/image.yaml
     grid = A3C("space_envs:GridDict", backend="serial", obs_keys=["image", "direction"])
-    assert grid.config.algo.ent_coef == 0.01 and isinstance(grid.model.encoder.parts[1], ConvEncoder)  # keys sorted: direction, image
+    assert grid.config.algo.ent_coef == 0.01 and isinstance(
+        grid.model.encoder.parts[1], ConvEncoder
+    )  # keys sorted: direction, image
     vector = A3C("space_envs:DictCue", backend="serial")
     assert vector.config.algo.ent_coef == 0.0  # no image: the library's defaults
     mine = A3C("space_envs:SideImage", backend="serial", learning_rate=3e-3)
@@ -82,7 +97,8 @@ def test_lstm_and_normalisation_with_a_dict_observation(tmp_path):
     agent.learn(total_steps=2_000, progress="none", run_dir=tmp_path / "lstm")
     layout, obs = agent.model.layout, [agent.observation_space.sample() for _ in range(6)]
     packed = torch.as_tensor(np.stack([layout.pack(o) for o in obs]))
-    # The fused unroll over a packed rollout [T=6, B=1] equals stepping the core one observation at a time.
+    # The fused unroll over a packed rollout [T=6, B=1] equals stepping the core one observation at
+    # a time.
     out, _, _ = agent.model.unroll(packed.view(6, 1, -1), None, torch.zeros(5, 1))
     state, stepped = None, []
     for o in obs:
@@ -112,7 +128,9 @@ def test_serial_runs_with_packed_observations_and_masks_are_reproducible(tmp_pat
 
 def test_multicategorical_log_prob_and_entropy_by_hand():
     head = MultiCategoricalHead(1, gym.spaces.MultiDiscrete([2, 3]))
-    out = torch.tensor([[0.0, math.log(3.0), 0.0, 0.0, math.log(2.0)]])  # p = [1/4, 3/4], [1/4, 1/4, 1/2]
+    out = torch.tensor(
+        [[0.0, math.log(3.0), 0.0, 0.0, math.log(2.0)]]
+    )  # p = [1/4, 3/4], [1/4, 1/4, 1/2]
     logp, entropy = head.logp_entropy(out, torch.tensor([[1, 2]]))
     assert logp.item() == pytest.approx(math.log(3 / 4) + math.log(1 / 2), abs=1e-6)
     h1 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
@@ -126,7 +144,9 @@ def test_bernoulli_log_prob_and_entropy_by_hand():
     out = torch.tensor([[math.log(3.0), 0.0]])  # p = 3/4 and 1/2
     logp, entropy = head.logp_entropy(out, torch.tensor([[0.0, 1.0]]))
     assert logp.item() == pytest.approx(math.log(1 / 4) + math.log(1 / 2), abs=1e-6)
-    assert entropy.item() == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) + math.log(2), abs=1e-6)
+    assert entropy.item() == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) + math.log(2), abs=1e-6
+    )
     assert head.sample(out, deterministic=True).tolist() == [[1.0, 0.0]]  # logit 0 is not > 0
 
 
@@ -136,7 +156,9 @@ def test_masked_categorical_log_prob_and_entropy_by_hand():
     out = masked(torch.tensor([[0.0, 5.0, math.log(3.0), 9.0]]), mask)  # valid: p = [1/4, 3/4]
     logp, entropy = head.logp_entropy(out, torch.tensor([2]))
     assert logp.item() == pytest.approx(math.log(3 / 4), abs=1e-6)
-    assert entropy.item() == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)), abs=1e-6)
+    assert entropy.item() == pytest.approx(
+        -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)), abs=1e-6
+    )
     assert math.isfinite(entropy.item()) and out[0, 1].item() == MASKED_LOGIT
 
 
@@ -159,7 +181,11 @@ def test_predict_takes_action_masks_and_dict_observations():
     for _ in range(50):
         action, _ = agent.predict(obs, action_masks=np.array([0, 0, 1, 0]))
         assert action == 2
-    batch, _ = agent.predict(np.stack([obs, obs]), action_masks=np.array([[1, 0, 0, 0], [0, 0, 0, 1]]), deterministic=True)
+    batch, _ = agent.predict(
+        np.stack([obs, obs]),
+        action_masks=np.array([[1, 0, 0, 0], [0, 0, 0, 1]]),
+        deterministic=True,
+    )
     assert batch.tolist() == [0, 3]
     with pytest.raises(ValueError, match="no valid action"):
         agent.predict(obs, action_masks=np.zeros(4))
@@ -175,7 +201,10 @@ def test_an_env_mask_with_no_valid_action_is_an_env_error(tmp_path):
 
     for backend in ("serial", "processes"):
         agent = A3C("space_envs:NoValidAction", **{**FAST, "max_restarts": 0, "backend": backend})
-        with pytest.raises((A3CError, RunFailure), match=r"env NoValidAction gave an action mask with no valid action: \[0, 0, 0, 0\]"):
+        with pytest.raises(
+            (A3CError, RunFailure),
+            match=r"env NoValidAction gave an action mask with no valid action: \[0, 0, 0, 0\]",
+        ):
             agent.learn(total_steps=1_000, progress="none", run_dir=tmp_path / backend)
 
 
@@ -196,7 +225,14 @@ def test_hwc_and_chw_images_give_the_same_encoder_output():
 
 
 def test_packed_layout_round_trip():
-    space = gym.spaces.Dict({"b": gym.spaces.Tuple((gym.spaces.Discrete(3, start=1), gym.spaces.Box(0, 255, (2, 2, 1), np.uint8))), "a": gym.spaces.MultiBinary(2)})
+    space = gym.spaces.Dict(
+        {
+            "b": gym.spaces.Tuple(
+                (gym.spaces.Discrete(3, start=1), gym.spaces.Box(0, 255, (2, 2, 1), np.uint8))
+            ),
+            "a": gym.spaces.MultiBinary(2),
+        }
+    )
     layout = ObsLayout(space)
     obs = space.sample()
     packed, single = layout.pack_batch(obs)
@@ -208,9 +244,20 @@ def test_packed_layout_round_trip():
 
 
 def test_models_build_for_every_supported_pair_of_spaces():
-    obs_spaces = [gym.spaces.Discrete(5), gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(0, 255, (7, 7, 3), np.uint8), gym.spaces.MultiDiscrete([2, 3]),
-                  gym.spaces.MultiBinary(4), gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(-1, 1, (2,))))]  # fmt: skip
-    act_spaces = [gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 2]), gym.spaces.MultiBinary(3), gym.spaces.Box(-1, 1, (2,))]
+    obs_spaces = [
+        gym.spaces.Discrete(5),
+        gym.spaces.Box(-1, 1, (3,)),
+        gym.spaces.Box(0, 255, (7, 7, 3), np.uint8),
+        gym.spaces.MultiDiscrete([2, 3]),
+        gym.spaces.MultiBinary(4),
+        gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(-1, 1, (2,)))),
+    ]
+    act_spaces = [
+        gym.spaces.Discrete(3),
+        gym.spaces.MultiDiscrete([2, 2]),
+        gym.spaces.MultiBinary(3),
+        gym.spaces.Box(-1, 1, (2,)),
+    ]
     for o in obs_spaces:
         for a in act_spaces:
             model, layout = make_model(o, a, ModelConfig()), ObsLayout(o)
@@ -226,12 +273,22 @@ def test_models_build_for_every_supported_pair_of_spaces():
 
 @pytest.mark.parametrize("backend", ["serial", "processes"])
 def test_a_user_encoder_trains_saves_and_loads_in_a_fresh_process(backend, tmp_path):
-    agent = A3C("space_envs:DictCue", encoder=space_envs.CueEncoder, encoder_kwargs={"features_dim": 8}, **{**FAST, "backend": backend})
-    assert agent.config.model.encoder == "space_envs:CueEncoder" and agent.model.encoder.out_dim == 8
+    agent = A3C(
+        "space_envs:DictCue",
+        encoder=space_envs.CueEncoder,
+        encoder_kwargs={"features_dim": 8},
+        **{**FAST, "backend": backend},
+    )
+    assert (
+        agent.config.model.encoder == "space_envs:CueEncoder" and agent.model.encoder.out_dim == 8
+    )
     agent.learn(total_steps=30_000, progress="none", run_dir=tmp_path / "run")
     assert agent.evaluate(episodes=20)["mean"] >= LEARNED
     path = agent.save(tmp_path / "agent")
-    code = f"from a3c import A3C; a = A3C.load({str(path)!r}); print(a.config.model.encoder, a.evaluate(episodes=20)['mean'])"
+    code = (
+        f"from a3c import A3C; a = A3C.load({str(path)!r}); print(a.config.model.encoder, "
+        "a.evaluate(episodes=20)['mean'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     name, mean = out.stdout.split()
@@ -239,34 +296,59 @@ def test_a_user_encoder_trains_saves_and_loads_in_a_fresh_process(backend, tmp_p
 
 
 def test_a_user_factory_without_a_size_is_measured_and_a_missing_module_is_named(tmp_path):
-    agent = A3C("CartPole-v1", encoder="space_envs:make_vector_encoder", encoder_kwargs={"width": 8}, **FAST)
+    agent = A3C(
+        "CartPole-v1", encoder="space_envs:make_vector_encoder", encoder_kwargs={"width": 8}, **FAST
+    )
     assert agent.model.encoder.out_dim == 8  # found by a forward pass
     agent.learn(total_steps=2_000, progress="none", run_dir=tmp_path / "run")
     path = agent.save(tmp_path / "agent")
-    env = {"PYTHONPATH": "", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}  # tests/ not on the path: space_envs is gone
-    out = subprocess.run([sys.executable, "-m", "a3c.cli", "eval", str(path), "--episodes", "1"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    env = {
+        "PYTHONPATH": "",
+        "PATH": "/usr/bin:/bin",
+        "OMP_NUM_THREADS": "1",
+    }  # tests/ not on the path: space_envs is gone
+    out = subprocess.run(
+        [sys.executable, "-m", "a3c.cli", "eval", str(path), "--episodes", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["a3c: error: cannot import the module 'space_envs' of model.encoder 'space_envs:make_vector_encoder': No module named 'space_envs'"]
+    assert out.stderr.strip().splitlines() == [
+        "a3c: error: cannot import the module 'space_envs' of model.encoder "
+        "'space_envs:make_vector_encoder': No module named 'space_envs'"
+    ]
 
 
 def test_a_run_with_masks_and_a_dict_observation_resumes(tmp_path):
     run = tmp_path / "run"
-    A3C("space_envs:MaskedCue", **{**FAST, "checkpoint_interval_steps": 2_000}).learn(total_steps=4_000, progress="none", run_dir=run)
+    A3C("space_envs:MaskedCue", **{**FAST, "checkpoint_interval_steps": 2_000}).learn(
+        total_steps=4_000, progress="none", run_dir=run
+    )
     agent = A3C.resume(run, total_steps=8_000)
     summary = agent.learn(progress="none")
     assert summary["steps"] >= 8_000 and summary["worker_restarts"] == 0
     grid = A3C("space_envs:GridDict", **{**FAST, "env.obs_keys": ["image", "direction"]})
     grid.learn(total_steps=2_000, progress="none", run_dir=tmp_path / "grid")
     again = A3C.resume(tmp_path / "grid", total_steps=3_000)
-    assert again.config.env.obs_keys == ("image", "direction") and again.learn(progress="none")["steps"] >= 3_000
+    assert (
+        again.config.env.obs_keys == ("image", "direction")
+        and again.learn(progress="none")["steps"] >= 3_000
+    )
 
 
 def test_a_multibinary_mask_fixes_the_entries_with_one_valid_value():
     head = BernoulliHead(1, gym.spaces.MultiBinary(3))
-    mask = torch.tensor([[True, True, False, True, True, False]]).repeat(2_000, 1)  # free, must be 1, must be 0
+    mask = torch.tensor([[True, True, False, True, True, False]]).repeat(
+        2_000, 1
+    )  # free, must be 1, must be 0
     out = head.apply_mask(torch.zeros(2_000, 3), mask)
     draws = head.sample(out, torch.Generator().manual_seed(0))
     assert draws[:, 1].eq(1).all() and draws[:, 2].eq(0).all() and 0.4 < draws[:, 0].mean() < 0.6
     logp, entropy = head.logp_entropy(out[:1], torch.tensor([[1.0, 1.0, 0.0]]))
-    assert logp.item() == pytest.approx(math.log(0.5), abs=1e-6) and entropy.item() == pytest.approx(math.log(2), abs=1e-6)
+    assert logp.item() == pytest.approx(
+        math.log(0.5), abs=1e-6
+    ) and entropy.item() == pytest.approx(math.log(2), abs=1e-6)
     assert head.sample(out[:1], deterministic=True).tolist() == [[0.0, 1.0, 0.0]]

@@ -20,7 +20,11 @@ def _sources() -> list[Path]:
 
 
 def test_no_module_is_over_400_lines():
-    long = {str(p.relative_to(SRC)): n for p in _sources() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {
+        str(p.relative_to(SRC)): n
+        for p in _sources()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 
@@ -28,7 +32,10 @@ def test_no_function_is_over_80_lines():
     long = {}
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.end_lineno is not None
+            ):
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(SRC)}:{node.name}"] = n
@@ -36,9 +43,19 @@ def test_no_function_is_over_80_lines():
 
 
 def test_nothing_names_a_file_outside_the_repository():
-    files = [*_sources(), *(ROOT / "docs").glob("*.md"), ROOT / "README.md", *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "tests").glob("*.py")]
+    files = [
+        *_sources(),
+        *(ROOT / "docs").glob("*.md"),
+        ROOT / "README.md",
+        *(ROOT / "benchmarks").glob("*.py"),
+        *(ROOT / "tests").glob("*.py"),
+    ]
     pattern = re.compile(r"shared/(DESIGN|STYLE|CONVENTIONS)|\.\./shared")
-    hits = [str(p.relative_to(ROOT)) for p in files if p != Path(__file__) and pattern.search(p.read_text())]
+    hits = [
+        str(p.relative_to(ROOT))
+        for p in files
+        if p != Path(__file__) and pattern.search(p.read_text())
+    ]
     assert not hits, f"files naming documents outside the repository: {hits}"
 
 
@@ -74,9 +91,11 @@ def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
     a dependency), leaving out imports under `if TYPE_CHECKING:` (annotations only)."""
     tree = ast.parse(path.read_text())
     typing_only = {
-        id(n) for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)
-    }  # fmt: skip
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -89,7 +108,9 @@ def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
             if node.level:
                 parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parent, base] if base else parent)
-            found.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+            found.update(
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            )
     out = set()
     for target in found:
         while target and target not in modules:

@@ -19,11 +19,23 @@ SUITE = ROOT / "benchmarks" / "suite.py"
 
 
 def _suite(out: Path, *args: str, term_at: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("A3C_SUITE_TERM_AT_STEPS", None)
     if term_at is not None:
-        env["A3C_SUITE_TERM_AT_STEPS"] = str(term_at)  # the job's first segment SIGTERMs itself there
-    return subprocess.run([sys.executable, str(SUITE), "smoke", "--out", str(out), "--episodes", "2", *args], capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
+        env["A3C_SUITE_TERM_AT_STEPS"] = str(
+            term_at
+        )  # the job's first segment SIGTERMs itself there
+    return subprocess.run(
+        [sys.executable, str(SUITE), "smoke", "--out", str(out), "--episodes", "2", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def _job(out: Path, lib: str) -> Path:
@@ -37,8 +49,14 @@ def _stopped_then_resumed(tmp_path: Path, libs: list[str], stopped: str) -> dict
     assert f"suite: {stopped}__CartPole-v1__s0: exit 143" in first.stdout
     assert not (_job(out, stopped) / "result.json").exists(), "a stopped job is not finished"
     again = _suite(out, "--libs", *libs)
-    assert again.returncode == 2 and "--resume" in again.stderr, "a second run without --resume refuses"
-    done_before = {lib: (_job(out, lib) / "result.json").stat().st_mtime_ns for lib in libs if (_job(out, lib) / "result.json").exists()}
+    assert again.returncode == 2 and "--resume" in again.stderr, (
+        "a second run without --resume refuses"
+    )
+    done_before = {
+        lib: (_job(out, lib) / "result.json").stat().st_mtime_ns
+        for lib in libs
+        if (_job(out, lib) / "result.json").exists()
+    }
     resumed = _suite(out, "--libs", *libs, "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     for lib, mtime in done_before.items():
@@ -48,7 +66,9 @@ def _stopped_then_resumed(tmp_path: Path, libs: list[str], stopped: str) -> dict
     assert result["train"]["resumes"] == 1 and result["train"]["steps"] >= 20_000
     assert result["eval"]["episodes"] == 2 and result["eval"]["deterministic"]
     refs = result["train"]["speed_ref_s"]
-    assert len(refs) == 2 and all(r > 0 for r in refs), "the machine's speed is taken at each segment's start"
+    assert len(refs) == 2 and all(r > 0 for r in refs), (
+        "the machine's speed is taken at each segment's start"
+    )
     report = json.loads((out / "suite_smoke.json").read_text())
     assert sorted(report["jobs"]) == sorted(f"{lib}__CartPole-v1__s0" for lib in libs)
     table = (out / "suite_smoke.md").read_text()
@@ -79,8 +99,14 @@ def test_a3c_variant_runs_with_its_set_keys_over_the_preset_and_the_table_says_s
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((_job(out, "a3c") / "result.json").read_text())
     assert result["spec"]["a3c_set"] == {"algo.n_steps": 7, "env.envs_per_worker": 2}
-    assert result["train"]["config"]["algo"]["n_steps"] == 7 and result["train"]["config"]["env"]["envs_per_worker"] == 2
-    assert "`--set` algo.n_steps=7, env.envs_per_worker=2 (a variant, not the preset)" in (out / "suite_smoke.md").read_text()
+    assert (
+        result["train"]["config"]["algo"]["n_steps"] == 7
+        and result["train"]["config"]["env"]["envs_per_worker"] == 2
+    )
+    assert (
+        "`--set` algo.n_steps=7, env.envs_per_worker=2 (a variant, not the preset)"
+        in (out / "suite_smoke.md").read_text()
+    )
 
 
 def test_an_unknown_set_key_is_a_one_line_error(tmp_path):

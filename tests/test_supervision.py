@@ -23,8 +23,17 @@ def _rows(run_dir):
 @pytest.mark.parametrize("backend", ["processes", "serial"])
 def test_an_env_that_raises_once_is_a_restart_not_a_crash(tmp_path, backend, caplog):
     marker = tmp_path / "raised"
-    agent = A3C("fake_envs:CartPoleRaisesOnce", backend=backend, workers=2, seed=0, total_steps=40_000,
-                target_return=None, log_interval=5_000, restart_delay=0.1, **{"env.kwargs": {"marker": str(marker)}})  # fmt: skip
+    agent = A3C(
+        "fake_envs:CartPoleRaisesOnce",
+        backend=backend,
+        workers=2,
+        seed=0,
+        total_steps=40_000,
+        target_return=None,
+        log_interval=5_000,
+        restart_delay=0.1,
+        **{"env.kwargs": {"marker": str(marker)}},
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "the env did raise"
     assert summary["stop_reason"] == "total_steps" and summary["steps"] >= 40_000
@@ -42,24 +51,46 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_run_solves(tmp_path):
             os.kill(child.pid, signal.SIGKILL)
             killed.append(child.pid)
 
-    agent = A3C("CartPole-v1", workers=2, seed=1, total_steps=500_000, target_return=300.0, max_time=150, log_interval=5_000, restart_delay=0.1)
+    agent = A3C(
+        "CartPole-v1",
+        workers=2,
+        seed=1,
+        total_steps=500_000,
+        target_return=300.0,
+        max_time=150,
+        log_interval=5_000,
+        restart_delay=0.1,
+    )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none", callback=kill_one_worker)
     assert killed, "a worker was killed"
     assert summary["worker_restarts"] >= 1
-    assert summary["solved"] and summary["solved_return_mean"] >= 300.0 and summary["return_mean"] >= 200.0
+    assert (
+        summary["solved"]
+        and summary["solved_return_mean"] >= 300.0
+        and summary["return_mean"] >= 200.0
+    )
     steps = [int(r["steps"]) for r in _rows(tmp_path / "run")]
     assert steps == sorted(steps)
 
 
 @pytest.mark.parametrize("backend", ["processes", "serial"])
 def test_a_worker_that_keeps_failing_stops_the_run_with_a_usable_checkpoint(tmp_path, backend):
-    agent = A3C(fake_envs.RaisesOnStep, backend=backend, workers=2, max_restarts=2, restart_delay=0.05, total_steps=10**6)
+    agent = A3C(
+        fake_envs.RaisesOnStep,
+        backend=backend,
+        workers=2,
+        max_restarts=2,
+        restart_delay=0.05,
+        total_steps=10**6,
+    )
     with pytest.raises(WorkerFailure, match="boom from the env.*restart budget of 2 spent"):
         agent.learn(run_dir=tmp_path / "run", progress="none")
     import json
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] >= 2  # both workers fail
+    assert (
+        summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] >= 2
+    )  # both workers fail
     loaded = A3C.load(tmp_path / "run", env=fake_envs.RaisesOnStep)  # the checkpoint is usable
     action, _ = loaded.predict([0.0, 0.0], deterministic=True)
     assert int(action) in (0, 1)
@@ -88,11 +119,16 @@ def test_workers_and_their_fork_server_exit_when_the_trainer_is_killed(tmp_path)
     import time
 
     run_dir = tmp_path / "run"
-    code = "from a3c import A3C; A3C('CartPole-v1', workers=2, total_steps=10**8, target_return=None).learn(run_dir=%r, progress='none')"
+    code = (
+        "from a3c import A3C; A3C('CartPole-v1', workers=2, total_steps=10**8, "
+        "target_return=None).learn(run_dir=%r, progress='none')"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code % str(run_dir)], start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (run_dir / "progress.csv").exists() or len(_group_members(proc.pid)) < 4:  # trainer, server, 2 workers
+        while (
+            not (run_dir / "progress.csv").exists() or len(_group_members(proc.pid)) < 4
+        ):  # trainer, server, 2 workers
             assert proc.poll() is None and time.monotonic() < deadline, "the run did not get going"
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)
@@ -110,15 +146,25 @@ def test_workers_and_their_fork_server_exit_when_the_trainer_is_killed(tmp_path)
 
 def test_a_script_without_the_main_guard_gets_a_clear_failure_not_restarts(tmp_path):
     """Workers import the main script; one that trains at import would train again in each worker.
-    The workers refuse at once, and the trainer stops with the reason rather than restarting them."""
+    The workers refuse at once, and the trainer stops with the reason rather than restarting
+    them."""
     import json
     import subprocess
     import sys
 
     script = tmp_path / "train_unguarded.py"
     run_dir = tmp_path / "run"
-    script.write_text(f"from a3c import A3C\nA3C('CartPole-v1', workers=2, total_steps=10**8, target_return=None).learn(run_dir={str(run_dir)!r}, progress='none')\n")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    script.write_text(
+        "from a3c import A3C\nA3C('CartPole-v1', workers=2, total_steps=10**8, "
+        f"target_return=None).learn(run_dir={str(run_dir)!r}, progress='none')\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=300)
     finally:
@@ -128,8 +174,13 @@ def test_a_script_without_the_main_guard_gets_a_clear_failure_not_restarts(tmp_p
             proc.kill()
             proc.wait(timeout=30)
     assert proc.returncode == 1
-    assert 'a3c: error: your script started training when a worker process imported it: put the code that trains under `if __name__ == "__main__":`' in err
-    assert "RuntimeError" not in err, "multiprocessing's own bootstrapping error is not what the user sees"
+    assert (
+        "a3c: error: your script started training when a worker process imported it: put the code "
+        'that trains under `if __name__ == "__main__":`' in err
+    )
+    assert "RuntimeError" not in err, (
+        "multiprocessing's own bootstrapping error is not what the user sees"
+    )
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] == 0
     assert "if __name__" in summary["error"]

@@ -24,7 +24,13 @@ def main() -> None:
     lines = args.ansi.read_text().rstrip("\n").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
-    console = Console(record=True, width=args.width, force_terminal=True, color_system="truecolor", file=open("/dev/null", "w"))
+    console = Console(
+        record=True,
+        width=args.width,
+        force_terminal=True,
+        color_system="truecolor",
+        file=open("/dev/null", "w"),
+    )
     for line in lines:
         console.print(Text.from_ansi(line), crop=True, overflow="crop", no_wrap=True)
     args.out.write_text(console.export_svg(title=args.title))

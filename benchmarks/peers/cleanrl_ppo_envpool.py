@@ -4,7 +4,8 @@ benchmarks/throughput_peers.py for `--seconds` of training. EnvPool's Pong-v5 wi
 actions (repeat_action_probability 0.25), no-op starts, frame skip 4, 84x84 grayscale, 4 frames,
 end-of-life and reward clipping for training. Prints `{"points": [[t, agent_steps], ...], ...}`.
 
-    /work/venvs/envpool/bin/python benchmarks/peers/cleanrl_ppo_envpool.py --seconds 60 [--threads 0]
+    /work/venvs/envpool/bin/python benchmarks/peers/cleanrl_ppo_envpool.py \
+        --seconds 60 [--threads 0]
 """
 
 import argparse
@@ -30,9 +31,16 @@ class Agent(nn.Module):
     def __init__(self, n: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            layer(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(), layer(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
-            layer(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(), nn.Flatten(), layer(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
-        )  # fmt: skip
+            layer(nn.Conv2d(4, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+            layer(nn.Linear(64 * 7 * 7, 512)),
+            nn.ReLU(),
+        )
         self.actor, self.critic = layer(nn.Linear(512, n), 0.01), layer(nn.Linear(512, 1), 1)
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,11 +62,21 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    envs = envpool.make("Pong-v5", env_type="gymnasium", num_envs=NUM_ENVS, seed=0, episodic_life=True, reward_clip=True, repeat_action_probability=0.25)
+    envs = envpool.make(
+        "Pong-v5",
+        env_type="gymnasium",
+        num_envs=NUM_ENVS,
+        seed=0,
+        episodic_life=True,
+        reward_clip=True,
+        repeat_action_probability=0.25,
+    )
     agent = Agent(envs.action_space.n)
     opt = torch.optim.Adam(agent.parameters(), lr=LR, eps=1e-5)
     obs_buf = torch.zeros((NUM_STEPS, NUM_ENVS, 4, 84, 84), dtype=torch.uint8)
-    act_buf, logp_buf, rew_buf, done_buf, val_buf = (torch.zeros((NUM_STEPS, NUM_ENVS)) for _ in range(5))
+    act_buf, logp_buf, rew_buf, done_buf, val_buf = (
+        torch.zeros((NUM_STEPS, NUM_ENVS)) for _ in range(5)
+    )
     obs, _ = envs.reset()
     obs, done = torch.as_tensor(obs), torch.zeros(NUM_ENVS)
     t0, steps, points = time.monotonic(), 0, []
@@ -70,7 +88,10 @@ def main() -> None:
             act_buf[s], logp_buf[s], val_buf[s] = a, logp, v.flatten()
             o, r, term, trunc, _ = envs.step(a.numpy())
             rew_buf[s] = torch.as_tensor(r, dtype=torch.float32)
-            obs, done = torch.as_tensor(o), torch.as_tensor(np.logical_or(term, trunc), dtype=torch.float32)
+            obs, done = (
+                torch.as_tensor(o),
+                torch.as_tensor(np.logical_or(term, trunc), dtype=torch.float32),
+            )
         steps += NUM_STEPS * NUM_ENVS
         with torch.no_grad():
             nxt = agent.value(obs.float()).flatten()
@@ -81,7 +102,11 @@ def main() -> None:
                 last = delta + GAMMA * GAE_LAMBDA * (1 - nd) * last
                 adv[s] = last
             ret = adv + val_buf
-        b_obs, b_act, b_logp = obs_buf.reshape(-1, 4, 84, 84), act_buf.reshape(-1), logp_buf.reshape(-1)
+        b_obs, b_act, b_logp = (
+            obs_buf.reshape(-1, 4, 84, 84),
+            act_buf.reshape(-1),
+            logp_buf.reshape(-1),
+        )
         b_adv, b_ret = adv.reshape(-1), ret.reshape(-1)
         n, mb = NUM_STEPS * NUM_ENVS, NUM_STEPS * NUM_ENVS // MINIBATCHES
         for _ in range(EPOCHS):
@@ -98,7 +123,17 @@ def main() -> None:
                 nn.utils.clip_grad_norm_(agent.parameters(), MAX_GRAD)
                 opt.step()
         points.append((time.monotonic() - t0, steps))
-    print(json.dumps({"points": points, "steps": steps, "wall_s": time.monotonic() - t0, "torch_threads": torch.get_num_threads(), "envpool": envpool.__version__}))
+    print(
+        json.dumps(
+            {
+                "points": points,
+                "steps": steps,
+                "wall_s": time.monotonic() - t0,
+                "torch_threads": torch.get_num_threads(),
+                "envpool": envpool.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

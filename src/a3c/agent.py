@@ -4,7 +4,7 @@ prediction and evaluation.
     agent = A3C("CartPole-v1", workers=2, n_steps=8)
     summary = agent.learn(total_steps=200_000)
     agent.save("agent")                       # a checkpoint directory (a3c/checkpoint.py)
-    agent = A3C.load("agent")                 # or a run directory: its best, else its newest checkpoint
+    agent = A3C.load("agent")                 # or a run directory: its best, else newest checkpoint
     action, state = agent.predict(obs, deterministic=True)
     result = agent.evaluate(episodes=10)      # {"mean": ..., "std": ..., "returns": [...], ...}
     agent = A3C.resume("runs/cartpole")       # continue a stopped or killed run where it left off
@@ -100,12 +100,16 @@ class A3C:
         self.config = config
         torch.manual_seed(config.run.seed)
         self.model = make_model(self.observation_space, self.action_space, config.model)
-        check_rollout_memory(self.observation_space, self.action_space, config)  # before any worker allocates
+        check_rollout_memory(
+            self.observation_space, self.action_space, config
+        )  # before any worker allocates
         self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
         self.policy = Policy(self.model, self.observation_space, self.action_space, config.run.seed)
         self.run_dir: Path | None = None
         self.checkpoint_path: Path | None = None  # the checkpoint this agent was loaded from
-        self.checkpoint_kind: str | None = None  # which: "best", "latest" or "given" (a3c.persistence.select_checkpoint)
+        self.checkpoint_kind: str | None = (
+            None  # which: "best", "latest" or "given" (a3c.persistence.select_checkpoint)
+        )
         # What a checkpoint holds besides the parameters and observation statistics (optimizer
         # statistics, counters) after learn() or load(); meta.json of the last one.
         self._train_state: dict[str, Tensor] = {}
@@ -123,7 +127,8 @@ class A3C:
 
     @property
     def num_timesteps(self) -> int:
-        """Global env steps behind the current parameters (of the last learn() or the loaded checkpoint)."""
+        """Global env steps behind the current parameters (of the last learn() or the loaded
+        checkpoint)."""
         return int(self._meta.get("steps", 0))
 
     @property
@@ -140,7 +145,13 @@ class A3C:
 
     # --- training -----------------------------------------------------------------------------
 
-    def learn(self, total_steps: int | None = None, run_dir: str | Path | None = None, callback: Callback | None = None, progress: str = "auto") -> dict[str, Any]:
+    def learn(
+        self,
+        total_steps: int | None = None,
+        run_dir: str | Path | None = None,
+        callback: Callback | None = None,
+        progress: str = "auto",
+    ) -> dict[str, Any]:
         """Train; returns the summary (also written to run_dir/summary.json).
 
         Starts from the agent's current parameters (and observation statistics) with fresh optimizer
@@ -154,23 +165,48 @@ class A3C:
             self.config = self.config.replace({"run.total_steps": total_steps})
         cfg = self.config
         resume, self._resume = self._resume, None
-        if resume is not None and run_dir is not None and Path(run_dir).resolve() != resume[0].resolve():
-            raise ConfigError("a resumed agent continues in its own run directory; do not pass run_dir")
+        if (
+            resume is not None
+            and run_dir is not None
+            and Path(run_dir).resolve() != resume[0].resolve()
+        ):
+            raise ConfigError(
+                "a resumed agent continues in its own run directory; do not pass run_dir"
+            )
         ckpt = None if resume is None else resume[1]
         if ckpt is not None and ckpt.steps >= cfg.run.total_steps:
-            raise ConfigError(f"the run already has {ckpt.steps} steps (run.total_steps is {cfg.run.total_steps}); raise --total-steps to train further")
+            raise ConfigError(
+                f"the run already has {ckpt.steps} steps (run.total_steps is "
+                f"{cfg.run.total_steps}); raise --total-steps to train further"
+            )
         store = SharedStore.for_model(self.model, cfg, self._obs_dim())
         if self.obs_stats is not None:
             store.load_state_dict({"obs_stats": self.obs_stats.table})
         if ckpt is not None:
             store.load_state_dict(ckpt.tensors)
-        path = resume[0] if resume is not None else Path(run_dir) if run_dir is not None else default_run_dir(cfg.env.id)
-        record = persistence.static_record(cfg, self.model, self.observation_space, self.action_space)
+        path = (
+            resume[0]
+            if resume is not None
+            else Path(run_dir)
+            if run_dir is not None
+            else default_run_dir(cfg.env.id)
+        )
+        record = persistence.static_record(
+            cfg, self.model, self.observation_space, self.action_space
+        )
         session = TrainingSession(
-            cfg, store, self.env_fn or make_env_fn(cfg.env), path, record,
-            target=self.target_return, resumed=ckpt, reopen=resume is not None, callback=callback, progress=progress,
+            cfg,
+            store,
+            self.env_fn or make_env_fn(cfg.env),
+            path,
+            record,
+            target=self.target_return,
+            resumed=ckpt,
+            reopen=resume is not None,
+            callback=callback,
+            progress=progress,
             evaluation=evaluation.EvalSpec(self.env_fn, self.observation_space, self.action_space),
-        )  # fmt: skip
+        )
         self.run_dir = session.rundir.path
         try:
             return session.run().to_dict()
@@ -181,9 +217,15 @@ class A3C:
 
     def _take_state(self, state: dict[str, Tensor]) -> None:
         """Bring the model (and observation statistics) to `state`; keep the rest for save()."""
-        torch.nn.utils.vector_to_parameters(state["params"].clone(), self.model.ordered_parameters())
+        torch.nn.utils.vector_to_parameters(
+            state["params"].clone(), self.model.ordered_parameters()
+        )
         stats = state.get("obs_stats")
-        self.obs_stats = None if stats is None or self._obs_dim() is None else ObservationStats.like(stats.clone())
+        self.obs_stats = (
+            None
+            if stats is None or self._obs_dim() is None
+            else ObservationStats.like(stats.clone())
+        )
         self._train_state = {k: v for k, v in state.items() if k not in ("params", "obs_stats")}
 
     # --- save / load / resume -----------------------------------------------------------------
@@ -193,17 +235,31 @@ class A3C:
         optimizer statistics and counters of the last learn(), config); never a pickle."""
         cfg = self.config
         params = torch.nn.utils.parameters_to_vector(self.model.ordered_parameters()).detach()
-        state = persistence.full_state(cfg, params, self._train_state, None if self.obs_stats is None else self.obs_stats.table)
+        state = persistence.full_state(
+            cfg, params, self._train_state, None if self.obs_stats is None else self.obs_stats.table
+        )
         meta = self._meta
-        record = persistence.static_record(cfg, self.model, self.observation_space, self.action_space)
+        record = persistence.static_record(
+            cfg, self.model, self.observation_space, self.action_space
+        )
         fresh = persistence.checkpoint_meta(
-            record, state, episodes=int(meta.get("episodes", 0)), return_mean=meta.get("return_mean"),
-            wall_s=float(meta.get("wall_s", 0.0)), resumes=int(meta.get("resumes", 0)),
-        )  # fmt: skip
+            record,
+            state,
+            episodes=int(meta.get("episodes", 0)),
+            return_mean=meta.get("return_mean"),
+            wall_s=float(meta.get("wall_s", 0.0)),
+            resumes=int(meta.get("resumes", 0)),
+        )
         return checkpoint.write(path, state, fresh)
 
     @classmethod
-    def load(cls, path: str | Path, env: str | Callable[[], gym.Env] | None = None, checkpoint: str | None = None, **hyperparameters: Any) -> A3C:
+    def load(
+        cls,
+        path: str | Path,
+        env: str | Callable[[], gym.Env] | None = None,
+        checkpoint: str | None = None,
+        **hyperparameters: Any,
+    ) -> A3C:
         """An agent from a checkpoint directory, or from a run directory: `checkpoint` "best" (the
         best evaluation's state, checkpoints/best/), "latest" (the newest complete checkpoint), a
         path or a name in its checkpoints/; by default the best if the run has one, else the latest.
@@ -223,12 +279,15 @@ class A3C:
         return agent
 
     @classmethod
-    def resume(cls, run_dir: str | Path, env: str | Callable[[], gym.Env] | None = None, **overrides: Any) -> A3C:
-        """An agent that continues the run in `run_dir` from its newest checkpoint on its next learn().
+    def resume(
+        cls, run_dir: str | Path, env: str | Callable[[], gym.Env] | None = None, **overrides: Any
+    ) -> A3C:
+        """An agent that continues the run in `run_dir` from its newest checkpoint on its next
+        learn().
 
-        `overrides` may change only run.*, log.*, eval.* and backend.* settings other than the seed (the
-        budget: total_steps, max_time, target_return; workers, backend, intervals); anything else
-        is a ConfigError.
+        `overrides` may change only run.*, log.*, eval.* and backend.* settings other than the seed
+        (the budget: total_steps, max_time, target_return; workers, backend, intervals); anything
+        else is a ConfigError.
         """
         run_dir = Path(run_dir)
         recorded = persistence.read_run_config(run_dir)
@@ -269,12 +328,20 @@ class A3C:
         per observation) to reset it at new episodes; feed-forward models return state None."""
         return self.policy.predict(observation, state, episode_start, deterministic, action_masks)
 
-    def evaluate(self, episodes: int = 10, deterministic: bool = True, seed: int | None = None, video_dir: str | Path | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        episodes: int = 10,
+        deterministic: bool = True,
+        seed: int | None = None,
+        video_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
         """Play `episodes` whole episodes on a fresh env and return {"mean", "std", "returns",
         "lengths", ...}: real, unclipped returns (Atari: whole games, no end-of-life, no reward
         clipping; the same preprocessing as training otherwise). `video_dir` records each episode
         with Gymnasium's RecordVideo (needs the video extra: pip install 'a3c[video]')."""
-        return evaluation.evaluate(self.policy, self.config, self.env_fn, episodes, deterministic, seed, video_dir)
+        return evaluation.evaluate(
+            self.policy, self.config, self.env_fn, episodes, deterministic, seed, video_dir
+        )
 
 
 def _newest_or_none(run_dir: Path) -> Checkpoint | None:
@@ -283,7 +350,12 @@ def _newest_or_none(run_dir: Path) -> Checkpoint | None:
     try:
         return checkpoint.find(run_dir)
     except CheckpointError as e:
-        if any(checkpoint.list_checkpoints(run_dir / checkpoint.CHECKPOINTS)) or not (run_dir / "progress.csv").exists():
+        if (
+            any(checkpoint.list_checkpoints(run_dir / checkpoint.CHECKPOINTS))
+            or not (run_dir / "progress.csv").exists()
+        ):
             raise
-        log.warning("a3c: warning: %s has no complete checkpoint (%s); resuming it from scratch", run_dir, e)
+        log.warning(
+            "a3c: warning: %s has no complete checkpoint (%s); resuming it from scratch", run_dir, e
+        )
         return None

@@ -32,7 +32,9 @@ class EpisodeTally:
         self.nonfinite = 0  # steps with a non-finite observation or reward, not yet taken
         self.masks: np.ndarray | None = None  # [n, flags] valid actions now, if the envs give masks
 
-    def _tally(self, reward: np.ndarray, done: np.ndarray, dropped: np.ndarray | None = None) -> None:
+    def _tally(
+        self, reward: np.ndarray, done: np.ndarray, dropped: np.ndarray | None = None
+    ) -> None:
         self.ep_return += reward
         self.ep_length += 1
         if done.any():
@@ -55,11 +57,12 @@ class AleVectorBatch(EpisodeTally):
     (same emulator, frame skip with max-pooling, resize and zero-padded stack; tests/test_atari.py
     compares them frame for frame), stepped on one thread of its own per worker.
 
-    The env returns raw rewards, and with `life_loss_info` a lost life ends the training episode while
-    the game goes on. A game is over when the env restarted it: its episode frame counter fell. The
-    finished (score, length) pairs are whole games' real scores, as with RecordEpisodeStatistics.
-    In games that need FIRE (`atari_wrappers.FireReset`) the first step of a game and the first after a lost
-    life play FIRE whatever the action (the frames of the Gymnasium path).
+    The env returns raw rewards, and with `life_loss_info` a lost life ends the training episode
+    while the game goes on. A game is over when the env restarted it: its episode frame counter
+    fell. The finished (score, length) pairs are whole games' real scores, as with
+    RecordEpisodeStatistics. In games that need FIRE (`atari_wrappers.FireReset`) the first step of
+    a game and the first after a lost life play FIRE whatever the action (the frames of the
+    Gymnasium path).
     """
 
     def __init__(self, recipe: Any, n: int, seeds: list[int]) -> None:
@@ -69,8 +72,13 @@ class AleVectorBatch(EpisodeTally):
         super().__init__(n)
         self.n, self.clip_rewards = n, recipe.cfg.atari.clip_rewards
         self.env = AtariVectorEnv(num_envs=n, num_threads=1, autoreset_mode="SameStep", **args)
-        self.observation_space, self.action_space = self.env.single_observation_space, self.env.single_action_space
-        obs, info = self.env.reset(seed=np.array([s % 2**31 for s in seeds], dtype=np.int64))  # its seeds are C ints
+        self.observation_space, self.action_space = (
+            self.env.single_observation_space,
+            self.env.single_action_space,
+        )
+        obs, info = self.env.reset(
+            seed=np.array([s % 2**31 for s in seeds], dtype=np.int64)
+        )  # its seeds are C ints
         self.obs = np.array(obs)
         self._frame = np.array(info["episode_frame_number"])
         self.fire = bool(recipe.fire())
@@ -84,10 +92,14 @@ class AleVectorBatch(EpisodeTally):
         """The actions the next step plays for the agent's `actions` (FIRE where it is forced)."""
         return played_actions(actions, self._fire_next) if self.fire else actions
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
         actions = np.asarray(actions, dtype=np.int64)
         if self.fire and self._fire_next.any():
-            actions = np.where(self._fire_next, FIRE, actions)  # a game's start, or after a lost life
+            actions = np.where(
+                self._fire_next, FIRE, actions
+            )  # a game's start, or after a lost life
         obs, raw, terminated, truncated, info = self.env.step(actions)
         self.obs[...] = obs
         frame = info["episode_frame_number"]
@@ -95,11 +107,22 @@ class AleVectorBatch(EpisodeTally):
         self._tally(raw, game_over)
         self._frame = np.array(frame)
         lives = np.array(info["lives"])
-        self._fire_next = game_over | ((0 < lives) & (lives < self._lives))  # a new game, or a lost life
+        self._fire_next = game_over | (
+            (0 < lives) & (lives < self._lives)
+        )  # a new game, or a lost life
         self._lives = lives
-        finals = [(int(i), np.array(info["final_obs"][i])) for i in np.flatnonzero(truncated & ~terminated)]
+        finals = [
+            (int(i), np.array(info["final_obs"][i]))
+            for i in np.flatnonzero(truncated & ~terminated)
+        ]
         reward = (np.sign(raw) if self.clip_rewards else raw).astype(np.float32)
-        return self.obs, reward, np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), finals
+        return (
+            self.obs,
+            reward,
+            np.asarray(terminated, dtype=bool),
+            np.asarray(truncated, dtype=bool),
+            finals,
+        )
 
     def close(self) -> None:
         self.env.close()

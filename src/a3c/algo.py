@@ -80,22 +80,30 @@ def advantages(
     return torch.from_numpy(adv).to(r_t.device)
 
 
-def returns(r_t: Tensor, discount_t: Tensor, v_t: Tensor, v_tp1: Tensor, end_t: Tensor, lambda_: float = 1.0) -> Tensor:
+def returns(
+    r_t: Tensor, discount_t: Tensor, v_t: Tensor, v_tp1: Tensor, end_t: Tensor, lambda_: float = 1.0
+) -> Tensor:
     """Value targets G_t = A_t + V(s_t); with lambda = 1 the n-step returns of eq. 1."""
     return advantages(r_t, discount_t, v_t, v_tp1, end_t, lambda_) + v_t.detach()
 
 
 def policy_gradient_loss(logp_t: Tensor, adv_t: Tensor) -> Tensor:
-    """-mean(log pi(a_t|s_t) * A_t): minimising it ascends eq. 2's policy gradient; A_t is a constant."""
+    """-mean(log pi(a_t|s_t) * A_t): minimising it ascends eq. 2's policy gradient; A_t is a
+    constant."""
     if logp_t.shape != adv_t.shape:
-        raise ValueError(f"logp_t {tuple(logp_t.shape)} and adv_t {tuple(adv_t.shape)} differ in shape")
+        raise ValueError(
+            f"logp_t {tuple(logp_t.shape)} and adv_t {tuple(adv_t.shape)} differ in shape"
+        )
     return -(logp_t * adv_t.detach()).mean()
 
 
 def value_loss(v_t: Tensor, return_t: Tensor) -> Tensor:
-    """mean(1/2 (G_t - V(s_t))^2) = mean(1/2 A_t^2) of eq. 3; the gradient flows through V(s_t) only."""
+    """mean(1/2 (G_t - V(s_t))^2) = mean(1/2 A_t^2) of eq. 3; the gradient flows through V(s_t)
+    only."""
     if v_t.shape != return_t.shape:
-        raise ValueError(f"v_t {tuple(v_t.shape)} and return_t {tuple(return_t.shape)} differ in shape")
+        raise ValueError(
+            f"v_t {tuple(v_t.shape)} and return_t {tuple(return_t.shape)} differ in shape"
+        )
     return 0.5 * (return_t.detach() - v_t).pow(2).mean()
 
 
@@ -112,7 +120,8 @@ def a3c_loss(
     ent_coef: float,
     vf_coef: float,
 ) -> LossTerms:
-    """Total A3C loss = policy loss + ent_coef * entropy loss + vf_coef * value loss (eq. 2 and 3)."""
+    """Total A3C loss = policy loss + ent_coef * entropy loss + vf_coef * value loss (eq. 2 and
+    3)."""
     pl = policy_gradient_loss(logp_t, adv_t)
     vl = value_loss(v_t, adv_t.detach() + v_t.detach())
     el = entropy_loss(entropy_t)

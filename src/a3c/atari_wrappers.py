@@ -39,9 +39,9 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
     def _lives(self) -> int:
-        return int(cast(Any, self.env.unwrapped).ale.lives())  # an AtariEnv: lives from the emulator
-
-
+        return int(
+            cast(Any, self.env.unwrapped).ale.lives()
+        )  # an AtariEnv: lives from the emulator
 
 
 def needs_fire(meanings: list[str]) -> bool:
@@ -52,12 +52,13 @@ def needs_fire(meanings: list[str]) -> bool:
 
 
 class FireReset(gym.Wrapper):
-    """In games that need it (`needs_fire`), the first step of a game and the first step after a lost
-    life play FIRE whatever the action. Without it a greedy policy that has not learned to press FIRE
-    in that state waits until the time limit (a Breakout game: 27,000 agent steps). AleVectorBatch
-    does the same, so both paths give the same frames. Stable-Baselines3's AtariWrapper fires inside
-    reset, which its EpisodicLifeEnv calls after each lost life in training (not in evaluation
-    without end-of-life); here it happens in training and evaluation alike."""
+    """In games that need it (`needs_fire`), the first step of a game and the first step after a
+    lost life play FIRE whatever the action. Without it a greedy policy that has not learned to
+    press FIRE in that state waits until the time limit (a Breakout game: 27,000 agent steps).
+    AleVectorBatch does the same, so both paths give the same frames. Stable-Baselines3's
+    AtariWrapper fires inside reset, which its EpisodicLifeEnv calls after each lost life in
+    training (not in evaluation without end-of-life); here it happens in training and evaluation
+    alike."""
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)

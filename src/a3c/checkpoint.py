@@ -3,7 +3,7 @@
 A checkpoint is a directory:
 
     step_000000123456/
-        tensors.safetensors  params                  float32 [N], in model.ordered_parameters() order
+        tensors.safetensors  params                  float32 [N], model.ordered_parameters() order
                              optim.<name>            the shared optimizer's statistics (square_avg;
                                                      exp_avg, exp_avg_sq, step)
                              counters.worker_steps   int64 [workers] (also worker_updates,
@@ -16,14 +16,14 @@ A checkpoint is a directory:
 In a run directory checkpoints sit in `checkpoints/`, named by zero-padded global step; the newest
 `log.checkpoint_keep` are kept and `checkpoints/latest` names the newest (for people and tools:
 loading takes the newest complete checkpoint by step). `checkpoints/best/`, the state of the best
-evaluation during training, is apart: never rotated away, and never taken for the newest. A checkpoint is written as `NAME.tmp/` (each
-file fsynced), renamed into place, and the parent fsynced: a reader sees a whole checkpoint or none
-(Sample Factory's habit). Its files and `latest` are written by `a3c.io`; the next write removes
-what a killed writer left (`*.tmp`, `*.old`).
+evaluation during training, is apart: never rotated away, and never taken for the newest. A
+checkpoint is written as `NAME.tmp/` (each file fsynced), renamed into place, and the parent
+fsynced: a reader sees a whole checkpoint or none (Sample Factory's habit). Its files and `latest`
+are written by `a3c.io`; the next write removes what a killed writer left (`*.tmp`, `*.old`).
 
 Loading never unpickles anything. The safetensors header is checked by hand (length, JSON, dtypes,
-offsets inside the file) before the tensors are read, file sizes are capped, the checksum must match,
-and every problem is a `CheckpointError`: one line for the user, exit code 2 from the CLI.
+offsets inside the file) before the tensors are read, file sizes are capped, the checksum must
+match, and every problem is a `CheckpointError`: one line for the user, exit code 2 from the CLI.
 """
 
 from __future__ import annotations
@@ -61,13 +61,20 @@ MAX_HEADER_BYTES = 16 << 20
 _NAME = re.compile(r"^step_(\d{12,})$")
 # The only dtypes a3c writes: anything else is not one of our checkpoints.
 _DTYPES = {"F32": (torch.float32, 4), "F64": (torch.float64, 8), "I64": (torch.int64, 8)}
-_REQUIRED_META = {"config": dict, "steps": int, "episodes": int, "updates": int, "architecture": list}
+_REQUIRED_META = {
+    "config": dict,
+    "steps": int,
+    "episodes": int,
+    "updates": int,
+    "architecture": list,
+}
 
 log = logging.getLogger("a3c")
 
 
 class CheckpointError(A3CError):
-    """A checkpoint that cannot be used: missing, truncated, corrupt, not ours, or for another model."""
+    """A checkpoint that cannot be used: missing, truncated, corrupt, not ours, or for another
+    model."""
 
 
 @dataclass
@@ -89,7 +96,8 @@ def name_for(steps: int) -> str:
 
 
 def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
-    """Write a checkpoint directory at `path` atomically; an existing checkpoint there is replaced."""
+    """Write a checkpoint directory at `path` atomically; an existing checkpoint there is
+    replaced."""
     from safetensors.torch import save
 
     path = Path(path)
@@ -115,10 +123,14 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
     try:
         write_bytes_atomic(tmp / TENSORS, blob)
         write_json_atomic(tmp / META, meta)
-        if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside
+        if (
+            path.exists()
+        ):  # a directory cannot be renamed over a non-empty one: move the old one aside
             os.replace(path, old)
         os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: nothing half-written stays (a kill leaves it to the next write)
+    except (
+        BaseException
+    ):  # e.g. a full disk: nothing half-written stays (a kill leaves it to the next write)
         _remove(tmp)
         raise
     fsync_dir(path.parent)
@@ -134,7 +146,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def save_in_run(run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any], keep: int) -> Path:
+def save_in_run(
+    run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any], keep: int
+) -> Path:
     """Write run_dir/checkpoints/step_N, point `latest` at it, and keep only the newest `keep`."""
     folder = Path(run_dir) / CHECKPOINTS
     path = write(folder / name_for(int(meta["steps"])), tensors, meta)
@@ -157,8 +171,8 @@ def best_path(run_dir: str | Path) -> Path | None:
 
 
 def set_aside_newer(run_dir: str | Path, steps: int) -> list[Path]:
-    """On resume from step `steps`: rename checkpoints past it (unreadable ones, or the resumed run would
-    prune its own) to NAME.unused, so the resumed run's checkpoints are the newest."""
+    """On resume from step `steps`: rename checkpoints past it (unreadable ones, or the resumed run
+    would prune its own) to NAME.unused, so the resumed run's checkpoints are the newest."""
     moved = []
     for path in list_checkpoints(Path(run_dir) / CHECKPOINTS):
         if _step_of(path) > steps:
@@ -181,7 +195,11 @@ def list_checkpoints(folder: Path, with_old: bool = False) -> list[Path]:
     entries = {p.name: p for p in folder.iterdir() if p.is_dir()}
     found = [p for name, p in entries.items() if _NAME.match(name)]
     if with_old:
-        found += [p for name, p in entries.items() if name.endswith(".old") and _NAME.match(name[:-4]) and name[:-4] not in entries]
+        found += [
+            p
+            for name, p in entries.items()
+            if name.endswith(".old") and _NAME.match(name[:-4]) and name[:-4] not in entries
+        ]
     return sorted(found, key=_step_of)
 
 
@@ -203,14 +221,21 @@ def find(path: str | Path) -> Checkpoint:
     if path.is_file():
         if path.name in (TENSORS, META):
             return read(path.parent)
-        # Never opened: a3c checkpoints are directories, and a lone file (a pickle, a .pt) is not one.
-        raise CheckpointError(f"{path} is not an a3c checkpoint (a checkpoint is a directory holding {META} and {TENSORS})")
+        # Never opened: a3c checkpoints are directories, and a lone file (a pickle, a .pt) is not
+        # one.
+        raise CheckpointError(
+            f"{path} is not an a3c checkpoint (a checkpoint is a directory holding {META} and "
+            f"{TENSORS})"
+        )
     if (path / META).exists() or (path / TENSORS).exists():
         return read(path)
     folder = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
     candidates = list(reversed(list_checkpoints(folder, with_old=True)))
     if not candidates:
-        raise CheckpointError(f"{path} holds no checkpoint (neither a checkpoint directory nor a run directory with {CHECKPOINTS}/)")
+        raise CheckpointError(
+            f"{path} holds no checkpoint (neither a checkpoint directory nor a run directory with "
+            f"{CHECKPOINTS}/)"
+        )
     first_error: CheckpointError | None = None
     for candidate in candidates:
         try:
@@ -233,18 +258,26 @@ def read(path: str | Path) -> Checkpoint:
     except OSError:
         raise CheckpointError(f"checkpoint {path} has no {TENSORS}") from None
     if size > MAX_TENSOR_BYTES:
-        raise CheckpointError(f"checkpoint {path}: {TENSORS} is {size} bytes, over the {MAX_TENSOR_BYTES}-byte limit")
+        raise CheckpointError(
+            f"checkpoint {path}: {TENSORS} is {size} bytes, over the {MAX_TENSOR_BYTES}-byte limit"
+        )
     try:
         data = tensors_path.read_bytes()
     except OSError as e:  # e.g. pruned by a live trainer while we read
-        raise CheckpointError(f"checkpoint {path}: cannot read {TENSORS} ({e.strerror or e})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: cannot read {TENSORS} ({e.strerror or e})"
+        ) from None
     tensors = parse_safetensors(data, f"checkpoint {path}")
     expected = meta.get("tensors_bytes")
     if isinstance(expected, int) and len(data) != expected:
-        raise CheckpointError(f"checkpoint {path} is corrupt: {TENSORS} has {len(data)} bytes, {META} says {expected}")
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {TENSORS} has {len(data)} bytes, {META} says {expected}"
+        )
     digest = meta.get("tensors_sha256")
     if isinstance(digest, str) and hashlib.sha256(data).hexdigest() != digest:
-        raise CheckpointError(f"checkpoint {path} is corrupt: {TENSORS} does not match its checksum in {META}")
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {TENSORS} does not match its checksum in {META}"
+        )
     _check_contents(path, tensors, meta)
     return Checkpoint(path, tensors, meta)
 
@@ -256,20 +289,31 @@ def _read_meta(path: Path) -> dict[str, Any]:
     except OSError:
         raise CheckpointError(f"{path} is not an a3c checkpoint: it has no {META}") from None
     if size > MAX_META_BYTES:
-        raise CheckpointError(f"checkpoint {path}: {META} is {size} bytes, over the {MAX_META_BYTES}-byte limit")
+        raise CheckpointError(
+            f"checkpoint {path}: {META} is {size} bytes, over the {MAX_META_BYTES}-byte limit"
+        )
     try:
         meta = json.loads(meta_path.read_bytes().decode("utf-8"))
     except OSError as e:
-        raise CheckpointError(f"checkpoint {path}: cannot read {META} ({e.strerror or e})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: cannot read {META} ({e.strerror or e})"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path}: {META} is not valid JSON ({first_line(e)})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: {META} is not valid JSON ({first_line(e)})"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an a3c checkpoint: {META} does not say format '{FORMAT}'")
+        raise CheckpointError(
+            f"{path} is not an a3c checkpoint: {META} does not say format '{FORMAT}'"
+        )
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"checkpoint {path}: {META} has no integer format_version")
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {version}; this a3c reads version {FORMAT_VERSION} (upgrade a3c)")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version}; this a3c reads version "
+            f"{FORMAT_VERSION} (upgrade a3c)"
+        )
     if version < 1:
         raise CheckpointError(f"checkpoint {path} has an unknown format version {version}")
     for key, typ in _REQUIRED_META.items():
@@ -277,8 +321,15 @@ def _read_meta(path: Path) -> dict[str, Any]:
         if not isinstance(value, typ) or isinstance(value, bool):
             raise CheckpointError(f"checkpoint {path}: {META} lacks a valid '{key}'")
     for item in meta["architecture"]:
-        ok = isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], list)
-        if not ok or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in item[1]):
+        ok = (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], list)
+        )
+        if not ok or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in item[1]
+        ):
             raise CheckpointError(f"checkpoint {path}: {META} has a malformed 'architecture'")
     return meta
 
@@ -293,14 +344,24 @@ def parse_safetensors(data: bytes, what: str) -> dict[str, Tensor]:
         raise CheckpointError(f"{what}: {TENSORS} is truncated ({len(data)} bytes)")
     n = int.from_bytes(data[:8], "little")
     if n < 2 or n > MAX_HEADER_BYTES or data[8:9] != b"{":
-        kind = " (it looks like a pickle)" if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") else " (it looks like a zip / torch.save file)" if data[:2] == b"PK" else ""
+        kind = (
+            " (it looks like a pickle)"
+            if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+            else " (it looks like a zip / torch.save file)"
+            if data[:2] == b"PK"
+            else ""
+        )
         raise CheckpointError(f"{what}: {TENSORS} is not a safetensors file{kind}")
     if 8 + n > len(data):
-        raise CheckpointError(f"{what}: {TENSORS} is truncated (header of {n} bytes, file of {len(data)})")
+        raise CheckpointError(
+            f"{what}: {TENSORS} is truncated (header of {n} bytes, file of {len(data)})"
+        )
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{what}: {TENSORS} has a malformed header ({first_line(e)})") from None
+        raise CheckpointError(
+            f"{what}: {TENSORS} has a malformed header ({first_line(e)})"
+        ) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{what}: {TENSORS} has a malformed header")
     body = len(data) - 8 - n
@@ -313,7 +374,12 @@ def parse_safetensors(data: bytes, what: str) -> dict[str, Tensor]:
             size = _DTYPES[dtype][1] * math.prod(int(d) for d in shape)
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{what}: {TENSORS} has an unexpected entry '{key}'") from None
-        if not (isinstance(begin, int) and isinstance(stop, int) and 0 <= begin <= stop and stop - begin == size):
+        if not (
+            isinstance(begin, int)
+            and isinstance(stop, int)
+            and 0 <= begin <= stop
+            and stop - begin == size
+        ):
             raise CheckpointError(f"{what}: {TENSORS} has inconsistent offsets for '{key}'")
         end = max(end, stop)
     if end > body:
@@ -333,23 +399,37 @@ def _check_contents(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]
         raise CheckpointError(f"checkpoint {path} has no float32 'params' vector")
     expected = sum(math.prod(shape) for _, shape in meta["architecture"])
     if params.numel() != expected:
-        raise CheckpointError(f"checkpoint {path} is inconsistent: {params.numel()} parameters, its architecture says {expected}")
+        raise CheckpointError(
+            f"checkpoint {path} is inconsistent: {params.numel()} parameters, its architecture "
+            f"says {expected}"
+        )
     if not bool(torch.isfinite(params).all()):
         raise CheckpointError(f"checkpoint {path} holds non-finite parameters")
     ema = tensors.get("ema")
-    if ema is not None and (ema.dtype != torch.float32 or ema.shape != params.shape or not bool(torch.isfinite(ema).all())):
-        raise CheckpointError(f"checkpoint {path} has an invalid moving average of its parameters ('ema')")
+    if ema is not None and (
+        ema.dtype != torch.float32
+        or ema.shape != params.shape
+        or not bool(torch.isfinite(ema).all())
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} has an invalid moving average of its parameters ('ema')"
+        )
     for key in sorted(k for k in tensors if k == "obs_stats" or k.startswith("optim.")):
         value = tensors[key]
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             what = "observation statistics" if key == "obs_stats" else "optimizer statistics"
             raise CheckpointError(f"checkpoint {path} holds non-finite {what} ('{key}')")
-    found = [tensors.get(f"counters.{k}") for k in ("worker_steps", "worker_updates", "worker_nonfinite")]
+    found = [
+        tensors.get(f"counters.{k}") for k in ("worker_steps", "worker_updates", "worker_nonfinite")
+    ]
     counters = [c for c in found if c is not None and c.dtype == torch.int64 and c.dim() == 1]
     if len(counters) != len(found) or any(c.numel() != counters[0].numel() for c in counters):
         raise CheckpointError(f"checkpoint {path} has no valid per-worker counters")
     if int(counters[0].sum()) != meta["steps"]:
-        raise CheckpointError(f"checkpoint {path} is inconsistent: its counters sum to {int(counters[0].sum())} steps, {META} says {meta['steps']}")
+        raise CheckpointError(
+            f"checkpoint {path} is inconsistent: its counters sum to {int(counters[0].sum())} "
+            f"steps, {META} says {meta['steps']}"
+        )
 
 
 # --- the model's architecture ------------------------------------------------------------------
@@ -377,5 +457,7 @@ def check_architecture(ckpt: Checkpoint, model: ActorCritic) -> None:
             break
     else:
         missing = next((n for n, _ in want if n not in there), None)
-        detail = f"it lacks parameter '{missing}'" if missing else "its parameters are in another order"
+        detail = (
+            f"it lacks parameter '{missing}'" if missing else "its parameters are in another order"
+        )
     raise CheckpointError(f"checkpoint {ckpt.path} is for another architecture: {detail}")

@@ -27,7 +27,8 @@ def is_number(v: Any) -> bool:
 
 
 def integer(lo: int = 0, hi: int | None = None) -> Check:
-    """An int (not a bool) in [lo, hi]; the message names the upper bound when it is the one broken."""
+    """An int (not a bool) in [lo, hi]; the message names the upper bound when it is the one
+    broken."""
     low, both = f"must be an integer >= {lo}", f"must be an integer in [{lo}, {hi}]"
     return lambda v: low if not is_int(v) or v < lo else both if hi is not None and v > hi else None
 
@@ -87,5 +88,11 @@ betas = kind(
 target_value = kind(
     lambda v: v is None or v == "auto" or not number()(v), "must be a finite number, auto or null"
 )
-names = kind(lambda v: isinstance(v, tuple) and all(isinstance(k, str) and k for k in v), "must be a list of key names (may be empty)")
-entry = kind(lambda v: isinstance(v, str) and v.count(":") == 1 and all(p.strip() for p in v.split(":")), "must be module:Class or module:make_fn")
+names = kind(
+    lambda v: isinstance(v, tuple) and all(isinstance(k, str) and k for k in v),
+    "must be a list of key names (may be empty)",
+)
+entry = kind(
+    lambda v: isinstance(v, str) and v.count(":") == 1 and all(p.strip() for p in v.split(":")),
+    "must be module:Class or module:make_fn",
+)

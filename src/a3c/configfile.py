@@ -20,7 +20,8 @@ from a3c.errors import ConfigError
 
 
 def parse_value(text: str) -> Any:
-    """Parse a --set value as a YAML literal (numbers, true/false, null, lists); never evaluated as code."""
+    """Parse a --set value as a YAML literal (numbers, true/false, null, lists); never evaluated as
+    code."""
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
@@ -48,25 +49,41 @@ def load_file(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+        raise ConfigError(
+            f"config file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+            f"{e.start})"
+        ) from None
     try:
         data = yaml.safe_load(content)
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"malformed config file {p}{line}: {getattr(e, 'problem', None) or e}") from None
+        raise ConfigError(
+            f"malformed config file {p}{line}: {getattr(e, 'problem', None) or e}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"malformed config file {p}: expected a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"malformed config file {p}: expected a mapping of sections, got {type(data).__name__}"
+        )
     from_dict(data)  # check keys and values now, so the error names this file
     return data
 
 
 MUJOCO = {
-    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
-    "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
-}  # fmt: skip
+    "Ant",
+    "HalfCheetah",
+    "Hopper",
+    "Humanoid",
+    "HumanoidStandup",
+    "InvertedDoublePendulum",
+    "InvertedPendulum",
+    "Pusher",
+    "Reacher",
+    "Swimmer",
+    "Walker2d",
+}
 
 
 def preset_for(

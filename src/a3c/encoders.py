@@ -88,8 +88,9 @@ class ConvEncoder(nn.Module):
     network of universe-starter-agent and ikostrikov/pytorch-a3c (four 32 3x3/2 padded convs, ELU,
     no fc layer: the flattened maps, 288 features at 42x42, feed the LSTM core or the heads);
     "small": for grids such as MiniGrid's 7x7 views, each image standardised, then three padded 3x3
-    convs (16, 32, 32; stride 2 in the last two when the image is larger than 12), fc 128. "auto" takes "a3c" for images of 36
-    pixels or more a side (Atari-sized frames) and "small" below. uint8 pixels are scaled to [0, 1].
+    convs (16, 32, 32; stride 2 in the last two when the image is larger than 12), fc 128. "auto"
+    takes "a3c" for images of 36 pixels or more a side (Atari-sized frames) and "small" below. uint8
+    pixels are scaled to [0, 1].
     `shape` is the env's; a channels-last `[H, W, C]` image is transposed here."""
 
     # kind -> ([(out channels, kernel, stride, padding)], activation, fc size or None)
@@ -123,7 +124,8 @@ class ConvEncoder(nn.Module):
                 n = self.convs(torch.zeros(1, *chw)).shape[1]
         except RuntimeError:  # "Kernel size can't be greater than actual input size"
             raise EnvError(
-                f"image observations of shape {tuple(shape)} are too small for model.cnn={kind} (model.cnn=small or auto serves small images)"
+                f"image observations of shape {tuple(shape)} are too small for model.cnn={kind} "
+                "(model.cnn=small or auto serves small images)"
             ) from None
         self.out_dim = fc or n
         self.fc = nn.Sequential(linear(n, fc, math.sqrt(2)), nn.ReLU()) if fc else nn.Identity()
@@ -205,7 +207,8 @@ class CombinedEncoder(nn.Module):
 class UserEncoder(nn.Module):
     """The user's module (`model.encoder`) over the observations in the env's own structure: a
     tensor `[N, ...]` for Box (float32, as the env gave it: no scaling, no transpose) and Discrete
-    (int64), dicts and tuples of such tensors for Dict and Tuple. Its output is flattened to `[N, D]`."""
+    (int64), dicts and tuples of such tensors for Dict and Tuple. Its output is flattened to `[N,
+    D]`."""
 
     def __init__(self, layout: ObsLayout, name: str, kwargs: dict[str, Any]) -> None:
         super().__init__()
@@ -215,7 +218,8 @@ class UserEncoder(nn.Module):
             module = factory(layout.space, **kwargs)
         except Exception as e:  # the user's constructor raised
             raise ConfigError(
-                f"model.encoder '{name}' with encoder_kwargs {kwargs} raised {type(e).__name__}: {first_line(e)}"
+                f"model.encoder '{name}' with encoder_kwargs {kwargs} raised {type(e).__name__}: "
+                f"{first_line(e)}"
             ) from None
         if not isinstance(module, nn.Module):
             raise ConfigError(
@@ -233,7 +237,8 @@ class UserEncoder(nn.Module):
                 return int(self(torch.as_tensor(sample)).shape[1])
         except Exception as e:
             raise ConfigError(
-                f"model.encoder '{name}' failed on a sample observation: {type(e).__name__}: {first_line(e)}"
+                f"model.encoder '{name}' failed on a sample observation: {type(e).__name__}: "
+                f"{first_line(e)}"
             ) from None
 
     def forward(self, obs: Tensor) -> Tensor:

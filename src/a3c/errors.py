@@ -22,7 +22,11 @@ def wrapped_stop(e: BaseException) -> BaseException | None:
     """The stop exception (a signal handler's, a time limit's: not an Exception) that a C extension
     wrapped in a SystemError (Ray's `ray.wait` does), or None."""
     cause = e.__cause__
-    return cause if isinstance(e, SystemError) and cause is not None and not isinstance(cause, Exception) else None
+    return (
+        cause
+        if isinstance(e, SystemError) and cause is not None and not isinstance(cause, Exception)
+        else None
+    )
 
 
 def first_line(e: BaseException) -> str:

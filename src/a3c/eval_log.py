@@ -39,15 +39,31 @@ log = logging.getLogger("a3c")
 class EvalLog:
     """When to evaluate, and what to do with the results; does nothing when evaluation is off."""
 
-    def __init__(self, cfg: Config, rundir: RunDir, console: Console, record: dict[str, Any], resumes: int, steps: int) -> None:
-        self.cfg, self.rundir, self.console, self.record, self.resumes = cfg, rundir, console, record, resumes
+    def __init__(
+        self,
+        cfg: Config,
+        rundir: RunDir,
+        console: Console,
+        record: dict[str, Any],
+        resumes: int,
+        steps: int,
+    ) -> None:
+        self.cfg, self.rundir, self.console, self.record, self.resumes = (
+            cfg,
+            rundir,
+            console,
+            record,
+            resumes,
+        )
         e = cfg.eval
         self.on = e.interval_steps is not None or e.interval_s is not None
         self.evaluator: Evaluator | None = None
         self.latest: EvalResult | None = None
         self.best_mean: float | None = None
         self.best_steps: int | None = None
-        self.count = 0  # evaluations of the whole run (a resumed run's eval.csv keeps the earlier ones)
+        self.count = (
+            0  # evaluations of the whole run (a resumed run's eval.csv keeps the earlier ones)
+        )
         self.problems: list[str] = []
         self.due = Every(e.interval_steps, e.interval_s, start_steps=steps)
         if self.on:
@@ -60,7 +76,8 @@ class EvalLog:
         return self.rundir.path / checkpoint.CHECKPOINTS / checkpoint.BEST
 
     def _read_best(self) -> None:
-        """A resumed run keeps its best so far (an unreadable one is replaced by the next evaluation)."""
+        """A resumed run keeps its best so far (an unreadable one is replaced by the next
+        evaluation)."""
         path = checkpoint.best_path(self.rundir.path)
         if path is None:
             return
@@ -68,7 +85,12 @@ class EvalLog:
             meta = checkpoint.read(path).meta
             self.best_mean, self.best_steps = float(meta["eval"]["mean"]), int(meta["steps"])
         except (CheckpointError, KeyError, TypeError, ValueError) as e:
-            log.warning("a3c: warning: the best checkpoint %s cannot be read (%s); the next evaluation replaces it", path, first_line(e))
+            log.warning(
+                "a3c: warning: the best checkpoint %s cannot be read (%s); the next evaluation "
+                "replaces it",
+                path,
+                first_line(e),
+            )
 
     def start(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
@@ -89,18 +111,33 @@ class EvalLog:
         if best:
             self._save_best(result, stats)
         self.rundir.write_eval(result.row())
-        self.console.evaluated(result.row(), result.mean if self.best_mean is None else self.best_mean)
+        self.console.evaluated(
+            result.row(), result.mean if self.best_mean is None else self.best_mean
+        )
 
     def _save_best(self, result: EvalResult, stats: Stats) -> None:
         """checkpoints/best/ from the evaluated state (which must be finite), atomically."""
-        bad = [k for k, v in result.state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = [
+            k
+            for k, v in result.state.items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
         if bad:
-            log.warning("a3c: warning: the evaluated state is not finite (%s): not kept as the best", ", ".join(bad))
+            log.warning(
+                "a3c: warning: the evaluated state is not finite (%s): not kept as the best",
+                ", ".join(bad),
+            )
             return
         meta = checkpoint_meta(
-            self.record, result.state, episodes=stats.episodes, return_mean=stats.return_mean, wall_s=result.wall_s,
-            resumes=self.resumes, eval=result.row(), best=True,
-        )  # fmt: skip
+            self.record,
+            result.state,
+            episodes=stats.episodes,
+            return_mean=stats.return_mean,
+            wall_s=result.wall_s,
+            resumes=self.resumes,
+            eval=result.row(),
+            best=True,
+        )
         try:
             checkpoint.write(self.best_dir, result.state, meta)
         except (OSError, CheckpointError) as e:  # a full disk: the run goes on, the summary says so
@@ -123,9 +160,15 @@ class EvalLog:
         if not self.on:
             return None
         latest = None if self.latest is None else self.latest.row()
-        best_mean = None if self.best_mean is None or not math.isfinite(self.best_mean) else self.best_mean
+        best_mean = (
+            None if self.best_mean is None or not math.isfinite(self.best_mean) else self.best_mean
+        )
         return {
-            "evaluations": self.count, "latest": latest, "best_mean": best_mean, "best_steps": self.best_steps,
+            "evaluations": self.count,
+            "latest": latest,
+            "best_mean": best_mean,
+            "best_steps": self.best_steps,
             "best_checkpoint": str(self.best_dir) if self.best_mean is not None else None,
-            "target_mean": self.cfg.eval.target_mean, "restarts": 0 if self.evaluator is None else self.evaluator.restarts,
-        }  # fmt: skip
+            "target_mean": self.cfg.eval.target_mean,
+            "restarts": 0 if self.evaluator is None else self.evaluator.restarts,
+        }

@@ -37,7 +37,15 @@ log = logging.getLogger("a3c")
 EVAL_STREAM = 1_000_000_007
 
 
-def evaluate(policy: Policy, config: Config, env_fn: EnvFn | None, episodes: int, deterministic: bool, seed: int | None, video_dir: str | Path | None) -> dict[str, Any]:
+def evaluate(
+    policy: Policy,
+    config: Config,
+    env_fn: EnvFn | None,
+    episodes: int,
+    deterministic: bool,
+    seed: int | None,
+    video_dir: str | Path | None,
+) -> dict[str, Any]:
     """Play `episodes` episodes one after another (no batch: finishing order would bias toward
     short episodes) and return their statistics. `env_fn` None builds the env from the config,
     with real scores (Atari: whole games, no end-of-life, no reward clipping)."""
@@ -62,17 +70,27 @@ def evaluate(policy: Policy, config: Config, env_fn: EnvFn | None, episodes: int
             returns.append(total)
             lengths.append(length)
     except gym.error.DependencyNotInstalled as e:
-        raise A3CError(f"recording video needs more packages: pip install 'a3c[video]' ({first_line(e)})") from None
+        raise A3CError(
+            f"recording video needs more packages: pip install 'a3c[video]' ({first_line(e)})"
+        ) from None
     finally:
         policy.generator = saved_generator
         torch.set_num_threads(saved_threads)
         env.close()
     arr = np.asarray(returns, dtype=np.float64)
     return {
-        "mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()), "max": float(arr.max()),
-        "episodes": episodes, "deterministic": deterministic, "seed": seed, "returns": returns, "lengths": lengths,
-        "env_id": config.env.id, "video_dir": None if video_dir is None else str(video_dir),
-    }  # fmt: skip
+        "mean": float(arr.mean()),
+        "std": float(arr.std()),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "episodes": episodes,
+        "deterministic": deterministic,
+        "seed": seed,
+        "returns": returns,
+        "lengths": lengths,
+        "env_id": config.env.id,
+        "video_dir": None if video_dir is None else str(video_dir),
+    }
 
 
 def eval_env_fn(config: Config, env_fn: EnvFn | None, render: bool = False) -> EnvFn:
@@ -84,11 +102,15 @@ def eval_env_fn(config: Config, env_fn: EnvFn | None, render: bool = False) -> E
     kwargs = {**config.env.kwargs, **config.eval.env_kwargs}
     if render:
         kwargs["render_mode"] = "rgb_array"
-    atari = dataclasses.replace(config.env.atari, episodic_life=False, clip_rewards=False, ale_vector=False)
+    atari = dataclasses.replace(
+        config.env.atari, episodic_life=False, clip_rewards=False, ale_vector=False
+    )
     return make_env_fn(dataclasses.replace(config.env, atari=atari, kwargs=kwargs))
 
 
-def _play(policy: Policy, env: gym.Env, seed: int | None, deterministic: bool, masks: bool) -> tuple[float, int]:
+def _play(
+    policy: Policy, env: gym.Env, seed: int | None, deterministic: bool, masks: bool
+) -> tuple[float, int]:
     obs, info = env.reset(seed=seed)
     reader = reader_for(env, info, env.action_space, masks)
     policy.new_episode(deterministic)
@@ -106,18 +128,31 @@ def _play(policy: Policy, env: gym.Env, seed: int | None, deterministic: bool, m
 def eval_env(config: Config, env_fn: EnvFn | None, video_dir: str | Path | None) -> gym.Env:
     """A fresh env for evaluation (wrapped by RecordVideo with `video_dir`)."""
     if video_dir is not None:
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array frames need no display (pygame envs)
+        os.environ.setdefault(
+            "SDL_VIDEODRIVER", "dummy"
+        )  # rgb_array frames need no display (pygame envs)
     env = eval_env_fn(config, env_fn, render=video_dir is not None)()
     if video_dir is None:
         return env
     if getattr(env, "render_mode", None) != "rgb_array":
         env.close()
-        raise A3CError(f"recording video needs an env with render_mode='rgb_array' (this one has {getattr(env, 'render_mode', None)!r})")
+        raise A3CError(
+            "recording video needs an env with render_mode='rgb_array' (this one has "
+            f"{getattr(env, 'render_mode', None)!r})"
+        )
     try:
-        return gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, name_prefix="eval", disable_logger=True)
+        return gym.wrappers.RecordVideo(
+            env,
+            str(video_dir),
+            episode_trigger=lambda _: True,
+            name_prefix="eval",
+            disable_logger=True,
+        )
     except gym.error.DependencyNotInstalled as e:
         env.close()
-        raise A3CError(f"recording video needs moviepy: pip install 'a3c[video]' ({first_line(e)})") from None
+        raise A3CError(
+            f"recording video needs moviepy: pip install 'a3c[video]' ({first_line(e)})"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +166,9 @@ class EvalSpec:
 
     @classmethod
     def probe(cls, cfg: Config, env_fn: EnvFn | None = None) -> EvalSpec:
-        obs_space, act_space, _ = probe_spaces(env_fn or make_env_fn(cfg.env), cfg.backend.worker_timeout)
+        obs_space, act_space, _ = probe_spaces(
+            env_fn or make_env_fn(cfg.env), cfg.backend.worker_timeout
+        )
         return cls(env_fn, obs_space, act_space)
 
 
@@ -161,7 +198,9 @@ class EvalResult:
 Wrap = Callable[[gym.Env], gym.Env]
 
 
-def play(cfg: Config, spec: EvalSpec, state: dict[str, Tensor], wall_s: float, wrap: Wrap | None = None) -> EvalResult:
+def play(
+    cfg: Config, spec: EvalSpec, state: dict[str, Tensor], wall_s: float, wrap: Wrap | None = None
+) -> EvalResult:
     """Evaluate a policy state: a model of `spec`'s spaces with its parameters (and observation
     statistics), `eval.episodes` episodes with the run's seed (the same episodes every time).
     `wrap(env)` wraps each env (a heartbeat, a watchdog)."""
@@ -175,10 +214,17 @@ def play(cfg: Config, spec: EvalSpec, state: dict[str, Tensor], wall_s: float, w
     env_fn = base if wrap is None else _Wrapped(base, wrap)
     out = evaluate(policy, cfg, env_fn, cfg.eval.episodes, cfg.eval.deterministic, None, None)
     return EvalResult(
-        steps=int(state["counters.worker_steps"].sum()), wall_s=round(wall_s, 3), mean=out["mean"], std=out["std"],
-        min=out["min"], max=out["max"], episodes=out["episodes"], mean_length=float(np.mean(out["lengths"])),
-        duration_s=round(time.monotonic() - start, 3), state=state,
-    )  # fmt: skip
+        steps=int(state["counters.worker_steps"].sum()),
+        wall_s=round(wall_s, 3),
+        mean=out["mean"],
+        std=out["std"],
+        min=out["min"],
+        max=out["max"],
+        episodes=out["episodes"],
+        mean_length=float(np.mean(out["lengths"])),
+        duration_s=round(time.monotonic() - start, 3),
+        state=state,
+    )
 
 
 class _Wrapped:

@@ -34,7 +34,8 @@ PRELOAD = ["__main__", "a3c.backends.processes"]
 # refuses, and the worker exits with this code, which the trainer turns into this message.
 UNGUARDED_MAIN_EXIT = 86
 UNGUARDED_MAIN = (
-    "your script started training when a worker process imported it: put the code that trains under "
+    "your script started training when a worker process imported it: put the code that trains "
+    "under "
     '`if __name__ == "__main__":` (worker processes import the main script)'
 )
 
@@ -54,7 +55,8 @@ def context() -> Any:
 
 
 def in_child_process() -> bool:
-    """True in a worker (or one importing the user's script): it must not start servers of its own."""
+    """True in a worker (or one importing the user's script): it must not start servers of its
+    own."""
     return multiprocessing.parent_process() is not None or bool(
         getattr(multiprocessing.current_process(), "_inheriting", False)
     )

@@ -32,7 +32,8 @@ MASKED_LOGIT = -1e8
 
 
 def near_uniform(layer: nn.Linear) -> None:
-    """A near-uniform initial policy (SB3 / OpenAI baselines): small orthogonal weights, zero bias."""
+    """A near-uniform initial policy (SB3 / OpenAI baselines): small orthogonal weights, zero
+    bias."""
     nn.init.orthogonal_(layer.weight, 0.01)
     nn.init.zeros_(layer.bias)
 
@@ -99,8 +100,13 @@ class MultiCategoricalHead(nn.Linear):
         return torch.stack([categorical_sample(p, generator) for p in parts], dim=-1)
 
     def logp_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        pairs = [categorical_logp_entropy(p, actions[:, i]) for i, p in enumerate(out.split(self.nvec, dim=-1))]
-        return torch.stack([lp for lp, _ in pairs]).sum(0), torch.stack([h for _, h in pairs]).sum(0)
+        pairs = [
+            categorical_logp_entropy(p, actions[:, i])
+            for i, p in enumerate(out.split(self.nvec, dim=-1))
+        ]
+        return torch.stack([lp for lp, _ in pairs]).sum(0), torch.stack([h for _, h in pairs]).sum(
+            0
+        )
 
     def apply_mask(self, out: Tensor, mask: Tensor) -> Tensor:
         return masked(out, mask)
@@ -149,8 +155,9 @@ class GaussianHead(nn.Module):
     exploration noise to add when sampling (0 except for "sde").
 
     "state_independent": std = exp(log_std), one learned parameter per action dimension (SB3, PPO).
-    "softplus": the paper's (Mnih et al. 2016, sec. 5.2) variance head, sigma^2 = softplus(linear(h)).
-    "sde": generalized state-dependent exploration (Raffin et al. 2022): the noise is h^T E with a
+    "softplus": the paper's (Mnih et al. 2016, sec. 5.2) variance head, sigma^2 =
+    softplus(linear(h)). "sde": generalized state-dependent exploration (Raffin et al. 2022): the
+    noise is h^T E with a
       matrix E ~ N(0, exp(log_std)^2) drawn once per rollout (`resample`), so exploration is smooth
       in time; given s the action is Gaussian with variance (h^2)^T exp(log_std)^2. h is detached.
     """
@@ -243,8 +250,8 @@ def gaussian_logp_entropy(mean: Tensor, std: Tensor, actions: Tensor) -> tuple[T
 
 def bernoulli_logp_entropy(logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
     """Independent Bernoullis with p = sigmoid(logits): log p(a) = a log p + (1 - a) log(1 - p)
-    with log p = -softplus(-l) and log(1 - p) = -softplus(l); H = p softplus(-l) + (1 - p) softplus(l);
-    both summed over the last dimension."""
+    with log p = -softplus(-l) and log(1 - p) = -softplus(l); H = p softplus(-l) + (1 - p)
+    softplus(l); both summed over the last dimension."""
     log_p, log_q = -nn.functional.softplus(-logits), -nn.functional.softplus(logits)
     logp = (actions * log_p + (1.0 - actions) * log_q).sum(-1)
     p = torch.sigmoid(logits)
@@ -270,5 +277,6 @@ def make_head(in_dim: int, space: gym.Space, cfg: ModelConfig, tabular: bool) ->
     ):
         return GaussianHead(in_dim, space, cfg.gaussian, cfg.log_std_init)
     raise EnvError(
-        f"unsupported action space {space}: a3c supports Discrete, MultiDiscrete, MultiBinary and bounded Box actions"
+        f"unsupported action space {space}: a3c supports Discrete, MultiDiscrete, MultiBinary and "
+        "bounded Box actions"
     )

@@ -24,7 +24,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _split_lines(self, text: str, width: int) -> list[str]:
         # An option's help, as argparse wraps it, but a path like runs/ENV_ID-DATE-TIME stays whole.
-        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+        return textwrap.wrap(
+            " ".join(text.split()), width, break_long_words=False, break_on_hyphens=False
+        )
 
 
 def fill(text: str, width: int, indent: str = "") -> list[str]:
@@ -33,7 +35,17 @@ def fill(text: str, width: int, indent: str = "") -> list[str]:
     prose: list[str] = []
 
     def wrap(words: str, lead: str, hang: str) -> None:
-        out.extend(textwrap.wrap(words, width, initial_indent=indent + lead, subsequent_indent=indent + hang, break_long_words=False, break_on_hyphens=False) or [indent + lead])
+        out.extend(
+            textwrap.wrap(
+                words,
+                width,
+                initial_indent=indent + lead,
+                subsequent_indent=indent + hang,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or [indent + lead]
+        )
 
     for line in text.strip("\n").splitlines():
         stripped = line.strip()
@@ -68,18 +80,23 @@ def config_epilog() -> str:
     presets, resume and evaluation during training work, then examples."""
     from a3c.config import field_docs
 
-    lines = ["config keys (--set KEY=VALUE; a bare name works where it is unique; docs/configuration.md):"]
+    lines = [
+        "config keys (--set KEY=VALUE; a bare name works where it is unique; "
+        "docs/configuration.md):"
+    ]
     for key, default, doc in field_docs():
         shown = json.dumps(list(default) if isinstance(default, tuple) else default)
         lines += [f"  {key} = {shown}", f"      {doc}"]
     lines += [
         "",
-        "presets: the env family's preset (a3c/presets/*.yaml) is applied first, then --config files",
+        "presets: the env family's preset (a3c/presets/*.yaml) is applied first, then --config "
+        "files",
         "in order, then --set values, then the explicit flags above.",
         "",
         "resume: `a3c train --resume RUN_DIR` continues a stopped or killed run from its latest",
         "checkpoint (RUN_DIR/checkpoints/): counters, optimizer statistics, the learning-rate",
-        "schedule and wall time carry on, and progress.csv / episodes.csv are appended to (rows past",
+        "schedule and wall time carry on, and progress.csv / episodes.csv are appended to (rows "
+        "past",
         "the checkpoint, the lost work, are cut off). Only run.*, log.*, eval.* and backend.*",
         "settings other than the seed may change (--total-steps, --max-time, --target-return,",
         "--workers, --backend, --ray-address, --eval-interval, --target-eval-return,",
@@ -87,7 +104,8 @@ def config_epilog() -> str:
         "",
         "evaluation during training (off by default; on in the Atari and MuJoCo presets): every",
         "eval.interval_steps global steps and/or eval.interval_s seconds an evaluator beside the",
-        "workers plays eval.episodes greedy episodes with the current global parameters; the results",
+        "workers plays eval.episodes greedy episodes with the current global parameters; the "
+        "results",
         "go to eval.csv, TensorBoard eval/ and summary.json, and the best evaluation's state to",
         "checkpoints/best/ (docs/evaluation.md).",
         "",

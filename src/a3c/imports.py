@@ -1,4 +1,5 @@
-"""`module:attr` names of a user's code (an env class, an env factory, an encoder), imported on demand.
+"""`module:attr` names of a user's code (an env class, an env factory, an encoder), imported on
+demand.
 
 Names rather than objects travel in configs and checkpoints: a worker process, a Ray actor or a
 fresh process loading a checkpoint imports the same code again from its name.
@@ -32,7 +33,8 @@ def load_entry(
         Exception
     ) as e:  # the user's module raised while importing (a SyntaxError, a RuntimeError...)
         raise error(
-            f"cannot import the module '{module_name}' of {what} '{name}': {type(e).__name__}: {first_line(e)}"
+            f"cannot import the module '{module_name}' of {what} '{name}': {type(e).__name__}: "
+            f"{first_line(e)}"
         ) from None
     try:
         entry = functools.reduce(getattr, attr.split("."), module)
@@ -40,7 +42,8 @@ def load_entry(
         raise error(f"module '{module_name}' has no '{attr}' ({what} '{name}')") from None
     if not callable(entry):
         raise error(
-            f"{what} '{name}' is not a class or function that builds {builds} (it is a {type(entry).__name__})"
+            f"{what} '{name}' is not a class or function that builds {builds} (it is a "
+            f"{type(entry).__name__})"
         )
     return entry
 
@@ -51,6 +54,7 @@ def name_of(obj: Any, what: str, error: type[A3CError]) -> str:
     module = getattr(obj, "__module__", None)
     if not module or not qualname or "<" in qualname:
         raise error(
-            f"{what} must be a class or function defined at the top level of a module (got {obj!r}): worker processes import it by name"
+            f"{what} must be a class or function defined at the top level of a module (got "
+            f"{obj!r}): worker processes import it by name"
         )
     return f"{module}:{qualname}"

@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "finite_or_none", "fsync_dir", "json_default", "probe_writable", "write_bytes_atomic",
-    "write_json_atomic", "write_text_atomic",
-]  # fmt: skip
+    "finite_or_none",
+    "fsync_dir",
+    "json_default",
+    "probe_writable",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
@@ -41,7 +46,8 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 def probe_writable(folder: str | os.PathLike[str]) -> None:
     """Raise the OSError a write into `folder` would meet (missing, not a directory, read-only, no
-    permission): an empty temp file is created and removed. A full disk may still refuse the data."""
+    permission): an empty temp file is created and removed. A full disk may still refuse the
+    data."""
     probe = Path(folder) / f".a3c-probe.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666))
     probe.unlink(missing_ok=True)

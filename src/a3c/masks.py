@@ -46,7 +46,9 @@ class MaskReader:
         size = mask_size(action_space)
         if size is None:
             raise EnvError(
-                f"the env provides action masks, which a3c applies to Discrete, MultiDiscrete and MultiBinary actions, not {action_space}: set env.action_masks=false to ignore them"
+                "the env provides action masks, which a3c applies to Discrete, MultiDiscrete and "
+                f"MultiBinary actions, not {action_space}: set env.action_masks=false to ignore "
+                "them"
             )
         self.size = size
         self.blocks = (
@@ -65,17 +67,20 @@ class MaskReader:
         raw = self.method() if self.method is not None else info.get("action_mask")
         if raw is None:
             raise EnvError(
-                f"env {self.name} gave info['action_mask'] at reset but not after a step (or set env.action_masks=false)"
+                f"env {self.name} gave info['action_mask'] at reset but not after a step (or set "
+                "env.action_masks=false)"
             )
         mask = np.asarray(raw).astype(bool, copy=False).reshape(-1)
         if mask.shape[0] != self.size:
             raise EnvError(
-                f"env {self.name} gave an action mask of {mask.shape[0]} flags; its action space needs {self.size}"
+                f"env {self.name} gave an action mask of {mask.shape[0]} flags; its action space "
+                f"needs {self.size}"
             )
         valid = mask.any() if self.blocks is None else np.add.reduceat(mask, self.blocks).all()
         if not valid:
             raise EnvError(
-                f"env {self.name} gave an action mask with no valid action: {mask.astype(int).tolist()}"
+                f"env {self.name} gave an action mask with no valid action: "
+                f"{mask.astype(int).tolist()}"
             )
         return mask
 

@@ -62,43 +62,79 @@ _LOSS_DOCS = {
 
 METRICS: tuple[Metric, ...] = (
     Metric("steps", None, "global env steps, summed over workers", TOTAL),
-    Metric("wall_s", "time/wall_s", "wall time in seconds (a resumed run continues its clock)", NOW),
+    Metric(
+        "wall_s", "time/wall_s", "wall time in seconds (a resumed run continues its clock)", NOW
+    ),
     Metric("episodes", "rollout/episodes", "finished episodes", TOTAL),
     Metric("return_mean", "rollout/ep_rew_mean", "mean episode return", WINDOW),
     Metric("return_std", "rollout/ep_rew_std", "standard deviation of the episode return", WINDOW),
     Metric("length_mean", "rollout/ep_len_mean", "mean episode length", WINDOW),
     *(Metric(name, f"train/{name}", _LOSS_DOCS[name], PER_UPDATE) for name in LOSS_COLUMNS),
-    Metric("grad_norm", "train/grad_norm", "global norm of the gradient, before clipping", PER_UPDATE),
+    Metric(
+        "grad_norm", "train/grad_norm", "global norm of the gradient, before clipping", PER_UPDATE
+    ),
     Metric("learning_rate", "train/learning_rate", "learning rate of the schedule", PER_UPDATE),
     Metric("steps_per_s", "time/fps", "global env steps per second", RATE),
-    Metric("update_lag", "train/update_lag", "updates the shared parameters got between a worker's pull and its push", PER_UPDATE),
+    Metric(
+        "update_lag",
+        "train/update_lag",
+        "updates the shared parameters got between a worker's pull and its push",
+        PER_UPDATE,
+    ),
     Metric("updates", "train/updates", "updates applied to the shared parameters", TOTAL),
-    Metric("nonfinite_updates", "train/nonfinite_updates", "updates skipped for a non-finite loss or gradient", TOTAL),
-    Metric("nonfinite_steps", "rollout/nonfinite_steps", "env steps with a non-finite observation or reward (that episode dropped, the env reset)", TOTAL),
+    Metric(
+        "nonfinite_updates",
+        "train/nonfinite_updates",
+        "updates skipped for a non-finite loss or gradient",
+        TOTAL,
+    ),
+    Metric(
+        "nonfinite_steps",
+        "rollout/nonfinite_steps",
+        "env steps with a non-finite observation or reward (that episode dropped, the env reset)",
+        TOTAL,
+    ),
     Metric("workers_alive", "workers/alive", "workers running", NOW),
     Metric("worker_restarts", "workers/restarts", "workers restarted after a failure", TOTAL),
     # eval.csv: one row per evaluation during training (a3c/eval_log.py)
     Metric("steps", None, "global env steps, summed over workers", SNAPSHOT, EVAL),
     Metric("wall_s", "eval/wall_s", "wall time of the run in seconds", SNAPSHOT, EVAL),
-    Metric("mean", "eval/mean_reward", "mean episode return (greedy unless eval.deterministic is false)", EVALUATION, EVAL),
+    Metric(
+        "mean",
+        "eval/mean_reward",
+        "mean episode return (greedy unless eval.deterministic is false)",
+        EVALUATION,
+        EVAL,
+    ),
     Metric("std", "eval/std_reward", "standard deviation of the episode return", EVALUATION, EVAL),
     Metric("min", "eval/min_reward", "lowest episode return", EVALUATION, EVAL),
     Metric("max", "eval/max_reward", "highest episode return", EVALUATION, EVAL),
     Metric("episodes", "eval/episodes", "episodes played (eval.episodes)", EVALUATION, EVAL),
     Metric("mean_length", "eval/mean_ep_length", "mean episode length", EVALUATION, EVAL),
-    Metric("duration_s", "eval/duration_s", "seconds the evaluator spent on it (building its env and model, playing the episodes)", EVALUATION, EVAL),
-)  # fmt: skip
+    Metric(
+        "duration_s",
+        "eval/duration_s",
+        "seconds the evaluator spent on it (building its env and model, playing the episodes)",
+        EVALUATION,
+        EVAL,
+    ),
+)
 
 PROGRESS_COLUMNS: tuple[str, ...] = tuple(m.column for m in METRICS if m.file == PROGRESS)
-TENSORBOARD_TAGS: dict[str, str] = {m.column: m.tag for m in METRICS if m.tag is not None and m.file == PROGRESS}
+TENSORBOARD_TAGS: dict[str, str] = {
+    m.column: m.tag for m in METRICS if m.tag is not None and m.file == PROGRESS
+}
 EVAL_COLUMNS: tuple[str, ...] = tuple(m.column for m in METRICS if m.file == EVAL)
-EVAL_TAGS: dict[str, str] = {m.column: m.tag for m in METRICS if m.tag is not None and m.file == EVAL}
+EVAL_TAGS: dict[str, str] = {
+    m.column: m.tag for m in METRICS if m.tag is not None and m.file == EVAL
+}
 # What a worker sums per update: the loss terms, grad_norm, update_lag, learning_rate.
 PER_UPDATE_METRICS: tuple[str, ...] = tuple(m.column for m in METRICS if m.how == PER_UPDATE)
 
 
 def markdown_table(file: str = PROGRESS) -> str:
-    """The docs' table of progress.csv (or eval.csv) columns: | column | TensorBoard tag | meaning |."""
+    """The docs' table of progress.csv (or eval.csv) columns: | column | TensorBoard tag | meaning
+    |."""
     lines = ["| column | TensorBoard tag | meaning |", "|---|---|---|"]
     for m in (m for m in METRICS if m.file == file):
         tag = f"`{m.tag}`" if m.tag is not None else "(the x axis)"
@@ -126,7 +162,9 @@ class WorkerReport:
     def add(self, name: str, value: float) -> None:
         """Add one update's value of the per-update metric `name`."""
         if name not in PER_UPDATE_METRICS:
-            raise ValueError(f"{name!r} is not a per-update metric (one of {', '.join(PER_UPDATE_METRICS)})")
+            raise ValueError(
+                f"{name!r} is not a per-update metric (one of {', '.join(PER_UPDATE_METRICS)})"
+            )
         self.sums[name] = self.sums.get(name, 0.0) + float(value)
 
 
@@ -154,9 +192,23 @@ class Stats:
             self._sums[key] = self._sums.get(key, 0.0) + rep.sums.get(key, 0.0)
         self._n += rep.updates
 
-    def restore(self, steps: int, episodes: int, updates: int, nonfinite: int, recent: Iterable[tuple[float, int]], nonfinite_steps: int = 0) -> None:
-        """Continue from a checkpoint's counters; `recent` (return, length) pairs refill the window."""
-        self.steps, self.episodes, self.updates, self.nonfinite = steps, episodes, updates, nonfinite
+    def restore(
+        self,
+        steps: int,
+        episodes: int,
+        updates: int,
+        nonfinite: int,
+        recent: Iterable[tuple[float, int]],
+        nonfinite_steps: int = 0,
+    ) -> None:
+        """Continue from a checkpoint's counters; `recent` (return, length) pairs refill the
+        window."""
+        self.steps, self.episodes, self.updates, self.nonfinite = (
+            steps,
+            episodes,
+            updates,
+            nonfinite,
+        )
         self.nonfinite_steps = nonfinite_steps
         for ret, length in recent:
             self.returns.append(ret)
@@ -172,13 +224,18 @@ class Stats:
         return len(self.returns) >= self.window
 
     def row(self, wall_s: float, workers_alive: int, worker_restarts: int) -> dict[str, Any]:
-        """One progress.csv row (exactly PROGRESS_COLUMNS, in order); starts the next log interval."""
+        """One progress.csv row (exactly PROGRESS_COLUMNS, in order); starts the next log
+        interval."""
         now = time.monotonic()
         dt = now - self._last_time
         rate = (self.steps - self._last_steps) / dt if dt > 0 else math.nan
         self._last_steps, self._last_time = self.steps, now
         mean = self.return_mean
-        std = math.sqrt(sum((r - mean) ** 2 for r in self.returns) / len(self.returns)) if self.returns else math.nan
+        std = (
+            math.sqrt(sum((r - mean) ** 2 for r in self.returns) / len(self.returns))
+            if self.returns
+            else math.nan
+        )
         values: dict[str, Any] = {
             "steps": self.steps,
             "wall_s": round(wall_s, 3),
@@ -193,6 +250,11 @@ class Stats:
             "workers_alive": workers_alive,
             "worker_restarts": worker_restarts,
         }
-        values.update({k: self._sums.get(k, 0.0) / self._n if self._n else math.nan for k in PER_UPDATE_METRICS})
+        values.update(
+            {
+                k: self._sums.get(k, 0.0) / self._n if self._n else math.nan
+                for k in PER_UPDATE_METRICS
+            }
+        )
         self._sums, self._n = {}, 0
         return {column: values[column] for column in PROGRESS_COLUMNS}

@@ -31,7 +31,9 @@ State = tuple[Tensor, Tensor] | None
 class ActorCritic(nn.Module):
     """pi(a|s) and V(s) for observations `[N, ...]` (feed-forward) or `[T, B, ...]` (unrolled)."""
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, cfg: ModelConfig) -> None:
+    def __init__(
+        self, observation_space: gym.Space, action_space: gym.Space, cfg: ModelConfig
+    ) -> None:
         super().__init__()
         tabular = (
             isinstance(observation_space, gym.spaces.Discrete)
@@ -110,7 +112,9 @@ class ActorCritic(nn.Module):
             h = state[0]
         return self.policy_head(h), state
 
-    def unroll(self, obs: Tensor, state: State, end: Tensor) -> tuple[Tensor, Tensor, dict[int, tuple[Tensor, Tensor]]]:
+    def unroll(
+        self, obs: Tensor, state: State, end: Tensor
+    ) -> tuple[Tensor, Tensor, dict[int, tuple[Tensor, Tensor]]]:
         """A whole rollout `obs [T1, B, ...]` from `state`, resetting the core after steps where
         `end [T1 - 1, B]` is 1. Returns policy outputs `[T1 * B, ...]`, values `[T1, B]`, and the
         core's state after every step where an episode ended (to evaluate truncated episodes' final
@@ -130,13 +134,25 @@ class ActorCritic(nn.Module):
             if state is None:
                 state = self.initial_state(b)
             assert state is not None
-            cuts = (torch.nonzero(end[: t1 - 1].reshape(t1 - 1, b).any(dim=1)).flatten() + 1).tolist()
+            cuts = (
+                torch.nonzero(end[: t1 - 1].reshape(t1 - 1, b).any(dim=1)).flatten() + 1
+            ).tolist()
             outs = []
             for start, stop in zip([0, *cuts], [*cuts, t1], strict=True):
                 if start > 0:
                     state = reset_ended(state, end[start - 1])
                     assert state is not None
-                y, hn, cn = torch.lstm(h[start:stop], (state[0].unsqueeze(0), state[1].unsqueeze(0)), weights, True, 1, 0.0, self.training, False, False)
+                y, hn, cn = torch.lstm(
+                    h[start:stop],
+                    (state[0].unsqueeze(0), state[1].unsqueeze(0)),
+                    weights,
+                    True,
+                    1,
+                    0.0,
+                    self.training,
+                    False,
+                    False,
+                )
                 state = (hn[0], cn[0])
                 hiddens[stop - 1] = state
                 outs.append(y.reshape((stop - start) * b, -1))
@@ -145,7 +161,8 @@ class ActorCritic(nn.Module):
         return out, v.view(t1, b), hiddens
 
     def value_after(self, obs: Tensor, state: State) -> Tensor:
-        """V of observations `[K, ...]` seen right after `state` (no reset): truncation bootstraps."""
+        """V of observations `[K, ...]` seen right after `state` (no reset): truncation
+        bootstraps."""
         _, v, _ = self.forward(obs, state)
         return v
 
@@ -159,6 +176,9 @@ def reset_ended(state: State, end: Tensor) -> State:
     return (state[0] * keep, state[1] * keep)
 
 
-def make_model(observation_space: gym.Space, action_space: gym.Space, cfg: ModelConfig) -> ActorCritic:
-    """The one factory: picks encoder, core and heads from the spaces (raises EnvError if unsupported)."""
+def make_model(
+    observation_space: gym.Space, action_space: gym.Space, cfg: ModelConfig
+) -> ActorCritic:
+    """The one factory: picks encoder, core and heads from the spaces (raises EnvError if
+    unsupported)."""
     return ActorCritic(observation_space, action_space, cfg)

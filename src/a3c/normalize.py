@@ -1,10 +1,10 @@
 """Observation normalisation by a running mean and std shared by all workers.
 
-`ObservationStats` keeps one row of (count, sum, sum of squares) per worker in a `[workers, 1 + 2 D]`
-float64 table (in shared memory on the processes backend): each worker adds to its own row, so no
-lock is needed and nothing is lost to races; the global statistics are the column sums. A worker
-takes one snapshot per update (at its pull), so the rollout and the loss see the same
-normalisation. The statistics are part of the model (saved with it).
+`ObservationStats` keeps one row of (count, sum, sum of squares) per worker in a `[workers, 1 + 2
+D]` float64 table (in shared memory on the processes backend): each worker adds to its own row, so
+no lock is needed and nothing is lost to races; the global statistics are the column sums. A worker
+takes one snapshot per update (at its pull), so the rollout and the loss see the same normalisation.
+The statistics are part of the model (saved with it).
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ def identity(obs: Tensor) -> Tensor:
 
 
 class ObservationStats:
-    """Per-worker running sums of observations `[..., D]`; `snapshot()` normalises by their total."""
+    """Per-worker running sums of observations `[..., D]`; `snapshot()` normalises by their
+    total."""
 
     def __init__(self, workers: int, dim: int, table: Tensor | None = None) -> None:
         self.dim = dim
-        self.table = torch.zeros(workers, 1 + 2 * dim, dtype=torch.float64) if table is None else table
+        self.table = (
+            torch.zeros(workers, 1 + 2 * dim, dtype=torch.float64) if table is None else table
+        )
 
     @classmethod
     def like(cls, table: Tensor) -> ObservationStats:
@@ -59,7 +62,8 @@ class ObservationStats:
 
 
 def add(stats_row: Tensor, obs: Tensor) -> None:
-    """Add observations `[..., D]` (any leading shape) to one row of (count, sum, sum of squares)."""
+    """Add observations `[..., D]` (any leading shape) to one row of (count, sum, sum of
+    squares)."""
     d = (stats_row.shape[0] - 1) // 2
     x = obs.reshape(-1, d).to(torch.float64)
     stats_row[0] += x.shape[0]
@@ -79,12 +83,14 @@ def mean_std(stats: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def normalize(obs: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """(obs - mean) / std, clipped to [-10, 10], for observations `[..., D]` of any leading shape."""
+    """(obs - mean) / std, clipped to [-10, 10], for observations `[..., D]` of any leading
+    shape."""
     return ((obs - mean) / std).clamp_(-CLIP, CLIP)
 
 
 def fold(dst: Tensor, src: Tensor) -> None:
-    """Copy per-worker rows; for another worker count, put the totals in row 0 (sums are what count)."""
+    """Copy per-worker rows; for another worker count, put the totals in row 0 (sums are what
+    count)."""
     if dst.shape == src.shape:
         dst.copy_(src)
     else:

@@ -38,7 +38,9 @@ class Schedules:
         lr = scheduled_lr(o.learning_rate, o.lr_schedule, global_steps, self.total_steps)
         if o.critic_learning_rate is None:
             return lr, lr
-        return lr, scheduled_lr(o.critic_learning_rate, o.lr_schedule, global_steps, self.total_steps)
+        return lr, scheduled_lr(
+            o.critic_learning_rate, o.lr_schedule, global_steps, self.total_steps
+        )
 
     def ent_coef(self, global_steps: int) -> float:
         return piecewise_linear(self.algo.ent_coef, self.algo.ent_coef_schedule, global_steps)
@@ -51,8 +53,13 @@ def new_state(name: str, size: int) -> dict[str, Tensor]:
     if name == "rmsprop_tf":  # TensorFlow starts the average at 1: small first steps
         return {"square_avg": torch.ones(size)}
     if name == "adam":
-        # `step` is a shared tensor, not a Python int: on current PyTorch a per-process step breaks sharing.
-        return {"exp_avg": torch.zeros(size), "exp_avg_sq": torch.zeros(size), "step": torch.zeros(1, dtype=torch.float64)}
+        # `step` is a shared tensor, not a Python int: on current PyTorch a per-process step breaks
+        # sharing.
+        return {
+            "exp_avg": torch.zeros(size),
+            "exp_avg_sq": torch.zeros(size),
+            "step": torch.zeros(1, dtype=torch.float64),
+        }
     return {}
 
 
@@ -73,7 +80,17 @@ class SharedOptimizer:
         lr, critic_lr = self.schedules.learning_rates(global_steps)
         if self._scratch is None:
             self._scratch = torch.empty_like(flat)
-        apply_update(self.cfg.name, flat, grad, self.state, self.cfg, lr, critic_lr, self.n_actor, self._scratch)
+        apply_update(
+            self.cfg.name,
+            flat,
+            grad,
+            self.state,
+            self.cfg,
+            lr,
+            critic_lr,
+            self.n_actor,
+            self._scratch,
+        )
         return lr
 
 
@@ -88,7 +105,8 @@ def apply_update(
     n_actor: int,
     scratch: Tensor | None = None,
 ) -> None:
-    """One optimizer step on the flat parameters, in place (actor slice at lr, critic slice at critic_lr).
+    """One optimizer step on the flat parameters, in place (actor slice at lr, critic slice at
+    critic_lr).
 
     `scratch`, a tensor like `flat`, holds the denominator; without it a new one is allocated
     (the store keeps one per process, so an update allocates no parameter-sized tensor)."""
@@ -99,7 +117,11 @@ def apply_update(
         sq.mul_(cfg.alpha).addcmul_(grad, grad, value=1.0 - cfg.alpha)
         # PyTorch: sqrt(g) + eps. TensorFlow (and the paper's eq. in S2): sqrt(g + eps), which
         # bounds the step of a parameter whose gradients are tiny to lr * grad / sqrt(eps).
-        denom = _sqrt(sq, scratch).add_(cfg.eps) if kind == "rmsprop" else torch.add(sq, cfg.eps, out=scratch).sqrt_()
+        denom = (
+            _sqrt(sq, scratch).add_(cfg.eps)
+            if kind == "rmsprop"
+            else torch.add(sq, cfg.eps, out=scratch).sqrt_()
+        )
         step_dir = grad
     elif kind == "adam":
         b1, b2 = cfg.betas
@@ -119,7 +141,12 @@ def apply_update(
         _step(flat, step_dir, denom, lr)
     else:
         _step(flat[:n_actor], step_dir[:n_actor], None if denom is None else denom[:n_actor], lr)
-        _step(flat[n_actor:], step_dir[n_actor:], None if denom is None else denom[n_actor:], critic_lr)
+        _step(
+            flat[n_actor:],
+            step_dir[n_actor:],
+            None if denom is None else denom[n_actor:],
+            critic_lr,
+        )
 
 
 def _sqrt(avg: Tensor, out: Tensor) -> Tensor:
@@ -135,7 +162,8 @@ def _step(p: Tensor, d: Tensor, denom: Tensor | None, lr: float) -> None:
 
 
 def scheduled_lr(base: float, schedule: str, global_steps: int, total_steps: int) -> float:
-    """The learning rate at a global step: linear anneals to 0 at total_steps (the paper), or constant."""
+    """The learning rate at a global step: linear anneals to 0 at total_steps (the paper), or
+    constant."""
     if schedule == "constant":
         return base
     return base * max(0.0, 1.0 - global_steps / total_steps)
@@ -147,6 +175,8 @@ def piecewise_linear(base: float, points: Sequence[Sequence[float]], global_step
     if not points or global_steps < points[0][0]:
         return base
     for (s0, v0), (s1, v1) in zip(points, points[1:], strict=False):
-        if global_steps < s1:  # so at two points with one step, the later value holds from that step
+        if (
+            global_steps < s1
+        ):  # so at two points with one step, the later value holds from that step
             return v0 + (v1 - v0) * (global_steps - s0) / (s1 - s0)
     return float(points[-1][1])

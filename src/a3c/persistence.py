@@ -33,10 +33,17 @@ log = logging.getLogger("a3c")
 
 
 def versions() -> dict[str, str]:
-    return {"a3c": __version__, "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()}
+    return {
+        "a3c": __version__,
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+        "python": platform.python_version(),
+    }
 
 
-def static_record(config: Config, model: ActorCritic, observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
+def static_record(
+    config: Config, model: ActorCritic, observation_space: gym.Space, action_space: gym.Space
+) -> dict[str, Any]:
     """The parts of a checkpoint's meta.json that do not change during a run."""
     return {
         "versions": versions(),
@@ -48,7 +55,16 @@ def static_record(config: Config, model: ActorCritic, observation_space: gym.Spa
     }
 
 
-def checkpoint_meta(record: dict[str, Any], state: dict[str, Tensor], *, episodes: int, return_mean: float | None, wall_s: float, resumes: int, **extra: Any) -> dict[str, Any]:
+def checkpoint_meta(
+    record: dict[str, Any],
+    state: dict[str, Tensor],
+    *,
+    episodes: int,
+    return_mean: float | None,
+    wall_s: float,
+    resumes: int,
+    **extra: Any,
+) -> dict[str, Any]:
     """meta.json of a checkpoint of `state` (a store's state_dict)."""
     steps, updates = state["counters.worker_steps"], state["counters.worker_updates"]
     return {
@@ -86,7 +102,8 @@ def read_run_config(run_dir: Path) -> Config:
 
 
 def _learning_settings(cfg: Config) -> dict[str, Any]:
-    """The settings a resume may not change (everything but run.*, log.*, backend.*; the seed too)."""
+    """The settings a resume may not change (everything but run.*, log.*, backend.*; the seed
+    too)."""
     return {key: value for key, value in _flat(cfg.to_dict()).items() if not resumable(key)}
 
 
@@ -101,44 +118,64 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resumable(recorded: Config, new: Config) -> None:
-    """A resume may change the budget, logging and where it runs, nothing that changes what it learns."""
+    """A resume may change the budget, logging and where it runs, nothing that changes what it
+    learns."""
     a, b = _learning_settings(recorded), _learning_settings(new)
     for key in a:
         if a[key] != b[key]:
-            raise ConfigError(f"--resume cannot change {key} ({a[key]!r} -> {b[key]!r}); only run.*, log.*, eval.* and backend.* settings other than the seed may change")
+            raise ConfigError(
+                f"--resume cannot change {key} ({a[key]!r} -> {b[key]!r}); only run.*, log.*, "
+                "eval.* and backend.* settings other than the seed may change"
+            )
 
 
 def check_same_run(recorded: Config, ckpt: Checkpoint) -> None:
     ours, theirs = _learning_settings(recorded), _learning_settings(config_of(ckpt))
     if ours != theirs:
         key = next(k for k in ours if ours[k] != theirs.get(k))
-        raise CheckpointError(f"checkpoint {ckpt.path} belongs to another run: its {key} is {theirs.get(key)!r}, the run's is {ours[key]!r}")
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} belongs to another run: its {key} is {theirs.get(key)!r}, "
+            f"the run's is {ours[key]!r}"
+        )
 
 
-def training_state(ckpt: Checkpoint, config: Config, obs_dim: int | None, resuming: bool) -> dict[str, Tensor]:
+def training_state(
+    ckpt: Checkpoint, config: Config, obs_dim: int | None, resuming: bool
+) -> dict[str, Tensor]:
     """The checkpoint's tensors this config can use: the parameters and observation statistics
     always; the optimizer's statistics and counters when they fit this config's optimizer (a
     resume requires that they do)."""
     t = ckpt.tensors
     size = t["params"].numel()
     fits = all(
-        (have := t.get(f"optim.{key}")) is not None and have.shape == value.shape and have.dtype == value.dtype
+        (have := t.get(f"optim.{key}")) is not None
+        and have.shape == value.shape
+        and have.dtype == value.dtype
         for key, value in new_state(config.optim.name, size).items()
     )
     if resuming and not fits:
-        raise CheckpointError(f"checkpoint {ckpt.path} lacks the {config.optim.name} optimizer's statistics")
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} lacks the {config.optim.name} optimizer's statistics"
+        )
     if obs_dim is not None:
         stats = t.get("obs_stats")
         if stats is None or stats.dim() != 2 or stats.shape[1] != 1 + 2 * obs_dim:
-            raise CheckpointError(f"checkpoint {ckpt.path} lacks the observation statistics its config (env.normalize_obs) needs")
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} lacks the observation statistics its config "
+                "(env.normalize_obs) needs"
+            )
     return {k: v.clone() for k, v in t.items() if fits or not k.startswith("optim.")}
 
 
-def full_state(config: Config, params: Tensor, train_state: dict[str, Tensor], obs_stats: Tensor | None) -> dict[str, Tensor]:
+def full_state(
+    config: Config, params: Tensor, train_state: dict[str, Tensor], obs_stats: Tensor | None
+) -> dict[str, Tensor]:
     """A checkpoint's tensors for an agent: its parameters and observation statistics, and the
     optimizer statistics and counters of its last run (fresh ones if it has none)."""
     state = {f"optim.{k}": v for k, v in new_state(config.optim.name, params.numel()).items()}
-    state.update({f"counters.{k}": torch.zeros(config.backend.workers, dtype=torch.int64) for k in COUNTERS})
+    state.update(
+        {f"counters.{k}": torch.zeros(config.backend.workers, dtype=torch.int64) for k in COUNTERS}
+    )
     state.update(train_state)
     state["params"] = params.clone()
     if obs_stats is not None:
@@ -163,7 +200,10 @@ def select_checkpoint(path: str | Path, which: str | None = None) -> tuple[Check
     is_run = (path / checkpoint.CHECKPOINTS).is_dir() and not (path / checkpoint.META).exists()
     if not is_run:
         if which is not None:
-            raise CheckpointError(f"{path} is not a run directory: a checkpoint ({which!r}) is picked from a run directory's checkpoints/")
+            raise CheckpointError(
+                f"{path} is not a run directory: a checkpoint ({which!r}) is picked from a run "
+                "directory's checkpoints/"
+            )
         return checkpoint.find(path), "given"
     best = checkpoint.best_path(path)
     if which is None and best is not None:
@@ -175,9 +215,15 @@ def select_checkpoint(path: str | Path, which: str | None = None) -> tuple[Check
         return checkpoint.find(path), "latest"
     if which == "best":
         if best is None:
-            raise CheckpointError(f"{path} has no best checkpoint (checkpoints/best/ is kept by evaluations during training: eval.interval_steps or eval.interval_s)")
+            raise CheckpointError(
+                f"{path} has no best checkpoint (checkpoints/best/ is kept by evaluations during "
+                "training: eval.interval_steps or eval.interval_s)"
+            )
         return checkpoint.read(best), "best"
     named = Path(which) if Path(which).exists() else path / checkpoint.CHECKPOINTS / which
     if not named.exists():
-        raise CheckpointError(f"no such checkpoint: {which} (neither a path nor a name in {path / checkpoint.CHECKPOINTS})")
+        raise CheckpointError(
+            f"no such checkpoint: {which} (neither a path nor a name in "
+            f"{path / checkpoint.CHECKPOINTS})"
+        )
     return checkpoint.find(named), "given"

@@ -17,8 +17,14 @@ class Policy:
     statistics (if any), carries the LSTM state the caller hands back, and owns the sampling RNG
     (and gSDE's exploration matrix)."""
 
-    def __init__(self, model: ActorCritic, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
-        self.model, self.observation_space, self.action_space = model, observation_space, action_space
+    def __init__(
+        self, model: ActorCritic, observation_space: gym.Space, action_space: gym.Space, seed: int
+    ) -> None:
+        self.model, self.observation_space, self.action_space = (
+            model,
+            observation_space,
+            action_space,
+        )
         self.obs_stats: ObservationStats | None = None
         self.generator = torch.Generator().manual_seed(seed)
         self._noise_drawn = False
@@ -52,20 +58,30 @@ class Policy:
             )
         act = self.model.policy_head.to_env(actions)
         if isinstance(self.action_space, gym.spaces.Box):
-            act = np.clip(act, self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
+            act = np.clip(act, self.action_space.low, self.action_space.high).astype(
+                self.action_space.dtype
+            )
         if single:
             act = act[0]
-        out_state = None if new_state is None else (new_state[0].numpy().copy(), new_state[1].numpy().copy())
+        out_state = (
+            None
+            if new_state is None
+            else (new_state[0].numpy().copy(), new_state[1].numpy().copy())
+        )
         return act, out_state
 
-    def _state(self, n: int, state: tuple[Any, Any] | None, episode_start: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _state(
+        self, n: int, state: tuple[Any, Any] | None, episode_start: Any
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not self.model.recurrent:
             return None
         if state is None:
             state_t = self.model.initial_state(n)
             assert state_t is not None
         else:
-            h, c = (torch.as_tensor(np.asarray(s), dtype=torch.float32).reshape(n, -1) for s in state)
+            h, c = (
+                torch.as_tensor(np.asarray(s), dtype=torch.float32).reshape(n, -1) for s in state
+            )
             state_t = (h, c)
         if episode_start is not None:
             keep = 1.0 - torch.as_tensor(np.asarray(episode_start, dtype=np.float32).reshape(n, 1))
@@ -80,11 +96,13 @@ class Policy:
         return t, single
 
     def _mask(self, action_masks: Any, n: int) -> torch.Tensor:
-        """Masks for `n` observations: one `[flags]` or a batch `[n, flags]` of valid-action flags."""
+        """Masks for `n` observations: one `[flags]` or a batch `[n, flags]` of valid-action
+        flags."""
         size = getattr(self.model.policy_head, "mask_size", None)
         if size is None:
             raise ValueError(
-                f"action masks apply to Discrete, MultiDiscrete and MultiBinary actions, not {self.action_space}"
+                "action masks apply to Discrete, MultiDiscrete and MultiBinary actions, not "
+                f"{self.action_space}"
             )
         mask = torch.as_tensor(np.asarray(action_masks).astype(bool)).reshape(-1, size)
         if mask.shape[0] != n:

@@ -7,9 +7,9 @@ steps, never calls per worker), and the same row goes to TensorBoard as scalars 
 tags (rollout/, train/, time/, workers/) against the global step. Whole files are written by
 `a3c.io`. On a terminal a progress bar shows the run; elsewhere one plain line per row.
 
-A resumed run reopens its directory: progress.csv, episodes.csv and eval.csv keep their rows up
-to the checkpoint's step (rows of the work lost after it are cut off, so steps never go backwards) and are
-appended to; TensorBoard purges its events past that step.
+A resumed run reopens its directory: progress.csv, episodes.csv and eval.csv keep their rows up to
+the checkpoint's step (rows of the work lost after it are cut off, so steps never go backwards) and
+are appended to; TensorBoard purges its events past that step.
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ def default_run_dir(env_id: str, root: str | Path = "runs") -> Path:
 class RunDir:
     """Creates the run directory (refusing one that already holds a run) and writes its files.
 
-    With `resume_steps`, reopens an existing run directory to continue it from the checkpoint at that
-    global step: its CSV files are cut back to that step and appended to.
+    With `resume_steps`, reopens an existing run directory to continue it from the checkpoint at
+    that global step: its CSV files are cut back to that step and appended to.
     """
 
-    def __init__(self, path: str | Path, resume_steps: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, resume_steps: int | None = None, tensorboard: bool = True
+    ) -> None:
         self.path = Path(path)
         self._lock: Any = None
         self._csv_file: Any = None
@@ -61,14 +63,20 @@ class RunDir:
         self._tb: Any = None
         self.resume_steps = resume_steps
         if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"run directory {self.path} exists and is not a directory; choose another --run-dir")
+            raise ConfigError(
+                f"run directory {self.path} exists and is not a directory; choose another --run-dir"
+            )
         if resume_steps is None:
             if (self.path / "progress.csv").exists() or (self.path / "summary.json").exists():
-                raise ConfigError(f"run directory {self.path} already holds a run; choose another --run-dir")
+                raise ConfigError(
+                    f"run directory {self.path} already holds a run; choose another --run-dir"
+                )
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise ConfigError(f"cannot create run directory {self.path}: {e.strerror or e}") from None
+                raise ConfigError(
+                    f"cannot create run directory {self.path}: {e.strerror or e}"
+                ) from None
         elif not (self.path / "config.json").is_file():
             raise ConfigError(f"{self.path} is not a run directory (it has no config.json)")
         try:
@@ -78,10 +86,13 @@ class RunDir:
             if isinstance(e, ConfigError):
                 raise
             where = f" ({e.filename})" if e.filename else ""
-            raise ConfigError(f"cannot write run directory {self.path}: {e.strerror or e}{where}") from None
+            raise ConfigError(
+                f"cannot write run directory {self.path}: {e.strerror or e}{where}"
+            ) from None
 
     def _open(self, resume_steps: int | None, tensorboard: bool) -> None:
-        """Lock the directory, open (or on resume cut back and reopen) its CSV files, TensorBoard's writer."""
+        """Lock the directory, open (or on resume cut back and reopen) its CSV files, TensorBoard's
+        writer."""
         self._lock = _lock_run(self.path)
         mode = "w" if resume_steps is None else "a"
         if resume_steps is not None:
@@ -99,7 +110,8 @@ class RunDir:
         self._tb = _summary_writer(self.path, resume_steps) if tensorboard else None
 
     def recent_episodes(self, n: int) -> list[tuple[float, int]]:
-        """The last `n` (return, length) pairs of episodes.csv (to refill the return window on resume)."""
+        """The last `n` (return, length) pairs of episodes.csv (to refill the return window on
+        resume)."""
         out: deque[tuple[float, int]] = deque(maxlen=n)
         try:
             with open(self.path / "episodes.csv", newline="") as f:
@@ -140,7 +152,9 @@ class RunDir:
         path = self.path / "eval.csv"
         if self.resume_steps is not None:
             truncate_csv(path, EVAL_COLUMNS, self.resume_steps)
-        self._eval_file = open(path, "w" if self.resume_steps is None else "a", newline="")  # closed in close()
+        self._eval_file = open(
+            path, "w" if self.resume_steps is None else "a", newline=""
+        )  # closed in close()
         self._eval = csv.DictWriter(self._eval_file, fieldnames=EVAL_COLUMNS)
         if self.resume_steps is None:
             self._eval.writeheader()
@@ -163,14 +177,21 @@ class RunDir:
         write_json_atomic(self.path / "summary.json", summary)  # NaN and inf become null
 
     def close(self) -> None:
-        for f in (self._csv_file, self._episodes_file, self._eval_file, self._tb, self._lock):  # the lock last: releases it
+        for f in (
+            self._csv_file,
+            self._episodes_file,
+            self._eval_file,
+            self._tb,
+            self._lock,
+        ):  # the lock last: releases it
             if f is not None:
                 f.close()
 
 
 def _lock_run(path: Path) -> Any:
     """Hold an exclusive lock on run_dir/.lock while a trainer writes the run, so a `--resume` of a
-    run that is still going is refused. The OS drops the lock when the process dies (kill -9 too)."""
+    run that is still going is refused. The OS drops the lock when the process dies (kill -9
+    too)."""
     try:
         import fcntl
     except ImportError:  # not on POSIX: no lock
@@ -182,7 +203,10 @@ def _lock_run(path: Path) -> Any:
         f.seek(0)
         owner = f.read().strip()
         f.close()
-        raise ConfigError(f"run directory {path} is in use by another a3c process{f' (pid {owner})' if owner else ''}") from None
+        raise ConfigError(
+            f"run directory {path} is in use by another a3c "
+            f"process{f' (pid {owner})' if owner else ''}"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")
@@ -194,7 +218,9 @@ def _summary_writer(path: Path, resume_steps: int | None) -> Any:
     """A TensorBoard SummaryWriter into the run directory (CSV is written regardless)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e:  # tensorboard is a core dependency; a broken install only loses the events
+    except (
+        ImportError
+    ) as e:  # tensorboard is a core dependency; a broken install only loses the events
         log.warning("a3c: warning: no TensorBoard events (%s); progress.csv is complete", e)
         return None
     # purge_step: events at or past it (written after the checkpoint by a killed run) are hidden.
@@ -208,8 +234,8 @@ def _summary_writer(path: Path, resume_steps: int | None) -> Any:
 
 
 def truncate_csv(path: Path, columns: Sequence[str], max_steps: int) -> None:
-    """Keep the header and the complete rows with steps <= max_steps (rows are in step order); cut the
-    file after them. A missing or headerless file gets a header."""
+    """Keep the header and the complete rows with steps <= max_steps (rows are in step order); cut
+    the file after them. A missing or headerless file gets a header."""
     columns = list(columns)
     try:
         f = open(path, "r+b")
@@ -222,7 +248,9 @@ def truncate_csv(path: Path, columns: Sequence[str], max_steps: int) -> None:
         header, sep, _ = data.partition(b"\n")
         if not sep or header.decode(errors="replace").strip().split(",") != columns:
             if data.strip():
-                raise ConfigError(f"{path} does not have the columns this a3c writes; cannot append to it")
+                raise ConfigError(
+                    f"{path} does not have the columns this a3c writes; cannot append to it"
+                )
             f.seek(0)
             f.truncate()
             f.write((",".join(columns) + "\r\n").encode())
@@ -253,7 +281,9 @@ class Console:
         self.total = _short_count(total_steps)
         if self.mode == "bar":
             self._progress = _progress_bar(console)
-            self._task = self._progress.add_task("train", total=total_steps, info="", done=f"0/{self.total}")
+            self._task = self._progress.add_task(
+                "train", total=total_steps, info="", done=f"0/{self.total}"
+            )
             self._progress.start()
 
     def evaluated(self, row: dict[str, Any], best: float | None) -> None:
@@ -261,12 +291,17 @@ class Console:
         self._eval = f"  eval {row['mean']:.1f}"
         if self.mode == "lines":
             print(
-                f"eval  steps {row['steps']:>9}  mean {row['mean']:.1f} +/- {row['std']:.1f} over {row['episodes']} episodes"
-                f"  ({row['duration_s']:.1f}s)  best {best:.1f}", flush=True,
-            )  # fmt: skip
+                f"eval  steps {row['steps']:>9}  mean {row['mean']:.1f} +/- {row['std']:.1f} over "
+                f"{row['episodes']} episodes"
+                f"  ({row['duration_s']:.1f}s)  best {best:.1f}",
+                flush=True,
+            )
 
     def update(self, row: dict[str, Any]) -> None:
-        info = f"return {row['return_mean']:.1f}  {row['steps_per_s']:.0f} steps/s  episodes {row['episodes']}{self._eval}"
+        info = (
+            f"return {row['return_mean']:.1f}  {row['steps_per_s']:.0f} steps/s  episodes "
+            f"{row['episodes']}{self._eval}"
+        )
         if self._progress is not None:
             done = f"{_short_count(row['steps'])}/{self.total}"
             self._progress.update(self._task, completed=row["steps"], info=info, done=done)

@@ -85,7 +85,14 @@ class Summary:
         return dataclasses.asdict(self)
 
 
-def stop_rule(stats: Stats, run: RunConfig, target: float | None, elapsed_s: float, eval_mean: float | None = None, eval_target: float | None = None) -> str | None:
+def stop_rule(
+    stats: Stats,
+    run: RunConfig,
+    target: float | None,
+    elapsed_s: float,
+    eval_mean: float | None = None,
+    eval_target: float | None = None,
+) -> str | None:
     """Why a run should stop now, or None: a pure function of the stats, the config, the clock and
     the latest evaluation's mean."""
     if target is not None and stats.window_full and stats.return_mean >= target:
@@ -102,20 +109,38 @@ def stop_rule(stats: Stats, run: RunConfig, target: float | None, elapsed_s: flo
 class TrainingSession:
     """One segment of a run: from a fresh or resumed store to a final checkpoint and summary.
 
-    `run_dir` is created (or, with `resumed`, the checkpoint a resumed run continues from, reopened);
-    `record` is the static part of a checkpoint's meta.json (persistence.static_record)."""
+    `run_dir` is created (or, with `resumed`, the checkpoint a resumed run continues from,
+    reopened); `record` is the static part of a checkpoint's meta.json
+    (persistence.static_record)."""
 
     def __init__(
-        self, config: Config, store: SharedStore, env_fn: EnvFn, run_dir: Path, record: dict[str, Any], *,
-        target: float | None, resumed: Checkpoint | None = None, reopen: bool = False, callback: Callback | None = None,
-        progress: str = "auto", evaluation: EvalSpec | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        config: Config,
+        store: SharedStore,
+        env_fn: EnvFn,
+        run_dir: Path,
+        record: dict[str, Any],
+        *,
+        target: float | None,
+        resumed: Checkpoint | None = None,
+        reopen: bool = False,
+        callback: Callback | None = None,
+        progress: str = "auto",
+        evaluation: EvalSpec | None = None,
+    ) -> None:
         self.cfg, self.store, self.record = config, store, record
         self.target, self.resumed, self.callback = target, resumed, callback
         self.resumes = 0 if resumed is None else int(resumed.meta.get("resumes", 0)) + 1
-        # A resumed run's workers draw new random streams, so the lost work is not replayed identically.
-        worker_cfg = config if self.resumes == 0 else config.replace({"run.seed": segment_seed(config.run.seed, self.resumes)})
-        self.backend = make_backend(worker_cfg, store, env_fn)  # checks what it can before anything is written
+        # A resumed run's workers draw new random streams, so the lost work is not replayed
+        # identically.
+        worker_cfg = (
+            config
+            if self.resumes == 0
+            else config.replace({"run.seed": segment_seed(config.run.seed, self.resumes)})
+        )
+        self.backend = make_backend(
+            worker_cfg, store, env_fn
+        )  # checks what it can before anything is written
         if resumed is None and not reopen:
             rundir = RunDir(run_dir)
         else:  # a resumed run: from its checkpoint, or from scratch if it never completed one
@@ -128,20 +153,32 @@ class TrainingSession:
         if resumed is not None:
             t = resumed.tensors
             self.stats.restore(
-                steps=resumed.steps, episodes=int(resumed.meta["episodes"]), updates=int(t["counters.worker_updates"].sum()),
-                nonfinite=int(t["counters.worker_nonfinite"].sum()), recent=rundir.recent_episodes(config.run.return_window),
+                steps=resumed.steps,
+                episodes=int(resumed.meta["episodes"]),
+                updates=int(t["counters.worker_updates"].sum()),
+                nonfinite=int(t["counters.worker_nonfinite"].sum()),
+                recent=rundir.recent_episodes(config.run.return_window),
                 nonfinite_steps=int(resumed.meta.get("nonfinite_steps", 0)),
-            )  # fmt: skip
+            )
             wall_before = float(resumed.meta.get("wall_s", 0.0))
         self.console = Console(config.run.total_steps, progress)
-        self.evals, self.eval_spec = EvalLog(config, rundir, self.console, record, self.resumes, self.stats.steps), evaluation
-        self.start_time = time.monotonic() - wall_before  # wall time continues from the checkpoint's
+        self.evals, self.eval_spec = (
+            EvalLog(config, rundir, self.console, record, self.resumes, self.stats.steps),
+            evaluation,
+        )
+        self.start_time = (
+            time.monotonic() - wall_before
+        )  # wall time continues from the checkpoint's
         lg, steps = config.log, self.stats.steps
         self.rows = Every(lg.log_interval, start_steps=steps)
-        self.checkpoints = Every(lg.checkpoint_interval_steps, lg.checkpoint_interval_s, start_steps=steps)
+        self.checkpoints = Every(
+            lg.checkpoint_interval_steps, lg.checkpoint_interval_s, start_steps=steps
+        )
         self.logged_steps = self.stats.steps if resumed is not None else -1
         self.started = False
-        self.solved_at: tuple[int, float] | None = None  # (steps, window mean) when it met the target
+        self.solved_at: tuple[int, float] | None = (
+            None  # (steps, window mean) when it met the target
+        )
         self.last_checkpoint: Path | None = None
         self.last_meta: dict[str, Any] = {}
         self.final_state: dict[str, Tensor] = {}
@@ -178,7 +215,8 @@ class TrainingSession:
         return None if max_time is None else max(max_time - self.elapsed(), 0.0) + 1.0
 
     def start(self) -> str | None:
-        """Start the workers; a resumed run with nothing left to do (solved, out of time) starts none."""
+        """Start the workers; a resumed run with nothing left to do (solved, out of time) starts
+        none."""
         self.rundir.write_config(self.cfg.to_dict())
         if self.resumed is not None and (reason := self._stop_reason()) is not None:
             return reason
@@ -189,7 +227,8 @@ class TrainingSession:
         return None
 
     def step(self) -> str | None:
-        """One poll of the backend: add its reports, log and checkpoint when due; the stop reason or None."""
+        """One poll of the backend: add its reports, log and checkpoint when due; the stop reason or
+        None."""
         for rep in self.backend.poll(timeout=POLL_S):
             self._add(rep)
         if self.rows.due(self.stats.steps):
@@ -206,22 +245,36 @@ class TrainingSession:
         return reason
 
     def finish(self, reason: str, error: BaseException | None) -> Summary:
-        """Stop the evaluator and the workers, take their last reports, write the final checkpoint and summary.json."""
-        self.evals.stop()  # first: the Ray backend's stop shuts down the Ray that its actor lives in
+        """Stop the evaluator and the workers, take their last reports, write the final checkpoint
+        and summary.json."""
+        # first: the Ray backend's stop shuts down the Ray that its actor lives in
+        self.evals.stop()
         self.problems.extend(self.evals.problems)
         if self.started:
             try:
                 for rep in self.backend.stop():
                     self._add(rep, check=False)
-            except Exception as e:  # stopping must not lose the run: the store has the state as last seen
+            except (
+                Exception
+            ) as e:  # stopping must not lose the run: the store has the state as last seen
                 log.warning("a3c: warning: the workers did not stop cleanly (%s)", first_line(e))
         self.final_state = self.backend.snapshot()
         # The shared counters are authoritative (a killed worker's last steps were never reported).
-        self.stats.steps = max(self.stats.steps, int(self.final_state["counters.worker_steps"].sum()))
-        self._finishing("the last progress row", lambda: self._log_row(0) if self.stats.steps != self.logged_steps else None)
+        self.stats.steps = max(
+            self.stats.steps, int(self.final_state["counters.worker_steps"].sum())
+        )
+        self._finishing(
+            "the last progress row",
+            lambda: self._log_row(0) if self.stats.steps != self.logged_steps else None,
+        )
         self.console.close()
         # The end-of-run checkpoint, whatever the stop (a worker failure or Ctrl-C included).
-        self._finishing("the final checkpoint", lambda: setattr(self, "last_checkpoint", self._save(self.final_state, stop_reason=reason)))
+        self._finishing(
+            "the final checkpoint",
+            lambda: setattr(
+                self, "last_checkpoint", self._save(self.final_state, stop_reason=reason)
+            ),
+        )
         summary = self._summary(reason, error)
         if self.problems and summary.error is None:
             summary.error = "; ".join(self.problems)
@@ -232,7 +285,8 @@ class TrainingSession:
         return summary
 
     def _finishing(self, what: str, do: Callable[[], object]) -> None:
-        """One step of finishing: a failure (a full disk) is a warning, and the next step is tried."""
+        """One step of finishing: a failure (a full disk) is a warning, and the next step is
+        tried."""
         try:
             do()
         except CallbackStop:
@@ -244,7 +298,9 @@ class TrainingSession:
 
     def _stop_reason(self) -> str | None:
         latest = None if self.evals.latest is None else self.evals.latest.mean
-        reason = stop_rule(self.stats, self.cfg.run, self.target, self.elapsed(), latest, self.cfg.eval.target_mean)
+        reason = stop_rule(
+            self.stats, self.cfg.run, self.target, self.elapsed(), latest, self.cfg.eval.target_mean
+        )
         if reason == "target_return" and self.solved_at is None:
             self.solved_at = (self.stats.steps, self.stats.return_mean)
         return reason
@@ -254,12 +310,21 @@ class TrainingSession:
         self.rundir.write_episodes(rep, self.stats.steps, self.elapsed())
         if not check:
             return
-        self.nonfinite_streak = rep.nonfinite_updates if rep.updates else self.nonfinite_streak + rep.nonfinite_updates
+        self.nonfinite_streak = (
+            rep.nonfinite_updates if rep.updates else self.nonfinite_streak + rep.nonfinite_updates
+        )
         if self.nonfinite_streak >= self.cfg.run.max_nonfinite_updates:
-            raise NonFinite(f"{self.nonfinite_streak} non-finite updates in a row (run.max_nonfinite_updates); {self._last_good()}")
+            raise NonFinite(
+                f"{self.nonfinite_streak} non-finite updates in a row "
+                f"(run.max_nonfinite_updates); {self._last_good()}"
+            )
 
     def _last_good(self) -> str:
-        return f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+        return (
+            f"the last good checkpoint is {self.last_checkpoint}"
+            if self.last_checkpoint
+            else "no checkpoint was written"
+        )
 
     def _log_row(self, alive: int) -> None:
         row = self.stats.row(self.elapsed(), alive, self.backend.restarts)
@@ -270,14 +335,28 @@ class TrainingSession:
             raise CallbackStop
 
     def _save(self, state: dict[str, Tensor], **extra: Any) -> Path:
-        """A checkpoint of `state`, which must be finite: nothing non-finite reaches a checkpoint."""
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        """A checkpoint of `state`, which must be finite: nothing non-finite reaches a
+        checkpoint."""
+        bad = [
+            k
+            for k, v in state.items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
         if bad:
-            raise NonFinite(f"the global state is no longer finite ({', '.join(bad)}): not checkpointed; {self._last_good()}")
+            raise NonFinite(
+                f"the global state is no longer finite ({', '.join(bad)}): not checkpointed; "
+                f"{self._last_good()}"
+            )
         meta = checkpoint_meta(
-            self.record, state, episodes=self.stats.episodes, return_mean=self.stats.return_mean,
-            wall_s=self.elapsed(), resumes=self.resumes, nonfinite_steps=self.stats.nonfinite_steps, **extra,
-        )  # fmt: skip
+            self.record,
+            state,
+            episodes=self.stats.episodes,
+            return_mean=self.stats.return_mean,
+            wall_s=self.elapsed(),
+            resumes=self.resumes,
+            nonfinite_steps=self.stats.nonfinite_steps,
+            **extra,
+        )
         path = checkpoint.save_in_run(self.rundir.path, state, meta, self.cfg.log.checkpoint_keep)
         self.last_meta = meta
         return path
@@ -286,24 +365,47 @@ class TrainingSession:
         stats, target, cfg = self.stats, self.target, self.cfg
         solved_now = target is not None and stats.window_full and stats.return_mean >= target
         return Summary(
-            steps=stats.steps, wall_s=round(self.elapsed(), 3), episodes=stats.episodes, return_mean=stats.return_mean,
-            target_return=target, solved=self.solved_at is not None or solved_now,
+            steps=stats.steps,
+            wall_s=round(self.elapsed(), 3),
+            episodes=stats.episodes,
+            return_mean=stats.return_mean,
+            target_return=target,
+            solved=self.solved_at is not None or solved_now,
             solved_steps=None if self.solved_at is None else self.solved_at[0],
             solved_return_mean=None if self.solved_at is None else self.solved_at[1],
-            stop_reason=reason, updates=stats.updates, nonfinite_updates=stats.nonfinite, nonfinite_steps=stats.nonfinite_steps,
-            worker_restarts=self.backend.restarts, env_id=cfg.env.id, workers=cfg.backend.workers, backend=cfg.backend.name,
-            seed=cfg.run.seed, resumes=self.resumes, resumed_from_steps=None if self.resumed is None else self.resumed.steps,
+            stop_reason=reason,
+            updates=stats.updates,
+            nonfinite_updates=stats.nonfinite,
+            nonfinite_steps=stats.nonfinite_steps,
+            worker_restarts=self.backend.restarts,
+            env_id=cfg.env.id,
+            workers=cfg.backend.workers,
+            backend=cfg.backend.name,
+            seed=cfg.run.seed,
+            resumes=self.resumes,
+            resumed_from_steps=None if self.resumed is None else self.resumed.steps,
             checkpoint=None if self.last_checkpoint is None else str(self.last_checkpoint),
-            error=None if error is None else str(error), eval=self.evals.summary(), versions=versions(),
-        )  # fmt: skip
+            error=None if error is None else str(error),
+            eval=self.evals.summary(),
+            versions=versions(),
+        )
 
 
 # Exceptions that stop a run without being errors, and the stop reasons they give.
 STOPS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-    (CallbackStop, "callback"), (KeyboardInterrupt, "interrupted"), (TimeUp, "max_time"),
-    ((Terminated, SystemExit), "terminated"),  # SystemExit: Ray's own SIGTERM handler, if it ran before ours
-)  # fmt: skip
-FAILURES: tuple[tuple[type[BaseException], str], ...] = ((WorkerFailure, "worker_failure"), (NonFinite, "nonfinite"), (RunFailure, "failure"))
+    (CallbackStop, "callback"),
+    (KeyboardInterrupt, "interrupted"),
+    (TimeUp, "max_time"),
+    (
+        (Terminated, SystemExit),
+        "terminated",
+    ),  # SystemExit: Ray's own SIGTERM handler, if it ran before ours
+)
+FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (WorkerFailure, "worker_failure"),
+    (NonFinite, "nonfinite"),
+    (RunFailure, "failure"),
+)
 
 
 def _stopped_by(e: BaseException) -> tuple[str, BaseException | None]:

@@ -39,7 +39,8 @@ def sigterm_raises() -> Iterator[Callable[[], None]]:
 
     def reinstall() -> None:
         """Our handler again; and if a SIGTERM came but its Terminated was swallowed (raised inside
-        code that ignores exceptions, such as an at-fork hook of a library starting processes), now."""
+        code that ignores exceptions, such as an at-fork hook of a library starting processes),
+        now."""
         if received:
             raise Terminated
         signal.signal(signal.SIGTERM, handler)

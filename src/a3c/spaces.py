@@ -52,15 +52,28 @@ def leaves(space: gym.Space, path: Path = ()) -> list[tuple[Path, gym.Space]]:
         return [leaf for key, sub in space.spaces.items() for leaf in leaves(sub, (*path, key))]
     if isinstance(space, gym.spaces.Tuple):
         return [leaf for i, sub in enumerate(space.spaces) for leaf in leaves(sub, (*path, i))]
-    if isinstance(space, gym.spaces.Box | gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary):
+    if isinstance(
+        space,
+        gym.spaces.Box | gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary,
+    ):
         return [(path, space)]
-    kind = f"a {type(space).__name__} space" if isinstance(space, gym.spaces.Space) else f"not a Gymnasium space ({type(space).__name__})"
+    kind = (
+        f"a {type(space).__name__} space"
+        if isinstance(space, gym.spaces.Space)
+        else f"not a Gymnasium space ({type(space).__name__})"
+    )
     if path:
         name = ".".join(str(p) for p in path)
-        raise EnvError(f"observation key '{name}' is {kind}, which a3c cannot encode: drop it with --set env.obs_keys=[...] (the Dict keys to keep) or a Gymnasium wrapper")
+        raise EnvError(
+            f"observation key '{name}' is {kind}, which a3c cannot encode: drop it with --set "
+            "env.obs_keys=[...] (the Dict keys to keep) or a Gymnasium wrapper"
+        )
     if isinstance(space, _UNENCODABLE):
         raise EnvError(f"the observation is {kind}, which a3c cannot encode")
-    raise EnvError(f"unsupported observation space {space}: a3c supports Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple")
+    raise EnvError(
+        f"unsupported observation space {space}: a3c supports Box, Discrete, MultiDiscrete, "
+        "MultiBinary, Dict and Tuple"
+    )
 
 
 def is_image(space: gym.Space) -> bool:
@@ -141,7 +154,8 @@ class ObsLayout:
             if arr.ndim == len(self.shape) + 1 and arr.shape[1:] == self.shape:
                 return arr.astype(self.np_dtype), False
             raise ValueError(
-                f"observation of shape {arr.shape} does not fit {self.space} (one observation {self.shape} or a batch [N, *{self.shape}])"
+                f"observation of shape {arr.shape} does not fit {self.space} (one observation "
+                f"{self.shape} or a batch [N, *{self.shape}])"
             )
         first = self.leaves[0]
         value = obs
@@ -156,7 +170,8 @@ class ObsLayout:
         n = arr.shape[0] if arr.ndim == len(leaf_shape) + 1 else -1
         if n < 0:
             raise ValueError(
-                f"observation key '{first.name}' of shape {arr.shape} does not fit {first.space} (one observation or a batch)"
+                f"observation key '{first.name}' of shape {arr.shape} does not fit {first.space} "
+                "(one observation or a batch)"
             )
         out = np.empty((n, self.size), dtype=np.float32)
         for leaf in self.leaves:
@@ -191,16 +206,23 @@ class ObsLayout:
         return _rebuild(self.space, (), parts)
 
     def normalizable(self) -> str | None:
-        """None when running mean/std normalisation suits every column (float vectors only), else why not."""
+        """None when running mean/std normalisation suits every column (float vectors only), else
+        why not."""
         if (
             self.dtype == torch.int64
             or any(is_image(leaf.space) for leaf in self.leaves)
             or (not self.packed and len(self.shape) != 1)
         ):
-            return f"env.normalize_obs needs vector observations (Box, or Dict / Tuple of float vectors), not {self.space}"
+            return (
+                "env.normalize_obs needs vector observations (Box, or Dict / Tuple of float "
+                f"vectors), not {self.space}"
+            )
         for leaf in self.leaves:
             if not isinstance(leaf.space, gym.spaces.Box):
-                return f"env.normalize_obs needs float vector observations; observation key '{leaf.name}' is {leaf.space}"
+                return (
+                    "env.normalize_obs needs float vector observations; observation key "
+                    f"'{leaf.name}' is {leaf.space}"
+                )
         return None
 
     def nbytes_per_step(self) -> int:

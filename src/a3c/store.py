@@ -67,7 +67,8 @@ class ParameterStore(Protocol):
         ...
 
     def push(self, worker: int, steps: int, pulled: Pulled, grad: Tensor | None) -> Pushed:
-        """Apply one update of `worker` (`steps` env steps; `grad` None: a skipped non-finite one)."""
+        """Apply one update of `worker` (`steps` env steps; `grad` None: a skipped non-finite
+        one)."""
         ...
 
     def progress(self) -> Progress: ...
@@ -77,7 +78,9 @@ class SharedStore:
     """A run's global state: parameters, the shared optimizer, per-worker counters, the stop flag
     and the observation statistics; `state_dict` / `load_state_dict` are what a checkpoint holds."""
 
-    def __init__(self, params: Tensor, n_actor: int, config: Config, obs_dim: int | None = None) -> None:
+    def __init__(
+        self, params: Tensor, n_actor: int, config: Config, obs_dim: int | None = None
+    ) -> None:
         workers = config.backend.workers
         self.flat = params.detach().reshape(-1).to(torch.float32).clone()
         self.n_actor = n_actor  # the critic's parameters are flat[n_actor:]
@@ -95,7 +98,9 @@ class SharedStore:
         self.lock: Any = None
 
     @classmethod
-    def for_model(cls, model: ActorCritic, config: Config, obs_dim: int | None = None) -> SharedStore:
+    def for_model(
+        cls, model: ActorCritic, config: Config, obs_dim: int | None = None
+    ) -> SharedStore:
         """A store initialised with `model`'s parameters (actor first, critic second)."""
         params = model.ordered_parameters()
         n_actor = sum(p.numel() for p in model.actor_parameters())
@@ -110,7 +115,13 @@ class SharedStore:
         return self._obs_stats
 
     def share_memory_(self) -> SharedStore:
-        for t in [self.flat, *self.optimizer.state.values(), *self.counters.values(), self.stop_flag, self.lock_owner]:
+        for t in [
+            self.flat,
+            *self.optimizer.state.values(),
+            *self.counters.values(),
+            self.stop_flag,
+            self.lock_owner,
+        ]:
             t.share_memory_()
         if self.ema is not None:
             self.ema.share_memory_()
@@ -119,7 +130,11 @@ class SharedStore:
         return self
 
     def progress(self) -> Progress:
-        return Progress(int(self.counters["worker_steps"].sum()), int(self.counters["worker_updates"].sum()), bool(self.stop_flag[0]))
+        return Progress(
+            int(self.counters["worker_steps"].sum()),
+            int(self.counters["worker_updates"].sum()),
+            bool(self.stop_flag[0]),
+        )
 
     def request_stop(self) -> None:
         self.stop_flag[0] = 1
@@ -130,7 +145,9 @@ class SharedStore:
         return Pulled(updates, self.optimizer.schedules.ent_coef(steps))
 
     def push(self, worker: int, steps: int, pulled: Pulled, grad: Tensor | None) -> Pushed:
-        if grad is None:  # a non-finite update never reaches the parameters; its env steps still count
+        if (
+            grad is None
+        ):  # a non-finite update never reaches the parameters; its env steps still count
             self.counters["worker_steps"][worker] += steps
             self.counters["worker_nonfinite"][worker] += 1
             return Pushed(0, 0.0)
@@ -145,7 +162,8 @@ class SharedStore:
 
     @contextlib.contextmanager
     def _locked(self, holder: int = -1) -> Iterator[None]:
-        """The lock (if any), waiting a bounded time; `holder` is a worker index (-1: the trainer)."""
+        """The lock (if any), waiting a bounded time; `holder` is a worker index (-1: the
+        trainer)."""
         locked = self.lock is not None and self.lock.acquire(timeout=LOCK_TIMEOUT_S)
         try:
             if locked:
@@ -190,8 +208,8 @@ class SharedStore:
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Take the tensors `state` has (a checkpoint's, or a parameter server's): parameters (and
-        their moving average), optimizer statistics, counters and observation statistics. Per-worker rows recorded with
-        another worker count are folded into row 0 (only their sums matter)."""
+        their moving average), optimizer statistics, counters and observation statistics. Per-worker
+        rows recorded with another worker count are folded into row 0 (only their sums matter)."""
         if "params" in state:
             self.flat.copy_(state["params"])
             if self.ema is not None:  # a state without an average starts it at its parameters

@@ -35,10 +35,18 @@ Finals = list[tuple[int, int, np.ndarray]]  # (t, env, final observation) at tim
 class Worker:
     """One asynchronous actor-learner: its envs, a local copy of the model, its RNG."""
 
-    def __init__(self, cfg: Config, index: int, store: ParameterStore, env_fn: EnvFn | None = None, incarnation: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        index: int,
+        store: ParameterStore,
+        env_fn: EnvFn | None = None,
+        incarnation: int = 0,
+    ) -> None:
         self.cfg, self.index, self.store = cfg, index, store
         n_envs, self.n_steps = cfg.env.envs_per_worker, cfg.algo.n_steps
-        # A restarted worker (incarnation > 0) draws new random streams, not a replay of the dead one's.
+        # A restarted worker (incarnation > 0) draws new random streams, not a replay of the dead
+        # one's.
         seeds = worker_seeds(cfg.run.seed, index, n_envs + 1, incarnation)
         self.generator = torch.Generator().manual_seed(seeds[-1])
         self.envs = make_env_batch(
@@ -81,12 +89,16 @@ class Worker:
         T, B = self.n_steps, len(self.envs)
         pulled = self.store.pull(self.flat)
         if isinstance(self.head, GaussianHead):
-            self.head.resample(self.generator)  # gSDE: one exploration matrix per rollout (else a no-op)
+            self.head.resample(
+                self.generator
+            )  # gSDE: one exploration matrix per rollout (else a no-op)
         norm = self._normalizer()
         finals: Finals = []
         state0 = self.state
         state = self._rollout(norm, state0, finals)
-        self.state = None if state is None else (state[0].detach().clone(), state[1].detach().clone())
+        self.state = (
+            None if state is None else (state[0].detach().clone(), state[1].detach().clone())
+        )
         loss = self._loss(norm, state0, finals, pulled)
         grads = torch.autograd.grad(loss.total, self.params)
         grad = torch.cat([g.reshape(-1) for g in grads])
@@ -116,7 +128,9 @@ class Worker:
         rep.add("update_lag", pushed.lag)
         rep.add("learning_rate", pushed.learning_rate)
 
-    def _loss(self, norm: Normalizer | None, state0: State, finals: Finals, pulled: Pulled) -> LossTerms:
+    def _loss(
+        self, norm: Normalizer | None, state0: State, finals: Finals, pulled: Pulled
+    ) -> LossTerms:
         """The loss of the rollout in the buffers: one forward pass with gradient over s_0..s_T
         (the values of s_1..s_T are the bootstraps), advantages (eq. 1), loss (eq. 2 and 3)."""
         cfg, T, B = self.cfg, self.n_steps, len(self.envs)
@@ -151,7 +165,9 @@ class Worker:
         )
 
     def _step_envs(self, t: int, actions: torch.Tensor, finals: Finals) -> None:
-        actions = self.envs.played(actions)  # what the step plays (Atari's forced FIRE), not only what was drawn
+        actions = self.envs.played(
+            actions
+        )  # what the step plays (Atari's forced FIRE), not only what was drawn
         self.act_buf[t] = actions
         obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))
         self.rew_np[t] = reward
@@ -192,7 +208,9 @@ class Worker:
         self.envs.close()
 
 
-def check_rollout_memory(observation_space: gym.Space, action_space: gym.Space, config: Config) -> None:
+def check_rollout_memory(
+    observation_space: gym.Space, action_space: gym.Space, config: Config
+) -> None:
     """Refuse, before anything is allocated, rollout buffers that would not fit in this machine's
     memory: per worker (n_steps + 1) x envs_per_worker observations (as the worker stores them:
     int64 indices, uint8 pixels or float32), n_steps x envs_per_worker actions, and three float32
@@ -211,8 +229,11 @@ def check_rollout_memory(observation_space: gym.Space, action_space: gym.Space, 
     except (AttributeError, ValueError, OSError):  # not on this platform: nothing to compare with
         return
     if physical > 0 and per_worker * workers > physical:
-        total = f", {per_worker * workers / 1e9:.1f} GB for {workers} workers" if workers > 1 else ""
+        total = (
+            f", {per_worker * workers / 1e9:.1f} GB for {workers} workers" if workers > 1 else ""
+        )
         raise ConfigError(
-            f"the rollout buffers would need {per_worker / 1e9:.1f} GB per worker (n_steps {t} x envs_per_worker {b} x "
+            f"the rollout buffers would need {per_worker / 1e9:.1f} GB per worker (n_steps {t} x "
+            f"envs_per_worker {b} x "
             f"observation {shape} {dtype.name}){total}; this machine has {physical / 1e9:.1f} GB"
         )

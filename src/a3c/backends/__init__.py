@@ -26,7 +26,8 @@ def prepare(name: str, refuse_in_child: bool = True) -> None:
     from a3c import forkserver
 
     if refuse_in_child:
-        forkserver.refuse_unguarded_main()  # not inside a worker that is importing the user's script
+        # not inside a worker that is importing the user's script
+        forkserver.refuse_unguarded_main()
     elif forkserver.in_child_process():
         return
     forkserver.warm_up()

@@ -34,13 +34,22 @@ class RestartBudget:
         self.restarts = 0
 
     def failed(self, worker: int, message: str, traceback: str = "") -> int:
-        """Count a failure; returns the incarnation to restart, or raises once the budget is spent."""
+        """Count a failure; returns the incarnation to restart, or raises once the budget is
+        spent."""
         self.failures[worker] += 1
         n, budget = self.failures[worker], self.max_restarts
         if n > budget:
-            raise WorkerFailure(worker, f"{message} (failed {n} times; restart budget of {budget} spent)", traceback)
+            raise WorkerFailure(
+                worker, f"{message} (failed {n} times; restart budget of {budget} spent)", traceback
+            )
         self.restarts += 1
-        log.warning("a3c: warning: worker %d failed (%s); restarting it (%d of %d)", worker, message, n, budget)
+        log.warning(
+            "a3c: warning: worker %d failed (%s); restarting it (%d of %d)",
+            worker,
+            message,
+            n,
+            budget,
+        )
         return n
 
 
@@ -70,7 +79,8 @@ class Backend(Protocol):
         ...
 
     def snapshot(self) -> dict[str, Tensor]:
-        """The global state as a checkpoint holds it (`SharedStore.state_dict`), current while running."""
+        """The global state as a checkpoint holds it (`SharedStore.state_dict`), current while
+        running."""
         ...
 
     @property
@@ -80,5 +90,6 @@ class Backend(Protocol):
 
     def evaluator(self, spec: EvalSpec) -> Evaluator:
         """The evaluator this backend hosts beside its workers (called after `start`), which it
-        places and supervises: a crashed or hung one is restarted, and nothing it does stops the run."""
+        places and supervises: a crashed or hung one is restarted, and nothing it does stops the
+        run."""
         ...

@@ -59,7 +59,9 @@ def _exit_if_orphaned() -> None:
         os._exit(0)
 
 
-def evaluator_main(cfg: Config, store: SharedStore, conn: Any, spec: EvalSpec, beats: Tensor) -> None:
+def evaluator_main(
+    cfg: Config, store: SharedStore, conn: Any, spec: EvalSpec, beats: Tensor
+) -> None:
     """Entry point of the evaluator process: wait for a request, evaluate, answer; until told to
     stop or the trainer is gone. An error is sent with its traceback, and the process ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the trainer, which stops us
@@ -81,7 +83,9 @@ def evaluator_main(cfg: Config, store: SharedStore, conn: Any, spec: EvalSpec, b
         if message[0] != "eval":
             return
         try:
-            result = play(cfg, spec, store.policy_state(), message[1], lambda env: _Heartbeat(env, beats))
+            result = play(
+                cfg, spec, store.policy_state(), message[1], lambda env: _Heartbeat(env, beats)
+            )
             conn.send(("result", result.row(), {k: v.numpy() for k, v in result.state.items()}))
         except BaseException as e:  # every failure must reach the trainer
             try:
@@ -114,7 +118,9 @@ class ProcessEvaluator:
         recv, send = self.ctx.Pipe(duplex=True)
         try:
             args = (self.cfg, self.store, send, self.spec, self.beats)
-            proc = self.ctx.Process(target=evaluator_main, args=args, daemon=True, name="a3c-evaluator")
+            proc = self.ctx.Process(
+                target=evaluator_main, args=args, daemon=True, name="a3c-evaluator"
+            )
             proc.start()
             self.proc, self.conn = proc, recv
         except BaseException:
@@ -127,7 +133,9 @@ class ProcessEvaluator:
         if self.busy:
             return False
         try:
-            if self.proc is None:  # restarted lazily: one that cannot start is tried once per interval
+            if (
+                self.proc is None
+            ):  # restarted lazily: one that cannot start is tried once per interval
                 self._spawn()
             self.conn.send(("eval", wall_s))
         except Exception as e:  # e.g. the fork server is gone
@@ -153,13 +161,18 @@ class ProcessEvaluator:
             pass  # it died: its exit code says so below
         if self.proc.exitcode is not None:
             code = self.proc.exitcode
-            self._failed(f"its process died ({f'killed by signal {-code}' if code < 0 else f'exit code {code}'})")
+            self._failed(
+                "its process died "
+                f"({f'killed by signal {-code}' if code < 0 else f'exit code {code}'})"
+            )
         elif self.busy and self.cfg.eval.timeout is not None:
             beats, now = int(self.beats[0]), time.monotonic()
             if beats != self._seen[0]:
                 self._seen = (beats, now)
             elif now - self._seen[1] > self.cfg.eval.timeout:
-                self._failed(f"no env step for {self.cfg.eval.timeout:g} s (stuck, e.g. in its env); killed")
+                self._failed(
+                    f"no env step for {self.cfg.eval.timeout:g} s (stuck, e.g. in its env); killed"
+                )
         return out
 
     def _failed(self, message: str) -> None:

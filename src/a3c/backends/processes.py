@@ -47,7 +47,14 @@ STOP_TIMEOUT_S = 1.5
 log = logging.getLogger("a3c")
 
 
-def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: EnvFn | None, incarnation: int = 0) -> None:
+def worker_main(
+    cfg: Config,
+    index: int,
+    store: SharedStore,
+    conn: Any,
+    env_fn: EnvFn | None,
+    incarnation: int = 0,
+) -> None:
     """Entry point of a worker process: update until told to stop, the step budget is spent, or the
     trainer is gone (a worker never outlives its trainer, even one killed with SIGKILL)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -58,7 +65,9 @@ def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: 
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    trainer = mp.parent_process()  # the trainer (for a forked worker too: its sentinel is the trainer's)
+    trainer = (
+        mp.parent_process()
+    )  # the trainer (for a forked worker too: its sentinel is the trainer's)
     try:
         worker = Worker(cfg, index, store, env_fn, incarnation)
         last = time.monotonic()
@@ -88,11 +97,12 @@ def worker_main(cfg: Config, index: int, store: SharedStore, conn: Any, env_fn: 
 
 class ProcessesBackend:
     """Worker processes, supervised: a worker that raises, crashes or is killed is restarted
-    (after `backend.restart_delay`, from the current global parameters, with new random streams) up to
-    `backend.max_restarts` times; past that the run stops with a WorkerFailure."""
+    (after `backend.restart_delay`, from the current global parameters, with new random streams) up
+    to `backend.max_restarts` times; past that the run stops with a WorkerFailure."""
 
     def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
-        forkserver.refuse_unguarded_main()  # not inside a worker that is importing the user's script
+        # not inside a worker that is importing the user's script
+        forkserver.refuse_unguarded_main()
         if env_fn is not None:
             check_picklable(env_fn)
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
@@ -102,7 +112,9 @@ class ProcessesBackend:
         self.done: set[int] = set()
         self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
-        self._seen: dict[int, tuple[int, float]] = {}  # worker -> (its step count, when it last moved)
+        self._seen: dict[
+            int, tuple[int, float]
+        ] = {}  # worker -> (its step count, when it last moved)
 
     @property
     def restarts(self) -> int:
@@ -117,7 +129,9 @@ class ProcessesBackend:
             for i in range(self.cfg.backend.workers):
                 self._spawn(i)
         except Exception as e:  # e.g. the fork server died (it prints why)
-            raise WorkerFailure(0, f"the worker processes could not start ({type(e).__name__}: {e})") from e
+            raise WorkerFailure(
+                0, f"the worker processes could not start ({type(e).__name__}: {e})"
+            ) from e
 
     def _spawn(self, i: int) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
@@ -151,7 +165,9 @@ class ProcessesBackend:
         for conn in ready:
             self._read(by_conn[id(conn)], cast(mp_connection.Connection, conn), out, on_error)
 
-    def _read(self, i: int, conn: mp_connection.Connection, out: list[WorkerReport], on_error: bool = True) -> None:
+    def _read(
+        self, i: int, conn: mp_connection.Connection, out: list[WorkerReport], on_error: bool = True
+    ) -> None:
         """Read what worker i has sent so far."""
         try:
             while conn.poll():
@@ -197,7 +213,8 @@ class ProcessesBackend:
 
     def _kill_stuck(self) -> None:
         """A worker whose step counter has not moved for `backend.worker_timeout` seconds is alive
-        but not working (an env that hangs keeps the process and its pipe alive): kill and restart it."""
+        but not working (an env that hangs keeps the process and its pipe alive): kill and restart
+        it."""
         timeout = self.cfg.backend.worker_timeout
         if timeout is None:
             return
@@ -221,7 +238,12 @@ class ProcessesBackend:
         self._receive(0.0, out, on_error=False)
         for i, p in self.procs.items():
             if p.is_alive():
-                log.warning("a3c: warning: worker %d did not stop within %g s (stuck, e.g. in its env); killed it", i, timeout)
+                log.warning(
+                    "a3c: warning: worker %d did not stop within %g s (stuck, e.g. in its env); "
+                    "killed it",
+                    i,
+                    timeout,
+                )
                 p.kill()
             p.join(timeout=5)
             self.store.release_lock_of(i)
@@ -251,6 +273,7 @@ def check_picklable(env_fn: Any) -> None:
         pickle.dumps(env_fn)
     except Exception as e:  # pickling raises PicklingError, AttributeError or TypeError
         raise ConfigError(
-            f"the processes backend sends the env factory to its worker processes, and {env_fn!r} cannot be pickled ({e}): "
+            f"the processes backend sends the env factory to its worker processes, and {env_fn!r} "
+            f"cannot be pickled ({e}): "
             "pass a module-level function or class or an env id, or use backend='serial' or 'ray'"
         ) from None

@@ -5,16 +5,16 @@
   updates are applied in arrival order (the lock of the processes backend is implicit).
 - `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, the `ParameterStore`
   (a3c/store.py) of a Ray worker. Gradients are sent in round trips at most every
-  `backend.ray_sync_interval` seconds: the clipped gradients computed since the last one travel as one
-  float32 array [k, size] and the server applies them one by one, in order, each as its own
+  `backend.ray_sync_interval` seconds: the clipped gradients computed since the last one travel as
+  one float32 array [k, size] and the server applies them one by one, in order, each as its own
   optimizer step (asynchronous updates, as in A3C; not A2C's synchronous average). The reply carries
   each gradient's update lag and a reference to the newest weights; the worker fetches that object
   and its local copy re-syncs (the tutorial's periodic sync). The worker does not wait for the
   reply: it goes on with its next rollouts and takes the reply as soon as it has arrived (checked
   without blocking before each update). On a small model (CartPole: about 1.3 ms per update) one
-  call per update would spend more CPU in Ray's per-call overhead than in learning; on a large
-  one (Atari: tens of ms per update) a round trip per update is what you get. Worker reports for
-  the trainer travel with the round trips.
+  call per update would spend more CPU in Ray's per-call overhead than in learning; on a large one
+  (Atari: tens of ms per update) a round trip per update is what you get. Worker reports for the
+  trainer travel with the round trips.
 - Observation statistics travel as increments: each round trip carries what the worker added to its
   row since the last one, and the server adds it to its own table; a reply brings the whole table
   back. A started, restarted or resumed worker therefore never overwrites the server's statistics.
@@ -22,7 +22,8 @@
   per worker.
 - Without an address the library starts a local Ray bound to 127.0.0.1 with no dashboard; with one
   (`--ray-address auto|HOST:PORT` or RAY_ADDRESS) it connects to that cluster (ray_runtime.py).
-- The evaluator is an actor beside the workers that asks the server for the state (ray_evaluator.py).
+- The evaluator is an actor beside the workers that asks the server for the state
+  (ray_evaluator.py).
 """
 
 from __future__ import annotations
@@ -79,12 +80,23 @@ class ParameterServer:
             self.contact[worker] = time.monotonic()
         s = self.store
         return {
-            "weights": [self._weights()],  # in a list, so Ray hands over the reference, not the array
+            "weights": [
+                self._weights()
+            ],  # in a list, so Ray hands over the reference, not the array
             "progress": tuple(s.progress()),
             "obs_stats": None if s.obs_stats is None else s.obs_stats.table.numpy().copy(),
         }
 
-    def push_batch(self, worker: int, grads: np.ndarray, pulled: list[tuple[int, float]], steps: list[int], skipped: list[int], obs_delta: np.ndarray | None, reports: Sequence[WorkerReport] = ()) -> dict[str, Any]:
+    def push_batch(
+        self,
+        worker: int,
+        grads: np.ndarray,
+        pulled: list[tuple[int, float]],
+        steps: list[int],
+        skipped: list[int],
+        obs_delta: np.ndarray | None,
+        reports: Sequence[WorkerReport] = (),
+    ) -> dict[str, Any]:
         """Apply a worker's gradients [k, size] one by one, in order (k optimizer steps), and count
         its skipped (non-finite) updates' env steps; the reply's `pushed` has one (lag, lr) per
         gradient. `obs_delta` is what the worker added to its row of the observation statistics
@@ -97,7 +109,10 @@ class ParameterServer:
         for n in skipped:
             self.store.push(worker, n, Pulled(0, 0.0), None)
         grads_t = torch.from_numpy(np.array(grads))  # Ray's arrays are read-only
-        pushed = [tuple(self.store.push(worker, n, Pulled(*p), g)) for g, p, n in zip(grads_t, pulled, steps, strict=True)]
+        pushed = [
+            tuple(self.store.push(worker, n, Pulled(*p), g))
+            for g, p, n in zip(grads_t, pulled, steps, strict=True)
+        ]
         return {**self.pull(), "pushed": pushed}
 
     def take_reports(self) -> tuple[list[WorkerReport], dict[int, float]]:
@@ -126,7 +141,8 @@ class RayBackend:
     `snapshot` reads the server's, and `stop` copies it back into the trainer's store."""
 
     def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
-        _ray()  # imported now, before the run directory exists: a signal cannot cut its import short
+        # imported now, before the run directory exists: a signal cannot cut its import short
+        _ray()
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.started_ray = False
         self.ps: Any = None
@@ -144,8 +160,13 @@ class RayBackend:
 
     def start(self) -> None:
         ray = _ray()
-        self.started_ray = not ray.is_initialized()  # ours to shut down, even if a signal interrupts init
-        init_ray(self.cfg.backend.ray_address, num_cpus=max(os.cpu_count() or 1, self.cfg.backend.workers))
+        self.started_ray = (
+            not ray.is_initialized()
+        )  # ours to shut down, even if a signal interrupts init
+        init_ray(
+            self.cfg.backend.ray_address,
+            num_cpus=max(os.cpu_count() or 1, self.cfg.backend.workers),
+        )
         self.actor_cls = ray.remote(num_cpus=1)(WorkerActor)
         self.obs_dim = None if self.store.obs_stats is None else self.store.obs_stats.dim
         self._start_server()
@@ -156,7 +177,15 @@ class RayBackend:
             self._spawn(i)
 
     def _spawn(self, i: int) -> None:
-        actor = self.actor_cls.remote(self.cfg, i, self.ps, self.store.size, self.obs_dim, self.env_fn, self.budget.failures[i])
+        actor = self.actor_cls.remote(
+            self.cfg,
+            i,
+            self.ps,
+            self.store.size,
+            self.obs_dim,
+            self.env_fn,
+            self.budget.failures[i],
+        )
         self.actors[i], self.spawned[i] = actor, time.monotonic()
         self.runs[actor.run.remote()] = i
 
@@ -164,7 +193,9 @@ class RayBackend:
         ray = _ray()
         # At most one call to the server every POLL_S: on a busy machine the trainer's calls take
         # CPU from the workers (the reports arrive every backend.report_interval anyway).
-        ready, _ = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=max(timeout, POLL_S))
+        ready, _ = ray.wait(
+            list(self.runs), num_returns=len(self.runs), timeout=max(timeout, POLL_S)
+        )
         try:
             reports, silent = ray.get(self.ps.take_reports.remote())
             if time.monotonic() - self._copied_at >= STATE_COPY_S:
@@ -210,12 +241,19 @@ class RayBackend:
         self._spawn(i)
 
     def _restart_server(self, message: str) -> None:
-        """The parameter server died: a new one from the copy of its state, and new workers for it."""
+        """The parameter server died: a new one from the copy of its state, and new workers for
+        it."""
         self.server_restarts += 1
         if self.server_restarts > self.cfg.backend.max_restarts:
-            raise RunFailure(f"the parameter server failed {self.server_restarts} times ({message}); restart budget of {self.cfg.backend.max_restarts} spent")
+            raise RunFailure(
+                f"the parameter server failed {self.server_restarts} times ({message}); restart "
+                f"budget of {self.cfg.backend.max_restarts} spent"
+            )
         lost = time.monotonic() - self._copied_at
-        log.warning(f"a3c: warning: the parameter server failed ({message}); restarting it from its state of {lost:.0f} s ago, with its workers")
+        log.warning(
+            f"a3c: warning: the parameter server failed ({message}); restarting it from its state "
+            f"of {lost:.0f} s ago, with its workers"
+        )
         ray = _ray()
         for actor in self.actors.values():
             ray.kill(actor)
@@ -234,7 +272,10 @@ class RayBackend:
             self._copied_at = time.monotonic()
         except Exception as e:  # RayActorError: the server died; the next poll restarts it
             _raise_signal(e)
-            log.warning(f"a3c: warning: the parameter server did not answer ({_ray_error_line(e)}); using its state of {time.monotonic() - self._copied_at:.0f} s ago")
+            log.warning(
+                f"a3c: warning: the parameter server did not answer ({_ray_error_line(e)}); using "
+                f"its state of {time.monotonic() - self._copied_at:.0f} s ago"
+            )
         return self._copy
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[WorkerReport]:
@@ -248,12 +289,19 @@ class RayBackend:
             ray.get(self.ps.request_stop.remote())
             _, stuck = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
             for ref in stuck:
-                log.warning(f"a3c: warning: worker {self.runs[ref]} did not stop within {timeout:g} s (stuck, e.g. in its env); killed it")
+                log.warning(
+                    f"a3c: warning: worker {self.runs[ref]} did not stop within {timeout:g} s "
+                    "(stuck, e.g. in its env); killed it"
+                )
             reports = ray.get(self.ps.take_reports.remote())[0]
         except Exception as e:  # stopping must not fail
-            log.warning(f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)})")
+            log.warning(
+                f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)})"
+            )
         finally:
-            self.store.load_state_dict(self.snapshot())  # the server's final state, or the last copy of it
+            self.store.load_state_dict(
+                self.snapshot()
+            )  # the server's final state, or the last copy of it
             for actor in self.actors.values():
                 ray.kill(actor)
             ray.kill(self.ps)
@@ -271,5 +319,3 @@ class RayBackend:
 
     def alive(self) -> int:
         return len(self.runs)
-
-

@@ -79,7 +79,9 @@ class RayEvaluator:
             self._failed(f"could not start it ({_ray_error_line(e)})")
 
     def _spawn(self) -> None:
-        self.actor = _ray().remote(num_cpus=0, max_concurrency=2)(EvaluatorActor).remote(self.cfg, self.spec)
+        self.actor = (
+            _ray().remote(num_cpus=0, max_concurrency=2)(EvaluatorActor).remote(self.cfg, self.spec)
+        )
 
     def request(self, wall_s: float) -> bool:
         if self.pending is not None:

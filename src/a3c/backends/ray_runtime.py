@@ -19,7 +19,9 @@ START_GRACE_S = 120.0  # more time for an actor's first answer (its process star
 
 
 def _ray() -> Any:
-    if "ray" not in sys.modules:  # Ray reads this at import: a local Ray then binds to loopback only
+    if (
+        "ray" not in sys.modules
+    ):  # Ray reads this at import: a local Ray then binds to loopback only
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
@@ -29,7 +31,8 @@ def _ray() -> Any:
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Connect to `address`, or start a local Ray on loopback. Returns True if this call started it."""
+    """Connect to `address`, or start a local Ray on loopback. Returns True if this call started
+    it."""
     ray = _ray()
     if ray.is_initialized():
         return False
@@ -63,9 +66,13 @@ def _init(ray: Any, address: str | None, num_cpus: int | None) -> None:
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(
-            address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-            num_cpus=num_cpus, logging_level="ERROR", log_to_driver=True,
-        )  # fmt: skip
+            address="local",
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            num_cpus=num_cpus,
+            logging_level="ERROR",
+            log_to_driver=True,
+        )
 
 
 def _raise_signal(e: Exception) -> None:

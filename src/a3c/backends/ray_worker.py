@@ -37,7 +37,16 @@ class RemoteStore:
     locally). The entropy coefficient and the learning rate reported before a reply comes are the
     schedules' at the last known global step."""
 
-    def __init__(self, ps: Any, size: int, index: int, schedules: Schedules, obs_dim: int | None, workers: int, interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        ps: Any,
+        size: int,
+        index: int,
+        schedules: Schedules,
+        obs_dim: int | None,
+        workers: int,
+        interval: float = 0.0,
+    ) -> None:
         self.ps, self._size, self.index, self.interval = ps, size, index, interval
         self.schedules = schedules
         # All rows as last seen at the server, plus this worker's additions not yet acknowledged.
@@ -49,7 +58,9 @@ class RemoteStore:
         self._meta: list[tuple[tuple[int, float], int]] = []  # (pulled, steps) per queued gradient
         self._skipped: list[int] = []
         self._reports: list[WorkerReport] = []  # travel with the next round trip
-        self._pushed: list[Pushed] = []  # applied updates whose (lag, lr) the worker has not had yet
+        self._pushed: list[
+            Pushed
+        ] = []  # applied updates whose (lag, lr) the worker has not had yet
         self._sent = self._checked = time.monotonic()
         # Pipelining: a round trip's reply is taken when it has arrived (or at the next round trip),
         # so it overlaps the next rollouts; the server counts the staleness in the update lag.
@@ -109,14 +120,22 @@ class RemoteStore:
             self.send()
         if grad is None:
             return Pushed(0, 0.0)
-        return self._pushed.pop(0) if self._pushed else Pushed(0, self.schedules.learning_rates(self.progress().steps)[0])
+        return (
+            self._pushed.pop(0)
+            if self._pushed
+            else Pushed(0, self.schedules.learning_rates(self.progress().steps)[0])
+        )
 
     def send(self) -> None:
         """Start a round trip with everything queued (after collecting the previous one's reply)."""
         self.flush()
         if not self._grads and not self._skipped and not self._reports:
             return
-        grads = torch.stack(self._grads).numpy() if self._grads else np.zeros((0, self._size), dtype=np.float32)
+        grads = (
+            torch.stack(self._grads).numpy()
+            if self._grads
+            else np.zeros((0, self._size), dtype=np.float32)
+        )
         pulled = [p for p, _ in self._meta]
         steps = [n for _, n in self._meta]
         delta = None
@@ -124,7 +143,9 @@ class RemoteStore:
             row = self._obs_stats.table[self.index]
             delta = (row - self._sent_row).numpy().copy()
             self._sent_row = row.clone()
-        self._pending = self.ps.push_batch.remote(self.index, grads, pulled, steps, self._skipped, delta, self._reports)
+        self._pending = self.ps.push_batch.remote(
+            self.index, grads, pulled, steps, self._skipped, delta, self._reports
+        )
         self._grads, self._meta, self._skipped, self._reports = [], [], [], []
         self._sent = self._checked = time.monotonic()
 
@@ -149,17 +170,31 @@ class WorkerActor:
     """One A3C worker in a Ray actor. A restarted actor re-runs this constructor: it pulls the
     current global parameters (and observation statistics) before its first update."""
 
-    def __init__(self, cfg: Config, index: int, ps: Any, size: int, obs_dim: int | None, env_fn: EnvFn | None, incarnation: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        index: int,
+        ps: Any,
+        size: int,
+        obs_dim: int | None,
+        env_fn: EnvFn | None,
+        incarnation: int = 0,
+    ) -> None:
         torch.set_num_threads(1)
         schedules = Schedules(cfg.optim, cfg.algo, cfg.run.total_steps)
-        self.store = RemoteStore(ps, size, index, schedules, obs_dim, cfg.backend.workers, cfg.backend.ray_sync_interval)
+        self.store = RemoteStore(
+            ps, size, index, schedules, obs_dim, cfg.backend.workers, cfg.backend.ray_sync_interval
+        )
         self.worker = Worker(cfg, index, self.store, env_fn, incarnation)
         self.cfg, self.ps = cfg, ps
 
     def run(self) -> int:
         """Update until the parameter server says stop or the step budget is spent."""
         last = time.monotonic()
-        while not (progress := self.store.progress()).stop and progress.steps < self.cfg.run.total_steps:
+        while (
+            not (progress := self.store.progress()).stop
+            and progress.steps < self.cfg.run.total_steps
+        ):
             self.worker.update()
             now = time.monotonic()
             if now - last >= self.cfg.backend.report_interval:

@@ -52,7 +52,9 @@ class SerialBackend:
                 with self.watchdog.bound():
                     w.update()
             except Exception as e:  # the same supervision as the processes backend
-                self._restart(w, str(e) if isinstance(e, UpdateTimeout) else f"{type(e).__name__}: {e}", e)
+                self._restart(
+                    w, str(e) if isinstance(e, UpdateTimeout) else f"{type(e).__name__}: {e}", e
+                )
                 continue
             reports.append(w.take_report())
         return reports
@@ -110,11 +112,29 @@ class InlineEvaluator:
     def request(self, wall_s: float) -> bool:
         with Watchdog(self.cfg.eval.timeout) as dog:
             try:
-                self._done.append(play(self.cfg, self.spec, self.store.policy_state(), wall_s, lambda env: _Bounded(env, dog)))
-            except Exception as e:  # the env raised, or hung (UpdateTimeout): the next evaluation starts afresh
+                self._done.append(
+                    play(
+                        self.cfg,
+                        self.spec,
+                        self.store.policy_state(),
+                        wall_s,
+                        lambda env: _Bounded(env, dog),
+                    )
+                )
+            except (
+                Exception
+            ) as e:  # the env raised, or hung (UpdateTimeout): the next evaluation starts afresh
                 self.restarts += 1
-                hung = f"no env step for {self.cfg.eval.timeout:g} s (stuck, e.g. in its env); interrupted"
-                warn_failed(hung if isinstance(e, UpdateTimeout) else f"{type(e).__name__}: {first_line(e)}", self.restarts)
+                hung = (
+                    f"no env step for {self.cfg.eval.timeout:g} s (stuck, e.g. in its env); "
+                    "interrupted"
+                )
+                warn_failed(
+                    hung
+                    if isinstance(e, UpdateTimeout)
+                    else f"{type(e).__name__}: {first_line(e)}",
+                    self.restarts,
+                )
         return True
 
     def poll(self) -> list[EvalResult]:

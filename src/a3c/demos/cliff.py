@@ -1,17 +1,19 @@
 """The tutorial's practice script: asynchronous workers solve CliffWalking with shared tables.
 
-    a3c cliff [--workers 3] [--backend processes|serial] [--episodes N] [--seed S] [--compare-workers 1,3]
+    a3c cliff [--workers 3] [--backend processes|serial] [--episodes N] [--seed S]
+              [--compare-workers 1,3]
 
     from a3c.demos import cliff
     result = cliff.run(workers=3, episodes=400, seed=0)
     result.greedy_return, result.reaches_goal, result.probs  # [48, 4] table of pi(a|s)
 
 No second training loop: this is `a3c.A3C(env_id, ...).learn(...)` with a tabular model (one-hot
-encoder, no hidden layer: the policy head's weight is the softmax table theta[s, a], the value head's
-weight the table V[s], both starting at zero) and plain SGD with separate actor and critic learning
-rates. Each worker pulls the global tables, collects an n-step rollout, computes the advantages of
-eq. 1 and the gradients of eq. 2 (policy, with entropy bonus) and eq. 3 (1/2 A^2), and pushes them:
-theta_global += actor_lr * grad_theta, V_global += critic_lr * grad_V (optim.apply_update, "sgd").
+encoder, no hidden layer: the policy head's weight is the softmax table theta[s, a], the value
+head's weight the table V[s], both starting at zero) and plain SGD with separate actor and critic
+learning rates. Each worker pulls the global tables, collects an n-step rollout, computes the
+advantages of eq. 1 and the gradients of eq. 2 (policy, with entropy bonus) and eq. 3 (1/2 A^2), and
+pushes them: theta_global += actor_lr * grad_theta, V_global += critic_lr * grad_V
+(optim.apply_update, "sgd").
 
 The run directory gets the engine's files (config.json, progress.csv, episodes.csv) and the demo's:
 returns.png (Figure 1 of the tutorial), policy_heatmap.png (Figure 2) and a summary.json that adds
@@ -42,13 +44,18 @@ CLIFF = tuple(range(37, 47))  # the bottom row between them
 ACTIONS = ("up", "right", "down", "left")  # Gymnasium's CliffWalking action numbering
 FALL_REWARD = -100.0  # a step into the cliff: -100 and back to the start (the episode goes on)
 OPTIMAL_RETURN = -13.0  # along the cliff edge: 1 up, 11 right, 1 down
-SAFE_RETURN = -17.0  # the longest monotone path (along the top row): the bar a greedy policy must meet
+SAFE_RETURN = (
+    -17.0
+)  # the longest monotone path (along the top row): the bar a greedy policy must meet
 
 DEFAULT_WORKERS = 3
 DEFAULT_EPISODES = 400
 DEFAULT_SEED = 0
 SMOOTHING = 25  # episodes in the moving average of the figures
-RETURNS_ZOOM = (-60.0, -10.0)  # the linear lower panel of returns.png: where the learned policies sit
+RETURNS_ZOOM = (
+    -60.0,
+    -10.0,
+)  # the linear lower panel of returns.png: where the learned policies sit
 
 # The demo's hyperparameters, layered over the tabular preset (any config key; see docs/cliff.md
 # for why each value). `run.total_steps` is set from the episode budget in `run`.
@@ -98,7 +105,9 @@ class CliffResult:
 
 def resolve_env_id() -> str:
     """The newest registered `CliffWalking-vN` (v1 on Gymnasium 1.x); never the slippery variant."""
-    versions = [(int(m.group(1)), k) for k in gym.registry if (m := re.fullmatch(r"CliffWalking-v(\d+)", k))]
+    versions = [
+        (int(m.group(1)), k) for k in gym.registry if (m := re.fullmatch(r"CliffWalking-v(\d+)", k))
+    ]
     if not versions:
         raise EnvError("Gymnasium has no CliffWalking-vN registered (need gymnasium>=1.0)")
     return max(versions)[1]
@@ -113,13 +122,18 @@ def parse_worker_counts(text: str | Sequence[int] | None) -> list[int]:
     for item in items:
         k = _as_int(item)
         if k is None:
-            raise ConfigError(f"--compare-workers expects worker counts separated by commas (e.g. 1,3), got {text!r}")
+            raise ConfigError(
+                "--compare-workers expects worker counts separated by commas (e.g. 1,3), got "
+                f"{text!r}"
+            )
         if k < 1:
             raise ConfigError(f"--compare-workers: worker counts must be >= 1, got {k}")
         if k not in counts:
             counts.append(k)
     if len(counts) < 2:
-        raise ConfigError(f"--compare-workers needs at least two different worker counts (e.g. 1,3), got {text!r}")
+        raise ConfigError(
+            f"--compare-workers needs at least two different worker counts (e.g. 1,3), got {text!r}"
+        )
     return counts
 
 
@@ -129,7 +143,9 @@ def _as_int(item: Any) -> int | None:
     return int(item) if isinstance(item, str) and re.fullmatch(r"[+-]?\d+", item) else None
 
 
-def tables(model: ActorCritic, n_states: int = SHAPE[0] * SHAPE[1], n_actions: int = len(ACTIONS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tables(
+    model: ActorCritic, n_states: int = SHAPE[0] * SHAPE[1], n_actions: int = len(ACTIONS)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(theta [S, A], pi [S, A], V [S]) read from a tabular ActorCritic's head weights."""
     import torch
 
@@ -141,12 +157,17 @@ def tables(model: ActorCritic, n_states: int = SHAPE[0] * SHAPE[1], n_actions: i
     w = head.weight.detach()
     v = model.value_head.weight.detach()
     if tuple(w.shape) != (n_actions, n_states) or tuple(v.shape) != (1, n_states):
-        raise RuntimeError(f"not a tabular model: policy head {list(w.shape)}, value head {list(v.shape)} (expected [{n_actions}, {n_states}] and [1, {n_states}])")
+        raise RuntimeError(
+            f"not a tabular model: policy head {list(w.shape)}, value head {list(v.shape)} "
+            f"(expected [{n_actions}, {n_states}] and [1, {n_states}])"
+        )
     theta = w.T.contiguous()
     return theta.numpy().copy(), torch.softmax(theta, dim=1).numpy(), v[0].numpy().copy()
 
 
-def greedy_rollout(theta: np.ndarray, env_id: str | None = None, max_steps: int = 100) -> tuple[float, bool, list[int]]:
+def greedy_rollout(
+    theta: np.ndarray, env_id: str | None = None, max_steps: int = 100
+) -> tuple[float, bool, list[int]]:
     """Follow argmax_a theta[s, a] from the start in a fresh (deterministic) env.
 
     Returns (return, reaches_goal, visited states). reaches_goal: the goal was reached within
@@ -177,7 +198,15 @@ def _episode_budget_callback(episodes: int) -> Callable[[Mapping[str, Any]], boo
     return callback
 
 
-def _train(workers: int, backend: str, episodes: int, seed: int, run_dir: Path, overrides: Mapping[str, Any], progress: str) -> tuple[Any, dict[str, Any]]:
+def _train(
+    workers: int,
+    backend: str,
+    episodes: int,
+    seed: int,
+    run_dir: Path,
+    overrides: Mapping[str, Any],
+    progress: str,
+) -> tuple[Any, dict[str, Any]]:
     from a3c.agent import A3C
 
     config = {**DEMO_CONFIG, **dict(overrides)}
@@ -186,7 +215,9 @@ def _train(workers: int, backend: str, episodes: int, seed: int, run_dir: Path, 
     # episode callback normally stops first. The lr schedule, if linear, anneals over this horizon.
     config.setdefault("run.total_steps", episodes * max_len + 1000)
     agent = A3C(resolve_env_id(), workers=workers, backend=backend, seed=seed, **config)
-    summary = agent.learn(run_dir=run_dir, callback=_episode_budget_callback(episodes), progress=progress)
+    summary = agent.learn(
+        run_dir=run_dir, callback=_episode_budget_callback(episodes), progress=progress
+    )
     return agent, summary
 
 
@@ -224,7 +255,9 @@ def run(
     from a3c.config import resolve_key
     from a3c.runlog import default_run_dir
 
-    overrides = {".".join(resolve_key(k)): v for k, v in dict(overrides or {}).items()}  # unknown keys fail now
+    overrides = {
+        ".".join(resolve_key(k)): v for k, v in dict(overrides or {}).items()
+    }  # unknown keys fail now
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir("cliff")
     max_len = int(overrides.get("env.max_episode_steps") or DEMO_CONFIG["env.max_episode_steps"])
 
@@ -239,7 +272,9 @@ def run(
         files.update(_draw(run_dir, probs, path, greedy_return, workers, seed))
     summary = {
         **train_summary,
-        "stop_reason": "episodes" if train_summary.get("stop_reason") == "callback" else train_summary.get("stop_reason"),
+        "stop_reason": "episodes"
+        if train_summary.get("stop_reason") == "callback"
+        else train_summary.get("stop_reason"),
         "greedy_return": greedy_return,
         "reaches_goal": reaches_goal,
         "episodes": int(train_summary["episodes"]),
@@ -269,8 +304,19 @@ def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     write_json_atomic(run_dir / "summary.json", summary)
 
 
-def _compare(result: CliffResult, counts: list[int], workers: int, backend: str, episodes: int, seed: int, overrides: dict[str, Any], progress: str, plots: bool) -> None:
-    """The same budget with each worker count (the main run reused for its own), and compare_workers.png."""
+def _compare(
+    result: CliffResult,
+    counts: list[int],
+    workers: int,
+    backend: str,
+    episodes: int,
+    seed: int,
+    overrides: dict[str, Any],
+    progress: str,
+    plots: bool,
+) -> None:
+    """The same budget with each worker count (the main run reused for its own), and
+    compare_workers.png."""
     run_dir, summary = result.run_dir, result.summary
     runs: dict[int, Path] = {}
     for k in counts:
@@ -285,11 +331,15 @@ def _compare(result: CliffResult, counts: list[int], workers: int, backend: str,
         from a3c import plots as plotting
 
         fig = plotting.compare_workers_figure(
-            {f"{k} worker{'s' if k > 1 else ''}": plotting.load_episodes(p) for k, p in runs.items()},
+            {
+                f"{k} worker{'s' if k > 1 else ''}": plotting.load_episodes(p)
+                for k, p in runs.items()
+            },
             window=SMOOTHING,
             optimal_return=OPTIMAL_RETURN,
             zoom=RETURNS_ZOOM,
-            title=f"CliffWalking: aggregate return with {', '.join(map(str, counts))} workers, {episodes} episodes each ({backend}, seed {seed})",
+            title=f"CliffWalking: aggregate return with {', '.join(map(str, counts))} workers, "
+            f"{episodes} episodes each ({backend}, seed {seed})",
         )
         result.files["compare_workers"] = plotting.save_figure(fig, run_dir / "compare_workers.png")
     summary["compare_workers"] = {str(k): str(p) for k, p in runs.items()}
@@ -297,7 +347,9 @@ def _compare(result: CliffResult, counts: list[int], workers: int, backend: str,
     _write_summary(run_dir, summary)
 
 
-def _draw(run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: float, workers: int, seed: int) -> dict[str, Path]:
+def _draw(
+    run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: float, workers: int, seed: int
+) -> dict[str, Path]:
     from a3c import plots as plotting
 
     data = plotting.load_episodes(run_dir / "episodes.csv")
@@ -307,7 +359,8 @@ def _draw(run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: floa
         window=SMOOTHING,
         optimal_return=OPTIMAL_RETURN,
         zoom=RETURNS_ZOOM,
-        title=f"CliffWalking: episode returns of {workers} asynchronous worker{'s' if workers > 1 else ''} (seed {seed})",
+        title=f"CliffWalking: episode returns of {workers} asynchronous "
+        f"worker{'s' if workers > 1 else ''} (seed {seed})",
     )
     out["returns"] = plotting.save_figure(fig, run_dir / "returns.png")
     fig = plotting.policy_heatmap_figure(
@@ -318,7 +371,8 @@ def _draw(run_dir: Path, probs: np.ndarray, path: list[int], greedy_return: floa
         hazards=CLIFF,
         marks={START: ("S", "start"), GOAL: ("G", "goal")},
         terminal=(GOAL,),
-        title=f"Global policy after training: pi(a | cell); greedy path return {greedy_return:g} (optimal {OPTIMAL_RETURN:g})",
+        title=f"Global policy after training: pi(a | cell); greedy path return {greedy_return:g} "
+        f"(optimal {OPTIMAL_RETURN:g})",
     )
     out["policy_heatmap"] = plotting.save_figure(fig, run_dir / "policy_heatmap.png")
     return out
@@ -337,12 +391,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "cliff",
         help="the tutorial's demo: asynchronous workers solve CliffWalking with shared tables",
         description=(
-            "The tutorial's practice script on the a3c engine: WORKERS asynchronous workers train a tabular "
-            "actor-critic (a softmax policy table theta[s, a] and a value table V[s], shared by all workers) "
-            "on Gymnasium's CliffWalking with n-step advantages and plain SGD (theta += actor_lr * grad_theta, "
-            "V += critic_lr * grad_V). Writes returns.png (episode returns per worker and aggregated), "
-            "policy_heatmap.png (the final policy's action probabilities with the greedy path), summary.json "
-            "(greedy_return, reaches_goal, episodes, wall_s, workers, action_probs), config.json, progress.csv "
+            "The tutorial's practice script on the a3c engine: WORKERS asynchronous workers train "
+            "a tabular "
+            "actor-critic (a softmax policy table theta[s, a] and a value table V[s], shared by "
+            "all workers) "
+            "on Gymnasium's CliffWalking with n-step advantages and plain SGD (theta += actor_lr "
+            "* grad_theta, "
+            "V += critic_lr * grad_V). Writes returns.png (episode returns per worker and "
+            "aggregated), "
+            "policy_heatmap.png (the final policy's action probabilities with the greedy path), "
+            "summary.json "
+            "(greedy_return, reaches_goal, episodes, wall_s, workers, action_probs), config.json, "
+            "progress.csv "
             "and episodes.csv into the run directory."
         ),
         epilog="\n".join(
@@ -362,14 +422,62 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--workers", type=int, metavar="N", default=DEFAULT_WORKERS, help=f"number of asynchronous workers (default {DEFAULT_WORKERS})")
-    p.add_argument("--backend", choices=["processes", "serial"], default="processes", help="processes: one process per worker, tables in shared memory (default); serial: workers interleaved in one process, reproducible for a seed")
-    p.add_argument("--episodes", type=int, metavar="N", default=DEFAULT_EPISODES, help=f"training budget: stop once this many episodes have finished, counted across workers (default {DEFAULT_EPISODES})")
-    p.add_argument("--seed", type=int, metavar="S", default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    p.add_argument("--run-dir", metavar="DIR", help="where to write the run (default runs/cliff-DATE-TIME); must not hold a run already")
-    p.add_argument("--compare-workers", metavar="K1,K2,...", help="also run the same episode budget with each of these worker counts (e.g. 1,3) and draw their aggregate curves against wall time in compare_workers.png")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help="override any config key over the demo's defaults (repeatable), e.g. --set algo.n_steps=10")
-    p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="none", help="training progress on the console: none (default), plain lines, a bar, or auto (a bar on a terminal)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=DEFAULT_WORKERS,
+        help=f"number of asynchronous workers (default {DEFAULT_WORKERS})",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["processes", "serial"],
+        default="processes",
+        help="processes: one process per worker, tables in shared memory (default); serial: "
+        "workers interleaved in one process, reproducible for a seed",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        metavar="N",
+        default=DEFAULT_EPISODES,
+        help="training budget: stop once this many episodes have finished, counted across "
+        f"workers (default {DEFAULT_EPISODES})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        default=DEFAULT_SEED,
+        help=f"random seed (default {DEFAULT_SEED})",
+    )
+    p.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help="where to write the run (default runs/cliff-DATE-TIME); must not hold a run already",
+    )
+    p.add_argument(
+        "--compare-workers",
+        metavar="K1,K2,...",
+        help="also run the same episode budget with each of these worker counts (e.g. 1,3) and "
+        "draw their aggregate curves against wall time in compare_workers.png",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="assignments",
+        help="override any config key over the demo's defaults (repeatable), e.g. --set "
+        "algo.n_steps=10",
+    )
+    p.add_argument(
+        "--progress",
+        choices=["auto", "bar", "lines", "none"],
+        default="none",
+        help="training progress on the console: none (default), plain lines, a bar, or auto (a "
+        "bar on a terminal)",
+    )
     p.set_defaults(func=main)
     return p
 
@@ -383,16 +491,32 @@ def _show(v: Any) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run `a3c cliff` from parsed arguments; prints the result; 0 on a finished run, 130 on Ctrl-C."""
+    """Run `a3c cliff` from parsed arguments; prints the result; 0 on a finished run, 130 on
+    Ctrl-C."""
     from a3c.configfile import parse_assignments
 
     overrides = parse_assignments(getattr(args, "assignments", []) or [])
-    result = run(args.workers, args.backend, args.episodes, args.seed, args.run_dir, args.compare_workers, overrides, getattr(args, "progress", "none"))
+    result = run(
+        args.workers,
+        args.backend,
+        args.episodes,
+        args.seed,
+        args.run_dir,
+        args.compare_workers,
+        overrides,
+        getattr(args, "progress", "none"),
+    )
     s = result.summary
-    verdict = "reaches the goal without falling" if s["reaches_goal"] else "does NOT reach the goal safely"
+    verdict = (
+        "reaches the goal without falling"
+        if s["reaches_goal"]
+        else "does NOT reach the goal safely"
+    )
     print(
-        f"cliff: greedy return {s['greedy_return']:g} (optimal {OPTIMAL_RETURN:g}, safe >= {SAFE_RETURN:g}); "
-        f"the greedy policy {verdict}; {s['episodes']} episodes, {s['workers']} workers ({s['backend']}), "
+        f"cliff: greedy return {s['greedy_return']:g} (optimal {OPTIMAL_RETURN:g}, safe >= "
+        f"{SAFE_RETURN:g}); "
+        f"the greedy policy {verdict}; {s['episodes']} episodes, {s['workers']} workers "
+        f"({s['backend']}), "
         f"{s['wall_s']:.1f} s -> {result.run_dir}"
     )
     if result.compare:

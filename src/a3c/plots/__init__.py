@@ -45,12 +45,30 @@ if TYPE_CHECKING:
 
 __all__ = [
     # a3c.plots.data
-    "NOT_LEARNING", "EpisodeData", "EvalCurve", "Group", "RunCurve", "aggregate", "aggregate_curve",
-    "greedy_actions", "group_runs", "load_episodes", "load_evals", "load_run", "moving_average", "steps_label",
+    "NOT_LEARNING",
+    "EpisodeData",
+    "EvalCurve",
+    "Group",
+    "RunCurve",
+    "aggregate",
+    "aggregate_curve",
+    "greedy_actions",
+    "group_runs",
+    "load_episodes",
+    "load_evals",
+    "load_run",
+    "moving_average",
+    "steps_label",
     # a3c.plots.figures, imported on first use
-    "DPI", "SYMLOG_LINTHRESH", "compare_workers_figure", "curves_figure", "plot_runs",
-    "policy_heatmap_figure", "returns_figure", "save_figure",
-]  # fmt: skip
+    "DPI",
+    "SYMLOG_LINTHRESH",
+    "compare_workers_figure",
+    "curves_figure",
+    "plot_runs",
+    "policy_heatmap_figure",
+    "returns_figure",
+    "save_figure",
+]
 _FIGURES = frozenset(__all__) - frozenset(globals())  # the names not imported above
 
 

@@ -74,7 +74,9 @@ def load_evals(path: str | Path) -> EvalCurve | None:
     if not points:
         return None
     steps, wall, mean = zip(*points, strict=True)
-    return EvalCurve(np.asarray(steps, np.int64), np.asarray(wall, np.float64), np.asarray(mean, np.float64))
+    return EvalCurve(
+        np.asarray(steps, np.int64), np.asarray(wall, np.float64), np.asarray(mean, np.float64)
+    )
 
 
 @dataclass
@@ -84,7 +86,8 @@ class Group:
 
 
 def load_run(path: str | Path) -> RunCurve:
-    """Read a run directory's progress.csv (and config.json, summary.json, eval.csv when present)."""
+    """Read a run directory's progress.csv (and config.json, summary.json, eval.csv when
+    present)."""
     path = Path(path)
     progress = path / "progress.csv"
     if not progress.is_file():
@@ -126,17 +129,31 @@ def _progress_rows(path: Path) -> list[dict[str, Any]]:
     except OSError as e:
         raise A3CError(f"cannot read {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
-        raise A3CError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}): not a progress.csv a3c wrote") from None
+        raise A3CError(
+            f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}): not "
+            "a progress.csv a3c wrote"
+        ) from None
     except csv.Error as e:
         raise A3CError(f"malformed {path}: {first_line(e)}") from None
-    missing = [c for c in ("steps", "wall_s", "return_mean") if c not in (columns or ["steps", "wall_s", "return_mean"])]
+    missing = [
+        c
+        for c in ("steps", "wall_s", "return_mean")
+        if c not in (columns or ["steps", "wall_s", "return_mean"])
+    ]
     if missing:
-        raise A3CError(f"malformed {path}: it has no {', '.join(missing)} column (not a progress.csv a3c wrote)")
+        raise A3CError(
+            f"malformed {path}: it has no {', '.join(missing)} column (not a progress.csv a3c "
+            "wrote)"
+        )
     return rows
 
 
 def _key(run: RunCurve) -> str:
-    return json.dumps({k: v for k, v in sorted(run.config.items()) if k not in NOT_LEARNING}, sort_keys=True, default=str)
+    return json.dumps(
+        {k: v for k, v in sorted(run.config.items()) if k not in NOT_LEARNING},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def group_runs(runs: Sequence[RunCurve]) -> list[Group]:
@@ -155,7 +172,9 @@ def group_runs(runs: Sequence[RunCurve]) -> list[Group]:
         if not first.config:
             label = first.path.name
         elif len(differing) <= 3:
-            parts = [first.env_id] + [f"{k.split('.')[-1]}={_short(first.config.get(k))}" for k in differing]
+            parts = [first.env_id] + [
+                f"{k.split('.')[-1]}={_short(first.config.get(k))}" for k in differing
+            ]
             label = " ".join(parts)
         else:
             label = first.path.name
@@ -172,7 +191,10 @@ def _short(v: Any) -> str:
 
 
 def aggregate(
-    xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], held: Sequence[bool] | None = None, points: int = 200
+    xs: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    held: Sequence[bool] | None = None,
+    points: int = 200,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean, min and max of several curves, interpolated on a common grid. The grid ends where the
     first run that is not `held` ends; a held run (one that stopped because it solved the task)
@@ -184,7 +206,9 @@ def aggregate(
     ends = [float(x[-1]) for x, h in zip(xs, held, strict=True) if not h]
     hi = min(ends) if ends else max(float(x[-1]) for x in xs)
     grid = np.linspace(lo, hi, points) if hi > lo else np.asarray([lo])
-    stack = np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)])  # np.interp holds the ends
+    stack = np.stack(
+        [np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)]
+    )  # np.interp holds the ends
     return grid, stack.mean(axis=0), stack.min(axis=0), stack.max(axis=0)
 
 

@@ -41,7 +41,8 @@ from a3c.plots.data import (
 
 DPI = 120
 # Returns of early random episodes run to the thousands (every fall costs -100); a symmetric-log
-# axis keeps them on the figure while the last 100 units, where the learned policies sit, stay linear.
+# axis keeps them on the figure while the last 100 units, where the learned policies sit, stay
+# linear.
 SYMLOG_LINTHRESH = 100.0
 
 
@@ -59,7 +60,8 @@ def save_figure(fig: Figure, path: str | Path, dpi: float | None = DPI) -> Path:
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None) -> Path:
     """Draw curves.png: mean return against global steps and against wall time, one line per run or
-    seed group (mean with a min-max band), and the runs' evaluations (eval.csv). Returns the path."""
+    seed group (mean with a min-max band), and the runs' evaluations (eval.csv). Returns the
+    path."""
     fig = curves_figure([load_run(p) for p in run_dirs], title)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, title: str | None
 
 
 def curves_figure(runs: Sequence[RunCurve], title: str | None = None) -> Figure:
-    """The learning-curves figure of `plot_runs`: return against steps (left) and wall time (right)."""
+    """The learning-curves figure of `plot_runs`: return against steps (left) and wall time
+    (right)."""
     plotted = [r for r in runs if len(r.steps)]
     if not plotted:
         raise A3CError("no run has a finite return_mean yet (no episode finished): nothing to plot")
@@ -86,7 +89,11 @@ def curves_figure(runs: Sequence[RunCurve], title: str | None = None) -> Figure:
     ax_steps.set_xlabel("global env steps")
     ax_wall.set_xlabel("wall time (s)")
     window = {r.config.get("run.return_window") for r in plotted}
-    window_text = f"last {window.pop()} episodes" if len(window) == 1 and None not in window else "recent episodes"
+    window_text = (
+        f"last {window.pop()} episodes"
+        if len(window) == 1 and None not in window
+        else "recent episodes"
+    )
     evals = " and evaluations (dashed)" if any(r.evals is not None for r in plotted) else ""
     ax_steps.set_ylabel(f"mean return ({window_text}){evals}")
     ax_steps.set_title("return against steps")
@@ -101,7 +108,8 @@ def curves_figure(runs: Sequence[RunCurve], title: str | None = None) -> Figure:
 
 
 def _draw_group(ax: Any, group: Group, attr: str, color: str) -> None:
-    """One run as a line; a seed group as each run thin to its own end, their mean and min-max band."""
+    """One run as a line; a seed group as each run thin to its own end, their mean and min-max
+    band."""
     xs = [getattr(r, attr).astype(np.float64) for r in group.runs]
     ys = [r.return_mean for r in group.runs]
     _draw_evals(ax, group, attr, color)
@@ -114,7 +122,9 @@ def _draw_group(ax: Any, group: Group, attr: str, color: str) -> None:
     grid, mean, lower, upper = aggregate(xs, ys, held)
     note = " (solved runs hold their last value)" if any(held) else ""
     ax.plot(grid, mean, color=color, lw=2.0, label=f"{group.label}: mean{note}")
-    ax.fill_between(grid, lower, upper, color=color, alpha=0.2, lw=0, label=f"{group.label}: min-max")
+    ax.fill_between(
+        grid, lower, upper, color=color, alpha=0.2, lw=0, label=f"{group.label}: min-max"
+    )
 
 
 def _draw_evals(ax: Any, group: Group, attr: str, color: str) -> None:
@@ -122,12 +132,25 @@ def _draw_evals(ax: Any, group: Group, attr: str, color: str) -> None:
     runs = [r for r in group.runs if r.evals is not None]
     for k, run in enumerate(runs):
         assert run.evals is not None
-        label = f"{group.label}: evaluations ({run.config.get('eval.episodes', '?')} episodes each)" if k == 0 else None
-        ax.plot(getattr(run.evals, attr), run.evals.mean, color=color, ls="--", lw=1.0, marker="o", ms=3, alpha=0.9, label=label)
+        label = (
+            f"{group.label}: evaluations ({run.config.get('eval.episodes', '?')} episodes each)"
+            if k == 0
+            else None
+        )
+        ax.plot(
+            getattr(run.evals, attr),
+            run.evals.mean,
+            color=color,
+            ls="--",
+            lw=1.0,
+            marker="o",
+            ms=3,
+            alpha=0.9,
+            label=label,
+        )
 
 
 # --- episode returns and tabular policies (the cliff demo's figures) ---------------------------
-
 
 
 _RETURN_TICKS = (-10000, -5000, -2000, -1000, -500, -200, -100, -50, -25, 0)
@@ -140,7 +163,13 @@ def _return_axis(ax: Any, optimal_return: float | None, symlog: bool = True) -> 
         ax.yaxis.set_minor_locator(NullLocator())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     if optimal_return is not None:
-        ax.axhline(optimal_return, color="black", linestyle="--", linewidth=1.2, label=f"optimal return ({optimal_return:g})")
+        ax.axhline(
+            optimal_return,
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"optimal return ({optimal_return:g})",
+        )
     ax.grid(True, which="major", alpha=0.3)
 
 
@@ -167,7 +196,14 @@ def returns_figure(
     for i, ax in enumerate(axes):
         for k, w in enumerate(workers):
             mask = data.worker == w
-            ax.plot(x_all[mask], moving_average(data.returns[mask], worker_window), color=f"C{(k + 1) % 10}", alpha=0.5, linewidth=1.0, label=f"worker {w} (moving avg. {worker_window})")
+            ax.plot(
+                x_all[mask],
+                moving_average(data.returns[mask], worker_window),
+                color=f"C{(k + 1) % 10}",
+                alpha=0.5,
+                linewidth=1.0,
+                label=f"worker {w} (moving avg. {worker_window})",
+            )
         ax.plot(x_all, agg, color="C0", linewidth=2.6, label=f"all workers (moving avg. {window})")
         _return_axis(ax, optimal_return, symlog=i == 0)
     axes[0].set_ylabel("episode return (symlog scale)")
@@ -192,7 +228,11 @@ def compare_workers_figure(
     """Aggregate moving-average return of several runs, against wall time (left) and episodes
     (right); with `zoom=(low, high)` a second row shows that return range on a linear axis."""
     fig = Figure(figsize=(13, 8 if zoom else 5), layout="constrained")
-    grid = np.asarray(fig.subplots(2 if zoom else 1, 2, sharex="col", squeeze=False, height_ratios=[3, 2] if zoom else None))
+    grid = np.asarray(
+        fig.subplots(
+            2 if zoom else 1, 2, sharex="col", squeeze=False, height_ratios=[3, 2] if zoom else None
+        )
+    )
     for k, (label, data) in enumerate(runs.items()):
         x, wall, agg = aggregate_curve(data, window)
         for row in grid:
@@ -226,7 +266,8 @@ def policy_heatmap_figure(
     hazard_label: str = "cliff",
     title: str = "Policy: probability of each action per cell",
 ) -> Figure:
-    """One panel per action: pi(a|s) on the grid, hazards hatched, marked cells lettered, greedy path drawn.
+    """One panel per action: pi(a|s) on the grid, hazards hatched, marked cells lettered, greedy
+    path drawn.
 
     Args:
       probs: `[n_states, n_actions]` action probabilities, states numbered row-major over `shape`.
@@ -240,7 +281,9 @@ def policy_heatmap_figure(
     probs = np.asarray(probs, dtype=np.float64)
     rows, cols = shape
     if probs.shape != (rows * cols, len(action_names)):
-        raise ValueError(f"probs must be [{rows * cols}, {len(action_names)}], got {list(probs.shape)}")
+        raise ValueError(
+            f"probs must be [{rows * cols}, {len(action_names)}], got {list(probs.shape)}"
+        )
     marks = dict(marks or {})
     n = len(action_names)
     ncols = 2 if n == 4 else n
@@ -255,15 +298,44 @@ def policy_heatmap_figure(
         for s in range(rows * cols):
             r, c = divmod(s, cols)
             if s in hazards:
-                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="0.35", edgecolor="white", hatch="//", linewidth=0.5))
+                ax.add_patch(
+                    Rectangle(
+                        (c - 0.5, r - 0.5),
+                        1,
+                        1,
+                        facecolor="0.35",
+                        edgecolor="white",
+                        hatch="//",
+                        linewidth=0.5,
+                    )
+                )
                 continue
             if s in marks:  # a letter in the cell's corner; a terminal cell gets only its letter
                 centred = s in terminal
-                ax.text(c if centred else c - 0.42, r if centred else r - 0.38, marks[s][0], ha="center" if centred else "left", va="center" if centred else "top", fontsize=11 if centred else 7, fontweight="bold", color="white", bbox={"boxstyle": "round,pad=0.15", "facecolor": "black", "alpha": 0.6})
+                ax.text(
+                    c if centred else c - 0.42,
+                    r if centred else r - 0.38,
+                    marks[s][0],
+                    ha="center" if centred else "left",
+                    va="center" if centred else "top",
+                    fontsize=11 if centred else 7,
+                    fontweight="bold",
+                    color="white",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "black", "alpha": 0.6},
+                )
                 if centred:
                     continue
             p = grid[r, c]
-            ax.text(c, r, f"{p:.2f}", ha="center", va="center", fontsize=6.5, color="black" if p > 0.6 else "white", fontweight="bold" if greedy[s] == a else "normal")
+            ax.text(
+                c,
+                r,
+                f"{p:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="black" if p > 0.6 else "white",
+                fontweight="bold" if greedy[s] == a else "normal",
+            )
         if path is not None and len(path) > 1:
             pr, pc = np.divmod(np.asarray(path), cols)
             ax.plot(pc, pr, color="#ff3b30", linewidth=2.0, marker="o", markersize=3, alpha=0.75)
@@ -277,7 +349,9 @@ def policy_heatmap_figure(
     assert image is not None  # there is at least one action
     cbar = fig.colorbar(image, ax=list(axes[:n]), shrink=0.9, pad=0.02)
     cbar.set_label("probability of the action")
-    handles: list[Artist] = [Patch(facecolor="0.35", hatch="//", edgecolor="white", label=hazard_label)]
+    handles: list[Artist] = [
+        Patch(facecolor="0.35", hatch="//", edgecolor="white", label=hazard_label)
+    ]
     if path is not None and len(path) > 1:
         handles.append(_line_handle("greedy path"))
     labels = ", ".join(f"{letter} = {meaning}" for letter, meaning in dict.fromkeys(marks.values()))
