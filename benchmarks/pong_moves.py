@@ -38,9 +38,8 @@ def play(agent: A3C, seeds: list[int], by_move: bool) -> dict:
             obs, _ = env.reset(seed=seed)
             total, done = 0.0, False
             while not done:
-                batch, _ = agent.policy._obs_tensor(
-                    obs
-                )  # as predict() prepares it (statistics too)
+                # as predict() prepares it (statistics too)
+                batch, _ = agent.policy._obs_tensor(obs)
                 with torch.inference_mode():
                     logits, _, _ = agent.model(batch, None)
                 p = torch.softmax(logits[0], -1).numpy().astype(np.float64)

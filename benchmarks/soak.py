@@ -63,6 +63,7 @@ class CartPoleHangsOnce:
 def child(minutes: float, run_dir: str, worker_timeout: float) -> int:
     from a3c import A3C
 
+    # the budget stops crash loops; here faults are injected
     agent = A3C(
         "soak:CartPoleHangsOnce",
         workers=2,
@@ -72,7 +73,7 @@ def child(minutes: float, run_dir: str, worker_timeout: float) -> int:
         max_time=minutes * 60,
         worker_timeout=worker_timeout,
         max_restarts=100,
-    )  # the budget stops crash loops; here faults are injected
+    )
     summary = agent.learn(run_dir=run_dir, progress="none")
     print(
         "SOAK_SUMMARY "

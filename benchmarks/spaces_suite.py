@@ -48,9 +48,8 @@ def first_step(run_dir: Path, threshold: float, window: int = 100) -> tuple[int 
     returns = np.array([r for _, r in rows])
     if len(returns) < window:
         return None, -float("inf")
-    means = np.convolve(
-        returns, np.ones(window) / window, mode="valid"
-    )  # means[i]: episodes i..i+window-1
+    # means[i]: episodes i..i+window-1
+    means = np.convolve(returns, np.ones(window) / window, mode="valid")
     hits = np.flatnonzero(means >= threshold)
     return (rows[hits[0] + window - 1][0] if hits.size else None), float(means.max())
 

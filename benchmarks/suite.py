@@ -481,16 +481,13 @@ def train_a3c(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
     def callback(row: dict[str, Any]) -> bool:
         if hook is not None and row["steps"] >= hook and not fired:
             fired.append(True)
-            os.kill(
-                os.getpid(), signal.SIGTERM
-            )  # once: a second SIGTERM kills a3c's trainer at once
+            # once: a second SIGTERM kills a3c's trainer at once
+            os.kill(os.getpid(), signal.SIGTERM)
         return True
 
     if not first and spec["budget_steps"] and agent.num_timesteps >= spec["budget_steps"]:
-        summary = {
-            **json.loads((run / "summary.json").read_text()),
-            "stop_reason": "total_steps",
-        }  # stopped at its budget
+        # stopped at its budget
+        summary = {**json.loads((run / "summary.json").read_text()), "stop_reason": "total_steps"}
     else:
         summary = agent.learn(run_dir=run if first else None, progress="none", callback=callback)
     if summary["stop_reason"] in ("terminated", "interrupted"):
@@ -554,9 +551,8 @@ def build_sb3(
     kwargs = dict(hp["a2c_kwargs"])
     namespace = {"dict": dict, "RMSpropTFLike": RMSpropTFLike, "nn": __import__("torch").nn}
     if isinstance(kwargs.get("policy_kwargs"), str):
-        kwargs["policy_kwargs"] = eval(
-            kwargs["policy_kwargs"], namespace
-        )  # the zoo evaluates these strings too
+        # the zoo evaluates these strings too
+        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], namespace)
     for k, v in kwargs.items():
         if isinstance(v, str) and v.startswith("lin_"):
             lr = float(v[4:])
@@ -633,9 +629,8 @@ def train_sb3(spec: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
         model.learn(total_timesteps=remaining, reset_num_timesteps=False, callback=Budget())
     save()
     episodes.close()
-    signal.signal(
-        signal.SIGTERM, signal.SIG_DFL
-    )  # during the evaluation SIGTERM ends the job at once (it is redone)
+    # during the evaluation SIGTERM ends the job at once (it is redone)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if stop["term"]:
         env.close()

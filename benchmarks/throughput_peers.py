@@ -116,9 +116,10 @@ def run_sf(seconds: float, venvs: Path) -> dict[str, Any]:
             cwd=ROOT,
         )
         lines: list[str] = []
+        # type: ignore[union-attr]
         reader = threading.Thread(
             target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True
-        )  # type: ignore[union-attr]
+        )
         reader.start()
         # Its own --train_for_seconds did not stop it here (it ran on for minutes): it is stopped
         # `seconds` after its first frames (or after 120 s of start-up without any).
@@ -127,10 +128,8 @@ def run_sf(seconds: float, venvs: Path) -> dict[str, Any]:
             if not started and any(
                 m and int(m.group(2)) > 0 for m in map(SF_FRAMES.search, list(lines))
             ):
-                started, deadline = (
-                    True,
-                    time.monotonic() + seconds + 6,
-                )  # its log reports every 5 s
+                # its log reports every 5 s
+                started, deadline = (True, time.monotonic() + seconds + 6)
             time.sleep(0.5)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

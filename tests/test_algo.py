@@ -353,9 +353,8 @@ def test_gae_fast_matches_slow(T, B, gamma, lam):
         r, v, v_tp1, term, trunc = random_rollout(rng, T, B, p_end)
         by_sum = slow_gae_advantages(r, v, v_tp1, term, trunc, gamma, lam)
         by_lambda_return = slow_lambda_return_advantages(r, v, v_tp1, term, trunc, gamma, lam)
-        np.testing.assert_allclose(
-            by_sum, by_lambda_return, rtol=1e-9, atol=1e-9
-        )  # two slow forms agree
+        # two slow forms agree
+        np.testing.assert_allclose(by_sum, by_lambda_return, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(
             fast_advantages(r, v, v_tp1, term, trunc, gamma, lam), by_sum, rtol=1e-5, atol=1e-5
         )

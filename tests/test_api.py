@@ -160,9 +160,8 @@ def test_predict_takes_one_observation_or_a_batch_and_clips_box_actions():
     assert cartpole.predict(np.zeros((3, 4)), deterministic=True)[0].shape == (3,)
     with pytest.raises(ValueError, match="does not fit"):
         cartpole.predict(np.zeros(5))
-    pendulum = A3C(
-        "Pendulum-v1", gaussian="state_independent", log_std_init=3.0
-    )  # samples fall outside [-2, 2]
+    # samples fall outside [-2, 2]
+    pendulum = A3C("Pendulum-v1", gaussian="state_independent", log_std_init=3.0)
     actions, _ = pendulum.predict(np.zeros((256, 3), np.float32))
     assert actions.shape == (256, 1) and actions.dtype == np.float32
     assert actions.min() == -2.0 and actions.max() == 2.0, "Box actions are clipped to the bounds"
@@ -176,6 +175,5 @@ def test_load_refuses_an_override_that_changes_the_architecture(readme_run):
         A3C.load(where / "cartpole-agent", hidden=[8])
     agent = A3C.load(where / "cartpole-agent", backend="processes", workers=1)
     assert agent.config.backend.name == "processes"
-    assert (
-        checkpoint.find(where / "cartpole-agent").meta["config"]["backend"]["name"] == "serial"
-    )  # as saved
+    # as saved
+    assert checkpoint.find(where / "cartpole-agent").meta["config"]["backend"]["name"] == "serial"

@@ -167,9 +167,8 @@ def test_processes_backend_learns_cartpole(tmp_path):
     assert summary["stop_reason"] == "target_return"
     assert summary["solved"] is True and summary["solved_return_mean"] >= 300.0
     assert summary["solved_steps"] <= summary["steps"]
-    assert (
-        summary["return_mean"] >= 200.0
-    )  # the final window includes episodes that ended while stopping
+    # the final window includes episodes that ended while stopping
+    assert summary["return_mean"] >= 200.0
     rows = list(csv.DictReader(open(tmp_path / "run" / "progress.csv")))
     steps = [int(r["steps"]) for r in rows]
     assert steps == sorted(steps) and steps[-1] == summary["steps"]
@@ -234,9 +233,8 @@ def test_an_env_factory_workers_cannot_receive_is_a_clear_error_before_the_run_s
         agent.learn(run_dir=tmp_path / "run", progress="none")
     assert not (tmp_path / "run").exists(), "nothing was started"
     agent.config = agent.config.replace({"backend": "serial"})
-    assert (
-        agent.learn(run_dir=tmp_path / "serial", progress="none")["steps"] >= 10_000
-    )  # the same factory works in one process
+    # the same factory works in one process
+    assert agent.learn(run_dir=tmp_path / "serial", progress="none")["steps"] >= 10_000
 
 
 def test_workers_that_cannot_start_stop_the_run_with_the_reason(tmp_path, monkeypatch):

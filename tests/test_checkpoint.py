@@ -98,9 +98,8 @@ def test_round_trip_keeps_every_tensor_bit_for_bit(tmp_path):
 
 
 def test_run_checkpoints_keep_the_newest_k_and_point_latest_at_the_newest(tmp_path):
-    (tmp_path / "checkpoints" / "step_000000000050.tmp").mkdir(
-        parents=True
-    )  # a killed writer's leftover
+    # a killed writer's leftover
+    (tmp_path / "checkpoints" / "step_000000000050.tmp").mkdir(parents=True)
     for steps in (128, 256, 384, 512, 640):
         t = _tensors()
         t["counters.worker_steps"] = torch.tensor([steps, 0])

@@ -103,9 +103,8 @@ def test_sgd_push_is_the_tutorials_update():
     n_actor = sum(p.numel() for p in model.actor_parameters())
     flat = torch.randn(n_actor + N_STATES)
     before = flat.clone()
-    ascent = torch.randn_like(
-        flat
-    )  # the objective's gradient; the engine pushes the loss's, -ascent
+    # the objective's gradient; the engine pushes the loss's, -ascent
+    ascent = torch.randn_like(flat)
     actor_lr, critic_lr = cfg.optim.learning_rate, cfg.optim.critic_learning_rate
     assert (cfg.optim.name, actor_lr != critic_lr) == ("sgd", True)
     apply_update("sgd", flat, -ascent, {}, cfg.optim, actor_lr, critic_lr, n_actor)

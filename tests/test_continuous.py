@@ -109,9 +109,8 @@ def test_continuous_control_learns_a_1d_target(tmp_path, normalize_obs):
     assert summary["return_mean"] >= -3.0
     if normalize_obs:
         mean, std = normalize.mean_std(agent.obs_stats.table)
-        assert (
-            abs(float(mean[1])) < 0.2 and 0.4 < float(std[1]) < 0.75
-        )  # target ~ U(-1, 1): std 0.577
+        # target ~ U(-1, 1): std 0.577
+        assert abs(float(mean[1])) < 0.2 and 0.4 < float(std[1]) < 0.75
 
 
 def test_mujoco_inverted_pendulum_runs(tmp_path):
@@ -138,9 +137,8 @@ def test_gsde_noise_is_state_dependent_and_fixed_within_a_rollout():
     head.resample(g)
     out1, _, _ = model(obs)
     out2, _, _ = model(obs)
-    torch.testing.assert_close(
-        out1[:, 2], out2[:, 2]
-    )  # same matrix: the same noise for the same state
+    # same matrix: the same noise for the same state
+    torch.testing.assert_close(out1[:, 2], out2[:, 2])
     h = model.pi_body(model.encoder(obs)).detach()
     torch.testing.assert_close(out1[:, 2], h @ head.noise_matrix)
     torch.testing.assert_close(out1[:, 1], torch.sqrt(h.pow(2) @ head.log_std.exp().pow(2) + 1e-6))
@@ -149,6 +147,5 @@ def test_gsde_noise_is_state_dependent_and_fixed_within_a_rollout():
     head.resample(g)
     out3, _, _ = model(obs)
     assert not torch.allclose(out1[:, 2], out3[:, 2])  # a new rollout draws a new matrix
-    assert "noise_matrix" not in dict(
-        model.named_parameters()
-    )  # not trained, not in the flat vector
+    # not trained, not in the flat vector
+    assert "noise_matrix" not in dict(model.named_parameters())

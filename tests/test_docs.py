@@ -163,9 +163,8 @@ def test_getting_started_runs_as_written(tmp_path):
     assert (runs / "cartpole" / "curves.png").stat().st_size > 10_000
 
     (cliff,) = (runs).glob("cliff-*/summary.json")
-    assert (
-        json.loads(cliff.read_text())["greedy_return"] >= -17
-    )  # the optimal path is -13, random play far worse
+    # the optimal path is -13, random play far worse
+    assert json.loads(cliff.read_text())["greedy_return"] >= -17
 
     long = json.loads((runs / "long" / "summary.json").read_text())
     assert long["stop_reason"] == "max_time" and 20 <= long["wall_s"] < 40, long

@@ -23,12 +23,8 @@ from a3c.backends import WorkerFailure
 from a3c.plots import load_run, plot_runs
 
 A3C_CLI = [sys.executable, "-m", "a3c.cli"]
-SMALL = {
-    "workers": 2,
-    "envs_per_worker": 2,
-    "n_steps": 5,
-    "target_return": None,
-}  # 20 global steps a serial poll
+# 20 global steps a serial poll
+SMALL = {"workers": 2, "envs_per_worker": 2, "n_steps": 5, "target_return": None}
 
 
 def _evals(run_dir: Path) -> list[dict[str, float]]:
@@ -105,9 +101,8 @@ def test_processes_evaluations_come_at_the_intervals_and_the_process_is_gone_aft
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     rows = _evals(tmp_path / "run")
     assert len(rows) >= 3, rows
-    slots = [
-        int(r["steps"]) // 5_000 for r in rows
-    ]  # each row from a later interval than the one before
+    # each row from a later interval than the one before
+    slots = [int(r["steps"]) // 5_000 for r in rows]
     assert slots[0] >= 1 and slots == sorted(set(slots)), slots
     assert all(r["mean"] == 7.0 and r["std"] == 0.0 for r in rows)
     assert summary["eval"]["evaluations"] == len(rows) and summary["stop_reason"] == "total_steps"
@@ -230,10 +225,8 @@ def test_a_resumed_run_keeps_its_best_and_continues_eval_csv(tmp_path):
     [("processes", "raise"), ("processes", "hang"), ("serial", "raise"), ("serial", "hang")],
 )
 def test_a_failing_evaluator_is_restarted_and_training_goes_on(backend, fail, tmp_path, caplog):
-    marker, run_dir = (
-        tmp_path / "failed",
-        tmp_path / "run",
-    )  # the first evaluation env to reach its 20th step fails; no other
+    # the first evaluation env to reach its 20th step fails; no other
+    marker, run_dir = (tmp_path / "failed", tmp_path / "run")
     agent = A3C(
         "fake_envs:CartPoleEvalFails",
         backend=backend,
@@ -441,15 +434,13 @@ def test_an_unreadable_best_falls_back_to_the_latest_and_a_half_replaced_one_is_
     run_dir = tmp_path / "run"
     shutil.copytree(cartpole_run, run_dir)
     best = run_dir / "checkpoints" / "best"
-    os.replace(
-        best, best.with_name("best.old")
-    )  # a writer killed between moving best/ aside and renaming the new one in
+    # a writer killed between moving best/ aside and renaming the new one in
+    os.replace(best, best.with_name("best.old"))
     assert A3C.load(run_dir).checkpoint_kind == "best" and checkpoint.best_path(
         run_dir
     ) == best.with_name("best.old")
-    newest = checkpoint.find(
-        run_dir
-    )  # the next checkpoint's clean-up of killed writers' leftovers spares it
+    # the next checkpoint's clean-up of killed writers' leftovers spares it
+    newest = checkpoint.find(run_dir)
     meta = {
         k: v
         for k, v in newest.meta.items()

@@ -186,9 +186,8 @@ def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(
 def test_the_newest_complete_checkpoint_wins_over_what_latest_names(tmp_path):
     _save(tmp_path, 128)
     _save(tmp_path, 256)
-    (tmp_path / "checkpoints" / "latest").write_text(
-        "step_000000000128\n"
-    )  # killed before `latest` moved
+    # killed before `latest` moved
+    (tmp_path / "checkpoints" / "latest").write_text("step_000000000128\n")
     assert checkpoint.find(tmp_path).steps == 256
 
 

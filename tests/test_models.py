@@ -138,9 +138,8 @@ def test_tabular_policy_gradient_is_onehot_minus_pi_times_advantage():
         )
     logits, _, _ = model(torch.tensor([s]))
     logp, _ = categorical_logp_entropy(logits, torch.tensor([a]))
-    loss = algo.policy_gradient_loss(
-        logp.reshape(1, 1), torch.tensor([[A]])
-    )  # N = 1: mean is the sample
+    # N = 1: mean is the sample
+    loss = algo.policy_gradient_loss(logp.reshape(1, 1), torch.tensor([[A]]))
     loss.backward()
 
     theta_s = model.policy_head.weight.detach()[:, s]
@@ -433,9 +432,8 @@ def test_separate_critic_lr_applies_only_to_the_tail(kind):
         apply_update(kind, only_critic_lr, g, s_c, cfg, critic_lr, critic_lr, n_actor)
     torch.testing.assert_close(both[:n_actor], only_actor_lr[:n_actor])
     torch.testing.assert_close(both[n_actor:], only_critic_lr[n_actor:])
-    assert not torch.allclose(
-        both[n_actor:], only_actor_lr[n_actor:]
-    )  # the tail did move differently
+    # the tail did move differently
+    assert not torch.allclose(both[n_actor:], only_actor_lr[n_actor:])
 
 
 @pytest.mark.parametrize("kind", ["rmsprop", "adam", "sgd"])
@@ -573,9 +571,8 @@ def test_the_store_owns_the_schedules_of_the_absolute_global_step(cartpole_space
     assert store.push(
         1, 25, store.pull(buf), torch.zeros(store.size)
     ).learning_rate == pytest.approx(1e-2 * 0.75)
-    assert store.pull(buf).ent_coef == pytest.approx(
-        0.1
-    )  # 50 global steps: past the schedule's point
+    # 50 global steps: past the schedule's point
+    assert store.pull(buf).ent_coef == pytest.approx(0.1)
 
 
 def test_store_pull_copies_and_push_returns_update_lag(cartpole_spaces):

@@ -45,9 +45,8 @@ def earlier_run(tmp_path_factory):
     (run_dir / "config.json").write_text(json.dumps(old))
     ckpt = checkpoint.find(run_dir).path
     meta = json.loads((ckpt / "meta.json").read_text())
-    (ckpt / "meta.json").write_text(
-        json.dumps({**meta, "config": old})
-    )  # the checksum covers the tensors
+    # the checksum covers the tensors
+    (ckpt / "meta.json").write_text(json.dumps({**meta, "config": old}))
     return run_dir
 
 

@@ -56,9 +56,8 @@ def test_ray_backend_on_a_two_node_cluster_learns_cartpole(cluster, tmp_path):
     # The checkpoint holds the parameter server's final parameters, synced to the trainer ...
     for a, b in zip(loaded.model.parameters(), agent.model.parameters(), strict=True):
         assert torch.equal(a, b)
-    assert (
-        loaded.evaluate(episodes=3)["mean"] >= 100.0
-    )  # ... and they are learned (random play: ~20)
+    # ... and they are learned (random play: ~20)
+    assert loaded.evaluate(episodes=3)["mean"] >= 100.0
 
 
 def test_a_ray_worker_whose_process_dies_is_recreated(cluster, tmp_path):
@@ -166,9 +165,8 @@ def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatc
     g = torch.Generator().manual_seed(0)
     grads = [torch.randn(one_by_one.size, generator=g) for _ in range(4)]
     pulled = Pulled(0, 0.0)
-    one_by_one.push(
-        0, 64, pulled, None
-    )  # the batch's skipped update is counted first, as the server does
+    # the batch's skipped update is counted first, as the server does
+    one_by_one.push(0, 64, pulled, None)
     pushed = [tuple(one_by_one.push(0, 64, pulled, gr)) for gr in grads]
     reply = ray_backend.ParameterServer(batched).push_batch(
         0, torch.stack(grads).numpy(), [tuple(pulled)] * 4, [64] * 4, [64], None
@@ -222,9 +220,8 @@ def test_observation_statistics_are_merged_at_the_server_never_overwritten(monke
     remote.obs_stats.update(0, torch.full((5, 4), 2.0))
     remote.push(0, 5, remote.pull(torch.empty(store.size)), torch.zeros(store.size))
     remote.finish()
-    assert (
-        store.obs_stats.table[0, 0] == 15 and store.obs_stats.table[0, 1] == 10 + 10
-    )  # sums of 1s and 2s
+    # sums of 1s and 2s
+    assert store.obs_stats.table[0, 0] == 15 and store.obs_stats.table[0, 1] == 10 + 10
     again = _remote(server, store, index=0)  # the restarted worker 0
     again.obs_stats.update(0, torch.full((1, 4), 3.0))
     again.push(0, 1, again.pull(torch.empty(store.size)), torch.zeros(store.size))

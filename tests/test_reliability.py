@@ -312,9 +312,8 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path)
         target_return=None,
         log_interval=500,
     ).learn(run_dir=run_dir, progress="none")
-    for ckpt in checkpoint.list_checkpoints(
-        run_dir / "checkpoints"
-    ):  # as if killed during the first one
+    # as if killed during the first one
+    for ckpt in checkpoint.list_checkpoints(run_dir / "checkpoints"):
         (ckpt / "meta.json").unlink()
         ckpt.rename(ckpt.with_name(ckpt.name + ".tmp"))
     (run_dir / "summary.json").unlink()

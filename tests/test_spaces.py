@@ -53,10 +53,8 @@ FAST = dict(
         ("space_envs:MultiDiscreteActionCue", {}),
         ("space_envs:MaskedCue", {}),  # action_masks() method; an invalid action raises in the env
         ("space_envs:MaskedCueInfo", {}),  # info["action_mask"]
-        (
-            "space_envs:GridDict",
-            {"env.obs_keys": ["image", "direction"]},
-        ),  # MiniGrid-like 7x7x3 grid, text dropped
+        # MiniGrid-like 7x7x3 grid, text dropped
+        ("space_envs:GridDict", {"env.obs_keys": ["image", "direction"]}),
         ("space_envs:SideImage", {}),  # 3x32x32 uint8, channels first
         ("space_envs:SideImageHWC", {}),  # 32x32x3, channels last
     ],
@@ -78,14 +76,13 @@ def test_agent_learns_multibinary_actions(tmp_path):
 
 def test_images_and_structured_observations_get_settings_from_their_spaces():
     image = A3C("space_envs:SideImage", backend="serial")
-    assert (image.config.optim.name, image.config.algo.ent_coef) == (
-        "adam",
-        0.01,
-    )  # presets/image.yaml
+    # presets/image.yaml
+    assert (image.config.optim.name, image.config.algo.ent_coef) == ("adam", 0.01)
     grid = A3C("space_envs:GridDict", backend="serial", obs_keys=["image", "direction"])
+    # keys sorted: direction, image
     assert grid.config.algo.ent_coef == 0.01 and isinstance(
         grid.model.encoder.parts[1], ConvEncoder
-    )  # keys sorted: direction, image
+    )
     vector = A3C("space_envs:DictCue", backend="serial")
     assert vector.config.algo.ent_coef == 0.0  # no image: the library's defaults
     mine = A3C("space_envs:SideImage", backend="serial", learning_rate=3e-3)
@@ -128,9 +125,8 @@ def test_serial_runs_with_packed_observations_and_masks_are_reproducible(tmp_pat
 
 def test_multicategorical_log_prob_and_entropy_by_hand():
     head = MultiCategoricalHead(1, gym.spaces.MultiDiscrete([2, 3]))
-    out = torch.tensor(
-        [[0.0, math.log(3.0), 0.0, 0.0, math.log(2.0)]]
-    )  # p = [1/4, 3/4], [1/4, 1/4, 1/2]
+    # p = [1/4, 3/4], [1/4, 1/4, 1/2]
+    out = torch.tensor([[0.0, math.log(3.0), 0.0, 0.0, math.log(2.0)]])
     logp, entropy = head.logp_entropy(out, torch.tensor([[1, 2]]))
     assert logp.item() == pytest.approx(math.log(3 / 4) + math.log(1 / 2), abs=1e-6)
     h1 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
@@ -302,11 +298,8 @@ def test_a_user_factory_without_a_size_is_measured_and_a_missing_module_is_named
     assert agent.model.encoder.out_dim == 8  # found by a forward pass
     agent.learn(total_steps=2_000, progress="none", run_dir=tmp_path / "run")
     path = agent.save(tmp_path / "agent")
-    env = {
-        "PYTHONPATH": "",
-        "PATH": "/usr/bin:/bin",
-        "OMP_NUM_THREADS": "1",
-    }  # tests/ not on the path: space_envs is gone
+    # tests/ not on the path: space_envs is gone
+    env = {"PYTHONPATH": "", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "a3c.cli", "eval", str(path), "--episodes", "1"],
         capture_output=True,
@@ -341,9 +334,8 @@ def test_a_run_with_masks_and_a_dict_observation_resumes(tmp_path):
 
 def test_a_multibinary_mask_fixes_the_entries_with_one_valid_value():
     head = BernoulliHead(1, gym.spaces.MultiBinary(3))
-    mask = torch.tensor([[True, True, False, True, True, False]]).repeat(
-        2_000, 1
-    )  # free, must be 1, must be 0
+    # free, must be 1, must be 0
+    mask = torch.tensor([[True, True, False, True, True, False]]).repeat(2_000, 1)
     out = head.apply_mask(torch.zeros(2_000, 3), mask)
     draws = head.sample(out, torch.Generator().manual_seed(0))
     assert draws[:, 1].eq(1).all() and draws[:, 2].eq(0).all() and 0.4 < draws[:, 0].mean() < 0.6

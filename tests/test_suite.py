@@ -25,9 +25,8 @@ def _suite(out: Path, *args: str, term_at: int | None = None) -> subprocess.Comp
     }
     env.pop("A3C_SUITE_TERM_AT_STEPS", None)
     if term_at is not None:
-        env["A3C_SUITE_TERM_AT_STEPS"] = str(
-            term_at
-        )  # the job's first segment SIGTERMs itself there
+        # the job's first segment SIGTERMs itself there
+        env["A3C_SUITE_TERM_AT_STEPS"] = str(term_at)
     return subprocess.run(
         [sys.executable, str(SUITE), "smoke", "--out", str(out), "--episodes", "2", *args],
         capture_output=True,

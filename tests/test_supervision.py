@@ -88,9 +88,8 @@ def test_a_worker_that_keeps_failing_stops_the_run_with_a_usable_checkpoint(tmp_
     import json
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert (
-        summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] >= 2
-    )  # both workers fail
+    # both workers fail
+    assert summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] >= 2
     loaded = A3C.load(tmp_path / "run", env=fake_envs.RaisesOnStep)  # the checkpoint is usable
     action, _ = loaded.predict([0.0, 0.0], deterministic=True)
     assert int(action) in (0, 1)
@@ -126,9 +125,8 @@ def test_workers_and_their_fork_server_exit_when_the_trainer_is_killed(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", code % str(run_dir)], start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while (
-            not (run_dir / "progress.csv").exists() or len(_group_members(proc.pid)) < 4
-        ):  # trainer, server, 2 workers
+        # trainer, server, 2 workers
+        while not (run_dir / "progress.csv").exists() or len(_group_members(proc.pid)) < 4:
             assert proc.poll() is None and time.monotonic() < deadline, "the run did not get going"
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)

@@ -91,18 +91,16 @@ class A3C:
             config.backend.worker_timeout,
             config.env.action_masks,
         )
-        if built and env_family(env, self.observation_space) != env_family(
-            env
-        ):  # an image env, say: its family's preset
+        # an image env, say: its family's preset
+        if built and env_family(env, self.observation_space) != env_family(env):
             config = build_config(
                 env, files, hyperparameters, observation_space=self.observation_space
             )
         self.config = config
         torch.manual_seed(config.run.seed)
         self.model = make_model(self.observation_space, self.action_space, config.model)
-        check_rollout_memory(
-            self.observation_space, self.action_space, config
-        )  # before any worker allocates
+        # before any worker allocates
+        check_rollout_memory(self.observation_space, self.action_space, config)
         self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
         self.policy = Policy(self.model, self.observation_space, self.action_space, config.run.seed)
         self.run_dir: Path | None = None

@@ -76,9 +76,8 @@ class AleVectorBatch(EpisodeTally):
             self.env.single_observation_space,
             self.env.single_action_space,
         )
-        obs, info = self.env.reset(
-            seed=np.array([s % 2**31 for s in seeds], dtype=np.int64)
-        )  # its seeds are C ints
+        # its seeds are C ints
+        obs, info = self.env.reset(seed=np.array([s % 2**31 for s in seeds], dtype=np.int64))
         self.obs = np.array(obs)
         self._frame = np.array(info["episode_frame_number"])
         self.fire = bool(recipe.fire())
@@ -97,9 +96,8 @@ class AleVectorBatch(EpisodeTally):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
         actions = np.asarray(actions, dtype=np.int64)
         if self.fire and self._fire_next.any():
-            actions = np.where(
-                self._fire_next, FIRE, actions
-            )  # a game's start, or after a lost life
+            # a game's start, or after a lost life
+            actions = np.where(self._fire_next, FIRE, actions)
         obs, raw, terminated, truncated, info = self.env.step(actions)
         self.obs[...] = obs
         frame = info["episode_frame_number"]
@@ -107,9 +105,8 @@ class AleVectorBatch(EpisodeTally):
         self._tally(raw, game_over)
         self._frame = np.array(frame)
         lives = np.array(info["lives"])
-        self._fire_next = game_over | (
-            (0 < lives) & (lives < self._lives)
-        )  # a new game, or a lost life
+        # a new game, or a lost life
+        self._fire_next = game_over | ((0 < lives) & (lives < self._lives))
         self._lives = lives
         finals = [
             (int(i), np.array(info["final_obs"][i]))

@@ -39,9 +39,8 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
     def _lives(self) -> int:
-        return int(
-            cast(Any, self.env.unwrapped).ale.lives()
-        )  # an AtariEnv: lives from the emulator
+        # an AtariEnv: lives from the emulator
+        return int(cast(Any, self.env.unwrapped).ale.lives())
 
 
 def needs_fire(meanings: list[str]) -> bool:

@@ -123,14 +123,12 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
     try:
         write_bytes_atomic(tmp / TENSORS, blob)
         write_json_atomic(tmp / META, meta)
-        if (
-            path.exists()
-        ):  # a directory cannot be renamed over a non-empty one: move the old one aside
+        # a directory cannot be renamed over a non-empty one: move the old one aside
+        if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
-    except (
-        BaseException
-    ):  # e.g. a full disk: nothing half-written stays (a kill leaves it to the next write)
+    # e.g. a full disk: nothing half-written stays (a kill leaves it to the next write)
+    except BaseException:
         _remove(tmp)
         raise
     fsync_dir(path.parent)

@@ -329,9 +329,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if summary.get("error"):  # e.g. a full disk while finishing: what could be written was
         print(f"a3c: error: {summary['error']}", file=sys.stderr)
         return 1
-    return {"interrupted": 130, "terminated": 143}.get(
-        summary["stop_reason"], 0
-    )  # 128 + SIGINT / SIGTERM
+    # 128 + SIGINT / SIGTERM
+    return {"interrupted": 130, "terminated": 143}.get(summary["stop_reason"], 0)
 
 
 def _draw_curves(run_dir: Path | None) -> None:
@@ -355,9 +354,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     target = Path(args.target)
-    if (
-        args.output
-    ):  # before anything is loaded or played: no results are thrown away for want of a place
+    # before anything is loaded or played: no results are thrown away for want of a place
+    if args.output:
         check_output(Path(args.output), "--output")
     agent = A3C.load(args.target, checkpoint=args.checkpoint)
     out = (
@@ -447,11 +445,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)  # --out may name a new folder
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
+    # before the runs are read and drawn
     check_output(
         out,
         "--out" if args.out else "curves.png",
         "" if args.out else "; draw it elsewhere with --out FILE",
-    )  # before the runs are read and drawn
+    )
     try:
         path = plot_runs(args.run_dirs, out, title=args.title)
     except OSError as e:
@@ -462,9 +461,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(
-        argv
-    )  # usage errors and --help answer before any process starts
+    # usage errors and --help answer before any process starts
+    args = build_parser().parse_args(argv)
     if args.command == "train" and not _other_backend(args):
         from a3c.backends import prepare
 

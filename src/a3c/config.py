@@ -180,9 +180,8 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
     """Bring YAML/JSON values to the field's type: lists to tuples, ints to floats where a float is
     wanted."""
-    if isinstance(
-        value, list
-    ):  # pairs inside a list (a schedule's [step, value]) become tuples too
+    # pairs inside a list (a schedule's [step, value]) become tuples too
+    if isinstance(value, list):
         value = tuple(
             tuple(_number_from_text(x) if isinstance(x, str) else x for x in v)
             if isinstance(v, list)

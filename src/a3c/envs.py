@@ -76,9 +76,8 @@ class _EnvRecipe:
         env_id, kwargs = self.env_id, self.kwargs
         if is_atari(env_id):
             return self._atari()
-        if (
-            ":" in env_id and "/" not in env_id.split(":")[0] and "-v" not in env_id.split(":")[1]
-        ):  # not gym's module:EnvId-v0
+        # not gym's module:EnvId-v0
+        if ":" in env_id and "/" not in env_id.split(":")[0] and "-v" not in env_id.split(":")[1]:
             entry = load_entry(env_id, "env id", EnvError)
             try:
                 env = entry(**kwargs)
@@ -210,9 +209,8 @@ class _EnvRecipe:
             raise EnvError(f"unknown env id '{self.env_id}': {e}") from None
         game = {k: v for k, v in spec.kwargs.items() if k in _ALE_VECTOR_KWARGS or k == "game"}
         args = {**game, **self.kwargs}
-        if (
-            self.max_episode_steps is not None
-        ):  # counts frames, as the TimeLimit on the frameskip=1 env does
+        # counts frames, as the TimeLimit on the frameskip=1 env does
+        if self.max_episode_steps is not None:
             args["max_num_frames_per_episode"] = min(
                 args.get("max_num_frames_per_episode", self.max_episode_steps),
                 self.max_episode_steps,
@@ -303,17 +301,15 @@ class EnvBatch(EpisodeTally):
         self._warned = False
         self.envs = [env_fn() for _ in range(n)]
         fires = [fire_wrapper(e) for e in self.envs]
-        self._fires = (
-            [f for f in fires if f is not None] if all(fires) else []
-        )  # Atari games that need FIRE
+        # Atari games that need FIRE
+        self._fires = [f for f in fires if f is not None] if all(fires) else []
         # Where finished episodes' returns come from: our own sums of the rewards, or (Atari) the
         # real score that RecordEpisodeStatistics puts in info["episode"] at the end of a game.
         self.score_from_info = bool(getattr(env_fn, "score_from_info", False))
         first = self.envs[0]
         self.observation_space, self.action_space = first.observation_space, first.action_space
-        self.layout = ObsLayout(
-            first.observation_space
-        )  # Dict, Tuple, Multi*: packed into one vector
+        # Dict, Tuple, Multi*: packed into one vector
+        self.layout = ObsLayout(first.observation_space)
         self._pack = self.layout.pack if self.layout.packed else np.asarray
         resets = [e.reset(seed=s) for e, s in zip(self.envs, seeds, strict=True)]
         self.obs = np.stack([self._pack(o) for o, _ in resets]).astype(self.layout.np_dtype)
@@ -441,7 +437,6 @@ def make_env_batch(
     """A worker's batch of n envs: ale-py's AtariVectorEnv when the recipe asks for it
     (`env.atari.ale_vector`), else `EnvBatch`."""
     if isinstance(env_fn, _EnvRecipe) and env_fn.cfg.atari.ale_vector:
-        return AleVectorBatch(
-            env_fn, n, seeds
-        )  # its observations and rewards are integers: always finite
+        # its observations and rewards are integers: always finite
+        return AleVectorBatch(env_fn, n, seeds)
     return EnvBatch(env_fn, n, seeds, label, masks)

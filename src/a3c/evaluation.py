@@ -128,9 +128,8 @@ def _play(
 def eval_env(config: Config, env_fn: EnvFn | None, video_dir: str | Path | None) -> gym.Env:
     """A fresh env for evaluation (wrapped by RecordVideo with `video_dir`)."""
     if video_dir is not None:
-        os.environ.setdefault(
-            "SDL_VIDEODRIVER", "dummy"
-        )  # rgb_array frames need no display (pygame envs)
+        # rgb_array frames need no display (pygame envs)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = eval_env_fn(config, env_fn, render=video_dir is not None)()
     if video_dir is None:
         return env

@@ -175,8 +175,7 @@ def piecewise_linear(base: float, points: Sequence[Sequence[float]], global_step
     if not points or global_steps < points[0][0]:
         return base
     for (s0, v0), (s1, v1) in zip(points, points[1:], strict=False):
-        if (
-            global_steps < s1
-        ):  # so at two points with one step, the later value holds from that step
+        # so at two points with one step, the later value holds from that step
+        if global_steps < s1:
             return v0 + (v1 - v0) * (global_steps - s0) / (s1 - s0)
     return float(points[-1][1])

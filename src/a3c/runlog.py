@@ -152,9 +152,8 @@ class RunDir:
         path = self.path / "eval.csv"
         if self.resume_steps is not None:
             truncate_csv(path, EVAL_COLUMNS, self.resume_steps)
-        self._eval_file = open(
-            path, "w" if self.resume_steps is None else "a", newline=""
-        )  # closed in close()
+        # closed in close()
+        self._eval_file = open(path, "w" if self.resume_steps is None else "a", newline="")
         self._eval = csv.DictWriter(self._eval_file, fieldnames=EVAL_COLUMNS)
         if self.resume_steps is None:
             self._eval.writeheader()
@@ -177,13 +176,8 @@ class RunDir:
         write_json_atomic(self.path / "summary.json", summary)  # NaN and inf become null
 
     def close(self) -> None:
-        for f in (
-            self._csv_file,
-            self._episodes_file,
-            self._eval_file,
-            self._tb,
-            self._lock,
-        ):  # the lock last: releases it
+        # the lock last: releases it
+        for f in (self._csv_file, self._episodes_file, self._eval_file, self._tb, self._lock):
             if f is not None:
                 f.close()
 

@@ -138,9 +138,8 @@ class TrainingSession:
             if self.resumes == 0
             else config.replace({"run.seed": segment_seed(config.run.seed, self.resumes)})
         )
-        self.backend = make_backend(
-            worker_cfg, store, env_fn
-        )  # checks what it can before anything is written
+        # checks what it can before anything is written
+        self.backend = make_backend(worker_cfg, store, env_fn)
         if resumed is None and not reopen:
             rundir = RunDir(run_dir)
         else:  # a resumed run: from its checkpoint, or from scratch if it never completed one
@@ -166,9 +165,8 @@ class TrainingSession:
             EvalLog(config, rundir, self.console, record, self.resumes, self.stats.steps),
             evaluation,
         )
-        self.start_time = (
-            time.monotonic() - wall_before
-        )  # wall time continues from the checkpoint's
+        # wall time continues from the checkpoint's
+        self.start_time = time.monotonic() - wall_before
         lg, steps = config.log, self.stats.steps
         self.rows = Every(lg.log_interval, start_steps=steps)
         self.checkpoints = Every(
@@ -396,10 +394,8 @@ STOPS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], 
     (CallbackStop, "callback"),
     (KeyboardInterrupt, "interrupted"),
     (TimeUp, "max_time"),
-    (
-        (Terminated, SystemExit),
-        "terminated",
-    ),  # SystemExit: Ray's own SIGTERM handler, if it ran before ours
+    # SystemExit: Ray's own SIGTERM handler, if it ran before ours
+    ((Terminated, SystemExit), "terminated"),
 )
 FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (WorkerFailure, "worker_failure"),

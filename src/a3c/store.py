@@ -145,9 +145,8 @@ class SharedStore:
         return Pulled(updates, self.optimizer.schedules.ent_coef(steps))
 
     def push(self, worker: int, steps: int, pulled: Pulled, grad: Tensor | None) -> Pushed:
-        if (
-            grad is None
-        ):  # a non-finite update never reaches the parameters; its env steps still count
+        # a non-finite update never reaches the parameters; its env steps still count
+        if grad is None:
             self.counters["worker_steps"][worker] += steps
             self.counters["worker_nonfinite"][worker] += 1
             return Pushed(0, 0.0)

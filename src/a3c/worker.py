@@ -89,9 +89,8 @@ class Worker:
         T, B = self.n_steps, len(self.envs)
         pulled = self.store.pull(self.flat)
         if isinstance(self.head, GaussianHead):
-            self.head.resample(
-                self.generator
-            )  # gSDE: one exploration matrix per rollout (else a no-op)
+            # gSDE: one exploration matrix per rollout (else a no-op)
+            self.head.resample(self.generator)
         norm = self._normalizer()
         finals: Finals = []
         state0 = self.state
@@ -165,9 +164,8 @@ class Worker:
         )
 
     def _step_envs(self, t: int, actions: torch.Tensor, finals: Finals) -> None:
-        actions = self.envs.played(
-            actions
-        )  # what the step plays (Atari's forced FIRE), not only what was drawn
+        # what the step plays (Atari's forced FIRE), not only what was drawn
+        actions = self.envs.played(actions)
         self.act_buf[t] = actions
         obs, reward, terminated, truncated, final_obs = self.envs.step(self.head.to_env(actions))
         self.rew_np[t] = reward
@@ -221,9 +219,8 @@ def check_rollout_memory(
     action = (
         4 if isinstance(action_space, gym.spaces.Box | gym.spaces.MultiBinary) else 8
     ) * math.prod(action_space.shape or ())  # float32 or int64
-    per_worker = (t + 2) * b * layout.nbytes_per_step() + t * b * (
-        action + 12
-    )  # + the envs' own batch
+    # + the envs' own batch
+    per_worker = (t + 2) * b * layout.nbytes_per_step() + t * b * (action + 12)
     try:
         physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # not on this platform: nothing to compare with

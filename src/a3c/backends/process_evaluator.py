@@ -133,9 +133,8 @@ class ProcessEvaluator:
         if self.busy:
             return False
         try:
-            if (
-                self.proc is None
-            ):  # restarted lazily: one that cannot start is tried once per interval
+            # restarted lazily: one that cannot start is tried once per interval
+            if self.proc is None:
                 self._spawn()
             self.conn.send(("eval", wall_s))
         except Exception as e:  # e.g. the fork server is gone

@@ -65,9 +65,8 @@ def worker_main(
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    trainer = (
-        mp.parent_process()
-    )  # the trainer (for a forked worker too: its sentinel is the trainer's)
+    # the trainer (for a forked worker too: its sentinel is the trainer's)
+    trainer = mp.parent_process()
     try:
         worker = Worker(cfg, index, store, env_fn, incarnation)
         last = time.monotonic()

@@ -80,9 +80,8 @@ class ParameterServer:
             self.contact[worker] = time.monotonic()
         s = self.store
         return {
-            "weights": [
-                self._weights()
-            ],  # in a list, so Ray hands over the reference, not the array
+            # in a list, so Ray hands over the reference, not the array
+            "weights": [self._weights()],
             "progress": tuple(s.progress()),
             "obs_stats": None if s.obs_stats is None else s.obs_stats.table.numpy().copy(),
         }
@@ -160,9 +159,8 @@ class RayBackend:
 
     def start(self) -> None:
         ray = _ray()
-        self.started_ray = (
-            not ray.is_initialized()
-        )  # ours to shut down, even if a signal interrupts init
+        # ours to shut down, even if a signal interrupts init
+        self.started_ray = not ray.is_initialized()
         init_ray(
             self.cfg.backend.ray_address,
             num_cpus=max(os.cpu_count() or 1, self.cfg.backend.workers),
@@ -299,9 +297,8 @@ class RayBackend:
                 f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)})"
             )
         finally:
-            self.store.load_state_dict(
-                self.snapshot()
-            )  # the server's final state, or the last copy of it
+            # the server's final state, or the last copy of it
+            self.store.load_state_dict(self.snapshot())
             for actor in self.actors.values():
                 ray.kill(actor)
             ray.kill(self.ps)

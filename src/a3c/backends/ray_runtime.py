@@ -19,9 +19,8 @@ START_GRACE_S = 120.0  # more time for an actor's first answer (its process star
 
 
 def _ray() -> Any:
-    if (
-        "ray" not in sys.modules
-    ):  # Ray reads this at import: a local Ray then binds to loopback only
+    # Ray reads this at import: a local Ray then binds to loopback only
+    if "ray" not in sys.modules:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray

@@ -44,18 +44,15 @@ CLIFF = tuple(range(37, 47))  # the bottom row between them
 ACTIONS = ("up", "right", "down", "left")  # Gymnasium's CliffWalking action numbering
 FALL_REWARD = -100.0  # a step into the cliff: -100 and back to the start (the episode goes on)
 OPTIMAL_RETURN = -13.0  # along the cliff edge: 1 up, 11 right, 1 down
-SAFE_RETURN = (
-    -17.0
-)  # the longest monotone path (along the top row): the bar a greedy policy must meet
+# the longest monotone path (along the top row): the bar a greedy policy must meet
+SAFE_RETURN = -17.0
 
 DEFAULT_WORKERS = 3
 DEFAULT_EPISODES = 400
 DEFAULT_SEED = 0
 SMOOTHING = 25  # episodes in the moving average of the figures
-RETURNS_ZOOM = (
-    -60.0,
-    -10.0,
-)  # the linear lower panel of returns.png: where the learned policies sit
+# the linear lower panel of returns.png: where the learned policies sit
+RETURNS_ZOOM = (-60.0, -10.0)
 
 # The demo's hyperparameters, layered over the tabular preset (any config key; see docs/cliff.md
 # for why each value). `run.total_steps` is set from the episode budget in `run`.
@@ -255,9 +252,8 @@ def run(
     from a3c.config import resolve_key
     from a3c.runlog import default_run_dir
 
-    overrides = {
-        ".".join(resolve_key(k)): v for k, v in dict(overrides or {}).items()
-    }  # unknown keys fail now
+    # unknown keys fail now
+    overrides = {".".join(resolve_key(k)): v for k, v in dict(overrides or {}).items()}
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir("cliff")
     max_len = int(overrides.get("env.max_episode_steps") or DEMO_CONFIG["env.max_episode_steps"])
 

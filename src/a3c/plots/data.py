@@ -206,9 +206,8 @@ def aggregate(
     ends = [float(x[-1]) for x, h in zip(xs, held, strict=True) if not h]
     hi = min(ends) if ends else max(float(x[-1]) for x in xs)
     grid = np.linspace(lo, hi, points) if hi > lo else np.asarray([lo])
-    stack = np.stack(
-        [np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)]
-    )  # np.interp holds the ends
+    # np.interp holds the ends
+    stack = np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)])
     return grid, stack.mean(axis=0), stack.min(axis=0), stack.max(axis=0)
 
 
