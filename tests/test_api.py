@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from a3c import A3C, checkpoint
+from a3c import A3C, run_checkpoints
 from a3c.checkpoint import CheckpointError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -176,4 +176,6 @@ def test_load_refuses_an_override_that_changes_the_architecture(readme_run):
     agent = A3C.load(where / "cartpole-agent", backend="processes", workers=1)
     assert agent.config.backend.name == "processes"
     # as saved
-    assert checkpoint.find(where / "cartpole-agent").meta["config"]["backend"]["name"] == "serial"
+    assert (
+        run_checkpoints.find(where / "cartpole-agent").meta["config"]["backend"]["name"] == "serial"
+    )

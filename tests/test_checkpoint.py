@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from a3c import A3C, checkpoint
+from a3c import A3C, checkpoint, run_checkpoints
 from a3c.checkpoint import CheckpointError
 
 A3C_CLI = [sys.executable, "-m", "a3c.cli"]
@@ -72,7 +72,7 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def _copy_latest(run_dir: Path, dest: Path) -> Path:
-    ckpt = checkpoint.find(run_dir)
+    ckpt = run_checkpoints.find(run_dir)
     shutil.copytree(ckpt.path, dest)
     return dest
 
@@ -103,11 +103,11 @@ def test_run_checkpoints_keep_the_newest_k_and_point_latest_at_the_newest(tmp_pa
     for steps in (128, 256, 384, 512, 640):
         t = _tensors()
         t["counters.worker_steps"] = torch.tensor([steps, 0])
-        checkpoint.save_in_run(tmp_path, t, _meta(steps), keep=3)
+        run_checkpoints.save_in_run(tmp_path, t, _meta(steps), keep=3)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["latest", "step_000000000384", "step_000000000512", "step_000000000640"]
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step_000000000640"
-    assert checkpoint.find(tmp_path).steps == 640
+    assert run_checkpoints.find(tmp_path).steps == 640
 
 
 def test_rewriting_a_checkpoint_replaces_it_and_never_clobbers_other_files(tmp_path):
@@ -130,20 +130,20 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before_with_a_warning
     shutil.copytree(trained_run, run)
     folder = run / "checkpoints"
     newest, before = (
-        checkpoint.list_checkpoints(folder)[-1],
-        checkpoint.list_checkpoints(folder)[-2],
+        run_checkpoints.list_checkpoints(folder)[-1],
+        run_checkpoints.list_checkpoints(folder)[-2],
     )
     data = (newest / "tensors.safetensors").read_bytes()
     (newest / "tensors.safetensors").write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING, logger="a3c"):
-        ckpt = checkpoint.find(run)
+        ckpt = run_checkpoints.find(run)
     assert ckpt.path == before
     assert any(
         "truncated" in r.getMessage() and "trying the checkpoint before" in r.getMessage()
         for r in caplog.records
     )
     with pytest.raises(CheckpointError, match="truncated"):
-        checkpoint.find(newest)  # a checkpoint named directly is never swapped for another
+        run_checkpoints.find(newest)  # a checkpoint named directly is never swapped for another
 
 
 # --- what loading rejects ----------------------------------------------------------------------
@@ -163,7 +163,7 @@ def test_a_pickle_payload_is_rejected_without_running_it(tmp_path):
     lone = tmp_path / "model.pkl"
     lone.write_bytes(pickle.dumps(_Payload(marker)))
     with pytest.raises(CheckpointError, match="is not an a3c checkpoint"):
-        checkpoint.find(lone)
+        run_checkpoints.find(lone)
     assert not marker.exists(), "no code from a checkpoint may run"
 
 
@@ -256,7 +256,7 @@ def _flip_last_byte(path: Path) -> None:
 
 
 def test_another_architecture_names_the_first_parameter_that_differs(trained_run):
-    ckpt = checkpoint.find(trained_run)
+    ckpt = run_checkpoints.find(trained_run)
     other = A3C("CartPole-v1", hidden=[32, 32])
     with pytest.raises(
         CheckpointError,
@@ -284,7 +284,7 @@ def test_unusable_checkpoints_exit_2_with_one_line_and_run_no_code(trained_run, 
     small.learn(run_dir=tmp_path / "small", progress="none")
     mixed = tmp_path / "mixed"
     shutil.copytree(trained_run, mixed)
-    foreign = checkpoint.find(tmp_path / "small")
+    foreign = run_checkpoints.find(tmp_path / "small")
     shutil.copytree(foreign.path, mixed / "checkpoints" / "step_999999999999")
     (mixed / "checkpoints" / "latest").write_text("step_999999999999\n")
     # ... and a checkpoint whose recorded config says one model while its tensors hold another.

@@ -18,7 +18,7 @@ import pytest
 import torch
 from test_signals import _default_sigint, _processes_with, _stop, _wait_for
 
-from a3c import A3C, checkpoint
+from a3c import A3C, checkpoint, run_checkpoints
 from a3c.backends import WorkerFailure
 from a3c.plots import load_run, plot_runs
 
@@ -163,7 +163,7 @@ def test_best_holds_the_state_that_produced_the_best_evaluation(backend, cartpol
     assert agent.evaluate(episodes=5)["mean"] == first_best["mean"]
     # Never rotated away, never taken for the newest checkpoint.
     assert (
-        checkpoint.find(run_dir).path.name.startswith("step_")
+        run_checkpoints.find(run_dir).path.name.startswith("step_")
         and (run_dir / "checkpoints" / "best").is_dir()
     )
     assert A3C.load(run_dir).checkpoint_kind == "best", (
@@ -172,7 +172,7 @@ def test_best_holds_the_state_that_produced_the_best_evaluation(backend, cartpol
     latest = A3C.load(run_dir, checkpoint="latest")
     assert (
         latest.checkpoint_kind == "latest"
-        and latest.num_timesteps == checkpoint.find(run_dir).steps
+        and latest.num_timesteps == run_checkpoints.find(run_dir).steps
     )
 
 
@@ -410,7 +410,7 @@ def test_a3c_eval_picks_best_latest_or_a_path_and_says_which(cartpole_run, tmp_p
     assert f"best checkpoint {cartpole_run / 'checkpoints' / 'best'}" in default.stdout, (
         default.stdout
     )
-    newest = checkpoint.find(cartpole_run).path
+    newest = run_checkpoints.find(cartpole_run).path
     assert f"latest checkpoint {newest}" in latest.stdout, latest.stdout
     assert json.loads((tmp_path / "e.json").read_text())["checkpoint_kind"] == "latest"
     by_name = run("--checkpoint", newest.name)
@@ -436,18 +436,18 @@ def test_an_unreadable_best_falls_back_to_the_latest_and_a_half_replaced_one_is_
     best = run_dir / "checkpoints" / "best"
     # a writer killed between moving best/ aside and renaming the new one in
     os.replace(best, best.with_name("best.old"))
-    assert A3C.load(run_dir).checkpoint_kind == "best" and checkpoint.best_path(
+    assert A3C.load(run_dir).checkpoint_kind == "best" and run_checkpoints.best_path(
         run_dir
     ) == best.with_name("best.old")
     # the next checkpoint's clean-up of killed writers' leftovers spares it
-    newest = checkpoint.find(run_dir)
+    newest = run_checkpoints.find(run_dir)
     meta = {
         k: v
         for k, v in newest.meta.items()
         if k not in ("format", "format_version", "tensors_bytes", "tensors_sha256")
     }
-    checkpoint.save_in_run(run_dir, newest.tensors, meta, keep=1)
-    assert checkpoint.best_path(run_dir) == best.with_name("best.old")
+    run_checkpoints.save_in_run(run_dir, newest.tensors, meta, keep=1)
+    assert run_checkpoints.best_path(run_dir) == best.with_name("best.old")
     os.replace(best.with_name("best.old"), best)
     (best / checkpoint.TENSORS).write_bytes(b"\x80\x04not a safetensors file")
     agent = A3C.load(run_dir)  # the default: the best if it reads, else the latest, with a warning
@@ -545,7 +545,7 @@ def test_with_ema_steps_best_holds_the_average_that_was_evaluated(tmp_path):
     first_best = next(r for r in rows if r["mean"] == max(x["mean"] for x in rows))
     best = A3C.load(run_dir, checkpoint="best")
     assert best.evaluate(episodes=5)["mean"] == first_best["mean"]
-    latest = checkpoint.read(checkpoint.find(run_dir).path)
+    latest = checkpoint.read(run_checkpoints.find(run_dir).path)
     assert latest.tensors["ema"].shape == latest.tensors["params"].shape
     assert not torch.equal(latest.tensors["ema"], latest.tensors["params"]), (
         "the workers learn with the parameters, not the average"

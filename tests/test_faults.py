@@ -17,7 +17,7 @@ import torch
 
 import a3c.checkpoint
 import a3c.io
-from a3c import A3C, checkpoint, cli, evaluation
+from a3c import A3C, checkpoint, cli, evaluation, run_checkpoints
 from a3c.errors import ConfigError
 from a3c.io import write_json_atomic
 
@@ -122,7 +122,7 @@ def _save(run: Path, steps: int, marker: float = 0.0) -> Path:
         "updates": 1,
         "architecture": [["w", [10]]],
     }
-    return checkpoint.save_in_run(run, _tensors(steps, marker), meta, keep=3)
+    return run_checkpoints.save_in_run(run, _tensors(steps, marker), meta, keep=3)
 
 
 def _leftovers(run: Path) -> list[str]:
@@ -149,7 +149,7 @@ def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(
     prepare(dry)
     with faulty(monkeypatch, Faults()) as counted:
         _save(dry, new_steps, marker=3.0)
-    name = checkpoint.name_for(new_steps)
+    name = run_checkpoints.name_for(new_steps)
     commit = counted.events.index(f"checkpoint.replace({name}.tmp->{name})")
     assert len(counted.events) > commit + 3, counted.events  # steps after it: the fsync, `latest`
     for k in range(len(counted.events)):
@@ -167,7 +167,7 @@ def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(
         else:
             with faulty(monkeypatch, Faults(at=k)), pytest.raises(Crash):
                 _save(run, new_steps, marker=3.0)
-        ckpt = checkpoint.find(run)
+        ckpt = run_checkpoints.find(run)
         if k > commit or not failed:
             expected = (new_steps, 3.0)
         else:
@@ -179,7 +179,7 @@ def test_a_checkpoint_interrupted_at_any_step_leaves_the_newest_complete_one(
         )
         _save(run, 512)  # the next write leaves nothing of the killed one behind
         assert _leftovers(run) == [], (k, counted.events[k])
-        assert checkpoint.find(run).steps == 512
+        assert run_checkpoints.find(run).steps == 512
         assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith("latest.")]
 
 
@@ -188,7 +188,7 @@ def test_the_newest_complete_checkpoint_wins_over_what_latest_names(tmp_path):
     _save(tmp_path, 256)
     # killed before `latest` moved
     (tmp_path / "checkpoints" / "latest").write_text("step_000000000128\n")
-    assert checkpoint.find(tmp_path).steps == 256
+    assert run_checkpoints.find(tmp_path).steps == 256
 
 
 def test_stale_tmp_and_old_entries_are_gone_after_the_next_write(tmp_path):
@@ -356,7 +356,7 @@ def test_enospc_while_a_run_writes_progress_csv_exits_1_and_keeps_its_checkpoint
         == f"a3c: error: No space left on device: {run / 'progress.csv'} (the run directory keeps "
         "what was complete)"
     )
-    assert checkpoint.find(run).steps >= 1000, "the checkpoints written before the fault load"
+    assert run_checkpoints.find(run).steps >= 1000, "the checkpoints written before the fault load"
     assert A3C.load(run).num_timesteps >= 1000
 
 
@@ -390,7 +390,7 @@ def test_enospc_on_summary_json_exits_1_and_the_final_checkpoint_loads(
     assert cli.main(argv) == 1
     assert "No space left on device: " in _one_error_line(capsys.readouterr().err)
     assert json.loads((run / "config.json").read_text())["env"]["id"] == "CartPole-v1"
-    assert checkpoint.find(run).steps >= 1000 and not (run / "summary.json").exists()
+    assert run_checkpoints.find(run).steps >= 1000 and not (run / "summary.json").exists()
 
 
 def test_a_run_directory_that_cannot_be_opened_is_a_config_error_and_unlocked(
@@ -536,6 +536,6 @@ def test_resume_of_a_read_only_run_and_a_run_under_a_read_only_folder(
     result = _cli("train", "CartPole-v1", "--backend", "serial", "--run-dir", str(run / "sub"))
     assert result.returncode == 2, result.stderr
     assert f"cannot create run directory {run / 'sub'}" in _one_error_line(result.stderr)
-    assert A3C.load(run).num_timesteps == checkpoint.find(short_run).steps, (
+    assert A3C.load(run).num_timesteps == run_checkpoints.find(short_run).steps, (
         "what was complete stays loadable"
     )

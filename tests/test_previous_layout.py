@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from a3c import A3C, checkpoint
+from a3c import A3C, run_checkpoints
 
 CLI = [sys.executable, "-m", "a3c.cli"]
 
@@ -43,7 +43,7 @@ def earlier_run(tmp_path_factory):
     ).learn(run_dir=run_dir, progress="none")
     old = _earlier_layout(json.loads((run_dir / "config.json").read_text()))
     (run_dir / "config.json").write_text(json.dumps(old))
-    ckpt = checkpoint.find(run_dir).path
+    ckpt = run_checkpoints.find(run_dir).path
     meta = json.loads((ckpt / "meta.json").read_text())
     # the checksum covers the tensors
     (ckpt / "meta.json").write_text(json.dumps({**meta, "config": old}))

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 import torch  # noqa: E402
 
-from a3c import A3C, checkpoint  # noqa: E402
+from a3c import A3C, checkpoint, run_checkpoints  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +293,7 @@ def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(
     assert seen["copied"] is not None and seen["copied"] > 0, "the server was killed mid-run"
     assert "the parameter server failed" in capfd.readouterr().err
     assert summary["worker_restarts"] >= 1 and summary["stop_reason"] == "max_time"
-    assert checkpoint.find(tmp_path / "run").steps > seen["copied"], (
+    assert run_checkpoints.find(tmp_path / "run").steps > seen["copied"], (
         "it went on from the copy, not from scratch"
     )
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from a3c import A3C, checkpoint
+from a3c import A3C, run_checkpoints
 from a3c.store import Pulled, SharedStore
 
 
@@ -77,7 +77,7 @@ def test_max_time_holds_when_every_env_hangs_and_nothing_restarts_them(tmp_path,
     assert summary["stop_reason"] == "max_time" and took < 4 + 4, (summary, took)
     if backend == "processes":
         assert "did not stop within" in capfd.readouterr().err
-    assert checkpoint.find(tmp_path / "run").steps == summary["steps"] > 0
+    assert run_checkpoints.find(tmp_path / "run").steps == summary["steps"] > 0
 
 
 @pytest.mark.parametrize("normalize_obs", [False, True])
@@ -107,7 +107,7 @@ def test_non_finite_observations_never_reach_the_statistics_or_the_returns(
             bool(torch.isfinite(agent.obs_stats.table).all())
             and agent.obs_stats.table[:, 0].sum() > 0
         )
-    ckpt = checkpoint.find(tmp_path / "run")
+    ckpt = run_checkpoints.find(tmp_path / "run")
     assert all(
         bool(torch.isfinite(t).all()) for t in ckpt.tensors.values() if t.is_floating_point()
     )
@@ -135,7 +135,7 @@ def test_a_run_of_only_non_finite_updates_stops_with_its_last_good_checkpoint(
     tmp_path, monkeypatch
 ):
     from a3c import worker as worker_module
-    from a3c.session import NonFinite
+    from a3c.stopping import NonFinite
 
     real = worker_module.Worker._loss
     calls = {"n": 0}
@@ -160,11 +160,12 @@ def test_a_run_of_only_non_finite_updates_stops_with_its_last_good_checkpoint(
         agent.learn(run_dir=tmp_path / "run", progress="none")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stop_reason"] == "nonfinite" and summary["nonfinite_updates"] >= 20
-    assert checkpoint.find(tmp_path / "run").steps > 0  # loadable, finite (read() checks)
+    assert run_checkpoints.find(tmp_path / "run").steps > 0  # loadable, finite (read() checks)
 
 
 def test_a_state_that_is_no_longer_finite_is_never_checkpointed(tmp_path, monkeypatch):
-    from a3c.session import NonFinite, TrainingSession
+    from a3c.session import TrainingSession
+    from a3c.stopping import NonFinite
 
     real = TrainingSession.step
     seen = {"n": 0}
@@ -187,7 +188,7 @@ def test_a_state_that_is_no_longer_finite_is_never_checkpointed(tmp_path, monkey
     )
     with pytest.raises(NonFinite, match="no longer finite.*params"):
         agent.learn(run_dir=tmp_path / "run", progress="none")
-    ckpt = checkpoint.find(tmp_path / "run")  # the last good one
+    ckpt = run_checkpoints.find(tmp_path / "run")  # the last good one
     assert bool(torch.isfinite(ckpt.tensors["params"]).all())
 
 
@@ -258,7 +259,7 @@ def test_a_full_disk_while_finishing_is_a_warning_and_the_summary_says_so(
 ):
     from a3c import session
 
-    real = checkpoint.save_in_run
+    real = run_checkpoints.save_in_run
 
     def full(run_dir, state, meta, keep):
         if "stop_reason" in meta:  # the final checkpoint
@@ -281,7 +282,7 @@ def test_a_full_disk_while_finishing_is_a_warning_and_the_summary_says_so(
         and "No space left" in summary["error"]
     )
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["error"] == summary["error"]
-    assert checkpoint.find(tmp_path / "run").steps >= 2_000, (
+    assert run_checkpoints.find(tmp_path / "run").steps >= 2_000, (
         "the complete checkpoints before the fault stay loadable"
     )
     assert "warning: could not write the final checkpoint" in caplog.text
@@ -299,7 +300,7 @@ def test_a_full_disk_for_the_summary_still_gives_the_summary(tmp_path, monkeypat
     ).learn(run_dir=tmp_path / "run", progress="none")
     assert summary["steps"] >= 2_000 and "could not write summary.json" in summary["error"]
     assert not (tmp_path / "run" / "summary.json").exists()
-    assert checkpoint.find(tmp_path / "run").steps == summary["steps"]
+    assert run_checkpoints.find(tmp_path / "run").steps == summary["steps"]
 
 
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path):
@@ -313,7 +314,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path)
         log_interval=500,
     ).learn(run_dir=run_dir, progress="none")
     # as if killed during the first one
-    for ckpt in checkpoint.list_checkpoints(run_dir / "checkpoints"):
+    for ckpt in run_checkpoints.list_checkpoints(run_dir / "checkpoints"):
         (ckpt / "meta.json").unlink()
         ckpt.rename(ckpt.with_name(ckpt.name + ".tmp"))
     (run_dir / "summary.json").unlink()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from a3c import A3C, checkpoint
+from a3c import A3C, run_checkpoints
 from a3c.cli import main
 from a3c.errors import ConfigError
 from a3c.runlog import EPISODE_COLUMNS, PROGRESS_COLUMNS, truncate_csv
@@ -81,7 +81,7 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not (run_dir / "summary.json").exists(), "a killed run writes no summary"
     killed_rows = _rows(run_dir / "progress.csv")
-    ckpt = checkpoint.find(run_dir)
+    ckpt = run_checkpoints.find(run_dir)
     ckpt_steps = ckpt.steps
     assert ckpt_steps >= seen >= 2 * interval, (
         "the resume point is the newest checkpoint written before the kill"
@@ -154,7 +154,9 @@ def test_kill_9_mid_run_then_resume_finishes_and_solves(tmp_path):
     assert episode_steps == sorted(episode_steps)
     assert (run_dir / "progress.csv").read_text().count("steps,wall_s") == 1, "one header"
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert checkpoint.find(run_dir).steps == summary["steps"], "the end of the run is checkpointed"
+    assert run_checkpoints.find(run_dir).steps == summary["steps"], (
+        "the end of the run is checkpointed"
+    )
 
 
 def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
@@ -195,7 +197,7 @@ def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     assert proc.returncode == 130
-    ckpt = checkpoint.find(run_dir)
+    ckpt = run_checkpoints.find(run_dir)
     assert ckpt.meta["stop_reason"] == "interrupted"
     # The checkpoint counts the store's steps; the summary the reports that reached the trainer (a
     # serial poll interrupted by Ctrl-C may drop the reports it had taken: up to one round of
@@ -208,7 +210,7 @@ def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
     agent = A3C("fake_envs:RaisesOnStep", backend="serial", workers=2, envs_per_worker=1, n_steps=5)
     with pytest.raises(WorkerFailure, match="boom from the env"):
         agent.learn(run_dir=tmp_path / "failed", progress="none")
-    ckpt = checkpoint.find(tmp_path / "failed")
+    ckpt = run_checkpoints.find(tmp_path / "failed")
     assert ckpt.meta["stop_reason"] == "worker_failure" and ckpt.steps > 0
 
 
@@ -230,7 +232,7 @@ def _serial_run(run_dir: Path, stop_at: int, **overrides) -> A3C:
 def test_resume_restores_parameters_optimizer_counters_and_schedule(tmp_path):
     run_dir = tmp_path / "run"
     first = _serial_run(run_dir, stop_at=6_000)
-    ckpt = checkpoint.find(run_dir)
+    ckpt = run_checkpoints.find(run_dir)
     assert ckpt.meta["stop_reason"] == "callback"
     agent = A3C.resume(run_dir)
     assert agent.num_timesteps == ckpt.steps
@@ -253,7 +255,7 @@ def test_resume_restores_parameters_optimizer_counters_and_schedule(tmp_path):
     assert float(rows[-1]["learning_rate"]) < 1e-3 * (1 - 10_000 / 12_000), (
         "annealed by the absolute step"
     )
-    assert checkpoint.find(run_dir).meta["resumes"] == 1
+    assert run_checkpoints.find(run_dir).meta["resumes"] == 1
 
 
 def test_a_resumed_run_draws_new_random_streams(tmp_path, monkeypatch):
@@ -269,20 +271,20 @@ def test_a_resumed_run_draws_new_random_streams(tmp_path, monkeypatch):
     _serial_run(tmp_path / "run", stop_at=2_000)
     for extra in (1_000, 2_000):
         A3C.resume(
-            tmp_path / "run", total_steps=checkpoint.find(tmp_path / "run").steps + extra
+            tmp_path / "run", total_steps=run_checkpoints.find(tmp_path / "run").steps + extra
         ).learn(progress="none")
     assert seen[0] == 3 and len(set(seen)) == 3, seen
     assert json.loads((tmp_path / "run" / "config.json").read_text())["run"]["seed"] == 3
-    assert checkpoint.find(tmp_path / "run").meta["resumes"] == 2
+    assert run_checkpoints.find(tmp_path / "run").meta["resumes"] == 2
 
 
 def test_resume_with_another_worker_count_keeps_the_global_counts(tmp_path):
     _serial_run(tmp_path / "run", stop_at=4_000)
-    ckpt = checkpoint.find(tmp_path / "run")
+    ckpt = run_checkpoints.find(tmp_path / "run")
     agent = A3C.resume(tmp_path / "run", workers=3, total_steps=ckpt.steps + 2_000)
     summary = agent.learn(progress="none")
     assert summary["workers"] == 3 and summary["steps"] >= ckpt.steps + 2_000
-    assert checkpoint.find(tmp_path / "run").tensors["counters.worker_steps"].numel() == 3
+    assert run_checkpoints.find(tmp_path / "run").tensors["counters.worker_steps"].numel() == 3
 
 
 def test_resume_refuses_changes_that_alter_the_run(tmp_path, capsys):
@@ -388,4 +390,4 @@ def test_sigterm_stops_a_run_like_ctrl_c_with_a_checkpoint_and_a_summary(tmp_pat
             proc.wait(timeout=30)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stop_reason"] == "terminated" and summary["steps"] >= 10_000
-    assert checkpoint.find(run_dir).steps == summary["steps"]
+    assert run_checkpoints.find(run_dir).steps == summary["steps"]

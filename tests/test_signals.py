@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from a3c import checkpoint
+from a3c import run_checkpoints
 
 A3C_CLI = [sys.executable, "-m", "a3c.cli"]
 EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -105,7 +105,7 @@ def _check_stopped(proc, run_dir: Path, mark: str, sig: signal.Signals, out: str
     assert "Traceback" not in err, err[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stop_reason"] == REASON[sig]
-    assert checkpoint.find(run_dir).steps == summary["steps"], (
+    assert run_checkpoints.find(run_dir).steps == summary["steps"], (
         "the final checkpoint holds the run's last step"
     )
     assert _wait_for(lambda: not _processes_with(mark), 20), (
@@ -164,7 +164,9 @@ def test_a_second_sigterm_during_the_stop_leaves_a_resumable_run(tmp_path):
         tmp_path, "processes", "--set", "log.checkpoint_interval_steps=5000"
     )
     try:
-        assert _wait_for(lambda: bool(checkpoint.list_checkpoints(run_dir / "checkpoints")), 120)
+        assert _wait_for(
+            lambda: bool(run_checkpoints.list_checkpoints(run_dir / "checkpoints")), 120
+        )
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)  # the default handler again: the process ends at once

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from a3c import backends, checkpoint, evaluation, persistence
+from a3c import backends, checkpoint, evaluation, persistence, run_checkpoints
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
@@ -346,10 +346,10 @@ def _newest_or_none(run_dir: Path) -> Checkpoint | None:
     """The run's newest complete checkpoint; None if it never completed one (killed during its
     first), so that the run starts again from scratch in its own directory."""
     try:
-        return checkpoint.find(run_dir)
+        return run_checkpoints.find(run_dir)
     except CheckpointError as e:
         if (
-            any(checkpoint.list_checkpoints(run_dir / checkpoint.CHECKPOINTS))
+            any(run_checkpoints.list_checkpoints(run_dir / run_checkpoints.CHECKPOINTS))
             or not (run_dir / "progress.csv").exists()
         ):
             raise

@@ -1,55 +1,15 @@
-"""Episode bookkeeping shared by a worker's env batches, and `AleVectorBatch`: ale-py's C++
-AtariVectorEnv as a worker's batch (`env.atari.ale_vector`), in its SAME_STEP autoreset mode."""
+"""`AleVectorBatch`: ale-py's C++ AtariVectorEnv as a worker's batch (`env.atari.ale_vector`), in
+its SAME_STEP autoreset mode, with `EnvBatch`'s interface."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
-FIRE = 1  # the action index of FIRE in ALE's minimal action sets that have it
-
-
-def played_actions(actions: Tensor, fire_next: np.ndarray) -> Tensor:
-    """The actions a step will play: FIRE where the pipeline forces it (a game's first step, the
-    first after a lost life), the agent's elsewhere. The worker stores these, so the policy gradient
-    of a forced step is that of FIRE, the action that made the transition, not of the one drawn."""
-    if not fire_next.any():
-        return actions
-    return torch.where(torch.from_numpy(fire_next), torch.full_like(actions, FIRE), actions)
-
-
-class EpisodeTally:
-    """Finished episodes' (return, length) pairs, from per-env sums of the rewards, kept in
-    `finished` until the owner takes them."""
-
-    def __init__(self, n: int) -> None:
-        self.ep_return = np.zeros(n, dtype=np.float64)
-        self.ep_length = np.zeros(n, dtype=np.int64)
-        self.finished: list[tuple[float, int]] = []
-        self.nonfinite = 0  # steps with a non-finite observation or reward, not yet taken
-        self.masks: np.ndarray | None = None  # [n, flags] valid actions now, if the envs give masks
-
-    def _tally(
-        self, reward: np.ndarray, done: np.ndarray, dropped: np.ndarray | None = None
-    ) -> None:
-        self.ep_return += reward
-        self.ep_length += 1
-        if done.any():
-            for i in np.flatnonzero(done if dropped is None else done & ~dropped):
-                self.finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
-            self.ep_return[done] = 0.0
-            self.ep_length[done] = 0
-
-    def take_finished(self) -> list[tuple[float, int]]:
-        out, self.finished = self.finished, []
-        return out
-
-    def take_nonfinite(self) -> int:
-        out, self.nonfinite = self.nonfinite, 0
-        return out
+from a3c.atari_wrappers import FIRE, played_actions
+from a3c.env_batch import EpisodeTally
 
 
 class AleVectorBatch(EpisodeTally):

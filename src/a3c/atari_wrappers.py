@@ -6,8 +6,20 @@ from __future__ import annotations
 from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
 
-from a3c.ale_batch import FIRE
+FIRE = 1  # the action index of FIRE in ALE's minimal action sets that have it
+
+
+def played_actions(actions: Tensor, fire_next: np.ndarray) -> Tensor:
+    """The actions a step will play: FIRE where the pipeline forces it (a game's first step, the
+    first after a lost life), the agent's elsewhere. The worker stores these, so the policy gradient
+    of a forced step is that of FIRE, the action that made the transition, not of the one drawn."""
+    if not fire_next.any():
+        return actions
+    return torch.where(torch.from_numpy(fire_next), torch.full_like(actions, FIRE), actions)
 
 
 class EpisodicLife(gym.Wrapper):

@@ -13,13 +13,10 @@ A checkpoint is a directory:
                              episodes, updates, seed, resumes, wall time, the model's parameter
                              names and shapes, the size and SHA-256 of tensors.safetensors
 
-In a run directory checkpoints sit in `checkpoints/`, named by zero-padded global step; the newest
-`log.checkpoint_keep` are kept and `checkpoints/latest` names the newest (for people and tools:
-loading takes the newest complete checkpoint by step). `checkpoints/best/`, the state of the best
-evaluation during training, is apart: never rotated away, and never taken for the newest. A
-checkpoint is written as `NAME.tmp/` (each file fsynced), renamed into place, and the parent
-fsynced: a reader sees a whole checkpoint or none (Sample Factory's habit). Its files and `latest`
-are written by `a3c.io`; the next write removes what a killed writer left (`*.tmp`, `*.old`).
+A checkpoint is written as `NAME.tmp/` (each file fsynced), renamed into place, and the parent
+fsynced: a reader sees a whole checkpoint or none (Sample Factory's habit); the files are written by
+`a3c.io`. Where checkpoints sit in a run directory, and which one a run loads, is
+`a3c.run_checkpoints`.
 
 Loading never unpickles anything. The safetensors header is checked by hand (length, JSON, dtypes,
 offsets inside the file) before the tensors are read, file sizes are capped, the checksum must
@@ -33,7 +30,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +39,7 @@ import torch
 from torch import Tensor
 
 from a3c.errors import A3CError, first_line
-from a3c.io import fsync_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from a3c.io import fsync_dir, write_bytes_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     from a3c.models import ActorCritic
@@ -52,13 +48,9 @@ FORMAT = "a3c-checkpoint"
 FORMAT_VERSION = 1
 TENSORS = "tensors.safetensors"
 META = "meta.json"
-LATEST = "latest"
-CHECKPOINTS = "checkpoints"
-BEST = "best"  # checkpoints/best/: the state of the best evaluation so far, never rotated away
 MAX_TENSOR_BYTES = 4 << 30  # far above any model this library builds (the Nature CNN is ~7 MB)
 MAX_META_BYTES = 16 << 20
 MAX_HEADER_BYTES = 16 << 20
-_NAME = re.compile(r"^step_(\d{12,})$")
 # The only dtypes a3c writes: anything else is not one of our checkpoints.
 _DTYPES = {"F32": (torch.float32, 4), "F64": (torch.float64, 8), "I64": (torch.int64, 8)}
 _REQUIRED_META = {
@@ -88,10 +80,6 @@ class Checkpoint:
         return int(self.meta["steps"])
 
 
-def name_for(steps: int) -> str:
-    return f"step_{steps:012d}"
-
-
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -116,9 +104,9 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
         "tensors_sha256": hashlib.sha256(blob).hexdigest(),
     }
     tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
-    _remove(tmp)  # left by a writer that was killed
+    remove(tmp)  # left by a writer that was killed
     if path.exists():
-        _remove(old)  # a complete copy only while `path` is missing (see find)
+        remove(old)  # a complete copy only while `path` is missing (see find)
     tmp.mkdir()
     try:
         write_bytes_atomic(tmp / TENSORS, blob)
@@ -129,14 +117,14 @@ def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
         os.replace(tmp, path)
     # e.g. a full disk: nothing half-written stays (a kill leaves it to the next write)
     except BaseException:
-        _remove(tmp)
+        remove(tmp)
         raise
     fsync_dir(path.parent)
-    _remove(old)
+    remove(old)
     return path
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
     """Remove a file or directory tree if it is there."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -144,106 +132,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def save_in_run(
-    run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any], keep: int
-) -> Path:
-    """Write run_dir/checkpoints/step_N, point `latest` at it, and keep only the newest `keep`."""
-    folder = Path(run_dir) / CHECKPOINTS
-    path = write(folder / name_for(int(meta["steps"])), tensors, meta)
-    write_text_atomic(folder / LATEST, path.name + "\n")
-    for old in list_checkpoints(folder)[:-keep]:
-        if old != path:
-            shutil.rmtree(old, ignore_errors=True)
-    # A killed writer's leftovers: NAME.tmp/ directories, `latest`'s temp files, NAME.old/ copies.
-    for stale in [*folder.glob("*.tmp"), *folder.glob("*.old")]:
-        if stale.name != BEST + ".old" or (folder / BEST).exists():  # else the best's only copy
-            _remove(stale)
-    return path
-
-
-def best_path(run_dir: str | Path) -> Path | None:
-    """run_dir/checkpoints/best/, or the complete copy that a writer killed while replacing it
-    left (best.old/); None if the run has neither."""
-    folder = Path(run_dir) / CHECKPOINTS
-    return next((p for p in (folder / BEST, folder / f"{BEST}.old") if (p / META).is_file()), None)
-
-
-def set_aside_newer(run_dir: str | Path, steps: int) -> list[Path]:
-    """On resume from step `steps`: rename checkpoints past it (unreadable ones, or the resumed run
-    would prune its own) to NAME.unused, so the resumed run's checkpoints are the newest."""
-    moved = []
-    for path in list_checkpoints(Path(run_dir) / CHECKPOINTS):
-        if _step_of(path) > steps:
-            target = path.with_name(path.name + ".unused")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(path, target)
-            moved.append(target)
-    return moved
-
-
 # --- reading -----------------------------------------------------------------------------------
-
-
-def list_checkpoints(folder: Path, with_old: bool = False) -> list[Path]:
-    """Checkpoint directories in `folder`, oldest first (by step). `with_old` adds the NAME.old/ a
-    writer killed while replacing NAME left behind, where NAME itself is missing."""
-    if not folder.is_dir():
-        return []
-    entries = {p.name: p for p in folder.iterdir() if p.is_dir()}
-    found = [p for name, p in entries.items() if _NAME.match(name)]
-    if with_old:
-        found += [
-            p
-            for name, p in entries.items()
-            if name.endswith(".old") and _NAME.match(name[:-4]) and name[:-4] not in entries
-        ]
-    return sorted(found, key=_step_of)
-
-
-def _step_of(path: Path) -> int:
-    m = _NAME.match(path.name.removesuffix(".old"))
-    return int(m.group(1)) if m else -1
-
-
-def find(path: str | Path) -> Checkpoint:
-    """Load a checkpoint from a checkpoint directory, or the newest readable one of a run directory.
-
-    A run directory gives its newest complete checkpoint by step, whatever `latest` says (a writer
-    killed between the checkpoint and `latest` loses nothing); one that cannot be read is skipped
-    with a warning for the one before. A checkpoint directory named directly is read as is.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no such checkpoint or run directory: {path}")
-    if path.is_file():
-        if path.name in (TENSORS, META):
-            return read(path.parent)
-        # Never opened: a3c checkpoints are directories, and a lone file (a pickle, a .pt) is not
-        # one.
-        raise CheckpointError(
-            f"{path} is not an a3c checkpoint (a checkpoint is a directory holding {META} and "
-            f"{TENSORS})"
-        )
-    if (path / META).exists() or (path / TENSORS).exists():
-        return read(path)
-    folder = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
-    candidates = list(reversed(list_checkpoints(folder, with_old=True)))
-    if not candidates:
-        raise CheckpointError(
-            f"{path} holds no checkpoint (neither a checkpoint directory nor a run directory with "
-            f"{CHECKPOINTS}/)"
-        )
-    first_error: CheckpointError | None = None
-    for candidate in candidates:
-        try:
-            ckpt = read(candidate)
-        except CheckpointError as e:
-            first_error = first_error or e
-            log.warning("a3c: warning: %s; trying the checkpoint before it", e)
-            continue
-        return ckpt
-    raise CheckpointError(f"no readable checkpoint in {folder}: {first_error}")
 
 
 def read(path: str | Path) -> Checkpoint:

@@ -1,37 +1,30 @@
 """Environments: one factory from an env id to a worker's batch of envs.
 
 An env id is any registered Gymnasium id, or `module:Class` / `module:make_fn` for a user's own env.
-`EnvBatch` steps a worker's envs in a plain loop with same-step reset: when an episode ends, the
-final observation is kept (a time-limit truncation bootstraps from its value) and the env is reset
-at once, so every stored transition is a real one (Gymnasium's vector envs default to NEXT_STEP
-autoreset, whose extra reset step is not a transition). `AleVectorBatch` is the same for Atari with
-ale-py's C++ AtariVectorEnv (`env.atari.ale_vector`), in its SAME_STEP autoreset mode;
-`make_env_batch` picks one.
+`make_env_fn` gives the env factory with the family's standard wrappers (Atari's preprocessing,
+end-of-life and reward clipping for training); `probe_spaces` reads its spaces once; and
+`make_env_batch` gives a worker its batch: `EnvBatch` (a3c/env_batch.py), or for Atari with
+`env.atari.ale_vector` ale-py's C++ AtariVectorEnv (`AleVectorBatch`, a3c/ale_batch.py).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable
 from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
-from torch import Tensor
 
-from a3c.ale_batch import AleVectorBatch, EpisodeTally, played_actions
-from a3c.atari_wrappers import EpisodicLife, FireReset, fire_wrapper, needs_fire
+from a3c.ale_batch import AleVectorBatch
+from a3c.atari_wrappers import EpisodicLife, FireReset, needs_fire
 from a3c.config import EnvConfig
+from a3c.env_batch import EnvBatch, EnvFn
 from a3c.errors import A3CError, EnvError, first_line
 from a3c.imports import load_entry
-from a3c.masks import MaskReader, reader_for
-from a3c.spaces import ObsLayout
+from a3c.masks import reader_for
 from a3c.watchdog import UpdateTimeout, bounded
 
 log = logging.getLogger("a3c")
-
-EnvFn = Callable[[], gym.Env]
 
 
 def is_atari(env_id: str) -> bool:
@@ -285,152 +278,6 @@ def worker_seeds(seed: int, worker: int, n: int, incarnation: int = 0) -> list[i
     return [int(s) for s in np.random.SeedSequence(key).generate_state(n)]
 
 
-class EnvBatch(EpisodeTally):
-    """B envs of one worker, stepped together; resets in the same step an episode ends.
-
-    `step` returns observations `[B, ...]`, rewards, terminated and truncated flags `[B]`, and the
-    final observations of the truncated envs (`(index, obs)` pairs) for bootstrapping. Finished
-    episodes' (return, length) pairs collect in `finished` until the owner takes them.
-    """
-
-    def __init__(
-        self, env_fn: EnvFn, n: int, seeds: list[int], label: str = "", masks: bool = True
-    ) -> None:
-        super().__init__(n)
-        self.label = label  # who steps these envs, for warnings ("worker 0")
-        self._warned = False
-        self.envs = [env_fn() for _ in range(n)]
-        fires = [fire_wrapper(e) for e in self.envs]
-        # Atari games that need FIRE
-        self._fires = [f for f in fires if f is not None] if all(fires) else []
-        # Where finished episodes' returns come from: our own sums of the rewards, or (Atari) the
-        # real score that RecordEpisodeStatistics puts in info["episode"] at the end of a game.
-        self.score_from_info = bool(getattr(env_fn, "score_from_info", False))
-        first = self.envs[0]
-        self.observation_space, self.action_space = first.observation_space, first.action_space
-        # Dict, Tuple, Multi*: packed into one vector
-        self.layout = ObsLayout(first.observation_space)
-        self._pack = self.layout.pack if self.layout.packed else np.asarray
-        resets = [e.reset(seed=s) for e, s in zip(self.envs, seeds, strict=True)]
-        self.obs = np.stack([self._pack(o) for o, _ in resets]).astype(self.layout.np_dtype)
-        # The valid actions in each env's current state (None: the env gives no masks, or they are
-        # off).
-        self.readers: list[MaskReader] | None = None
-        if reader_for(first, resets[0][1], first.action_space, masks) is not None:
-            self.readers = [MaskReader(e, e.action_space) for e in self.envs]
-            self.masks = np.stack(
-                [r.read(info) for r, (_, info) in zip(self.readers, resets, strict=True)]
-            )
-        for e, s in zip(self.envs, seeds, strict=True):
-            e.action_space.seed(s)
-        space = first.action_space
-        # Gaussian actions are sampled unbounded (the log-prob is of that sample) and clipped here.
-        self._clip = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
-        self._reward = np.zeros(n, dtype=np.float32)
-        self._terminated = np.zeros(n, dtype=bool)
-        self._truncated = np.zeros(n, dtype=bool)
-
-    def __len__(self) -> int:
-        return len(self.envs)
-
-    def played(self, actions: Tensor) -> Tensor:
-        """The actions the next step plays for the agent's `actions` (FIRE where `FireReset` forces
-        it)."""
-        if not self._fires:
-            return actions
-        return played_actions(actions, np.array([f.fire_next for f in self._fires]))
-
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
-        obs, reward, terminated, truncated = (
-            self.obs,
-            self._reward,
-            self._terminated,
-            self._truncated,
-        )
-        readers, masks = self.readers, self.masks
-        finals: list[tuple[int, np.ndarray]] = []
-        if self._clip is not None:
-            actions = np.clip(actions, *self._clip)
-        for i, (env, a) in enumerate(
-            zip(self.envs, actions if self._clip is not None else actions.tolist(), strict=True)
-        ):
-            o, r, term, trunc, info = env.step(a)
-            reward[i], terminated[i], truncated[i] = r, term, trunc
-            if self.score_from_info and "episode" in info:
-                self.finished.append((float(info["episode"]["r"]), int(info["episode"]["l"])))
-            if term or trunc:
-                if trunc and not term:
-                    finals.append((i, self._pack(o)))
-                o, info = env.reset()
-            obs[i] = self._pack(o)
-            if readers is not None and masks is not None:
-                masks[i] = readers[i].read(info)
-        dropped = None
-        # Non-finite data never reaches the rollout. A sum is non-finite if any term is: one cheap
-        # test per step (about 3 us for 8 CartPole envs), the careful one only when it fails.
-        total = np.add.reduce(reward, dtype=np.float64) + (
-            np.add.reduce(obs, axis=None, dtype=np.float64) if obs.dtype.kind == "f" else 0.0
-        )
-        if finals or not math.isfinite(total):
-            dropped = self._drop_nonfinite(obs, reward, terminated, truncated, finals)
-        if not self.score_from_info:
-            self._tally(reward, terminated | truncated, dropped)
-        return obs, reward, terminated, truncated, finals
-
-    def _drop_nonfinite(
-        self,
-        obs: np.ndarray,
-        reward: np.ndarray,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-        finals: list[tuple[int, np.ndarray]],
-    ) -> np.ndarray:
-        """Envs whose step gave a non-finite observation, reward or final observation: the step
-        becomes an episode end with reward 0 (no bootstrap from garbage), the episode is dropped
-        from the returns, and the env is reset. Counted, and warned about once."""
-        floats = obs.dtype.kind == "f"
-        bad_final = {i for i, f in finals if floats and not np.isfinite(f).all()}
-        bad = ~np.isfinite(reward) | np.array(
-            [
-                (floats and not np.isfinite(obs[i]).all()) or i in bad_final
-                for i in range(len(self.envs))
-            ]
-        )
-        if not bad.any():
-            return bad
-        finals[:] = [(i, f) for i, f in finals if not bad[i]]
-        readers, masks = self.readers, self.masks
-        for i in np.flatnonzero(bad):
-            reward[i], terminated[i], truncated[i] = 0.0, True, False
-            o, info = self.envs[i].reset()
-            o = self._pack(o)
-            obs[i] = o if np.isfinite(np.asarray(o, dtype=np.float64)).all() else 0
-            if readers is not None and masks is not None:
-                masks[i] = readers[i].read(info)
-        self.nonfinite += int(bad.sum())
-        if not self._warned:
-            self._warned = True
-            env_id = (
-                getattr(getattr(self.envs[0], "spec", None), "id", None)
-                or type(self.envs[0].unwrapped).__name__
-            )
-            log.warning(
-                "a3c: warning: %s: env %s returned a non-finite observation or reward; that "
-                "episode is dropped "
-                "and the env reset (counted in progress.csv's nonfinite_steps; warned once per "
-                "worker)",
-                self.label or "a worker",
-                env_id,
-            )
-        return bad
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-
 def make_env_batch(
     env_fn: EnvFn, n: int, seeds: list[int], label: str = "", masks: bool = True
 ) -> EnvBatch | AleVectorBatch:
@@ -440,3 +287,6 @@ def make_env_batch(
         # its observations and rewards are integers: always finite
         return AleVectorBatch(env_fn, n, seeds)
     return EnvBatch(env_fn, n, seeds, label, masks)
+
+
+__all__ = ["EnvFn", "is_atari", "make_env_batch", "make_env_fn", "probe_spaces", "worker_seeds"]

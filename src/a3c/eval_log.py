@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from a3c import checkpoint
+from a3c import checkpoint, run_checkpoints
 from a3c.checkpoint import CheckpointError
 from a3c.config import Config
 from a3c.errors import first_line
@@ -73,12 +73,12 @@ class EvalLog:
 
     @property
     def best_dir(self) -> Path:
-        return self.rundir.path / checkpoint.CHECKPOINTS / checkpoint.BEST
+        return self.rundir.path / run_checkpoints.CHECKPOINTS / run_checkpoints.BEST
 
     def _read_best(self) -> None:
         """A resumed run keeps its best so far (an unreadable one is replaced by the next
         evaluation)."""
-        path = checkpoint.best_path(self.rundir.path)
+        path = run_checkpoints.best_path(self.rundir.path)
         if path is None:
             return
         try:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from a3c import checkpoint
+from a3c import checkpoint, run_checkpoints
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import SECTIONS, Config, from_recorded, resumable
 from a3c.errors import ConfigError
@@ -197,22 +197,22 @@ def select_checkpoint(path: str | Path, which: str | None = None) -> tuple[Check
     checkpoints/); None takes the best if the run has one (and it reads), else the latest.
     """
     path = Path(path)
-    is_run = (path / checkpoint.CHECKPOINTS).is_dir() and not (path / checkpoint.META).exists()
+    is_run = (path / run_checkpoints.CHECKPOINTS).is_dir() and not (path / checkpoint.META).exists()
     if not is_run:
         if which is not None:
             raise CheckpointError(
                 f"{path} is not a run directory: a checkpoint ({which!r}) is picked from a run "
                 "directory's checkpoints/"
             )
-        return checkpoint.find(path), "given"
-    best = checkpoint.best_path(path)
+        return run_checkpoints.find(path), "given"
+    best = run_checkpoints.best_path(path)
     if which is None and best is not None:
         try:
             return checkpoint.read(best), "best"
         except CheckpointError as e:
             log.warning("a3c: warning: %s; taking the latest checkpoint instead", e)
     if which in (None, "latest"):
-        return checkpoint.find(path), "latest"
+        return run_checkpoints.find(path), "latest"
     if which == "best":
         if best is None:
             raise CheckpointError(
@@ -220,10 +220,10 @@ def select_checkpoint(path: str | Path, which: str | None = None) -> tuple[Check
                 "training: eval.interval_steps or eval.interval_s)"
             )
         return checkpoint.read(best), "best"
-    named = Path(which) if Path(which).exists() else path / checkpoint.CHECKPOINTS / which
+    named = Path(which) if Path(which).exists() else path / run_checkpoints.CHECKPOINTS / which
     if not named.exists():
         raise CheckpointError(
             f"no such checkpoint: {which} (neither a path nor a name in "
-            f"{path / checkpoint.CHECKPOINTS})"
+            f"{path / run_checkpoints.CHECKPOINTS})"
         )
-    return checkpoint.find(named), "given"
+    return run_checkpoints.find(named), "given"

@@ -5,11 +5,11 @@
 
 Stops on the first of: the target return (mean of the last `return_window` episodes), an
 evaluation's target (`eval.target_mean`), the step budget, the wall-time budget, a callback
-returning False, a worker failure, Ctrl-C or SIGTERM. The backend hosts the evaluator beside its
-workers (`Backend.evaluator`); a3c/eval_log.py decides when it plays, and keeps the best.
-Every stop writes a checkpoint and summary.json; checkpoints are also written every
-`checkpoint_interval_steps` global steps and/or `checkpoint_interval_s` seconds. All periodic work
-is due by one helper (a3c/periodic.py).
+returning False, a worker failure, Ctrl-C or SIGTERM (the rules: a3c/stopping.py). The backend
+hosts the evaluator beside its workers (`Backend.evaluator`); a3c/eval_log.py decides when it
+plays, and keeps the best. Every stop writes a checkpoint and summary.json; checkpoints are also
+written every `checkpoint_interval_steps` global steps and/or `checkpoint_interval_s` seconds. All
+periodic work is due by one helper (a3c/periodic.py).
 """
 
 from __future__ import annotations
@@ -25,32 +25,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from a3c import checkpoint
-from a3c.backends import WorkerFailure, make_backend
+from a3c import run_checkpoints
+from a3c.backends import make_backend
 from a3c.checkpoint import Checkpoint
-from a3c.config import Config, RunConfig
+from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.errors import A3CError, RunFailure, first_line, wrapped_stop
+from a3c.errors import A3CError, first_line
 from a3c.eval_log import EvalLog
 from a3c.evaluation import EvalSpec
 from a3c.metrics import Stats, WorkerReport
 from a3c.periodic import Every
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
-from a3c.signals import Terminated, TimeUp, sigterm_raises, time_limit
+from a3c.signals import sigterm_raises, time_limit
+from a3c.stopping import CallbackStop, NonFinite, stop_rule, stopped_by
 from a3c.store import SharedStore
 
 Callback = Callable[[dict[str, Any]], bool | None]
 log = logging.getLogger("a3c")
 POLL_S = 0.05
-
-
-class CallbackStop(BaseException):
-    """The user's callback returned False."""
-
-
-class NonFinite(RunFailure):
-    """The run produces only non-finite updates, or its global state is no longer finite."""
 
 
 @dataclasses.dataclass
@@ -83,27 +76,6 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def stop_rule(
-    stats: Stats,
-    run: RunConfig,
-    target: float | None,
-    elapsed_s: float,
-    eval_mean: float | None = None,
-    eval_target: float | None = None,
-) -> str | None:
-    """Why a run should stop now, or None: a pure function of the stats, the config, the clock and
-    the latest evaluation's mean."""
-    if target is not None and stats.window_full and stats.return_mean >= target:
-        return "target_return"
-    if eval_target is not None and eval_mean is not None and eval_mean >= eval_target:
-        return "target_eval_return"
-    if stats.steps >= run.total_steps:
-        return "total_steps"
-    if run.max_time is not None and elapsed_s >= run.max_time:
-        return "max_time"
-    return None
 
 
 class TrainingSession:
@@ -145,7 +117,7 @@ class TrainingSession:
         else:  # a resumed run: from its checkpoint, or from scratch if it never completed one
             steps = 0 if resumed is None else resumed.steps
             rundir = RunDir(run_dir, resume_steps=steps)  # refuses a run a live trainer holds
-            checkpoint.set_aside_newer(run_dir, steps)
+            run_checkpoints.set_aside_newer(run_dir, steps)
         self.rundir = rundir
         self.stats = Stats(config.run.return_window)
         wall_before = 0.0
@@ -199,7 +171,7 @@ class TrainingSession:
                     reinstall()
                 reason = found
         except BaseException as e:  # the stop reason; an error is recorded and raised again below
-            reason, error = _stopped_by(e)
+            reason, error = stopped_by(e)
         finally:
             summary = self.finish(reason, error)
         if error is not None:
@@ -355,7 +327,9 @@ class TrainingSession:
             nonfinite_steps=self.stats.nonfinite_steps,
             **extra,
         )
-        path = checkpoint.save_in_run(self.rundir.path, state, meta, self.cfg.log.checkpoint_keep)
+        path = run_checkpoints.save_in_run(
+            self.rundir.path, state, meta, self.cfg.log.checkpoint_keep
+        )
         self.last_meta = meta
         return path
 
@@ -387,33 +361,6 @@ class TrainingSession:
             eval=self.evals.summary(),
             versions=versions(),
         )
-
-
-# Exceptions that stop a run without being errors, and the stop reasons they give.
-STOPS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-    (CallbackStop, "callback"),
-    (KeyboardInterrupt, "interrupted"),
-    (TimeUp, "max_time"),
-    # SystemExit: Ray's own SIGTERM handler, if it ran before ours
-    ((Terminated, SystemExit), "terminated"),
-)
-FAILURES: tuple[tuple[type[BaseException], str], ...] = (
-    (WorkerFailure, "worker_failure"),
-    (NonFinite, "nonfinite"),
-    (RunFailure, "failure"),
-)
-
-
-def _stopped_by(e: BaseException) -> tuple[str, BaseException | None]:
-    """(stop reason, the error to record and raise, or None) for what ended the loop."""
-    e = wrapped_stop(e) or e
-    for kind, reason in STOPS:
-        if isinstance(e, kind):
-            return reason, None
-    for failure, reason in FAILURES:
-        if isinstance(e, failure):
-            return reason, e
-    return "error", e
 
 
 @contextlib.contextmanager
