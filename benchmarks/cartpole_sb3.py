@@ -499,21 +499,19 @@ def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     machine = (
         f"Date: {report['date']}. Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
-        f"torch {m['torch']}, gymnasium {m['gymnasium']}, "
-        f"stable-baselines3 {m['stable_baselines3']}, a3c {m['a3c']}{_source_note(m)}."
+        f"torch {m['torch']}, gymnasium {m['gymnasium']}, stable-baselines3 "
+        f"{m['stable_baselines3']}, a3c {m['a3c']}{_source_note(m)}."
     )
     threads = report["settings"]["sb3"]["torch_threads"]
     setup = (
-        f"a3c: defaults, {A3C_WORKERS} workers (one torch thread each), "
-        f"budget {A3C_TOTAL_STEPS:,} steps. "
-        f"SB3 A2C: rl-baselines3-zoo CartPole-v1 hyperparameters ({SB3_N_ENVS} envs, MlpPolicy, "
-        f"ent_coef 0.0, otherwise SB3 defaults), torch threads: {threads}, "
-        f"cap {SB3_MAX_STEPS:,} steps. "
-        f"Solved: mean return of the last {RETURN_WINDOW} episodes >= {TARGET_RETURN:g}. "
-        "Time to solve is measured from the start of learn(); process wall time includes "
-        "interpreter start-up and imports (each run is a fresh process). "
-        "Throughput: env steps / learn() wall time. "
-        "Medians over seeds; an unsolved run counts as never solving."
+        f"a3c: defaults, {A3C_WORKERS} workers (one torch thread each), budget "
+        f"{A3C_TOTAL_STEPS:,} steps. SB3 A2C: rl-baselines3-zoo CartPole-v1 hyperparameters "
+        f"({SB3_N_ENVS} envs, MlpPolicy, ent_coef 0.0, otherwise SB3 defaults), torch threads: "
+        f"{threads}, cap {SB3_MAX_STEPS:,} steps. Solved: mean return of the last {RETURN_WINDOW} "
+        f"episodes >= {TARGET_RETURN:g}. Time to solve is measured from the start of learn(); "
+        "process wall time includes interpreter start-up and imports (each run is a fresh "
+        "process). Throughput: env steps / learn() wall time. Medians over seeds; an unsolved "
+        "run counts as never solving."
     )
     if not report["a3c_source_same_for_all_runs"]:
         setup += " Warning: the a3c sources changed between runs of this benchmark."
@@ -570,8 +568,7 @@ def parent_main(args: argparse.Namespace) -> int:
                 print(
                     f"solved={r['solved']} steps={r['steps']} "
                     f"time_to_solve={_fmt(r['time_to_solve_s'])}s "
-                    f"process={r['process_wall_s']:.1f}s "
-                    f"steps/s={_fmt(r['throughput'], '.0f')}",
+                    f"process={r['process_wall_s']:.1f}s steps/s={_fmt(r['throughput'], '.0f')}",
                     flush=True,
                 )
                 if args.keep_runs and run_dir is not None:

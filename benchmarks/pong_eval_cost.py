@@ -140,9 +140,9 @@ def main() -> int:
     if busy is not None and per_game is not None and share is not None and preset is not None:
         lines.append(
             f"While it plays, the evaluator costs {100 * busy:.1f}% of the training steps/s; a "
-            f"greedy game takes it {per_game:.1f} s, so the preset's "
-            f"{PRESET_GAMES} games every {PRESET_INTERVAL_S:.0f} s keep it playing "
-            f"{100 * share:.1f}% of the time: about {100 * preset:.1f}% of the steps/s over a run."
+            f"greedy game takes it {per_game:.1f} s, so the preset's {PRESET_GAMES} games every "
+            f"{PRESET_INTERVAL_S:.0f} s keep it playing {100 * share:.1f}% of the time: about "
+            f"{100 * preset:.1f}% of the steps/s over a run."
         )
     md = "\n\n".join(lines)
     write_results(args.out, "pong_eval_cost", report, md)

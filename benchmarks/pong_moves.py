@@ -99,9 +99,9 @@ def main() -> int:
     }
     for r in (result["by_action"], result["by_move"]):
         print(
-            f"{r['play']}: {r['mean']:+.2f} +/- {r['std']:.2f} over {args.games} games; "
-            f"the two differ at {100 * r['differ_share']:.1f}% of {r['decisions']} decisions; "
-            f"entropy {r['entropy_mean']:.2f}"
+            f"{r['play']}: {r['mean']:+.2f} +/- {r['std']:.2f} over {args.games} games; the two "
+            f"differ at {100 * r['differ_share']:.1f}% of {r['decisions']} decisions; entropy "
+            f"{r['entropy_mean']:.2f}"
         )
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -257,14 +257,12 @@ def main() -> int:
     )
     md = (
         f"### Soak: {args.minutes:g} min of CartPole, processes backend\n\n`.venv/bin/python "
-        f"benchmarks/soak.py --minutes {args.minutes:g}`"
-        f" on {result['machine'].get('date')}, commit {result['machine'].get('commit')}\n\n"
-        f"Faults injected: {kills} worker kills (SIGKILL, every {args.kill_every:g} s), "
-        f"{int(hung)} env hung for ever "
-        f"({args.hang_at:g} s in). Restarts counted by the run: {summary.get('worker_restarts')} "
-        f"(expected {kills + int(hung)}). Stop: {summary.get('stop_reason')} after "
-        f"{summary.get('steps')} steps; "
-        f"processes left behind: {len(left)}.\n\n{table}\n"
+        f"benchmarks/soak.py --minutes {args.minutes:g}` on {result['machine'].get('date')}, "
+        f"commit {result['machine'].get('commit')}\n\nFaults injected: {kills} worker kills "
+        f"(SIGKILL, every {args.kill_every:g} s), {int(hung)} env hung for ever ({args.hang_at:g} "
+        f"s in). Restarts counted by the run: {summary.get('worker_restarts')} (expected "
+        f"{kills + int(hung)}). Stop: {summary.get('stop_reason')} after {summary.get('steps')} "
+        f"steps; processes left behind: {len(left)}.\n\n{table}\n"
     )
     write_results(args.out, "soak", result, md)
     print(md)

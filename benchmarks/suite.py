@@ -151,12 +151,10 @@ ZOO_A2C = {
 
 
 PONG_EXISTING = (
-    "Pong, from the existing runs (another protocol: not this suite's jobs): a3c's preset, run 18 "
-    "(benchmarks/records/pong/pong_run18.md), "
-    "100-game training mean +11.5 at 1 h and +15.4 at 2 h of running time; its best checkpoint "
-    "(kept by evaluation during "
-    "training) +17.1 ± 2.5 over 30 greedy games. `--envs ALE/Pong-v5` adds a row measured as the "
-    "others."
+    "Pong, from the existing runs (another protocol: not this suite's jobs): a3c's preset, run "
+    "18 (benchmarks/records/pong/pong_run18.md), 100-game training mean +11.5 at 1 h and +15.4 "
+    "at 2 h of running time; its best checkpoint (kept by evaluation during training) +17.1 ± "
+    "2.5 over 30 greedy games. `--envs ALE/Pong-v5` adds a row measured as the others."
 )
 
 
@@ -841,23 +839,21 @@ def build_report(
             f"### Suite `{suite}`: a3c vs Stable-Baselines3 A2C ({budget} per library, env and "
             "seed)",
             f"`benchmarks/suite.py {suite}`; {len(results)}/{len(specs)} jobs finished; report "
-            f"{info['date']}, {info['cpus']} CPUs, "
-            f"Python {info['python']}, torch {info['torch']}, gymnasium {info['gymnasium']}, SB3 "
-            f"{info['stable_baselines3']}, ale-py {info['ale-py']}, "
-            f"mujoco {info['mujoco']}, a3c {info['a3c']}, rl_zoo3 a2c.yml {ZOO_VERSION}; jobs' "
-            f"commits: {', '.join(commits) or '-'}",
+            f"{info['date']}, {info['cpus']} CPUs, Python {info['python']}, torch "
+            f"{info['torch']}, gymnasium {info['gymnasium']}, SB3 {info['stable_baselines3']}, "
+            f"ale-py {info['ale-py']}, mujoco {info['mujoco']}, a3c {info['a3c']}, rl_zoo3 "
+            f"a2c.yml {ZOO_VERSION}; jobs' commits: {', '.join(commits) or '-'}",
             md_table(header, rows),
             "Greedy: the final parameters, "
             f"{'/'.join(sorted({str(r['eval']['episodes']) for r in results.values()})) or '-'} "
-            "whole episodes by one harness (a3c's evaluation env: "
-            "Atari v5 with sticky actions, real scores, no end-of-life, no reward clipping); mean "
-            "± std over episodes (over seeds' means with several seeds). "
-            "Train last-100: the mean of each side's last 100 training episodes (whole games). "
-            "Random: the same harness, uniform actions. "
-            "A3C paper: Mnih et al. 2016, Table S3, A3C FF after 1 day on 16 CPU threads, human "
-            "starts (not this protocol). "
-            "zoo A2C: rl-baselines3-zoo benchmark.md, one agent (Atari: NoFrameskip-v4, 10M "
-            "steps, stochastic policy; MuJoCo: v3, 1M steps, deterministic; no Walker2d entry).",
+            "whole episodes by one harness (a3c's evaluation env: Atari v5 with sticky actions, "
+            "real scores, no end-of-life, no reward clipping); mean ± std over episodes (over "
+            "seeds' means with several seeds). Train last-100: the mean of each side's last 100 "
+            "training episodes (whole games). Random: the same harness, uniform actions. A3C "
+            "paper: Mnih et al. 2016, Table S3, A3C FF after 1 day on 16 CPU threads, human "
+            "starts (not this protocol). zoo A2C: rl-baselines3-zoo benchmark.md, one agent "
+            "(Atari: NoFrameskip-v4, 10M steps, stochastic policy; MuJoCo: v3, 1M steps, "
+            "deterministic; no Walker2d entry).",
         ]
     )
     refs = {

@@ -10,8 +10,8 @@ import torch
 pytest.importorskip("ale_py")
 
 from a3c import A3C, build_config  # noqa: E402
-from a3c.encoders import ConvEncoder  # noqa: E402
 from a3c.ale_batch import AleVectorBatch  # noqa: E402
+from a3c.encoders import ConvEncoder  # noqa: E402
 from a3c.env_batch import EnvBatch  # noqa: E402
 from a3c.envs import make_env_batch, make_env_fn  # noqa: E402
 from a3c.errors import EnvError  # noqa: E402

@@ -192,8 +192,8 @@ CASES = [
     (["eval", "{ws}/pickled"], "holds no checkpoint"),
     (
         ["eval", "{ws}/run_without_best", "--checkpoint", "best"],
-        "run_without_best has no best checkpoint (checkpoints/best/ is kept by evaluations during "
-        "training",
+        "run_without_best has no best checkpoint (checkpoints/best/ is kept by evaluations "
+        "during training",
     ),
     (
         ["eval", "{ws}/run_without_best", "--checkpoint", "step_000000000001"],

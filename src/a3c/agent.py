@@ -35,8 +35,8 @@ from a3c.normalize import ObservationStats
 from a3c.policy import Policy
 from a3c.runlog import default_run_dir
 from a3c.session import Callback, TrainingSession
+from a3c.spaces import check_rollout_memory
 from a3c.store import SharedStore
-from a3c.worker import check_rollout_memory
 
 log = logging.getLogger("a3c")
 
@@ -100,7 +100,13 @@ class A3C:
         torch.manual_seed(config.run.seed)
         self.model = make_model(self.observation_space, self.action_space, config.model)
         # before any worker allocates
-        check_rollout_memory(self.observation_space, self.action_space, config)
+        check_rollout_memory(
+            self.observation_space,
+            self.action_space,
+            config.algo.n_steps,
+            config.env.envs_per_worker,
+            config.backend.workers,
+        )
         self.n_actor = sum(p.numel() for p in self.model.actor_parameters())
         self.policy = Policy(self.model, self.observation_space, self.action_space, config.run.seed)
         self.run_dir: Path | None = None

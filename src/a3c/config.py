@@ -242,7 +242,7 @@ def from_recorded(data: Mapping[str, Any]) -> Config:
     ):
         raise ConfigError(
             "it was written by a development version of a3c before 0.1.0 (its config has the "
-            "earlier "
-            "layout, without the env.atari, log and backend sections), which this a3c does not read"
+            "earlier layout, without the env.atari, log and backend sections), which this a3c "
+            "does not read"
         )
     return from_dict(data)

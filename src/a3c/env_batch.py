@@ -189,9 +189,8 @@ class EnvBatch(EpisodeTally):
             )
             log.warning(
                 "a3c: warning: %s: env %s returned a non-finite observation or reward; that "
-                "episode is dropped "
-                "and the env reset (counted in progress.csv's nonfinite_steps; warned once per "
-                "worker)",
+                "episode is dropped and the env reset (counted in progress.csv's "
+                "nonfinite_steps; warned once per worker)",
                 self.label or "a worker",
                 env_id,
             )

@@ -11,12 +11,16 @@ integer up to 2^24 exactly, so indices and pixels survive the round trip.
 Images are Box leaves with three dimensions. Their layout is channels-first `[C, H, W]` or
 channels-last `[H, W, C]`, detected as Stable-Baselines3 does (the smallest dimension is the
 channels) unless `model.image_layout` says; the encoder transposes channels-last images itself.
+
+What a step costs in the rollout buffers is the layout's too: `check_rollout_memory` refuses, at
+start-up, buffers that would not fit in the machine's memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from a3c.errors import EnvError
+from a3c.errors import ConfigError, EnvError
 
 Path = tuple[str | int, ...]
 _UNENCODABLE = (gym.spaces.Text, gym.spaces.Graph, gym.spaces.Sequence, gym.spaces.OneOf)
@@ -235,3 +239,33 @@ def _rebuild(space: gym.Space, path: Path, parts: dict[Path, Tensor]) -> Any:
     if isinstance(space, gym.spaces.Tuple):
         return tuple(_rebuild(sub, (*path, i), parts) for i, sub in enumerate(space.spaces))
     return parts[path]
+
+
+def check_rollout_memory(
+    observation_space: gym.Space, action_space: gym.Space, n_steps: int, envs: int, workers: int
+) -> None:
+    """Refuse, before anything is allocated, rollout buffers that would not fit in this machine's
+    memory: per worker (n_steps + 1) x `envs` observations (as the worker stores them:
+    int64 indices, uint8 pixels or float32), n_steps x envs_per_worker actions, and three float32
+    [n_steps, envs_per_worker] arrays (rewards, terminations, episode ends)."""
+    t, b = n_steps, envs
+    layout = ObsLayout(observation_space)
+    shape, dtype = layout.shape, layout.np_dtype
+    action = (
+        4 if isinstance(action_space, gym.spaces.Box | gym.spaces.MultiBinary) else 8
+    ) * math.prod(action_space.shape or ())  # float32 or int64
+    # + the envs' own batch
+    per_worker = (t + 2) * b * layout.nbytes_per_step() + t * b * (action + 12)
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not on this platform: nothing to compare with
+        return
+    if physical > 0 and per_worker * workers > physical:
+        total = (
+            f", {per_worker * workers / 1e9:.1f} GB for {workers} workers" if workers > 1 else ""
+        )
+        raise ConfigError(
+            f"the rollout buffers would need {per_worker / 1e9:.1f} GB per worker (n_steps {t} x "
+            f"envs_per_worker {b} x observation {shape} {dtype.name}){total}; this machine has "
+            f"{physical / 1e9:.1f} GB"
+        )

@@ -10,10 +10,8 @@ live: it talks to a `ParameterStore` (a3c/store.py).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -21,12 +19,10 @@ from a3c import algo
 from a3c.algo import LossTerms
 from a3c.config import Config
 from a3c.envs import EnvFn, make_env_batch, make_env_fn, worker_seeds
-from a3c.errors import ConfigError
 from a3c.heads import GaussianHead
 from a3c.metrics import LOSS_COLUMNS, WorkerReport
 from a3c.models import State, make_model, reset_ended
 from a3c.normalize import Normalizer, identity
-from a3c.spaces import ObsLayout
 from a3c.store import ParameterStore, Pulled
 
 Finals = list[tuple[int, int, np.ndarray]]  # (t, env, final observation) at time-limit truncations
@@ -204,33 +200,3 @@ class Worker:
 
     def close(self) -> None:
         self.envs.close()
-
-
-def check_rollout_memory(
-    observation_space: gym.Space, action_space: gym.Space, config: Config
-) -> None:
-    """Refuse, before anything is allocated, rollout buffers that would not fit in this machine's
-    memory: per worker (n_steps + 1) x envs_per_worker observations (as the worker stores them:
-    int64 indices, uint8 pixels or float32), n_steps x envs_per_worker actions, and three float32
-    [n_steps, envs_per_worker] arrays (rewards, terminations, episode ends)."""
-    t, b, workers = config.algo.n_steps, config.env.envs_per_worker, config.backend.workers
-    layout = ObsLayout(observation_space)
-    shape, dtype = layout.shape, layout.np_dtype
-    action = (
-        4 if isinstance(action_space, gym.spaces.Box | gym.spaces.MultiBinary) else 8
-    ) * math.prod(action_space.shape or ())  # float32 or int64
-    # + the envs' own batch
-    per_worker = (t + 2) * b * layout.nbytes_per_step() + t * b * (action + 12)
-    try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not on this platform: nothing to compare with
-        return
-    if physical > 0 and per_worker * workers > physical:
-        total = (
-            f", {per_worker * workers / 1e9:.1f} GB for {workers} workers" if workers > 1 else ""
-        )
-        raise ConfigError(
-            f"the rollout buffers would need {per_worker / 1e9:.1f} GB per worker (n_steps {t} x "
-            f"envs_per_worker {b} x "
-            f"observation {shape} {dtype.name}){total}; this machine has {physical / 1e9:.1f} GB"
-        )

@@ -273,6 +273,6 @@ def check_picklable(env_fn: Any) -> None:
     except Exception as e:  # pickling raises PicklingError, AttributeError or TypeError
         raise ConfigError(
             f"the processes backend sends the env factory to its worker processes, and {env_fn!r} "
-            f"cannot be pickled ({e}): "
-            "pass a module-level function or class or an env id, or use backend='serial' or 'ray'"
+            f"cannot be pickled ({e}): pass a module-level function or class or an env id, or use "
+            "backend='serial' or 'ray'"
         ) from None

@@ -387,19 +387,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "cliff",
         help="the tutorial's demo: asynchronous workers solve CliffWalking with shared tables",
         description=(
-            "The tutorial's practice script on the a3c engine: WORKERS asynchronous workers train "
-            "a tabular "
-            "actor-critic (a softmax policy table theta[s, a] and a value table V[s], shared by "
-            "all workers) "
-            "on Gymnasium's CliffWalking with n-step advantages and plain SGD (theta += actor_lr "
-            "* grad_theta, "
-            "V += critic_lr * grad_V). Writes returns.png (episode returns per worker and "
-            "aggregated), "
-            "policy_heatmap.png (the final policy's action probabilities with the greedy path), "
-            "summary.json "
-            "(greedy_return, reaches_goal, episodes, wall_s, workers, action_probs), config.json, "
-            "progress.csv "
-            "and episodes.csv into the run directory."
+            "The tutorial's practice script on the a3c engine: WORKERS asynchronous workers "
+            "train a tabular actor-critic (a softmax policy table theta[s, a] and a value table "
+            "V[s], shared by all workers) on Gymnasium's CliffWalking with n-step advantages and "
+            "plain SGD (theta += actor_lr * grad_theta, V += critic_lr * grad_V). Writes "
+            "returns.png (episode returns per worker and aggregated), policy_heatmap.png (the "
+            "final policy's action probabilities with the greedy path), summary.json "
+            "(greedy_return, reaches_goal, episodes, wall_s, workers, action_probs), "
+            "config.json, progress.csv and episodes.csv into the run directory."
         ),
         epilog="\n".join(
             [
@@ -510,10 +505,8 @@ def main(args: argparse.Namespace) -> int:
     )
     print(
         f"cliff: greedy return {s['greedy_return']:g} (optimal {OPTIMAL_RETURN:g}, safe >= "
-        f"{SAFE_RETURN:g}); "
-        f"the greedy policy {verdict}; {s['episodes']} episodes, {s['workers']} workers "
-        f"({s['backend']}), "
-        f"{s['wall_s']:.1f} s -> {result.run_dir}"
+        f"{SAFE_RETURN:g}); the greedy policy {verdict}; {s['episodes']} episodes, {s['workers']} "
+        f"workers ({s['backend']}), {s['wall_s']:.1f} s -> {result.run_dir}"
     )
     if result.compare:
         print(f"cliff: worker comparison -> {result.files.get('compare_workers', result.run_dir)}")
