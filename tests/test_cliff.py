@@ -16,7 +16,7 @@ import torch
 
 from a3c import algo, plots
 from a3c.configfile import build_config
-from a3c.demos import cliff
+from a3c.demos import cliff, cliff_cli
 from a3c.errors import ConfigError
 from a3c.heads import categorical_logp_entropy
 from a3c.models import make_model
@@ -28,7 +28,7 @@ N_STATES, N_ACTIONS = 48, 4
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="a3c")
     sub = p.add_subparsers(dest="command", required=True)
-    cliff.add_parser(sub)
+    cliff_cli.add_parser(sub)
     return p
 
 
@@ -250,7 +250,7 @@ def test_compare_workers_on_processes(tmp_path):
 def test_bad_input_is_a_config_error(argv, message, tmp_path):
     args = parser().parse_args(["cliff", *argv, "--run-dir", str(tmp_path / "run")])
     with pytest.raises(ConfigError, match=re.escape(message)):
-        cliff.main(args)
+        cliff_cli.main(args)
     assert not (tmp_path / "run" / "progress.csv").exists()
 
 
@@ -276,7 +276,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 
 def test_help_lists_every_option():
     sub = argparse.ArgumentParser(prog="a3c").add_subparsers()
-    text = cliff.add_parser(sub).format_help()
+    text = cliff_cli.add_parser(sub).format_help()
     for option in (
         "--workers",
         "--backend",

@@ -105,6 +105,7 @@ def test_wheel_and_sdist_carry_what_the_package_needs(dists):
         "a3c/presets/classic_control.yaml",
         "a3c/py.typed",
         "a3c/demos/cliff.py",
+        "a3c/demos/cliff_cli.py",
         "a3c/__main__.py",
     } <= names
     assert f"{info}/licenses/LICENSE" in names

@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_plot(sub)
-    from a3c.demos import cliff
+    from a3c.demos import cliff_cli
 
-    cliff.add_parser(sub)
+    cliff_cli.add_parser(sub)
     return parser
 
 

@@ -296,46 +296,7 @@ def policy_heatmap_figure(
         grid = probs[:, a].reshape(rows, cols)
         image = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, origin="upper")
         for s in range(rows * cols):
-            r, c = divmod(s, cols)
-            if s in hazards:
-                ax.add_patch(
-                    Rectangle(
-                        (c - 0.5, r - 0.5),
-                        1,
-                        1,
-                        facecolor="0.35",
-                        edgecolor="white",
-                        hatch="//",
-                        linewidth=0.5,
-                    )
-                )
-                continue
-            if s in marks:  # a letter in the cell's corner; a terminal cell gets only its letter
-                centred = s in terminal
-                ax.text(
-                    c if centred else c - 0.42,
-                    r if centred else r - 0.38,
-                    marks[s][0],
-                    ha="center" if centred else "left",
-                    va="center" if centred else "top",
-                    fontsize=11 if centred else 7,
-                    fontweight="bold",
-                    color="white",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "black", "alpha": 0.6},
-                )
-                if centred:
-                    continue
-            p = grid[r, c]
-            ax.text(
-                c,
-                r,
-                f"{p:.2f}",
-                ha="center",
-                va="center",
-                fontsize=6.5,
-                color="black" if p > 0.6 else "white",
-                fontweight="bold" if greedy[s] == a else "normal",
-            )
+            _draw_cell(ax, s, grid, cols, greedy[s] == a, s in hazards, marks.get(s), s in terminal)
         if path is not None and len(path) > 1:
             pr, pc = np.divmod(np.asarray(path), cols)
             ax.plot(pc, pr, color="#ff3b30", linewidth=2.0, marker="o", markersize=3, alpha=0.75)
@@ -360,6 +321,59 @@ def policy_heatmap_figure(
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
     fig.suptitle(title)
     return fig
+
+
+def _draw_cell(
+    ax: Any,
+    s: int,
+    grid: np.ndarray,
+    cols: int,
+    greedy: bool,
+    hazard: bool,
+    mark: tuple[str, str] | None,
+    terminal: bool,
+) -> None:
+    """One cell of a policy panel: hatched if a hazard; else its probability (bold where the action
+    is the greedy one), with the mark's letter in its corner, or alone in a terminal cell."""
+    r, c = divmod(s, cols)
+    if hazard:
+        ax.add_patch(
+            Rectangle(
+                (c - 0.5, r - 0.5),
+                1,
+                1,
+                facecolor="0.35",
+                edgecolor="white",
+                hatch="//",
+                linewidth=0.5,
+            )
+        )
+        return
+    if mark is not None:  # a letter in the cell's corner; a terminal cell gets only its letter
+        ax.text(
+            c if terminal else c - 0.42,
+            r if terminal else r - 0.38,
+            mark[0],
+            ha="center" if terminal else "left",
+            va="center" if terminal else "top",
+            fontsize=11 if terminal else 7,
+            fontweight="bold",
+            color="white",
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "black", "alpha": 0.6},
+        )
+        if terminal:
+            return
+    p = grid[r, c]
+    ax.text(
+        c,
+        r,
+        f"{p:.2f}",
+        ha="center",
+        va="center",
+        fontsize=6.5,
+        color="black" if p > 0.6 else "white",
+        fontweight="bold" if greedy else "normal",
+    )
 
 
 def _line_handle(label: str) -> Line2D:
