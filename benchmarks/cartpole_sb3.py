@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -53,6 +52,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import md_table, median, source_state  # noqa: E402
 
 ENV_ID = "CartPole-v1"
 TARGET_RETURN = 475.0
@@ -256,19 +258,6 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
             continue
 
 
-def _median(values: list[float | None], unsolved_as_inf: bool = False) -> float | None:
-    """Median; None entries are dropped, or count as +inf (not solved) when unsolved_as_inf."""
-    xs = (
-        [math.inf if v is None else v for v in values]
-        if unsolved_as_inf
-        else [v for v in values if v is not None]
-    )
-    if not xs:
-        return None
-    m = statistics.median(xs)
-    return m if math.isfinite(m) else None
-
-
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per-algorithm medians.
 
@@ -280,12 +269,12 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         med[algo] = {
             "runs": len(rs),
             "solved": sum(bool(r["solved"]) for r in rs),
-            "time_to_solve_s": _median([r["time_to_solve_s"] for r in rs], unsolved_as_inf=True),
-            "time_to_solve_s_solved_only": _median([r["time_to_solve_s"] for r in rs]),
-            "steps_to_solve": _median([r["steps_to_solve"] for r in rs], unsolved_as_inf=True),
-            "process_wall_s": _median([r["process_wall_s"] for r in rs]),
-            "throughput": _median([r["throughput"] for r in rs]),
-            "throughput_csv_median": _median([r["throughput_csv_median"] for r in rs]),
+            "time_to_solve_s": median([r["time_to_solve_s"] for r in rs], unsolved_as_inf=True),
+            "time_to_solve_s_solved_only": median([r["time_to_solve_s"] for r in rs]),
+            "steps_to_solve": median([r["steps_to_solve"] for r in rs], unsolved_as_inf=True),
+            "process_wall_s": median([r["process_wall_s"] for r in rs]),
+            "throughput": median([r["throughput"] for r in rs]),
+            "throughput_csv_median": median([r["throughput_csv_median"] for r in rs]),
         }
     return med
 
@@ -344,25 +333,6 @@ def machine_info() -> dict[str, Any]:
         "a3c": version("a3c"),
         "a3c_source": source_state(),
     }
-
-
-def source_state() -> dict[str, Any] | None:
-    """The git commit of the a3c sources and whether src/ has uncommitted changes (with a hash)."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*argv: str) -> str:
-        done = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True, check=True)
-        return done.stdout
-
-    try:
-        commit = git("rev-parse", "HEAD").strip()
-        diff = git("diff", "HEAD", "--", "src")
-        untracked = git("ls-files", "--others", "--exclude-standard", "--", "src").strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    dirty = bool(diff or untracked)
-    digest = hashlib.sha256((diff + untracked).encode()).hexdigest()[:12] if dirty else None
-    return {"commit": commit, "src_dirty": dirty, "src_diff_sha256_12": digest}
 
 
 def _fmt(x: Any, spec: str = ".1f") -> str:
@@ -478,10 +448,8 @@ def text_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def md_table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
+def _md(rows: list[list[str]]) -> str:
+    return md_table(rows[0], rows[1:])
 
 
 def _source_note(machine: dict[str, Any]) -> str:
@@ -526,13 +494,13 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         setup,
         "",
-        md_table(medians_table(report["medians"])),
+        _md(medians_table(report["medians"])),
         "",
-        md_table(ratios_table(report["ratios"])),
+        _md(ratios_table(report["ratios"])),
         "",
         "<details><summary>Every run</summary>",
         "",
-        md_table(runs_table(report["runs"])),
+        _md(runs_table(report["runs"])),
         "",
         "</details>",
         "",

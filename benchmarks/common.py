@@ -3,7 +3,9 @@ processes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import platform
 import signal
@@ -15,6 +17,24 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_state() -> dict[str, Any] | None:
+    """The git commit of the a3c sources and whether src/ has uncommitted changes (with a hash)."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        diff = git("diff", "HEAD", "--", "src")
+        untracked = git("ls-files", "--others", "--exclude-standard", "--", "src").strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    dirty = bool(diff or untracked)
+    digest = hashlib.sha256((diff + untracked).encode()).hexdigest()[:12] if dirty else None
+    return {"commit": commit, "src_dirty": dirty, "src_diff_sha256_12": digest}
 
 
 def machine() -> dict[str, Any]:
@@ -41,12 +61,23 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+def median(values: list[float | None], unsolved_as_inf: bool = False) -> float | None:
+    """Median; None entries are dropped, or count as +inf (not solved) when unsolved_as_inf (the
+    median is then None if it is +inf)."""
+    xs = (
+        [math.inf if v is None else v for v in values]
+        if unsolved_as_inf
+        else [v for v in values if v is not None]
+    )
+    if not xs:
+        return None
+    m = statistics.median(xs)
+    return m if math.isfinite(m) else None
 
 
 def md_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table; floats shown with a precision that suits their size."""
+
     def fmt(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"

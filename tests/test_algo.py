@@ -55,9 +55,8 @@ def test_no_episode_end_is_eq1_by_hand():
     adv = algo.advantages(r_t, discount_t, v_t, v_tp1, end_t)
 
     assert_close(adv, [[2.75, 1.5], [3.5, 3.0], [3.0, 6.0]])
-    # returns are the n-step targets of eq. 1: G_t = A_t + V(s_t)
-    ret = algo.returns(r_t, discount_t, v_t, v_tp1, end_t)
-    assert_close(ret, [[3.25, 1.5], [4.5, 3.0], [5.0, 6.0]])
+    # the n-step targets of eq. 1: G_t = A_t + V(s_t)
+    assert_close(adv + v_t, [[3.25, 1.5], [4.5, 3.0], [5.0, 6.0]])
 
 
 def test_termination_inside_rollout_bootstraps_zero_and_does_not_chain():
@@ -171,7 +170,7 @@ def test_gae_intermediate_lambda_by_hand():
     adv = algo.advantages(r_t, discount_t, v_t, v_tp1, end_t, lambda_=0.5)
 
     assert_close(adv, [1.6875, 2.75, 3.0])
-    assert_close(algo.returns(r_t, discount_t, v_t, v_tp1, end_t, lambda_=0.5), [2.1875, 3.75, 5.0])
+    assert_close(adv + v_t, [2.1875, 3.75, 5.0])
 
 
 def test_gae_intermediate_lambda_with_truncation_by_hand():
@@ -377,27 +376,13 @@ def test_gae_lambda_one_is_nstep():
     )
 
 
-@pytest.mark.parametrize("lam", [0.0, 0.7, 1.0])
-def test_returns_equal_advantages_plus_values(lam):
-    gen = torch.Generator().manual_seed(5)
-    T, B = 6, 3
-    r_t, v_t, v_tp1 = (torch.randn(T, B, generator=gen) for _ in range(3))
-    end_t = (torch.rand(T, B, generator=gen) < 0.3).float()
-    discount_t = 0.95 * (1.0 - end_t * (torch.rand(T, B, generator=gen) < 0.5).float())
-    adv = algo.advantages(r_t, discount_t, v_t, v_tp1, end_t, lam)
-    ret = algo.returns(r_t, discount_t, v_t, v_tp1, end_t, lam)
-    torch.testing.assert_close(ret, adv + v_t)
-
-
-def test_advantages_and_returns_carry_no_gradient():
+def test_advantages_carry_no_gradient():
     v_t = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     v_tp1 = torch.tensor([[3.0, 4.0], [5.0, 6.0]], requires_grad=True)
     r_t, discount_t, end_t = torch.ones(2, 2), torch.full((2, 2), 0.9), torch.zeros(2, 2)
     adv = algo.advantages(r_t, discount_t, v_t, v_tp1, end_t)
-    ret = algo.returns(r_t, discount_t, v_t, v_tp1, end_t)
     assert not adv.requires_grad
-    assert not ret.requires_grad
-    assert adv.grad_fn is None and ret.grad_fn is None
+    assert adv.grad_fn is None
 
 
 def test_advantages_shape_checks():
@@ -410,7 +395,7 @@ def test_advantages_shape_checks():
     with pytest.raises(ValueError):  # [T] is not [T, B]
         algo.advantages(flat, flat, flat, flat, flat)
     with pytest.raises(ValueError):
-        algo.returns(ok, torch.zeros(2, 3), ok, ok, ok)
+        algo.advantages(ok, torch.zeros(2, 3), ok, ok, ok)
 
 
 @pytest.mark.parametrize("lam", [-0.1, 1.5])

@@ -24,10 +24,8 @@ def test_progress_columns_and_tags_come_from_metrics():
     assert metrics.TENSORBOARD_TAGS == {
         m.column: m.tag for m in METRICS if m.tag is not None and m.file == metrics.PROGRESS
     }
-    assert [m.column for m in METRICS if m.tag is None] == [
-        "steps",
-        "steps",
-    ]  # the x axis of each file
+    # the x axis of each file
+    assert [m.column for m in METRICS if m.tag is None] == ["steps", "steps"]
     tags = [m.tag for m in METRICS if m.tag is not None]
     assert len(set(tags)) == len(tags), "each tag is named once"
     for m in METRICS:

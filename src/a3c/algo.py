@@ -80,13 +80,6 @@ def advantages(
     return torch.from_numpy(adv).to(r_t.device)
 
 
-def returns(
-    r_t: Tensor, discount_t: Tensor, v_t: Tensor, v_tp1: Tensor, end_t: Tensor, lambda_: float = 1.0
-) -> Tensor:
-    """Value targets G_t = A_t + V(s_t); with lambda = 1 the n-step returns of eq. 1."""
-    return advantages(r_t, discount_t, v_t, v_tp1, end_t, lambda_) + v_t.detach()
-
-
 def policy_gradient_loss(logp_t: Tensor, adv_t: Tensor) -> Tensor:
     """-mean(log pi(a_t|s_t) * A_t): minimising it ascends eq. 2's policy gradient; A_t is a
     constant."""

@@ -126,9 +126,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     try:
         write_json_atomic(out, result)
-    except (
-        OSError
-    ) as e:  # e.g. the disk filled up while the episodes played: the results still count
+    # e.g. the disk filled up while the episodes played: the results still count
+    except OSError as e:
         print(line)
         print(
             f"a3c: error: cannot write {out}: {e.strerror or e} (the results are printed above)",

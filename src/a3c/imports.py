@@ -29,9 +29,8 @@ def load_entry(
         raise error(
             f"cannot import the module '{module_name}' of {what} '{name}': {first_line(e)}"
         ) from None
-    except (
-        Exception
-    ) as e:  # the user's module raised while importing (a SyntaxError, a RuntimeError...)
+    # the user's module raised while importing (a SyntaxError, a RuntimeError...)
+    except Exception as e:
         raise error(
             f"cannot import the module '{module_name}' of {what} '{name}': {type(e).__name__}: "
             f"{first_line(e)}"

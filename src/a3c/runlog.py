@@ -212,9 +212,8 @@ def _summary_writer(path: Path, resume_steps: int | None) -> Any:
     """A TensorBoard SummaryWriter into the run directory (CSV is written regardless)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except (
-        ImportError
-    ) as e:  # tensorboard is a core dependency; a broken install only loses the events
+    # tensorboard is a core dependency; a broken install only loses the events
+    except ImportError as e:
         log.warning("a3c: warning: no TensorBoard events (%s); progress.csv is complete", e)
         return None
     # purge_step: events at or past it (written after the checkpoint by a killed run) are hidden.

@@ -224,9 +224,8 @@ class TrainingSession:
             try:
                 for rep in self.backend.stop():
                     self._add(rep, check=False)
-            except (
-                Exception
-            ) as e:  # stopping must not lose the run: the store has the state as last seen
+            # stopping must not lose the run: the store has the state as last seen
+            except Exception as e:
                 log.warning("a3c: warning: the workers did not stop cleanly (%s)", first_line(e))
         self.final_state = self.backend.snapshot()
         # The shared counters are authoritative (a killed worker's last steps were never reported).

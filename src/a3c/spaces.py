@@ -251,9 +251,10 @@ def check_rollout_memory(
     t, b = n_steps, envs
     layout = ObsLayout(observation_space)
     shape, dtype = layout.shape, layout.np_dtype
+    # float32 or int64
     action = (
         4 if isinstance(action_space, gym.spaces.Box | gym.spaces.MultiBinary) else 8
-    ) * math.prod(action_space.shape or ())  # float32 or int64
+    ) * math.prod(action_space.shape or ())
     # + the envs' own batch
     per_worker = (t + 2) * b * layout.nbytes_per_step() + t * b * (action + 12)
     try:

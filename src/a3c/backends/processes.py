@@ -111,9 +111,8 @@ class ProcessesBackend:
         self.done: set[int] = set()
         self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
         self.due: dict[int, float] = {}  # worker -> when to restart it
-        self._seen: dict[
-            int, tuple[int, float]
-        ] = {}  # worker -> (its step count, when it last moved)
+        # worker -> (its step count, when it last moved)
+        self._seen: dict[int, tuple[int, float]] = {}
 
     @property
     def restarts(self) -> int:

@@ -58,9 +58,8 @@ class RemoteStore:
         self._meta: list[tuple[tuple[int, float], int]] = []  # (pulled, steps) per queued gradient
         self._skipped: list[int] = []
         self._reports: list[WorkerReport] = []  # travel with the next round trip
-        self._pushed: list[
-            Pushed
-        ] = []  # applied updates whose (lag, lr) the worker has not had yet
+        # applied updates whose (lag, lr) the worker has not had yet
+        self._pushed: list[Pushed] = []
         self._sent = self._checked = time.monotonic()
         # Pipelining: a round trip's reply is taken when it has arrived (or at the next round trip),
         # so it overlaps the next rollouts; the server counts the staleness in the update lag.

@@ -121,9 +121,8 @@ class InlineEvaluator:
                         lambda env: _Bounded(env, dog),
                     )
                 )
-            except (
-                Exception
-            ) as e:  # the env raised, or hung (UpdateTimeout): the next evaluation starts afresh
+            # the env raised, or hung (UpdateTimeout): the next evaluation starts afresh
+            except Exception as e:
                 self.restarts += 1
                 hung = (
                     f"no env step for {self.cfg.eval.timeout:g} s (stuck, e.g. in its env); "
