@@ -1,239 +1,268 @@
-"""The ray backend on a 2-node Ray cluster started on loopback (ray.cluster_utils.Cluster)."""
+"""The ray backend on a simulated cluster: `ray.cluster_utils.Cluster` on 127.0.0.1, two nodes of
+one CPU each. Each node runs a node group (the processes backend's workers in the node's shared
+memory); the nodes sync through the sharded global store. Every run here is bounded in time."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 # Read by Ray at import: local clusters then bind to loopback only (never another address).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 
-import torch  # noqa: E402
-
 from a3c import A3C, checkpoint, run_checkpoints  # noqa: E402
+from a3c.backends.ray_backend import RayBackend, plan  # noqa: E402
+from a3c.backends.ray_store import Slots, StoreShard, gather, shard_count, slices  # noqa: E402
+from a3c.store import SharedStore  # noqa: E402
+
+LOOPBACK = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
 
 
 @pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **LOOPBACK})
     try:
-        c.add_node(num_cpus=2)
+        c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         ray.init(address=c.address, logging_level="ERROR")
-        alive = [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]]
-        assert len(alive) == 2 and all(a.startswith("127.") for a in alive), alive  # loopback only
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        assert len(alive) == 2, alive
+        assert all(n["NodeManagerAddress"].startswith("127.") for n in alive), "loopback only"
         yield c
     finally:
         ray.shutdown()
         c.shutdown()
 
 
-def test_ray_backend_on_a_two_node_cluster_learns_cartpole(cluster, tmp_path):
+def _processes(*titles: str) -> list[int]:
+    """Live processes whose command line holds one of `titles` (Ray titles an actor's process
+    `ray::ClassName...`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            state = (entry / "stat").read_text().split(") ")[-1][:1]
+        except OSError:
+            continue
+        if state != "Z" and any(t in cmd for t in titles):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _polled(backend: RayBackend) -> bool:
+    backend.poll(0.2)
+    return True
+
+
+def _solved(summary: dict) -> bool:
+    # The window met the target; episodes in flight when the workers stopped may lower the end.
+    return bool(summary["solved"]) and summary["solved_return_mean"] >= 475.0
+
+
+# --- the store and the plan, without Ray -----------------------------------------------------
+
+
+def test_a_shard_applies_every_groups_change_and_answers_with_the_others():
+    shard = StoreShard(
+        0,
+        np.zeros(4, np.float32),
+        None,
+        None,
+        "float32",
+        {"worker_steps": np.zeros(3, np.int64)},
+        None,
+    )
+    base_a, base_b = shard.join(0), shard.join(1)
+    assert np.array_equal(base_a, np.zeros(4)) and np.array_equal(base_b, np.zeros(4))
+    # group 0 (worker slot 0) moved by +1, group 1 (slots 1, 2) by +2 on every parameter
+    reply_a = shard.sync(
+        0, np.ones(4, np.float32), 10, Slots(0, 1), {"worker_steps": np.array([10])}
+    )
+    reply_b = shard.sync(
+        1, np.full(4, 2, np.float32), 30, Slots(1, 2), {"worker_steps": np.array([20, 10])}
+    )
+    assert np.array_equal(shard.params.numpy(), np.full(4, 3.0)), "each node's updates applied"
+    # each gets the change since what it last received: its own and the others' updates
+    assert np.array_equal(reply_a["change"], np.ones(4)) and reply_a["others"]["worker_steps"] == 0
+    assert np.array_equal(reply_b["change"], np.full(4, 3.0))
+    assert reply_b["others"]["worker_steps"] == 10
+    again = shard.sync(0, np.zeros(4, np.float32), 0, Slots(0, 1), {"worker_steps": np.array([10])})
+    assert np.array_equal(again["change"], np.full(4, 2.0)), "group 1's update reaches group 0"
+    assert again["others"]["worker_steps"] == 30, "counters are absolute: a repeat changes nothing"
+
+
+def test_bfloat16_on_the_wire_loses_nothing_over_syncs():
+    """What rounding drops is carried (error feedback both ways): after many small changes the
+    shard and the group agree with the exact float32 sum to bfloat16's precision of one step."""
+    from a3c.backends.ray_store import decode, encode
+
+    rng = np.random.default_rng(0)
+    shard = StoreShard(0, np.zeros(64, np.float32), None, None, "bfloat16")
+    local = torch.from_numpy(shard.join(0))
+    base = local.clone()
+    exact = torch.zeros(64)
+    for _ in range(200):
+        step = torch.from_numpy(rng.normal(0, 1e-3, 64).astype(np.float32))
+        local += step
+        exact += step
+        wire, sent = encode(local - base, "bfloat16")
+        change = decode(shard.sync(0, wire, 1)["change"])
+        local += change - sent
+        base += change
+    assert torch.allclose(local, exact, atol=1e-5), "the group's parameters are the exact sum"
+    assert torch.allclose(shard.params, exact, atol=2e-3), "the store's lag behind by one rounding"
+
+
+def test_shards_and_plans():
+    assert shard_count(4_600, None) == 1 and shard_count(680_000 * 25, None) == 9
+    assert shard_count(10, 4) == 4 and shard_count(3, 8) == 3
+    assert slices(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    states = [
+        {"params": np.arange(3.0), "counters.worker_steps": np.array([5])},
+        {"params": np.arange(3.0, 5.0)},
+    ]
+    assert torch.equal(gather(states)["params"], torch.arange(5.0, dtype=torch.float64))
+    one = plan(2, [("a", 2)], None)
+    assert [(g.node, g.slots.start, g.slots.count) for g in one] == [("a", 0, 2)]
+    two = plan(5, [("a", 1), ("b", 3)], None)
+    assert [(g.node, g.slots.start, g.slots.count) for g in two] == [("a", 0, 1), ("b", 1, 4)]
+    each = plan(5, [("a", 1), ("b", 1)], 2)
+    assert [(g.node, g.slots.count) for g in each] == [(None, 2), (None, 2), (None, 1)]
+
+
+# --- on the simulated cluster ----------------------------------------------------------------
+
+
+def test_each_node_runs_its_own_group(cluster):
+    agent = A3C("CartPole-v1", backend="ray", workers=2, seed=0, ray_address=cluster.address)
+    store = SharedStore.for_model(agent.model, agent.config)
+    backend = RayBackend(agent.config, store)
+    try:
+        backend.start()
+        assert _wait_for(lambda: _polled(backend) and all(g.ran_on for g in backend.groups), 120)
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert len(backend.groups) == 2 and {g.ran_on for g in backend.groups} == nodes
+        assert [g.slots.count for g in backend.groups] == [1, 1]
+        assert _wait_for(lambda: _polled(backend) and backend.alive() == 2, 60)
+
+        def both_counted() -> bool:
+            backend.poll(0.2)
+            return bool((backend.snapshot()["counters.worker_steps"] > 0).all())
+
+        assert _wait_for(both_counted, 60), "both nodes' steps reach the store"
+    finally:
+        backend.stop()
+    assert int(store.counters["worker_steps"].sum()) > 0, "the final state is the trainer's"
+
+
+def test_cartpole_is_solved_on_two_nodes(cluster, tmp_path):
     agent = A3C(
         "CartPole-v1",
         backend="ray",
         workers=2,
         seed=0,
-        total_steps=600_000,
-        target_return=300.0,
+        total_steps=1_000_000,
         max_time=240,
         ray_address=cluster.address,
     )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
-    # The window met the target; episodes in flight when the workers stopped may lower the final
-    # mean.
-    assert (
-        summary["solved"]
-        and summary["solved_return_mean"] >= 300.0
-        and summary["return_mean"] >= 200.0
-    ), summary
-    assert (tmp_path / "run" / "checkpoints" / "latest").exists()
+    assert _solved(summary), summary
     loaded = A3C.load(tmp_path / "run")
-    # The checkpoint holds the parameter server's final parameters, synced to the trainer ...
+    # The checkpoint holds the global parameters, copied back into the trainer's store at the end
     for a, b in zip(loaded.model.parameters(), agent.model.parameters(), strict=True):
         assert torch.equal(a, b)
-    # ... and they are learned (random play: ~20)
-    assert loaded.evaluate(episodes=3)["mean"] >= 100.0
+    assert loaded.evaluate(episodes=3)["mean"] >= 100.0  # random play: ~20
 
 
-def test_a_ray_worker_whose_process_dies_is_recreated(cluster, tmp_path):
+def _kill_one(title: str, after_rows: int, done: dict):
+    """A callback that kills one process titled `title` (kill -9) at the `after_rows`-th row."""
+
+    def callback(row):
+        done["rows"] = done.get("rows", 0) + 1
+        if done["rows"] == after_rows and "killed" not in done:
+            pids = _processes(title)
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                done["killed"] = pids[0]
+        return None
+
+    return callback
+
+
+@pytest.mark.parametrize(
+    ("title", "warning"),
+    [("ray::NodeGroup", "node group"), ("ray::StoreShard", "store shard 0 failed")],
+)
+def test_a_killed_group_or_store_shard_is_replaced_and_the_run_still_solves(
+    cluster, tmp_path, caplog, title, warning
+):
+    done: dict = {}
+    agent = A3C(
+        "CartPole-v1",
+        backend="ray",
+        workers=2,
+        seed=1,
+        total_steps=1_500_000,
+        max_time=240,
+        log_interval=5_000,
+        restart_delay=0.1,
+        ray_address=cluster.address,
+    )
+    summary = agent.learn(
+        run_dir=tmp_path / "run", progress="none", callback=_kill_one(title, 3, done)
+    )
+    assert "killed" in done, f"no {title} process was found to kill"
+    assert summary["worker_restarts"] >= 1 and warning in caplog.text, caplog.text[-2000:]
+    assert _solved(summary), summary
+    with open(tmp_path / "run" / "progress.csv", newline="") as f:
+        steps = [int(r["steps"]) for r in csv.DictReader(f)]
+    assert steps == sorted(steps), "the global step never goes backwards"
+
+
+def test_a_worker_that_dies_inside_a_group_is_restarted_there(cluster, tmp_path):
     marker = tmp_path / "died"
     agent = A3C(
         "fake_envs:CartPoleDiesOnce",
         backend="ray",
         workers=2,
         seed=1,
-        total_steps=400_000,
-        target_return=300.0,
-        max_time=180,
+        total_steps=1_500_000,
+        max_time=240,
         restart_delay=0.1,
         ray_address=cluster.address,
         **{"env.kwargs": {"marker": str(marker)}},
     )
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "a worker's process did die"
-    assert summary["worker_restarts"] == 1
-    # The window met the target; episodes in flight when the workers stopped may lower the final
-    # mean.
-    assert (
-        summary["solved"]
-        and summary["solved_return_mean"] >= 300.0
-        and summary["return_mean"] >= 200.0
-    )
+    assert summary["worker_restarts"] == 1 and _solved(summary), summary
 
 
-class _Now:
-    """A fake remote method: `.remote(...)` calls the server at once (no Ray)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def remote(self, *args):
-        return self.fn(*args)
-
-
-class _LocalServer:
-    """A ParameterServer called in-process, counting round trips."""
-
-    def __init__(self, server):
-        self.server, self.trips = server, 0
-        self.pull = _Now(server.pull)
-        self.push_batch = _Now(self._push_batch)
-
-    def _push_batch(self, *args):
-        self.trips += 1
-        return self.server.push_batch(*args)
-
-
-class _NoRay:
-    """Stands in for the ray module: objects are themselves, no object store."""
-
-    @staticmethod
-    def get(x):
-        return x
-
-    @staticmethod
-    def put(x):
-        return x
-
-
-def _store(workers=1, normalize_obs=False):
-    from a3c.store import SharedStore
-
-    agent = A3C("CartPole-v1", workers=workers, seed=0, normalize_obs=normalize_obs)
-    return agent, SharedStore.for_model(agent.model, agent.config, 4 if normalize_obs else None)
-
-
-def _no_ray(monkeypatch):
-    from a3c.backends import ray_backend, ray_worker
-
-    monkeypatch.setattr(ray_backend, "_ray", _NoRay)
-    monkeypatch.setattr(ray_worker, "_ray", _NoRay)
-
-
-def _remote(server, store, index=0, interval=3600.0):
-    from a3c.backends import ray_worker
-    from a3c.optim import Schedules
-
-    cfg = A3C("CartPole-v1", workers=store.counters["worker_steps"].numel()).config
-    schedules = Schedules(cfg.optim, cfg.algo, cfg.run.total_steps)
-    dim = None if store.obs_stats is None else store.obs_stats.dim
-    return ray_worker.RemoteStore(
-        server,
-        store.size,
-        index,
-        schedules,
-        dim,
-        store.counters["worker_steps"].numel(),
-        interval=interval,
-    )
-
-
-def test_a_batched_round_trip_applies_each_gradient_as_its_own_update(monkeypatch):
-    """k gradients sent together give exactly the parameters and optimizer statistics of k pushes
-    one by one (k RMSprop steps in order, not one step on their sum), and the same counters."""
-    from a3c.backends import ray_backend
-    from a3c.store import Pulled
-
-    _no_ray(monkeypatch)
-    _, one_by_one = _store()
-    _, batched = _store()
-    g = torch.Generator().manual_seed(0)
-    grads = [torch.randn(one_by_one.size, generator=g) for _ in range(4)]
-    pulled = Pulled(0, 0.0)
-    # the batch's skipped update is counted first, as the server does
-    one_by_one.push(0, 64, pulled, None)
-    pushed = [tuple(one_by_one.push(0, 64, pulled, gr)) for gr in grads]
-    reply = ray_backend.ParameterServer(batched).push_batch(
-        0, torch.stack(grads).numpy(), [tuple(pulled)] * 4, [64] * 4, [64], None
-    )
-    assert torch.equal(batched.flat, one_by_one.flat)
-    assert torch.equal(
-        batched.optimizer.state["square_avg"], one_by_one.optimizer.state["square_avg"]
-    )
-    assert reply["pushed"] == pushed and [lag for lag, _ in pushed] == [0, 1, 2, 3]
-    assert batched.progress()[:2] == (5 * 64, 4)  # the skipped update's steps count too
-    assert int(batched.counters["worker_nonfinite"].sum()) == 1
-
-
-def test_a_ray_worker_resyncs_once_per_round_trip(monkeypatch):
-    """Between round trips the worker's gradients queue up and its local weights stay as pulled;
-    a round trip sends them all at once and the next pull brings the new version."""
-    from a3c.backends import ray_backend
-
-    _no_ray(monkeypatch)
-    _, store = _store()
-    server = _LocalServer(ray_backend.ParameterServer(store))
-    remote = _remote(server, store)
-    local = torch.empty(store.size)
-    assert remote.pull(local).version == 0 and torch.equal(local, store.flat)
-    before = local.clone()
-    for _ in range(3):
-        remote.push(0, 64, remote.pull(local), torch.ones(store.size))
-    assert server.trips == 0 and store.progress().updates == 0 and torch.equal(local, before)
-    remote.finish()
-    assert server.trips == 1 and store.progress()[:2] == (192, 3)
-    assert (
-        remote.pull(local).version == 3
-        and torch.equal(local, store.flat)
-        and not torch.equal(local, before)
-    )
-
-
-def test_observation_statistics_are_merged_at_the_server_never_overwritten(monkeypatch):
-    """A worker sends what it added to its row since its last round trip; the server adds it. A
-    restarted (or resumed) worker starts from the server's rows, so nothing is lost."""
-    from a3c.backends import ray_backend
-
-    _no_ray(monkeypatch)
-    _, store = _store(workers=2, normalize_obs=True)
-    store.obs_stats.update(0, torch.ones(10, 4))  # restored statistics, e.g. from a checkpoint
-    server = _LocalServer(ray_backend.ParameterServer(store))
-    remote = _remote(server, store, index=0)
-    assert torch.equal(remote.obs_stats.table, store.obs_stats.table), (
-        "a new worker starts from the server's statistics"
-    )
-    remote.obs_stats.update(0, torch.full((5, 4), 2.0))
-    remote.push(0, 5, remote.pull(torch.empty(store.size)), torch.zeros(store.size))
-    remote.finish()
-    # sums of 1s and 2s
-    assert store.obs_stats.table[0, 0] == 15 and store.obs_stats.table[0, 1] == 10 + 10
-    again = _remote(server, store, index=0)  # the restarted worker 0
-    again.obs_stats.update(0, torch.full((1, 4), 3.0))
-    again.push(0, 1, again.pull(torch.empty(store.size)), torch.zeros(store.size))
-    again.finish()
-    assert store.obs_stats.table[0, 0] == 16 and store.obs_stats.table[0, 1] == 23
-    assert torch.equal(again.obs_stats.table, store.obs_stats.table)
-
-
-def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
+def test_a_worker_whose_env_hangs_is_restarted_by_its_group(cluster, tmp_path):
     marker = tmp_path / "hung"
-    # A fixed budget, not a target: a run that solved CartPole in the seconds before the watchdog's
-    # 5 s had passed would end before the restart this test is about (seen once: solved at 9 s).
+    # A fixed budget, not a target: a run solved before the watchdog's 5 s would end first.
     agent = A3C(
         "fake_envs:CartPoleHangs",
         backend="ray",
@@ -250,52 +279,73 @@ def test_a_ray_worker_whose_env_hangs_is_recreated(cluster, tmp_path, capfd):
     summary = agent.learn(run_dir=tmp_path / "run", progress="none")
     assert marker.exists(), "an env did hang"
     assert summary["worker_restarts"] == 1 and summary["steps"] >= 250_000, summary
-    # It learns after the restart. The best window after it, not the last: CartPole's final window
-    # sometimes collapses after solving (seen once in CI: 500 after the restart, 88 at the end).
-    with open(tmp_path / "run" / "progress.csv", newline="") as f:
-        after = [
-            float(r["return_mean"])
-            for r in csv.DictReader(f)
-            if int(r["worker_restarts"]) == 1 and r["return_mean"]
-        ]
-    assert after and max(after) >= 200.0, after  # random play: ~20
-    assert "no progress for 5 s" in capfd.readouterr().err
 
 
-def test_the_parameter_server_killed_mid_run_is_restarted_from_its_last_state(
-    cluster, tmp_path, capfd, monkeypatch
-):
-    """The run goes on after the server's death, from the trainer's copy of its state (at most
-    ray_backend.STATE_COPY_S old): the steps made before the copy are not lost."""
-    from a3c.backends import ray_backend
-
-    real, seen = ray_backend.RayBackend.poll, {"polls": 0, "copied": None}
-
-    def poll(self, timeout):
-        seen["polls"] += 1
-        if seen["polls"] == 10:  # a few seconds in, mid-run
-            seen["copied"] = int(self.snapshot()["counters.worker_steps"].sum())
-            ray.kill(self.ps)
-        return real(self, timeout)
-
-    monkeypatch.setattr(ray_backend.RayBackend, "poll", poll)
-    agent = A3C(
-        "CartPole-v1",
-        backend="ray",
-        workers=2,
-        seed=0,
-        total_steps=10**8,
-        target_return=None,
-        max_time=25,
-        ray_address=cluster.address,
+def test_sigterm_leaves_a_final_checkpoint_and_no_process(cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "a3c.cli",
+            "train",
+            "CartPole-v1",
+            "--backend",
+            "ray",
+            "--ray-address",
+            cluster.address,
+            "--total-steps",
+            "100000000",
+            "--target-return",
+            "null",
+            "--run-dir",
+            str(run_dir),
+            "--progress",
+            "lines",
+            "--set",
+            "log.log_interval=5000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
-    assert seen["copied"] is not None and seen["copied"] > 0, "the server was killed mid-run"
-    assert "the parameter server failed" in capfd.readouterr().err
-    assert summary["worker_restarts"] >= 1 and summary["stop_reason"] == "max_time"
-    assert run_checkpoints.find(tmp_path / "run").steps > seen["copied"], (
-        "it went on from the copy, not from scratch"
-    )
+    try:
+        assert _wait_for(
+            lambda: (
+                (run_dir / "progress.csv").exists()
+                and len((run_dir / "progress.csv").read_text().splitlines()) > 3
+            ),
+            120,
+        )
+        assert _processes("ray::NodeGroup"), "the groups run"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == "terminated"
+    ckpt = run_checkpoints.find(run_dir)
+    assert ckpt.steps == summary["steps"] > 0, "the final checkpoint holds the end of the run"
+    gone = ("ray::NodeGroup", "ray::StoreShard", "ray::EvaluatorActor")
+    assert _wait_for(lambda: not _processes(*gone), 30), _processes(*gone)
+
+
+def test_resume_continues_the_global_step(cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    common = {"backend": "ray", "workers": 2, "ray_address": cluster.address, "log_interval": 5_000}
+    first = A3C("CartPole-v1", seed=2, total_steps=30_000, target_return=None, **common)
+    s1 = first.learn(run_dir=run_dir, progress="none")
+    assert s1["steps"] >= 30_000
+    s2 = A3C.resume(run_dir, total_steps=60_000).learn(progress="none")
+    assert s2["resumes"] == 1 and s2["resumed_from_steps"] == s1["steps"]
+    assert s2["steps"] >= 60_000
+    ckpt = run_checkpoints.find(run_dir)
+    assert int(ckpt.tensors["counters.worker_steps"].sum()) == s2["steps"]
+    with open(run_dir / "progress.csv", newline="") as f:
+        steps = [int(r["steps"]) for r in csv.DictReader(f)]
+    assert steps == sorted(steps) and steps[-1] == s2["steps"]
 
 
 def test_a_user_encoder_with_a_dict_observation_learns_on_ray(cluster, tmp_path):
@@ -316,11 +366,11 @@ def test_a_user_encoder_with_a_dict_observation_learns_on_ray(cluster, tmp_path)
 
 
 def test_ray_evaluations_run_in_an_actor_keep_the_best_and_survive_a_crash(
-    cluster, tmp_path, capfd
+    cluster, tmp_path, caplog
 ):
-    """The evaluator actor beside the workers: its first evaluation's env raises (once in the run),
-    the actor is recreated at the next one, eval.csv gets rows, and best/ holds the state that
-    scored its recorded mean."""
+    """The evaluator actor beside the groups reads the store shards: its first evaluation's env
+    raises (once in the run), the actor is recreated at the next one, eval.csv gets rows, and
+    best/ holds the state that scored its recorded mean."""
     marker, run_dir = tmp_path / "failed", tmp_path / "run"
     agent = A3C(
         "fake_envs:CartPoleEvalFails",
@@ -339,21 +389,14 @@ def test_ray_evaluations_run_in_an_actor_keep_the_best_and_survive_a_crash(
     )
 
     def two_rows(row):
-        return (
-            not (run_dir / "eval.csv").exists()
-            or len((run_dir / "eval.csv").read_text().splitlines()) < 3
-        )
+        path = run_dir / "eval.csv"
+        return not path.exists() or len(path.read_text().splitlines()) < 3
 
     summary = agent.learn(run_dir=run_dir, progress="none", callback=two_rows)
-    assert marker.exists() and "the evaluator failed" in capfd.readouterr().err
-    assert (
-        summary["stop_reason"] == "callback"
-        and summary["eval"]["restarts"] == 1
-        and summary["eval"]["evaluations"] >= 2
-    )
+    assert marker.exists() and "the evaluator failed" in caplog.text
+    assert summary["stop_reason"] == "callback" and summary["eval"]["restarts"] == 1
+    assert summary["eval"]["evaluations"] >= 2
     best = A3C.load(run_dir, checkpoint="best", ray_address=None, backend="serial")
     assert best.checkpoint_kind == "best"
-    assert (
-        best.evaluate(episodes=3)["mean"]
-        == checkpoint.read(run_dir / "checkpoints" / "best").meta["eval"]["mean"]
-    )
+    recorded = checkpoint.read(run_dir / "checkpoints" / "best").meta["eval"]["mean"]
+    assert best.evaluate(episodes=3)["mean"] == recorded

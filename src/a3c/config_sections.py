@@ -361,8 +361,25 @@ class BackendConfig:
         optional(text),
         learning=False,
     )
-    ray_sync_interval: float = _f(
-        0.05,
-        "Ray: seconds between a worker's round trips to the parameter server (0: each update).",
-        number(lo=0),
+    ray_workers_per_node: int | None = _f(
+        None,
+        "Ray: workers per node group (null: one group per node, workers split by its CPUs).",
+        optional(integer(1, 4096)),
+        learning=False,
+    )
+    ray_sync_interval_s: float | None = _f(
+        None,
+        "Ray: seconds between a node's syncs with the global store (null: by the model's size).",
+        optional(number(lo=0.001, hi=3600)),
+    )
+    ray_store_shards: int | None = _f(
+        None,
+        "Ray: store actors the global parameters are sharded over (null: by the model's size).",
+        optional(integer(1, 1024)),
+        learning=False,
+    )
+    ray_sync_dtype: str = _f(
+        "float32",
+        "Ray: the parameter changes on the wire: float32, or bfloat16 (half the bytes).",
+        one_of("float32", "bfloat16"),
     )

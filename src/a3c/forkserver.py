@@ -62,10 +62,12 @@ def in_child_process() -> bool:
     )
 
 
-def warm_up() -> None:
+def warm_up(main: bool = True) -> None:
     """Start the fork server (non-blocking) if it is not running yet. Workers inherit its
-    environment, so it starts with OMP_NUM_THREADS=1 (one thread per worker)."""
-    context().set_forkserver_preload(PRELOAD)  # takes effect only if the server is not running yet
+    environment, so it starts with OMP_NUM_THREADS=1 (one thread per worker). `main=False` leaves
+    the main module out: in a Ray actor it is Ray's own worker script, not the user's."""
+    preload = PRELOAD if main else [m for m in PRELOAD if m != "__main__"]
+    context().set_forkserver_preload(preload)  # takes effect only if the server is not running yet
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:

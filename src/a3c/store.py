@@ -2,12 +2,12 @@
 
 A worker sees the global state only through `ParameterStore`: `pull` the parameters (and the
 entropy coefficient of the current global step), `push` one update, read the run's `progress`,
-and add to the shared observation statistics. Two implementations:
-
-- `SharedStore` (this module): the state itself, in memory that the processes backend shares
-  with its worker processes (the serial backend uses it in-process);
-- `RemoteStore` (a3c/backends/ray_backend.py): a Ray worker's proxy to the parameter server, which
-  holds a `SharedStore`.
+and add to the shared observation statistics. `SharedStore` (this module) implements it: the
+state itself, in memory that the processes backend shares with its worker processes (the serial
+backend uses it in-process).
+On the Ray backend each node has a `SharedStore` of its own (its workers are the processes
+backend's), which a node group syncs with the global store sharded over Ray actors
+(a3c/backends/ray_group.py, a3c/backends/ray_store.py).
 
 All global parameters live in one flat float32 tensor; the shared optimizer's statistics are one
 more flat tensor each (a3c/optim.py). Env steps and updates are counted in per-worker slots, so the
@@ -79,7 +79,12 @@ class SharedStore:
     and the observation statistics; `state_dict` / `load_state_dict` are what a checkpoint holds."""
 
     def __init__(
-        self, params: Tensor, n_actor: int, config: Config, obs_dim: int | None = None
+        self,
+        params: Tensor,
+        n_actor: int,
+        config: Config,
+        obs_dim: int | None = None,
+        other_nodes: bool = False,
     ) -> None:
         workers = config.backend.workers
         self.flat = params.detach().reshape(-1).to(torch.float32).clone()
@@ -90,7 +95,12 @@ class SharedStore:
         self.stop_flag = torch.zeros(1, dtype=torch.int8)
         # Who holds the lock (worker + 1; 0: nobody): a worker killed inside it cannot release it.
         self.lock_owner = torch.zeros(1, dtype=torch.int64)
-        self._obs_stats = None if obs_dim is None else ObservationStats(workers, obs_dim)
+        # A node's store on the Ray backend (`other_nodes`) also counts what the other nodes did:
+        # their env steps and updates (the schedules and the budget are the cluster's) and, in one
+        # more row of the statistics, their observations. Zero on one machine.
+        self.elsewhere = torch.zeros(2, dtype=torch.int64)
+        rows = workers + 1 if other_nodes else workers
+        self._obs_stats = None if obs_dim is None else ObservationStats(rows, obs_dim)
         # An exponential moving average of the parameters (eval.ema_steps: its time constant in env
         # steps), updated with each push: what the evaluator plays and checkpoints/best/ keeps.
         self.ema_steps = config.eval.ema_steps
@@ -121,6 +131,7 @@ class SharedStore:
             *self.counters.values(),
             self.stop_flag,
             self.lock_owner,
+            self.elsewhere,
         ]:
             t.share_memory_()
         if self.ema is not None:
@@ -131,8 +142,8 @@ class SharedStore:
 
     def progress(self) -> Progress:
         return Progress(
-            int(self.counters["worker_steps"].sum()),
-            int(self.counters["worker_updates"].sum()),
+            int(self.counters["worker_steps"].sum() + self.elsewhere[0]),
+            int(self.counters["worker_updates"].sum() + self.elsewhere[1]),
             bool(self.stop_flag[0]),
         )
 

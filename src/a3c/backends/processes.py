@@ -99,9 +99,16 @@ class ProcessesBackend:
     (after `backend.restart_delay`, from the current global parameters, with new random streams) up
     to `backend.max_restarts` times; past that the run stops with a WorkerFailure."""
 
-    def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: SharedStore,
+        env_fn: EnvFn | None = None,
+        in_ray_actor: bool = False,
+    ) -> None:
         # not inside a worker that is importing the user's script
         forkserver.refuse_unguarded_main()
+        self.in_ray_actor = in_ray_actor  # a node group's workers: the main module is Ray's
         if env_fn is not None:
             check_picklable(env_fn)
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
@@ -119,7 +126,8 @@ class ProcessesBackend:
         return self.budget.restarts
 
     def start(self) -> None:
-        forkserver.warm_up()  # a no-op when `backends.prepare` already started it
+        # a no-op when `backends.prepare` already started it
+        forkserver.warm_up(main=not self.in_ray_actor)
         self.store.share_memory_()
         if self.cfg.optim.lock:
             self.store.lock = self.ctx.Lock()

@@ -1,161 +1,144 @@
-"""The Ray backend: the same workers as Ray actors, the global parameters in a parameter server.
+"""The Ray backend: A3C per node in shared memory, nodes synced through a sharded global store.
 
-- `ParameterServer` (an actor) owns a `SharedStore`: the flat parameters, the shared optimizer's
-  statistics, the counters and the observation statistics. Actor calls run one at a time, so
-  updates are applied in arrival order (the lock of the processes backend is implicit).
-- `WorkerActor` runs `Worker.update` in a loop against a `RemoteStore`, the `ParameterStore`
-  (a3c/store.py) of a Ray worker. Gradients are sent in round trips at most every
-  `backend.ray_sync_interval` seconds: the clipped gradients computed since the last one travel as
-  one float32 array [k, size] and the server applies them one by one, in order, each as its own
-  optimizer step (asynchronous updates, as in A3C; not A2C's synchronous average). The reply carries
-  each gradient's update lag and a reference to the newest weights; the worker fetches that object
-  and its local copy re-syncs (the tutorial's periodic sync). The worker does not wait for the
-  reply: it goes on with its next rollouts and takes the reply as soon as it has arrived (checked
-  without blocking before each update). On a small model (CartPole: about 1.3 ms per update) one
-  call per update would spend more CPU in Ray's per-call overhead than in learning; on a large one
-  (Atari: tens of ms per update) a round trip per update is what you get. Worker reports for the
-  trainer travel with the round trips.
-- Observation statistics travel as increments: each round trip carries what the worker added to its
-  row since the last one, and the server adds it to its own table; a reply brings the whole table
-  back. A started, restarted or resumed worker therefore never overwrites the server's statistics.
-- A weights version goes through the object store once (`ray.put` when first asked for), not once
-  per worker.
-- Without an address the library starts a local Ray bound to 127.0.0.1 with no dashboard; with one
-  (`--ray-address auto|HOST:PORT` or RAY_ADDRESS) it connects to that cluster (ray_runtime.py).
-- The evaluator is an actor beside the workers that asks the server for the state
-  (ray_evaluator.py).
+- On each Ray node a node group (a3c/backends/ray_group.py) runs the processes backend's workers:
+  forked processes, Hogwild on the node's parameters and optimizer statistics in shared memory,
+  the same `Worker` loop and supervision. One group per node (workers split by the nodes' CPUs), or
+  one per `backend.ray_workers_per_node` workers; on one machine, one group.
+- The global parameters live in K store shards (a3c/backends/ray_store.py), each a contiguous
+  slice; shard 0 also holds the per-worker counters (the global step) and the observation
+  statistics. Every `backend.ray_sync_interval_s` each group pushes the change of its node's
+  parameters to the shards, which add it, and takes back the merged parameters (keeping the
+  updates its workers made meanwhile).
+- The trainer (this module) places the shards and groups, collects the groups' reports, and
+  supervises: a group that dies, raises or stops answering is recreated from the global state
+  (its unsynced updates are lost, nothing else); a shard that dies is restored from the newest
+  copy of its slice any group took (at most one sync interval of the other nodes' updates lost),
+  or from the trainer's own copy (at most STATE_COPY_S old).
+- The evaluator is an actor beside the groups that reads the shards (ray_evaluator.py); Ray
+  itself (import, loopback, errors) is ray_runtime.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from a3c.backends.base import RestartBudget
+from a3c.backends.base import RestartBudget, WorkerFailure
 from a3c.backends.ray_evaluator import RayEvaluator
+from a3c.backends.ray_group import NodeGroup
 from a3c.backends.ray_runtime import START_GRACE_S, _raise_signal, _ray, _ray_error_line, init_ray
-from a3c.backends.ray_worker import WorkerActor
+from a3c.backends.ray_store import (
+    Slots,
+    StoreShard,
+    gather,
+    shard_count,
+    slices,
+    sync_interval,
+)
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.errors import RunFailure
+from a3c.errors import first_line
 from a3c.evaluation import EvalSpec, Evaluator
 from a3c.metrics import WorkerReport
-from a3c.store import Pulled, SharedStore
+from a3c.store import COUNTERS, SharedStore
 
 POLL_S = 0.2
-# The trainer keeps a copy of the parameter server's state at most this old (and at every
-# checkpoint): if the server dies, it restarts from that copy, losing at most this much work.
+# The trainer keeps a copy of the global state at most this old (and at every checkpoint): the
+# last resort of a shard restore, when no group can give a newer copy of its slice.
 STATE_COPY_S = 10.0
-STOP_TIMEOUT_S = 2.0
+STOP_TIMEOUT_S = 10.0
 log = logging.getLogger("a3c")
 
 
-class ParameterServer:
-    """Holds the global state; applies pushes; hands out weights (one object per version)."""
+@dataclasses.dataclass
+class Group:
+    """The trainer's view of a node group."""
 
-    def __init__(self, store: SharedStore) -> None:
-        torch.set_num_threads(1)
-        self.store = store
-        self.reports: list[WorkerReport] = []
-        self.contact: dict[int, float] = {}  # worker -> when its last round trip arrived
-        self._ref: Any = None
-        self._ref_updates = -1
+    index: int
+    slots: Slots
+    node: str | None  # the Ray node id it is pinned to (None: Ray places it)
+    cpus: int
+    actor: Any = None
+    pending: Any = None  # the poll call in flight
+    asked: float = 0.0  # when that call was made
+    spawned: float = 0.0
+    answered: bool = False  # this incarnation has answered a poll
+    alive: int = 0
+    done: bool = False
+    worker_restarts: int = 0  # of its earlier incarnations
+    current_restarts: int = 0
+    traffic: dict[str, int] = dataclasses.field(default_factory=dict)
+    ran_on: str | None = None  # the node its last answer came from
 
-    def _weights(self) -> Any:
-        updates = self.store.progress().updates
-        if self._ref is None or self._ref_updates != updates:
-            self._ref = _ray().put(self.store.flat.numpy().copy())
-            self._ref_updates = updates
-        return self._ref
 
-    def pull(self, worker: int | None = None) -> dict[str, Any]:
-        if worker is not None:  # a worker's first call, as its actor starts
-            self.contact[worker] = time.monotonic()
-        s = self.store
-        return {
-            # in a list, so Ray hands over the reference, not the array
-            "weights": [self._weights()],
-            "progress": tuple(s.progress()),
-            "obs_stats": None if s.obs_stats is None else s.obs_stats.table.numpy().copy(),
-        }
+def plan(workers: int, nodes: list[tuple[str, int]], per_node: int | None) -> list[Group]:
+    """The node groups: `per_node` workers each (Ray places them), or one per node with the workers
+    split by the nodes' CPUs (largest remainders)."""
+    groups: list[Group] = []
+    if per_node is not None or not nodes:
+        size = per_node or workers
+        for g, start in enumerate(range(0, workers, size)):
+            count = min(size, workers - start)
+            groups.append(Group(g, Slots(start, count), None, count))
+        return groups
+    total = sum(c for _, c in nodes)
+    shares = [workers * c / total for _, c in nodes]
+    counts = [math.floor(s) for s in shares]
+    by_remainder = sorted(range(len(nodes)), key=lambda i: (counts[i] - shares[i], -nodes[i][1]))
+    for i in by_remainder[: workers - sum(counts)]:
+        counts[i] += 1
+    start = 0
+    for (node, cpus), count in zip(nodes, counts, strict=True):
+        if count:
+            groups.append(Group(len(groups), Slots(start, count), node, min(count, cpus)))
+            start += count
+    return groups
 
-    def push_batch(
-        self,
-        worker: int,
-        grads: np.ndarray,
-        pulled: list[tuple[int, float]],
-        steps: list[int],
-        skipped: list[int],
-        obs_delta: np.ndarray | None,
-        reports: Sequence[WorkerReport] = (),
-    ) -> dict[str, Any]:
-        """Apply a worker's gradients [k, size] one by one, in order (k optimizer steps), and count
-        its skipped (non-finite) updates' env steps; the reply's `pushed` has one (lag, lr) per
-        gradient. `obs_delta` is what the worker added to its row of the observation statistics
-        since its last round trip; `reports` are its reports since then (for the trainer)."""
-        self.reports.extend(reports)
-        self.contact[worker] = time.monotonic()
-        stats = self.store.obs_stats
-        if obs_delta is not None and stats is not None:
-            stats.table[worker] += torch.from_numpy(obs_delta)
-        for n in skipped:
-            self.store.push(worker, n, Pulled(0, 0.0), None)
-        grads_t = torch.from_numpy(np.array(grads))  # Ray's arrays are read-only
-        pushed = [
-            tuple(self.store.push(worker, n, Pulled(*p), g))
-            for g, p, n in zip(grads_t, pulled, steps, strict=True)
-        ]
-        return {**self.pull(), "pushed": pushed}
 
-    def take_reports(self) -> tuple[list[WorkerReport], dict[int, float]]:
-        """The reports since the last call, and each worker's seconds since its last round trip."""
-        out, self.reports = self.reports, []
-        now = time.monotonic()
-        return out, {w: now - t for w, t in self.contact.items()}
-
-    def request_stop(self) -> None:
-        self.store.request_stop()
-
-    def policy_state(self) -> dict[str, Tensor]:
-        """What the evaluator plays with: the parameters, counters and observation statistics."""
-        return self.store.policy_state()
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The whole global state (for checkpoints and the end of a run)."""
-        return self.store.state_dict()
+def alive_nodes() -> list[tuple[str, int]]:
+    """(node id, CPUs) of the cluster's live nodes that have CPUs, in a stable order."""
+    nodes = [
+        (n["NodeID"], int(n.get("Resources", {}).get("CPU", 0)))
+        for n in _ray().nodes()
+        if n.get("Alive")
+    ]
+    return sorted((n for n in nodes if n[1] > 0), key=lambda n: n[0])
 
 
 class RayBackend:
-    """Worker actors and a parameter-server actor, supervised: a worker actor that dies, raises or
-    makes no round trip for `backend.worker_timeout` seconds is recreated; a parameter server that
-    dies is recreated from the trainer's copy of its state (at most STATE_COPY_S old, or the last
-    checkpoint's), and the workers with it. The trainer's store is the server's initial state;
-    `snapshot` reads the server's, and `stop` copies it back into the trainer's store."""
+    """Node groups and store shards, supervised (see the module's docstring). The trainer's store
+    is the global state's first value; `snapshot` reads the shards (and a group's optimizer
+    statistics), and `stop` copies the final state back into the trainer's store."""
 
     def __init__(self, cfg: Config, store: SharedStore, env_fn: EnvFn | None = None) -> None:
         # imported now, before the run directory exists: a signal cannot cut its import short
         _ray()
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.started_ray = False
-        self.ps: Any = None
-        self.runs: dict[Any, int] = {}
-        self.actors: dict[int, Any] = {}
-        self.spawned: dict[int, float] = {}
-        self.budget = RestartBudget(cfg.backend.workers, cfg.backend.max_restarts)
-        self.server_restarts = 0
-        self._copy: dict[str, Tensor] = store.state_dict()  # the server's state as last seen
+        self.k = shard_count(store.size, cfg.backend.ray_store_shards)
+        self.bounds = slices(store.size, self.k)
+        self.interval = sync_interval(store.size, cfg.backend.ray_sync_interval_s)
+        self.shards: list[Any] = []
+        self.groups: list[Group] = []
+        self.budget: RestartBudget | None = None
+        self.shard_restarts = 0
+        self.obs_dim = None if store.obs_stats is None else store.obs_stats.dim
+        self._copy: dict[str, Tensor] = store.state_dict()  # the global state as last seen
         self._copied_at = time.monotonic()
 
     @property
     def restarts(self) -> int:
-        return self.budget.restarts + self.server_restarts
+        groups = 0 if self.budget is None else self.budget.restarts
+        workers = sum(g.worker_restarts + g.current_restarts for g in self.groups)
+        return groups + workers + self.shard_restarts
 
     def start(self) -> None:
         ray = _ray()
@@ -165,154 +148,308 @@ class RayBackend:
             self.cfg.backend.ray_address,
             num_cpus=max(os.cpu_count() or 1, self.cfg.backend.workers),
         )
-        self.actor_cls = ray.remote(num_cpus=1)(WorkerActor)
-        self.obs_dim = None if self.store.obs_stats is None else self.store.obs_stats.dim
-        self._start_server()
-
-    def _start_server(self) -> None:
-        self.ps = _ray().remote(num_cpus=0)(ParameterServer).remote(self.store)
-        for i in range(self.cfg.backend.workers):
-            self._spawn(i)
-
-    def _spawn(self, i: int) -> None:
-        actor = self.actor_cls.remote(
-            self.cfg,
-            i,
-            self.ps,
-            self.store.size,
-            self.obs_dim,
-            self.env_fn,
-            self.budget.failures[i],
+        self.groups = plan(
+            self.cfg.backend.workers, alive_nodes(), self.cfg.backend.ray_workers_per_node
         )
-        self.actors[i], self.spawned[i] = actor, time.monotonic()
-        self.runs[actor.run.remote()] = i
+        self.budget = RestartBudget(len(self.groups), self.cfg.backend.max_restarts)
+        state = self.store.state_dict()
+        self.shards = [self._new_shard(k, state) for k in range(self.k)]
+        for g in self.groups:
+            self._spawn(g, state)
+
+    # --- the store shards ------------------------------------------------------------------
+
+    def _new_shard(self, k: int, state: dict[str, Tensor]) -> Any:
+        a, b = self.bounds[k]
+        ema = state.get("ema")
+        counters = obs = None
+        if k == 0:
+            counters = {key: state[f"counters.{key}"].numpy() for key in COUNTERS}
+            obs = None if state.get("obs_stats") is None else state["obs_stats"].numpy()
+        options: dict[str, Any] = {"num_cpus": 0}
+        if self.k > 1:
+            options["scheduling_strategy"] = "SPREAD"
+        return (
+            _ray()
+            .remote(**options)(StoreShard)
+            .remote(
+                k,
+                state["params"][a:b].numpy(),
+                None if ema is None else ema[a:b].numpy(),
+                self.cfg.eval.ema_steps,
+                self.cfg.backend.ray_sync_dtype,
+                counters,
+                obs,
+            )
+        )
+
+    def _restore_shard(self, k: int, why: str) -> None:
+        """A new shard k from the newest copy of its slice any group took (or the trainer's copy);
+        shard 0's counters and statistics from the groups' own (absolute) ones."""
+        self.shard_restarts += 1
+        if self.shard_restarts > self.cfg.backend.max_restarts * max(1, self.k):
+            raise WorkerFailure(0, f"store shard {k} failed ({why}); restart budget spent")
+        ray = _ray()
+        state = dict(self._copy)
+        a, b = self.bounds[k]
+        newest = (self._copied_at, state["params"][a:b].numpy())
+        for g in self.groups:
+            try:
+                when, part = ray.get(g.actor.base_slice.remote(k), timeout=STOP_TIMEOUT_S)
+            except Exception as e:  # a group that cannot answer gives nothing
+                _raise_signal(e)
+                continue
+            if when > newest[0]:
+                newest = (when, part)
+        params = state["params"].clone()
+        params[a:b] = torch.from_numpy(np.array(newest[1]))
+        state["params"] = params
+        if k == 0:
+            state.update(self._counts_from_groups(state))
+        lost = time.monotonic() - newest[0]
+        log.warning(
+            "a3c: warning: store shard %d failed (%s); restored from a copy of %.1f s ago",
+            k,
+            why,
+            lost,
+        )
+        try:
+            ray.kill(self.shards[k])
+        except Exception:  # already gone
+            pass
+        self.shards[k] = self._new_shard(k, state)
+        for g in self.groups:
+            g.actor.set_shards.remote(self.shards, [k])
+
+    def _counts_from_groups(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The counters and statistics rows as the groups hold them (absolute), over `state`'s."""
+        ray = _ray()
+        out = {f"counters.{key}": state[f"counters.{key}"].clone() for key in COUNTERS}
+        obs = state.get("obs_stats")
+        obs = None if obs is None else obs.clone()
+        for g in self.groups:
+            try:
+                counts = ray.get(g.actor.counts.remote(), timeout=STOP_TIMEOUT_S)
+            except Exception as e:
+                _raise_signal(e)
+                continue
+            s = slice(g.slots.start, g.slots.end)
+            for key in COUNTERS:
+                out[f"counters.{key}"][s] = torch.from_numpy(np.array(counts[f"counters.{key}"]))
+            if obs is not None and "obs_stats" in counts:
+                obs[s] = torch.from_numpy(np.array(counts["obs_stats"]))
+        if obs is not None:
+            out["obs_stats"] = obs
+        return out
+
+    # --- the node groups -------------------------------------------------------------------
+
+    def _group_init(self, g: Group, state: dict[str, Tensor]) -> dict[str, np.ndarray]:
+        """What a group starts from: its slots' counters and statistics rows (and the others'
+        total), the other nodes' step and update counts, and the optimizer statistics."""
+        s = slice(g.slots.start, g.slots.end)
+        init: dict[str, np.ndarray] = {}
+        others = []
+        for key in COUNTERS:
+            counter = state[f"counters.{key}"]
+            init[f"counters.{key}"] = counter[s].numpy().copy()
+            others.append(int(counter.sum() - counter[s].sum()))
+        init["elsewhere"] = np.array(others[:2], dtype=np.int64)
+        init.update({k: v.numpy() for k, v in state.items() if k.startswith("optim.")})
+        obs = state.get("obs_stats")
+        if obs is not None:
+            rest = obs.sum(0) - obs[s].sum(0)
+            init["obs_stats"] = torch.cat([obs[s], rest[None]]).numpy()
+        return init
+
+    def _group_config(self, g: Group) -> Config:
+        """The config of group g's workers: its worker count, its own random streams, the sync."""
+        seed = int(np.random.SeedSequence([self.cfg.run.seed, 7919, g.index]).generate_state(1)[0])
+        return self.cfg.replace(
+            {
+                "backend.workers": g.slots.count,
+                "run.seed": seed % 2**31 if g.index else self.cfg.run.seed,
+                "backend.ray_sync_interval_s": self.interval,
+            }
+        )
+
+    def _spawn(self, g: Group, state: dict[str, Tensor]) -> None:
+        ray = _ray()
+        options: dict[str, Any] = {"num_cpus": g.cpus, "max_concurrency": 4}
+        if g.node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(g.node, soft=True)
+        else:
+            options["scheduling_strategy"] = "SPREAD"
+        n_actor = self.store.n_actor
+        g.actor = ray.remote(**options)(NodeGroup).remote(
+            self._group_config(g),
+            g.index,
+            g.slots,
+            self.shards,
+            self.bounds,
+            n_actor,
+            self.obs_dim,
+            self._group_init(g, state),
+            self.env_fn,
+        )
+        g.actor.start.remote()
+        g.spawned, g.answered, g.done, g.alive = time.monotonic(), False, False, 0
+        self._ask(g)
+
+    def _ask(self, g: Group) -> None:
+        g.pending, g.asked = g.actor.poll.remote(POLL_S), time.monotonic()
+
+    def _restart_group(self, g: Group, message: str) -> None:
+        """Recreate group g from the global state; past the restart budget the run stops."""
+        assert self.budget is not None
+        try:
+            _ray().kill(g.actor)
+        except Exception:  # already gone
+            pass
+        g.worker_restarts += g.current_restarts
+        g.current_restarts = 0
+        self.budget.failed(g.index, f"node group {g.index}: {message}")
+        time.sleep(self.cfg.backend.restart_delay)
+        self._spawn(g, self.snapshot())
 
     def poll(self, timeout: float) -> list[WorkerReport]:
         ray = _ray()
-        # At most one call to the server every POLL_S: on a busy machine the trainer's calls take
-        # CPU from the workers (the reports arrive every backend.report_interval anyway).
-        ready, _ = ray.wait(
-            list(self.runs), num_returns=len(self.runs), timeout=max(timeout, POLL_S)
-        )
-        try:
-            reports, silent = ray.get(self.ps.take_reports.remote())
-            if time.monotonic() - self._copied_at >= STATE_COPY_S:
-                self.snapshot()
-        except Exception as e:  # RayActorError: the parameter server died
-            _raise_signal(e)
-            self._restart_server(_ray_error_line(e))
-            return []
+        pending = {g.pending: g for g in self.groups if g.pending is not None}
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=max(timeout, POLL_S))
+        reports: list[WorkerReport] = []
+        failed_shards: set[int] = set()
         for ref in ready:
-            index = self.runs.pop(ref)
+            g = pending[ref]
+            g.pending = None
             try:
-                ray.get(ref)
-            except Exception as e:  # RayActorError (actor died), RayTaskError (it raised)
+                answer = ray.get(ref)
+            except Exception as e:  # RayActorError (it died), RayTaskError (it raised)
                 _raise_signal(e)
-                self._restart(index, _ray_error_line(e))
-        self._restart_silent(silent)
+                self._group_failed(g, e)
+                continue
+            g.answered, g.alive, g.done = True, answer["alive"], answer["done"]
+            g.current_restarts, g.traffic = answer["restarts"], answer["traffic"]
+            g.ran_on = answer["node"]
+            reports.extend(answer["reports"])
+            failed_shards.update(answer["failed_shards"])
+            if not g.done:
+                self._ask(g)
+        self._restart_silent()
+        for k in sorted(failed_shards):
+            self._restore_shard(k, "a node group could not sync with it")
+        if time.monotonic() - self._copied_at >= STATE_COPY_S:
+            self.snapshot()
         return reports
 
-    def _restart_silent(self, silent: dict[int, float]) -> None:
-        """Recreate a worker actor that has made no round trip for `backend.worker_timeout` seconds
-        (alive but stuck, e.g. in its env: only its silence tells)."""
+    def _group_failed(self, g: Group, e: Exception) -> None:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, WorkerFailure):  # a worker past its budget: the run's failure
+            raise WorkerFailure(cause.worker + g.slots.start, cause.message, cause.traceback)
+        self._restart_group(g, _ray_error_line(e))
+
+    def _restart_silent(self) -> None:
+        """Recreate a group whose poll has not returned for `backend.worker_timeout` seconds (a
+        new group's process gets START_GRACE_S more to start)."""
         timeout = self.cfg.backend.worker_timeout
         if timeout is None:
             return
         now = time.monotonic()
-        for ref, i in list(self.runs.items()):
-            since_spawn, heard = now - self.spawned[i], silent.get(i)
-            if heard is not None and heard < since_spawn:  # this incarnation has been heard from
-                stuck = heard > timeout
-            else:  # not yet: a Ray worker process starts (imports torch) before its actor runs
-                stuck = since_spawn > timeout + START_GRACE_S
-            if stuck:
-                del self.runs[ref]
-                self._restart(i, f"no progress for {timeout:g} s (stuck, e.g. in its env); killed")
-
-    def _restart(self, i: int, message: str) -> None:
-        """Recreate a failed worker actor: its constructor pulls the current weights (a restarted
-        actor keeps no state). Past the restart budget the run stops with a WorkerFailure."""
-        ray = _ray()
-        ray.kill(self.actors.pop(i))
-        self.budget.failed(i, message)
-        time.sleep(self.cfg.backend.restart_delay)
-        self._spawn(i)
-
-    def _restart_server(self, message: str) -> None:
-        """The parameter server died: a new one from the copy of its state, and new workers for
-        it."""
-        self.server_restarts += 1
-        if self.server_restarts > self.cfg.backend.max_restarts:
-            raise RunFailure(
-                f"the parameter server failed {self.server_restarts} times ({message}); restart "
-                f"budget of {self.cfg.backend.max_restarts} spent"
-            )
-        lost = time.monotonic() - self._copied_at
-        log.warning(
-            f"a3c: warning: the parameter server failed ({message}); restarting it from its state "
-            f"of {lost:.0f} s ago, with its workers"
-        )
-        ray = _ray()
-        for actor in self.actors.values():
-            ray.kill(actor)
-        self.actors.clear()
-        self.runs.clear()
-        self.store.load_state_dict(self._copy)
-        time.sleep(self.cfg.backend.restart_delay)
-        self._start_server()
+        for g in self.groups:
+            if g.pending is None:
+                continue
+            limit = timeout + (0.0 if g.answered else START_GRACE_S)
+            if now - g.asked > limit:
+                g.pending = None
+                self._restart_group(g, f"no answer for {timeout:g} s (stuck); killed")
 
     def snapshot(self) -> dict[str, Tensor]:
-        """The server's state (and the trainer's copy of it); if the server is gone, the copy."""
-        if self.ps is None:  # not started, or stopped: the trainer's store holds the state
+        """The global state: the shards' slices, counters and statistics, and the first group's
+        optimizer statistics; if a shard does not answer, the last copy (and it is restored)."""
+        if not self.shards:  # not started, or stopped: the trainer's store holds the state
             return self.store.state_dict()
+        ray = _ray()
         try:
-            self._copy = _ray().get(self.ps.state_dict.remote())
-            self._copied_at = time.monotonic()
-        except Exception as e:  # RayActorError: the server died; the next poll restarts it
+            states = ray.get([s.state.remote() for s in self.shards], timeout=STOP_TIMEOUT_S)
+        except Exception as e:  # a shard died: the next sync's failure restores it
             _raise_signal(e)
             log.warning(
-                f"a3c: warning: the parameter server did not answer ({_ray_error_line(e)}); using "
-                f"its state of {time.monotonic() - self._copied_at:.0f} s ago"
+                "a3c: warning: a store shard did not answer (%s); using the state of %.0f s ago",
+                _ray_error_line(e),
+                time.monotonic() - self._copied_at,
             )
-        return self._copy
+            return self._copy
+        state = gather(states)
+        optim = self._optimizer_state()
+        state.update(
+            optim if optim else {k: v for k, v in self._copy.items() if k.startswith("optim.")}
+        )
+        self._copy, self._copied_at = state, time.monotonic()
+        return state
+
+    def _optimizer_state(self) -> dict[str, Tensor]:
+        ray = _ray()
+        for g in self.groups:
+            try:
+                out = ray.get(g.actor.optimizer_state.remote(), timeout=STOP_TIMEOUT_S)
+            except Exception as e:
+                _raise_signal(e)
+                continue
+            return {k: torch.from_numpy(np.array(v)) for k, v in out.items()}
+        return {}
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[WorkerReport]:
         ray = _ray()
-        if self.ps is None:  # never started (or interrupted while Ray started)
+        if not self.shards:  # never started (or interrupted while Ray started)
             if self.started_ray and ray.is_initialized():
                 ray.shutdown()
             return []
         reports: list[WorkerReport] = []
         try:
-            ray.get(self.ps.request_stop.remote())
-            _, stuck = ray.wait(list(self.runs), num_returns=len(self.runs), timeout=timeout)
+            for g in self.groups:
+                g.actor.request_stop.remote()
+            calls = {g.actor.stop.remote(): g for g in self.groups}
+            done, stuck = ray.wait(list(calls), num_returns=len(calls), timeout=timeout)
+            for ref in done:
+                try:
+                    reports.extend(ray.get(ref))
+                except Exception as e:  # a group that died while stopping: its last reports
+                    _raise_signal(e)
             for ref in stuck:
                 log.warning(
-                    f"a3c: warning: worker {self.runs[ref]} did not stop within {timeout:g} s "
-                    "(stuck, e.g. in its env); killed it"
+                    "a3c: warning: node group %d did not stop within %g s; killed it",
+                    calls[ref].index,
+                    timeout,
                 )
-            reports = ray.get(self.ps.take_reports.remote())[0]
         except Exception as e:  # stopping must not fail
-            log.warning(
-                f"a3c: warning: the ray backend did not stop cleanly ({_ray_error_line(e)})"
-            )
+            _raise_signal(e)
+            log.warning("a3c: warning: the ray backend did not stop cleanly (%s)", first_line(e))
         finally:
-            # the server's final state, or the last copy of it
+            # the global state (its final value, or the last copy of it)
             self.store.load_state_dict(self.snapshot())
-            for actor in self.actors.values():
-                ray.kill(actor)
-            ray.kill(self.ps)
-            self.ps = None
-            self.runs.clear()
+            for actor in [*(g.actor for g in self.groups), *self.shards]:
+                try:
+                    ray.kill(actor)
+                except Exception:  # already gone
+                    pass
+            self.shards = []
+            for g in self.groups:
+                g.pending = None
             if self.started_ray:
                 ray.shutdown()
         return reports
 
+    def traffic(self) -> dict[int, dict[str, int]]:
+        """Syncs and bytes sent and received by each group so far, and its env steps (for the
+        benchmarks: bytes per agent step)."""
+        return {g.index: dict(g.traffic) for g in self.groups}
+
     def evaluator(self, spec: EvalSpec) -> Evaluator:
-        return RayEvaluator(self.cfg, lambda: self.ps, spec)
+        return RayEvaluator(self.cfg, lambda: list(self.shards), spec)
 
     def all_done(self) -> bool:
-        return not self.runs
+        return all(g.done for g in self.groups)
 
     def alive(self) -> int:
-        return len(self.runs)
+        return sum(g.alive for g in self.groups)

@@ -1,7 +1,7 @@
 """The Ray backend's evaluator: an actor beside the worker actors.
 
-Asked for an evaluation, the actor fetches the global state from the parameter server (its
-`policy_state`: parameters, counters, observation statistics; not the optimizer's statistics),
+Asked for an evaluation, the actor fetches the global state from the store shards (parameters, or
+their moving average with eval.ema_steps; counters; observation statistics),
 plays the episodes (`a3c.evaluation.play`) and returns the result with the state. The trainer never
 waits for it: it checks the call without blocking at each poll. The actor takes two calls at once
 (`max_concurrency=2`), so while it plays the trainer can ask it how many env steps it has made
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from a3c.backends.ray_runtime import START_GRACE_S, _raise_signal, _ray, _ray_error_line
+from a3c.backends.ray_store import gather
 from a3c.config import Config
 from a3c.evaluation import EvalResult, EvalSpec, play, warn_failed
 
@@ -35,8 +36,12 @@ class EvaluatorActor:
         self.cfg, self.spec = cfg, spec
         self.beats = 0
 
-    def evaluate(self, ps: Any, wall_s: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        state = _ray().get(ps.policy_state.remote())
+    def evaluate(
+        self, shards: list[Any], wall_s: float
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = gather(_ray().get([s.state.remote() for s in shards]))
+        if "ema" in state:  # the moving average is what is evaluated and kept as the best
+            state["params"] = state.pop("ema")
         result = play(self.cfg, self.spec, state, wall_s, lambda env: _Counting(env, self))
         return result.row(), {k: v.numpy() for k, v in result.state.items()}
 
@@ -59,11 +64,11 @@ class _Counting(gym.Wrapper):
 
 
 class RayEvaluator:
-    """The trainer's side of the evaluator actor (an `a3c.evaluation.Evaluator`). `server()` gives
-    the parameter server's current handle (a restarted server has a new one)."""
+    """The trainer's side of the evaluator actor (an `a3c.evaluation.Evaluator`). `shards()` gives
+    the store shards' current handles (a restored shard has a new one)."""
 
-    def __init__(self, cfg: Config, server: Callable[[], Any], spec: EvalSpec) -> None:
-        self.cfg, self.server, self.spec = cfg, server, spec
+    def __init__(self, cfg: Config, shards: Callable[[], list[Any]], spec: EvalSpec) -> None:
+        self.cfg, self.shards, self.spec = cfg, shards, spec
         self.actor: Any = None
         self.pending: Any = None  # the evaluation under way
         self.beat: Any = None  # a heartbeat call in flight
@@ -89,8 +94,8 @@ class RayEvaluator:
         try:
             if self.actor is None:
                 self._spawn()
-            # The server's handle of now: a restarted parameter server has a new one.
-            self.pending = self.actor.evaluate.remote(self.server(), wall_s)
+            # The shards' handles of now: a restored shard has a new one.
+            self.pending = self.actor.evaluate.remote(self.shards(), wall_s)
         except Exception as e:
             _raise_signal(e)
             self._failed(f"could not start it ({_ray_error_line(e)})")

@@ -1,0 +1,183 @@
+"""The global store of the Ray backend: the global parameters in K shard actors, each owning a
+contiguous slice of the flat vector; shard 0 also holds the per-worker counters (the global step
+that drives the schedules) and the observation statistics.
+
+Every `backend.ray_sync_interval_s` a node group (a3c/backends/ray_group.py) sends each shard the
+change of its slice since the group's last sync, and the shard adds it to the global parameters:
+each node's updates are applied, as A3C applies every worker's. The reply is the change of the
+global slice since what this group last received, so the group can take the merged parameters
+back while keeping the updates its workers made during the round trip. Changes travel as float32,
+or as bfloat16 (`backend.ray_sync_dtype`) with error feedback both ways: what rounding drops is
+carried into the next sync, never lost. Shard 0 takes each group's counters and statistics rows
+as absolute values (a repeated sync changes nothing) and answers with the other groups' totals.
+
+A shard asks for no CPU of Ray's; one call is a few vector additions over its slice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Without `backend.ray_store_shards`, one shard per this many bytes of float32 parameters.
+SHARD_BYTES = 8 << 20
+MAX_SHARDS = 16
+
+
+def shard_count(size: int, requested: int | None) -> int:
+    """K: `requested`, or one shard per SHARD_BYTES of parameters (at least 1, at most 16), never
+    more shards than parameters."""
+    k = requested if requested is not None else math.ceil(4 * size / SHARD_BYTES)
+    return max(1, min(k, MAX_SHARDS if requested is None else k, size))
+
+
+def slices(size: int, k: int) -> list[tuple[int, int]]:
+    """K contiguous (start, end) slices of a flat vector of `size`, as equal as can be."""
+    bounds = [round(i * size / k) for i in range(k + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def encode(x: Tensor, dtype: str) -> tuple[np.ndarray, Tensor]:
+    """What goes on the wire for float32 values `x`, and the values it stands for (`x` itself in
+    float32; rounded to bfloat16 otherwise, sent as its 16 bits)."""
+    if dtype == "float32":
+        return x.numpy(), x
+    b = x.to(torch.bfloat16)
+    return b.view(torch.int16).numpy().copy(), b.float()
+
+
+def decode(wire: np.ndarray) -> Tensor:
+    """The float32 values of what came off the wire."""
+    t = torch.from_numpy(np.array(wire))  # a copy: Ray's arrays are read-only
+    return t.view(torch.bfloat16).float() if t.dtype == torch.int16 else t
+
+
+@dataclass
+class Slots:
+    """The global worker slots a group's workers fill: workers [start, start + count)."""
+
+    start: int
+    count: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.count
+
+
+class StoreShard:
+    """One slice of the global parameters (and its moving average, with eval.ema_steps); shard 0
+    also the counters and the observation statistics."""
+
+    def __init__(
+        self,
+        index: int,
+        params: np.ndarray,
+        ema: np.ndarray | None,
+        ema_steps: int | None,
+        dtype: str,
+        counters: dict[str, np.ndarray] | None = None,
+        obs_stats: np.ndarray | None = None,
+    ) -> None:
+        torch.set_num_threads(1)
+        self.index, self.dtype, self.ema_steps = index, dtype, ema_steps
+        self.params = torch.from_numpy(np.array(params, dtype=np.float32))
+        self.ema = None if ema is None else torch.from_numpy(np.array(ema, dtype=np.float32))
+        self.counters = {k: torch.from_numpy(np.array(v)) for k, v in (counters or {}).items()}
+        self.obs_stats = None if obs_stats is None else torch.from_numpy(np.array(obs_stats))
+        self.sent: dict[int, Tensor] = {}  # group -> what it holds of this slice
+        self.syncs = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def join(self, group: int) -> np.ndarray:
+        """A group (new or recreated) takes the slice as it is: its base for later syncs."""
+        self.sent[group] = self.params.clone()
+        return self.params.numpy().copy()
+
+    def sync(
+        self,
+        group: int,
+        delta: np.ndarray,
+        steps: int,
+        slots: Slots | None = None,
+        counters: dict[str, np.ndarray] | None = None,
+        obs_rows: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """Add a group's change (`steps`: its env steps since its last sync, for the moving
+        average); answer with the change of the slice since what the group last received, and
+        (shard 0, given the group's `slots`) the other groups' totals."""
+        change = decode(delta)
+        self.params += change
+        if self.ema is not None and self.ema_steps is not None and steps > 0:
+            self.ema.lerp_(self.params, min(1.0, steps / self.ema_steps))
+        base = self.sent.get(group)
+        if base is None:  # a group this shard has not seen (a restored shard): the whole slice
+            base = torch.zeros_like(self.params)
+        wire, sent = encode(self.params - base, self.dtype)
+        self.sent[group] = base + sent  # what the group holds now, rounding included
+        self.syncs += 1
+        self.bytes_in += delta.nbytes
+        self.bytes_out += wire.nbytes
+        reply: dict[str, Any] = {"change": wire}
+        if slots is not None and self.counters:
+            reply.update(self._take_counts(slots, counters or {}, obs_rows))
+        return reply
+
+    def _take_counts(
+        self, slots: Slots, counters: dict[str, np.ndarray], obs_rows: np.ndarray | None
+    ) -> dict[str, Any]:
+        for key, value in counters.items():
+            self.counters[key][slots.start : slots.end] = torch.from_numpy(np.array(value))
+        mine = slice(slots.start, slots.end)
+        others = {
+            k: int(v.sum()) - int(v[mine].sum()) for k, v in self.counters.items()
+        }  # the other groups' steps, updates and skipped updates
+        out: dict[str, Any] = {"others": others}
+        if self.obs_stats is not None and obs_rows is not None:
+            self.obs_stats[mine] = torch.from_numpy(np.array(obs_rows))
+            out["obs_others"] = (self.obs_stats.sum(0) - self.obs_stats[mine].sum(0)).numpy()
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        """This shard's part of the global state (for checkpoints, the evaluator, a restore)."""
+        out = {"params": self.params.numpy().copy()}
+        if self.ema is not None:
+            out["ema"] = self.ema.numpy().copy()
+        out.update({f"counters.{k}": v.numpy().copy() for k, v in self.counters.items()})
+        if self.obs_stats is not None:
+            out["obs_stats"] = self.obs_stats.numpy().copy()
+        return out
+
+    def traffic(self) -> dict[str, int]:
+        """Syncs served and bytes in and out (of the changes only) since the shard started."""
+        return {"syncs": self.syncs, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+
+
+def gather(states: list[dict[str, np.ndarray]]) -> dict[str, Tensor]:
+    """The global state from the shards' states, in order: parameters (and their average)
+    concatenated, counters and statistics from shard 0."""
+    out = {"params": torch.from_numpy(np.concatenate([s["params"] for s in states]))}
+    if "ema" in states[0]:
+        out["ema"] = torch.from_numpy(np.concatenate([s["ema"] for s in states]))
+    rest = {k: v for k, v in states[0].items() if k not in ("params", "ema")}
+    out.update({k: torch.from_numpy(np.array(v)) for k, v in rest.items()})  # writable copies
+    return out
+
+
+# Without `backend.ray_sync_interval_s`, a node sends about this many bytes of parameter changes
+# per second (and receives as many): 2 MB/s, a small share of any cluster network.
+SYNC_BYTES_PER_S = 2e6
+MIN_SYNC_S = 0.05
+
+
+def sync_interval(size: int, requested: float | None) -> float:
+    """Seconds between a node's syncs: `requested`, or the float32 model's bytes over
+    SYNC_BYTES_PER_S (CartPole's MLP: every 0.05 s; the Atari CNN: every 1.4 s)."""
+    if requested is not None:
+        return float(requested)
+    return max(MIN_SYNC_S, 4 * size / SYNC_BYTES_PER_S)
