@@ -164,7 +164,10 @@ def test_the_layout():
         "worker_timeout",
         "report_interval",
         "ray_address",
-        "ray_sync_interval",
+        "ray_workers_per_node",
+        "ray_sync_interval_s",
+        "ray_store_shards",
+        "ray_sync_dtype",
     ]
     data = Config().to_dict()
     assert data["env"]["atari"]["frame_skip"] == 4 and data["backend"]["name"] == "processes"
@@ -272,6 +275,8 @@ def test_not_learning_and_resumable():
         "backend.restart_delay",
         "backend.worker_timeout",
         "backend.ray_address",
+        "backend.ray_workers_per_node",
+        "backend.ray_store_shards",
         "eval.interval_steps",
         "eval.interval_s",
         "eval.episodes",
