@@ -1,26 +1,33 @@
-"""Ray backend: throughput against the processes backend, and how far one parameter server scales.
+"""The Ray backend past one machine: node groups synced through a sharded store, measured here.
 
-Part 1, throughput: CartPole-v1 with the library's defaults, the same worker count on both backends,
-a fixed step budget (no early stop), --repeats alternating runs. The rate is env steps/s of the
-steady part (between the progress rows at 10% and 95% of the budget, so start-up is excluded:
-several seconds for Ray). Target: ray >= 70% of processes.
+Part 1, one machine: CartPole-v1 with the library's defaults and the same worker count on the
+processes backend and on `--backend ray` (a local Ray: one node group), a fixed step budget (no
+early stop), --repeats alternating runs. The rate is env steps/s of the steady part (between the
+progress rows at 10% and 95% of the budget: start-up excluded, several seconds for Ray).
+Target: ray >= 0.95 of processes.
 
-Part 2, scaling: fake fast workers (Ray actors that push random gradients of the model's size in a
-loop and pull the returned weights, no env, no model) against one `ParameterServer`, for 1, 2, 4, 8,
-16 workers, for two model sizes (CartPole's MLP and Pong's CNN), with 1 and 8 gradients per round
-trip (--batches; the batching that `backend.ray_sync_interval` gives real workers). Reported: the
-updates/s the server sustains and the speed-up over 1 worker. The paper's thread-scaling table (1,
-2, 4, 8, 16 threads:
-1.0, 2.1, 3.7, 6.9, 12.5x) is the reference for what near-linear looks like. On a 2-core machine the
-fake workers and the server share 2 cores, so the curve flattens where the CPU runs out.
+Part 2, the store: fake node groups (actors that send Pong-sized parameter changes to the K store
+shards and take the replies, as fast as the shards answer; no env, no model) for K = 1, 2, 4.
+Reported: the syncs/s the store sustains, and each shard's CPU time per sync (the per-operation
+cost of the scaling model). On a 2-core machine the fake groups and the shards share 2 cores.
 
-    .venv/bin/python benchmarks/ray_scaling.py [--repeats 3] [--steps 200000] [--seconds 8]
+Part 3, the wire: ALE/Pong-v5 with the Atari preset on a simulated cluster (`ray.cluster_utils`,
+2 nodes of 1 CPU on 127.0.0.1, one worker per node) for --pong-seconds, the default sync interval.
+Reported: the bytes of parameter changes crossing between actors per agent step (both ways), and
+each worker's agent steps/s. Target: at most 1/20 of the earlier design's 136 kB per agent step.
+
+Part 4, the scaling model: from those costs, nodes x 16 Pong workers -> agent steps/s, bytes/s per
+node, store load and update lag, for 1, 4, 16 and 64 nodes, and where the store saturates.
+
+    .venv/bin/python benchmarks/ray_scaling.py [--repeats 3] [--steps 300000] [--seconds 10] \
+        [--pong-seconds 90]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -30,14 +37,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, md_table, median, run_child, write_results  # noqa: E402
 
-PAPER = {1: 1.0, 2: 2.1, 4: 3.7, 8: 6.9, 16: 12.5}
-SIZES = {"CartPole MLP": "CartPole-v1", "Pong CNN": "ALE/Pong-v5"}
+EARLIER_BYTES_PER_STEP = 136_000  # the actor-per-worker design (docs/cluster.md's history)
+CORES_PER_NODE = 16
+NODES = [1, 4, 16, 64]
 
 
 def steady_rate(points: list[tuple[float, int]], total: int) -> float:
-    """Env steps/s between the progress rows at 10% and 95% of the step budget: the workers' steady
-    state, without start-up (Ray's is several seconds: a local cluster, actor processes importing
-    torch) or the last, partial interval."""
+    """Env steps/s between the progress rows at 10% and 95% of the step budget."""
     a = next(p for p in points if p[1] >= 0.10 * total)
     b = [p for p in points if p[1] <= 0.95 * total][-1]
     return (b[1] - a[1]) / max(b[0] - a[0], 1e-9)
@@ -73,59 +79,166 @@ def child_throughput(backend: str, steps: int, workers: int) -> dict:
     }
 
 
-def child_scaling(env_id: str, workers_list: list[int], seconds: float, batches: list[int]) -> dict:
+def child_store(shard_counts: list[int], groups: int, seconds: float) -> dict:
+    """Fake groups against K shards of Pong's size."""
     import numpy as np
     import ray
 
     from a3c import A3C
-    from a3c.backends.ray_backend import ParameterServer, init_ray
-    from a3c.store import SharedStore
+    from a3c.backends.ray_runtime import init_ray
+    from a3c.backends.ray_store import Slots, StoreShard, slices
 
-    agent = A3C(env_id)
-    init_ray(None, num_cpus=max(workers_list) + 1)
+    size = sum(p.numel() for p in A3C("ALE/Pong-v5").model.parameters())
+    init_ray(None, num_cpus=groups + max(shard_counts))
 
     @ray.remote(num_cpus=1)
-    class FakeWorker:
-        def __init__(self, ps, size: int, index: int) -> None:
-            self.ps, self.index = ps, index
-            self.grad = np.random.default_rng(index).standard_normal(size).astype(np.float32) * 1e-3
+    class FakeGroup:
+        def __init__(self, index: int, shards: list, bounds: list) -> None:
+            self.index, self.shards, self.bounds = index, shards, bounds
+            rng = np.random.default_rng(index)
+            self.delta = rng.standard_normal(size).astype(np.float32) * 1e-4
+            ray.get([s.join.remote(index) for s in shards])
 
-        def run(self, seconds: float, batch: int) -> int:
-            """Round trips of `batch` gradients each (backend.ray_sync_interval's batching); returns
-            the number of gradients applied."""
+        def run(self, seconds: float) -> int:
             n, end = 0, time.monotonic() + seconds
-            grads = np.stack([self.grad] * batch)
-            reply = ray.get(self.ps.pull.remote())
+            counts = {"worker_steps": np.array([1000 * (n + 1)])}
             while time.monotonic() < end:
-                ray.get(reply["weights"][0])  # the pull a real worker makes
-                pulled = [(reply["progress"][1], 0.0)] * batch
-                reply = ray.get(
-                    self.ps.push_batch.remote(self.index, grads, pulled, [40] * batch, [], None)
-                )
-                n += batch
+                refs = [
+                    s.sync.remote(
+                        self.index,
+                        self.delta[a:b],
+                        800,
+                        Slots(self.index, 1) if k == 0 else None,
+                        counts if k == 0 else None,
+                    )
+                    for k, (s, (a, b)) in enumerate(zip(self.shards, self.bounds, strict=True))
+                ]
+                ray.get(refs)
+                n += 1
             return n
 
-    out: dict[int, dict[int, float]] = {}
-    for batch in batches:
-        out[batch] = {}
-        for w in workers_list:
-            store = SharedStore.for_model(agent.model, agent.config.replace({"workers": w}))
-            ps = ray.remote(num_cpus=0)(ParameterServer).remote(store)
-            fakes = [FakeWorker.remote(ps, store.size, i) for i in range(w)]
-            t0 = time.monotonic()
-            counts = ray.get([f.run.remote(seconds, batch) for f in fakes])
-            out[batch][w] = sum(counts) / (time.monotonic() - t0)
-            for f in fakes:
-                ray.kill(f)
-            ray.kill(ps)
+    out = {}
+    for k in shard_counts:
+        bounds = slices(size, k)
+        zeros = np.zeros(size, np.float32)
+        shards = [
+            ray.remote(num_cpus=0)(StoreShard).remote(
+                i,
+                zeros[a:b],
+                None,
+                None,
+                "float32",
+                {"worker_steps": np.zeros(groups, np.int64)} if i == 0 else None,
+            )
+            for i, (a, b) in enumerate(bounds)
+        ]
+        fakes = [FakeGroup.remote(g, shards, bounds) for g in range(groups)]
+        ray.get([f.run.remote(0.5) for f in fakes])  # warm-up
+        before = ray.get([s.traffic.remote() for s in shards])
+        t0 = time.monotonic()
+        done = sum(ray.get([f.run.remote(seconds) for f in fakes]))
+        wall = time.monotonic() - t0
+        after = ray.get([s.traffic.remote() for s in shards])
+        pairs = list(zip(after, before, strict=True))
+        syncs = [a["syncs"] - b["syncs"] for a, b in pairs]
+        busy = [a["busy_s"] - b["busy_s"] for a, b in pairs]
+        process = [a["process_cpu_s"] - b["process_cpu_s"] for a, b in pairs]
+        out[k] = {
+            "syncs_per_s": done / wall,
+            # the sync's own arithmetic, and the shard process's CPU in all (Ray's call handling,
+            # its (de)serialisation and object store reads included): the model uses the latter
+            "shard_cpu_ms_per_sync": [
+                1e3 * b / max(n, 1) for b, n in zip(busy, syncs, strict=True)
+            ],
+            "shard_process_ms_per_sync": [
+                1e3 * c / max(n, 1) for c, n in zip(process, syncs, strict=True)
+            ],
+        }
+        for actor in [*fakes, *shards]:
+            ray.kill(actor)
     ray.shutdown()
-    return {"params": sum(p.numel() for p in agent.model.parameters()), "updates_per_s": out}
+    return {"params": size, "groups": groups, "shards": out}
 
 
-def _sync_interval() -> float:
-    from a3c.config import Config
+def child_wire(seconds: float) -> dict:
+    """Pong on a simulated 2-node cluster, one worker per node, default sync interval."""
+    import ray
+    from ray.cluster_utils import Cluster
 
-    return Config().backend.ray_sync_interval
+    from a3c import A3C
+    from a3c.backends.ray_backend import RayBackend
+    from a3c.store import SharedStore
+
+    loop = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loop})
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        ray.init(address=cluster.address, logging_level="ERROR")
+        agent = A3C(
+            "ALE/Pong-v5",
+            backend="ray",
+            workers=2,
+            ray_address=cluster.address,
+            **{"eval.interval_s": None, "eval.interval_steps": None},
+        )
+        store = SharedStore.for_model(agent.model, agent.config)
+        backend = RayBackend(agent.config, store)
+        backend.start()
+        try:
+            t0, first = time.monotonic(), None
+            while time.monotonic() - t0 < seconds:
+                backend.poll(0.2)
+                traffic = backend.traffic()
+                if (
+                    first is None
+                    and len(traffic) == 2
+                    and all(t.get("syncs", 0) >= 2 for t in traffic.values())
+                ):
+                    first, t_first = traffic, time.monotonic()  # steady: both groups syncing
+            last, t_last = backend.traffic(), time.monotonic()
+        finally:
+            backend.stop()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    if first is None:
+        return {"error": "the groups never synced twice"}
+
+    def total(key: str, t: dict) -> int:
+        return sum(int(g.get(key, 0)) for g in t.values())
+
+    steps = total("steps", last) - total("steps", first)
+    sent = sum(total(k, last) - total(k, first) for k in ("bytes_out", "bytes_in"))
+    syncs = total("syncs", last) - total("syncs", first)
+    return {
+        "params": store.size,
+        "sync_interval_s": backend.interval,
+        "seconds": t_last - t_first,
+        "agent_steps": steps,
+        "steps_per_s_per_worker": steps / (t_last - t_first) / 2,
+        "bytes": sent,
+        "syncs": syncs,
+        "bytes_per_agent_step": sent / max(steps, 1),
+    }
+
+
+def model_table(
+    params: int, interval: float, worker_rate: float, updates_per_s: float, shard_ms: float, k: int
+) -> tuple[list[list], int]:
+    """The scaling model: N nodes of CORES_PER_NODE Pong workers each (see docs/cluster.md)."""
+    per_sync_bytes = 2 * 4 * params  # a change out and a change back, float32
+    capacity = k * 1e3 / max(shard_ms, 1e-9)  # syncs/s the K shards take, one core each
+    rows = []
+    for n in NODES:
+        syncs = n / interval
+        load = syncs / capacity
+        steps = n * CORES_PER_NODE * worker_rate * min(1.0, 1 / max(load, 1e-9))
+        # updates a worker's pull misses: the node's own (Hogwild, about W - 1) plus, on average,
+        # half a sync interval of every other node's
+        lag = (CORES_PER_NODE - 1) + (n - 1) * CORES_PER_NODE * updates_per_s * interval / 2
+        rows.append([n, n * CORES_PER_NODE, steps, per_sync_bytes / interval / 1e6, load, lag])
+    saturation = math.floor(capacity * interval)
+    return rows, saturation
 
 
 def main() -> int:
@@ -135,108 +248,205 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=300_000)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=8.0)
-    p.add_argument("--scaling-workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--seconds", type=float, default=10.0, help="per store measurement")
+    p.add_argument("--groups", type=int, default=4, help="fake groups in the store measurement")
+    p.add_argument("--pong-seconds", type=float, default=90.0)
     p.add_argument(
-        "--batches",
-        type=int,
-        nargs="+",
-        default=[1, 8],
-        help="gradients per round trip in the scaling study",
+        "--pong-updates-per-s",
+        type=float,
+        default=40.0,
+        help="a Pong worker's updates/s (docs/benchmarks.md), for the lag estimate",
     )
+    p.add_argument("--parts", nargs="+", default=["throughput", "store", "wire"])
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        if args.child[0] == "throughput":
+        kind = args.child[0]
+        if kind == "throughput":
             res = child_throughput(args.child[1], args.steps, args.workers)
+        elif kind == "store":
+            res = child_store([1, 2, 4], args.groups, args.seconds)
         else:
-            res = child_scaling(args.child[1], args.scaling_workers, args.seconds, args.batches)
+            res = child_wire(args.pong_seconds)
         print(json.dumps(res))
         return 0
 
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    report: dict = {"machine": machine(), "throughput": [], "scaling": {}}
-    for r in range(args.repeats):
-        for backend in ["processes", "ray"] if r % 2 == 0 else ["ray", "processes"]:
-            res = run_child(
-                [
-                    __file__,
-                    "--child",
-                    "throughput",
-                    backend,
-                    "--steps",
-                    str(args.steps),
-                    "--workers",
-                    str(args.workers),
-                ],
-                timeout=900,
-            )
-            res.update(backend=backend, repeat=r)
-            report["throughput"].append(res)
-            print(json.dumps(res), flush=True)
-    rates = {
-        b: median([x.get("steady_steps_per_s") for x in report["throughput"] if x["backend"] == b])
-        for b in ("processes", "ray")
-    }
-    ratio = rates["ray"] / rates["processes"] if rates["ray"] and rates["processes"] else None
-    report.update(median_steps_per_s=rates, ray_over_processes=ratio)
-
-    for label, env_id in SIZES.items():
-        res = run_child(
+    previous = args.out / "ray_scaling.json"
+    report: dict = json.loads(previous.read_text()) if previous.exists() else {}
+    report["machine"] = machine()
+    if "throughput" in args.parts:
+        runs = []
+        for r in range(args.repeats):
+            for backend in ["processes", "ray"] if r % 2 == 0 else ["ray", "processes"]:
+                res = run_child(
+                    [
+                        __file__,
+                        "--child",
+                        "throughput",
+                        backend,
+                        "--steps",
+                        str(args.steps),
+                        "--workers",
+                        str(args.workers),
+                    ],
+                    timeout=900,
+                )
+                res.update(backend=backend, repeat=r)
+                runs.append(res)
+                print(json.dumps(res), flush=True)
+        rates = {
+            b: median([x.get("steady_steps_per_s") for x in runs if x["backend"] == b])
+            for b in ("processes", "ray")
+        }
+        lags = {
+            b: median([x.get("update_lag_median") for x in runs if x["backend"] == b])
+            for b in ("processes", "ray")
+        }
+        report["throughput"] = {
+            "runs": runs,
+            "steps_per_s": rates,
+            "update_lag": lags,
+            "repeats": args.repeats,
+            "steps": args.steps,
+            "workers": args.workers,
+        }
+    if "store" in args.parts:
+        report["store"] = run_child(
             [
                 __file__,
                 "--child",
-                "scaling",
-                env_id,
+                "store",
                 "--seconds",
                 str(args.seconds),
-                "--scaling-workers",
-                *map(str, args.scaling_workers),
-                "--batches",
-                *map(str, args.batches),
+                "--groups",
+                str(args.groups),
             ],
-            timeout=1800,
+            timeout=900,
         )
-        report["scaling"][label] = res
-        print(label, json.dumps(res), flush=True)
-
-    lag = {
-        b: median([x.get("update_lag_median") for x in report["throughput"] if x["backend"] == b])
-        for b in ("processes", "ray")
-    }
-    rows = [[b, rates[b], lag[b]] for b in ("processes", "ray")]
-    parts = [
-        f"### Ray backend ({args.workers} workers, CartPole-v1, {args.repeats} runs of "
-        f"{args.steps:,} steps each, medians; backend.ray_sync_interval {_sync_interval()} s)",
-        f"`.venv/bin/python benchmarks/ray_scaling.py --repeats {args.repeats} --steps "
-        f"{args.steps} --seconds {args.seconds:g}` on {report['machine']['date']}, "
-        f"{report['machine']['cpus']} CPUs, commit {report['machine'].get('commit')}",
-        md_table(["backend", "env steps/s (steady)", "update lag (median)"], rows),
-        f"ray / processes = **{ratio:.2f}** (target >= 0.70: "
-        f"{'met' if ratio and ratio >= 0.7 else 'NOT met'})"
-        if ratio
-        else "ratio: n/a",
-        "#### One parameter server: updates/s against fake fast workers",
-    ]
-    header = ["workers", "paper speed-up"]
-    table_rows = {w: [w, PAPER.get(w, "")] for w in args.scaling_workers}
-    for label, res in report["scaling"].items():
-        for batch, per_w in (res.get("updates_per_s") or {}).items():
-            header += [
-                f"{label} ({res.get('params', '?'):,} params), {batch}/trip: updates/s",
-                "speed-up",
-            ]
-            ups = {int(k): v for k, v in per_w.items()}
-            base = ups.get(args.scaling_workers[0])
-            for w in args.scaling_workers:
-                table_rows[w] += [ups.get(w), (ups[w] / base) if base and w in ups else None]
-    parts.append(md_table(header, list(table_rows.values())))
-    md = "\n\n".join(parts)
+        print(json.dumps(report["store"]), flush=True)
+    if "wire" in args.parts:
+        report["wire"] = run_child(
+            [__file__, "--child", "wire", "--pong-seconds", str(args.pong_seconds)],
+            timeout=args.pong_seconds + 600,
+        )
+        print(json.dumps(report["wire"]), flush=True)
+    md = markdown(report, args)
     write_results(args.out, "ray_scaling", report, md)
     print(md)
     return 0
 
 
+def markdown(report: dict, args: argparse.Namespace) -> str:
+    m = report["machine"]
+    parts = [
+        "### The Ray backend: node groups and a sharded store",
+        f"`.venv/bin/python benchmarks/ray_scaling.py` on {m['date']}, {m['cpus']} CPUs, "
+        f"commit {m.get('commit')}",
+    ]
+    t = report.get("throughput")
+    if t:
+        rates, lags = t["steps_per_s"], t["update_lag"]
+        ratio = rates["ray"] / rates["processes"] if rates["ray"] and rates["processes"] else None
+        parts += [
+            f"#### One machine: CartPole-v1, {t['workers']} workers, {t['repeats']} alternating "
+            f"runs of {t['steps']:,} steps each (medians)",
+            md_table(
+                ["backend", "env steps/s (steady)", "update lag (median)"],
+                [[b, rates[b], lags[b]] for b in ("processes", "ray")],
+            ),
+            f"ray / processes = **{ratio:.2f}** (target >= 0.95: "
+            f"{'met' if ratio >= 0.95 else 'NOT met'})"
+            if ratio
+            else "ratio: n/a",
+        ]
+    s = report.get("store")
+    if s and "shards" in s:
+        rows = [
+            [
+                k,
+                v["syncs_per_s"],
+                median(v["shard_cpu_ms_per_sync"]),
+                median(v["shard_process_ms_per_sync"]),
+            ]
+            for k, v in sorted(s["shards"].items(), key=lambda kv: int(kv[0]))
+        ]
+        parts += [
+            f"#### The store: {s['groups']} fake groups sending Pong-sized changes "
+            f"({s['params']:,} float32 parameters) as fast as the shards answer",
+            md_table(
+                [
+                    "shards K",
+                    "syncs/s sustained",
+                    "shard CPU ms per sync: the arithmetic",
+                    "shard CPU ms per sync: the whole process",
+                ],
+                rows,
+            ),
+        ]
+    w = report.get("wire")
+    if w and "bytes_per_agent_step" in w:
+        b = w["bytes_per_agent_step"]
+        parts += [
+            "#### The wire: ALE/Pong-v5, 2 nodes x 1 worker, sync every "
+            f"{w['sync_interval_s']:.2f} s (the default for its size)",
+            md_table(
+                [
+                    "measured over",
+                    "agent steps",
+                    "syncs",
+                    "bytes (both ways)",
+                    "bytes per agent step",
+                    "agent steps/s per worker",
+                ],
+                [
+                    [
+                        f"{w['seconds']:.0f} s",
+                        w["agent_steps"],
+                        w["syncs"],
+                        w["bytes"],
+                        b,
+                        w["steps_per_s_per_worker"],
+                    ]
+                ],
+            ),
+            f"{b / 1e3:.1f} kB per agent step = **1/{EARLIER_BYTES_PER_STEP / b:.0f}** of the "
+            f"earlier design's 136 kB (target <= 1/20: "
+            f"{'met' if b <= EARLIER_BYTES_PER_STEP / 20 else 'NOT met'})",
+        ]
+    if s and w and "shards" in s and "steps_per_s_per_worker" in w:
+        one = s["shards"].get("1")
+        shard_ms = median(one["shard_process_ms_per_sync"]) if one else None
+        if shard_ms:
+            rows, sat = model_table(
+                w["params"],
+                w["sync_interval_s"],
+                w["steps_per_s_per_worker"],
+                args.pong_updates_per_s,
+                shard_ms,
+                1,
+            )
+            parts += [
+                f"#### Scaling model (projected): Pong, nodes of {CORES_PER_NODE} workers, one "
+                "store shard (K = 1, the default for Pong's size), sync every "
+                f"{w['sync_interval_s']:.2f} s",
+                md_table(
+                    [
+                        "nodes",
+                        "workers",
+                        "agent steps/s",
+                        "MB/s per node (both ways)",
+                        "store load",
+                        "update lag",
+                    ],
+                    rows,
+                ),
+                f"The store saturates (load 1) at **{sat} nodes** with one shard; K shards on "
+                f"their own cores take K times as many.",
+            ]
+    return "\n\n".join(parts)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -55,6 +55,7 @@ POLL_S = 0.2
 # last resort of a shard restore, when no group can give a newer copy of its slice.
 STATE_COPY_S = 10.0
 STOP_TIMEOUT_S = 10.0
+SOLO_SYNC_S = 1.0  # the sync interval of a lone group, unless backend.ray_sync_interval_s says
 log = logging.getLogger("a3c")
 
 
@@ -152,6 +153,10 @@ class RayBackend:
             self.cfg.backend.workers, alive_nodes(), self.cfg.backend.ray_workers_per_node
         )
         self.budget = RestartBudget(len(self.groups), self.cfg.backend.max_restarts)
+        if len(self.groups) == 1 and self.cfg.backend.ray_sync_interval_s is None:
+            # one group (one machine): there is nothing to merge, and the store only serves the
+            # evaluator and the checkpoints, so it syncs once a second (at the end too)
+            self.interval = max(self.interval, SOLO_SYNC_S)
         state = self.store.state_dict()
         self.shards = [self._new_shard(k, state) for k in range(self.k)]
         for g in self.groups:

@@ -207,10 +207,16 @@ class NodeGroup:
             self.failed_shards.discard(k)
 
     def poll(self, timeout: float) -> dict[str, Any]:
-        """The workers' reports since the last poll and the group's health. A WorkerFailure (a
-        worker past its restart budget) raises here, and reaches the trainer."""
+        """The workers' reports over the next `timeout` seconds and the group's health (one Ray
+        call gathers several reports). A WorkerFailure (a worker past its restart budget) raises
+        here, and reaches the trainer."""
+        end = time.monotonic() + timeout
+        reports: list[WorkerReport] = []
         with self.lock:
-            reports = self.backend.poll(timeout)
+            while True:
+                reports += self.backend.poll(max(end - time.monotonic(), 0.0))
+                if time.monotonic() >= end or self.backend.all_done():
+                    break
             for rep in reports:
                 rep.worker += self.slots.start
             return {

@@ -64,6 +64,10 @@ def _init(ray: Any, address: str | None, num_cpus: int | None) -> None:
         ray.init(address=address, logging_level="ERROR", log_to_driver=True)
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Ray starts its worker processes at niceness 15 (below its own daemons and the driver);
+        # a local Ray runs them, and the workers a node group forks, at the trainer's priority,
+        # as the processes backend does: a busy machine then shares its cores fairly.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(
             address="local",
             include_dashboard=False,

@@ -17,6 +17,7 @@ A shard asks for no CPU of Ray's; one call is a few vector additions over its sl
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,7 @@ class StoreShard:
         self.syncs = 0
         self.bytes_in = 0
         self.bytes_out = 0
+        self.busy_s = 0.0  # CPU time spent inside sync (its cost, for the scaling model)
 
     def join(self, group: int) -> np.ndarray:
         """A group (new or recreated) takes the slice as it is: its base for later syncs."""
@@ -111,6 +113,7 @@ class StoreShard:
         """Add a group's change (`steps`: its env steps since its last sync, for the moving
         average); answer with the change of the slice since what the group last received, and
         (shard 0, given the group's `slots`) the other groups' totals."""
+        start = time.thread_time()  # CPU time: other processes on the core do not count
         change = decode(delta)
         self.params += change
         if self.ema is not None and self.ema_steps is not None and steps > 0:
@@ -126,6 +129,7 @@ class StoreShard:
         reply: dict[str, Any] = {"change": wire}
         if slots is not None and self.counters:
             reply.update(self._take_counts(slots, counters or {}, obs_rows))
+        self.busy_s += time.thread_time() - start
         return reply
 
     def _take_counts(
@@ -153,9 +157,16 @@ class StoreShard:
             out["obs_stats"] = self.obs_stats.numpy().copy()
         return out
 
-    def traffic(self) -> dict[str, int]:
-        """Syncs served and bytes in and out (of the changes only) since the shard started."""
-        return {"syncs": self.syncs, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+    def traffic(self) -> dict[str, float]:
+        """Syncs served, bytes in and out (of the changes only) and CPU seconds spent in them since
+        the shard started, and the shard process's CPU seconds in all."""
+        return {
+            "syncs": self.syncs,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "busy_s": self.busy_s,
+            "process_cpu_s": time.process_time(),  # Ray's own work on the calls included
+        }
 
 
 def gather(states: list[dict[str, np.ndarray]]) -> dict[str, Tensor]:
