@@ -222,6 +222,57 @@ def child_wire(seconds: float) -> dict:
     }
 
 
+def child_learn(backend: str, env_id: str, seed: int, total_steps: int, max_time: float) -> dict:
+    """One run of `env_id` with its preset: the processes backend with 2 workers, or the ray
+    backend on a simulated cluster of 2 nodes x 1 CPU (one worker per node)."""
+    import contextlib
+
+    from a3c import A3C
+
+    cluster = None
+    extra: dict = {}
+    if backend == "ray":
+        import ray
+        from ray.cluster_utils import Cluster
+
+        loop = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loop})
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        ray.init(address=cluster.address, logging_level="ERROR")
+        extra["ray_address"] = cluster.address
+    try:
+        target = {} if env_id == "CartPole-v1" else {"target_return": None}
+        agent = A3C(
+            env_id,
+            backend=backend,
+            workers=2,
+            seed=seed,
+            total_steps=total_steps,
+            max_time=max_time,
+            **target,
+            **extra,
+        )
+        with tempfile.TemporaryDirectory() as d:
+            s = agent.learn(run_dir=Path(d) / "run", progress="none")
+    finally:
+        if cluster is not None:
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            cluster.shutdown()
+    return {
+        "backend": backend,
+        "env_id": env_id,
+        "seed": seed,
+        "solved": s["solved"],
+        "solved_steps": s["solved_steps"],
+        "steps": s["steps"],
+        "wall_s": s["wall_s"],
+        "return_mean": s["return_mean"],
+    }
+
+
 def model_table(
     params: int, interval: float, worker_rate: float, updates_per_s: float, shard_ms: float, k: int
 ) -> tuple[list[list], int]:
@@ -257,7 +308,15 @@ def main() -> int:
         default=40.0,
         help="a Pong worker's updates/s (docs/benchmarks.md), for the lag estimate",
     )
-    p.add_argument("--parts", nargs="+", default=["throughput", "store", "wire"])
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        default=["throughput", "store", "wire", "learning"],
+        help="throughput, store, wire, learning (CartPole), pong (long)",
+    )
+    p.add_argument("--learn-seeds", type=int, default=5)
+    p.add_argument("--pong-seeds", type=int, default=2)
+    p.add_argument("--pong-steps", type=int, default=3_000_000)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -267,6 +326,14 @@ def main() -> int:
             res = child_throughput(args.child[1], args.steps, args.workers)
         elif kind == "store":
             res = child_store([1, 2, 4], args.groups, args.seconds)
+        elif kind == "learn":
+            res = child_learn(
+                args.child[1],
+                args.child[2],
+                int(args.child[3]),
+                int(args.child[4]),
+                float(args.child[5]),
+            )
         else:
             res = child_wire(args.pong_seconds)
         print(json.dumps(res))
@@ -332,10 +399,77 @@ def main() -> int:
             timeout=args.pong_seconds + 600,
         )
         print(json.dumps(report["wire"]), flush=True)
+    for part, env_id, seeds, steps, max_time in [
+        ("learning", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
+        ("pong", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
+    ]:
+        if part not in args.parts:
+            continue
+        runs = []
+        for seed in range(seeds):
+            for backend in ["processes", "ray"] if seed % 2 == 0 else ["ray", "processes"]:
+                res = run_child(
+                    [
+                        __file__,
+                        "--child",
+                        "learn",
+                        backend,
+                        env_id,
+                        str(seed),
+                        str(steps),
+                        str(max_time),
+                    ],
+                    timeout=max_time + 600,
+                )
+                runs.append(res)
+                print(json.dumps(res), flush=True)
+                write_results(args.out, "ray_scaling", {**report, part: runs}, "")
+        report[part] = runs
     md = markdown(report, args)
     write_results(args.out, "ray_scaling", report, md)
     print(md)
     return 0
+
+
+def learning_markdown(report: dict) -> list[str]:
+    out = []
+    runs = [r for r in report.get("learning") or [] if "backend" in r]
+    if runs:
+        rows, med = [], {}
+        for b in ("processes", "ray"):
+            mine = sorted((r for r in runs if r["backend"] == b), key=lambda r: r["seed"])
+            solved = [r["solved_steps"] for r in mine if r["solved"]]
+            med[b] = median(solved)
+            rows.append(
+                [
+                    b,
+                    f"{len(solved)}/{len(mine)}",
+                    med[b],
+                    ", ".join(f"{r['solved_steps']:,}" if r["solved"] else "-" for r in mine),
+                ]
+            )
+        ratio = med["ray"] / med["processes"] if med["ray"] and med["processes"] else None
+        out += [
+            "#### Learning: CartPole-v1, 2 workers on the processes backend against 2 nodes x 1 "
+            "worker on the simulated cluster, the same seeds",
+            md_table(
+                ["backend", "solved", "median steps to solve", "steps to solve by seed"], rows
+            ),
+            f"ray / processes median steps = **{ratio:.2f}** (target: 5 of 5 solved within 1.5x)"
+            if ratio
+            else "ratio: n/a",
+        ]
+    pong = [r for r in report.get("pong") or [] if "backend" in r]
+    if pong:
+        rows = [
+            [r["backend"], r["seed"], r["steps"], r["return_mean"], r["wall_s"]]
+            for r in sorted(pong, key=lambda r: (r["backend"], r["seed"]))
+        ]
+        out += [
+            "#### Learning: ALE/Pong-v5, the Atari preset, 2 workers against 2 nodes x 1 worker",
+            md_table(["backend", "seed", "agent steps", "100-game training mean", "wall s"], rows),
+        ]
+    return out
 
 
 def markdown(report: dict, args: argparse.Namespace) -> str:
@@ -415,6 +549,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
             f"earlier design's 136 kB (target <= 1/20: "
             f"{'met' if b <= EARLIER_BYTES_PER_STEP / 20 else 'NOT met'})",
         ]
+    parts += learning_markdown(report)
     if s and w and "shards" in s and "steps_per_s_per_worker" in w:
         one = s["shards"].get("1")
         shard_ms = median(one["shard_process_ms_per_sync"]) if one else None
