@@ -490,7 +490,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
                 ["backend", "env steps/s (steady)", "update lag (median)"],
                 [[b, rates[b], lags[b]] for b in ("processes", "ray")],
             ),
-            f"ray / processes = **{ratio:.2f}** (target >= 0.95: "
+            f"ray / processes = **{ratio:.3f}** (target >= 0.95: "
             f"{'met' if ratio >= 0.95 else 'NOT met'})"
             if ratio
             else "ratio: n/a",

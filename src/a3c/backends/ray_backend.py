@@ -51,6 +51,9 @@ from a3c.metrics import WorkerReport
 from a3c.store import COUNTERS, SharedStore
 
 POLL_S = 0.2
+# A group gathers its workers' reports this long per answer: fewer Ray calls (each costs both sides
+# a millisecond or two of CPU), reports at most this late.
+GROUP_POLL_S = 0.5
 # The trainer keeps a copy of the global state at most this old (and at every checkpoint): the
 # last resort of a shard restore, when no group can give a newer copy of its slice.
 STATE_COPY_S = 10.0
@@ -304,7 +307,7 @@ class RayBackend:
         self._ask(g)
 
     def _ask(self, g: Group) -> None:
-        g.pending, g.asked = g.actor.poll.remote(POLL_S), time.monotonic()
+        g.pending, g.asked = g.actor.poll.remote(GROUP_POLL_S), time.monotonic()
 
     def _restart_group(self, g: Group, message: str) -> None:
         """Recreate group g from the global state; past the restart budget the run stops."""

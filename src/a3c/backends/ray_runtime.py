@@ -68,6 +68,9 @@ def _init(ray: Any, address: str | None, num_cpus: int | None) -> None:
         # a local Ray runs them, and the workers a node group forks, at the trainer's priority,
         # as the processes backend does: a busy machine then shares its cores fairly.
         os.environ.setdefault("RAY_worker_niceness", "0")
+        # A local Ray keeps to itself: no usage statistics sent anywhere, no metrics agent work.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_enable_metrics_collection", "0")
         ray.init(
             address="local",
             include_dashboard=False,
