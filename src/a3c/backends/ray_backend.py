@@ -156,12 +156,16 @@ class RayBackend:
             self.cfg.backend.workers, alive_nodes(), self.cfg.backend.ray_workers_per_node
         )
         self.budget = RestartBudget(len(self.groups), self.cfg.backend.max_restarts)
-        if len(self.groups) == 1 and self.cfg.backend.ray_sync_interval_s is None:
-            # one group (one machine): there is nothing to merge, and the store only serves the
-            # evaluator and the checkpoints, so it syncs once a second (at the end too)
-            self.interval = max(self.interval, SOLO_SYNC_S)
+        # One group (one machine): there is nothing to merge, and the store only serves the
+        # evaluator and the checkpoints, so the group holds it and syncs once a second.
+        self.lone = len(self.groups) == 1 and self.cfg.backend.ray_store_shards is None
+        if self.lone:
+            self.k, self.bounds = 1, slices(self.store.size, 1)
+            if self.cfg.backend.ray_sync_interval_s is None:
+                self.interval = max(self.interval, SOLO_SYNC_S)
         state = self.store.state_dict()
-        self.shards = [self._new_shard(k, state) for k in range(self.k)]
+        if not self.lone:
+            self.shards = [self._new_shard(k, state) for k in range(self.k)]
         for g in self.groups:
             self._spawn(g, state)
 
@@ -290,18 +294,24 @@ class RayBackend:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(g.node, soft=True)
         else:
             options["scheduling_strategy"] = "SPREAD"
-        n_actor = self.store.n_actor
+        init = self._group_init(g, state)
+        if self.lone:  # the global state itself goes to the group, which holds the store
+            init.update(
+                {f"store.{k}": v.numpy() for k, v in state.items() if not k.startswith("optim.")}
+            )
         g.actor = ray.remote(**options)(NodeGroup).remote(
             self._group_config(g),
             g.index,
             g.slots,
-            self.shards,
+            None if self.lone else self.shards,
             self.bounds,
-            n_actor,
+            self.store.n_actor,
             self.obs_dim,
-            self._group_init(g, state),
+            init,
             self.env_fn,
         )
+        if self.lone:  # the trainer and the evaluator read the store from the group
+            self.shards = [g.actor]
         g.actor.start.remote()
         g.spawned, g.answered, g.done, g.alive = time.monotonic(), False, False, 0
         self._ask(g)

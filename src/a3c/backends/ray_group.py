@@ -16,7 +16,8 @@ processes backend. The group is the only thing on the node that talks to the res
   the group's health (workers alive, restarts, shards it could not reach).
 
 A shard that fails a sync is left out until the trainer hands over its replacement
-(`set_shards`); the group then joins it, keeping its own updates since its last sync with it.
+(`set_shards`); the group then joins it, keeping its own updates since its last sync with it. A
+lone group (one machine) holds the store itself, in its own process: there is nothing to merge.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from torch import Tensor
 
 from a3c.backends.processes import ProcessesBackend
 from a3c.backends.ray_runtime import _ray
-from a3c.backends.ray_store import Slots, decode, encode
+from a3c.backends.ray_store import Slots, StoreShard, decode, encode
 from a3c.config import Config
 from a3c.envs import EnvFn
 from a3c.metrics import WorkerReport
@@ -65,15 +67,39 @@ class Portable:
         return self._fn()
 
 
+class _InProcess:
+    """A store shard held in the group's own process, called as Ray calls its actors (a lone group
+    on one machine: nothing to merge, so no store actor to pay for)."""
+
+    def __init__(self, shard: StoreShard) -> None:
+        self.shard = shard
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.shard, name)
+        return SimpleNamespace(remote=lambda *args: _Done(method(*args)))
+
+
+class _Done:
+    """The result of a call already made."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _result(ref: Any, timeout: float) -> Any:
+    return ref.value if isinstance(ref, _Done) else _ray().get(ref, timeout=timeout)
+
+
 class NodeGroup:
-    """One node's workers, their store in shared memory, and its sync with the global store."""
+    """One node's workers, their store in shared memory, and its sync with the global store (or,
+    given `shards=None`, with a store shard of its own: a lone group)."""
 
     def __init__(
         self,
         cfg: Config,
         index: int,
         slots: Slots,
-        shards: Sequence[Any],
+        shards: Sequence[Any] | None,
         bounds: Sequence[tuple[int, int]],
         n_actor: int,
         obs_dim: int | None,
@@ -84,9 +110,20 @@ class NodeGroup:
         self.cfg, self.index, self.slots = cfg, index, slots
         self.bounds, self.dtype = list(bounds), cfg.backend.ray_sync_dtype
         self.interval = cfg.backend.ray_sync_interval_s or 0.05
+        self.own_shard = None
+        if shards is None:  # the global state arrives in `init`; the store lives here
+            self.own_shard = StoreShard(
+                0,
+                init["store.params"],
+                init.get("store.ema"),
+                cfg.eval.ema_steps,
+                "float32",
+                {k: init[f"store.counters.{k}"] for k in COUNTERS},
+                init.get("store.obs_stats"),
+            )
+            shards = [_InProcess(self.own_shard)]
         self.shards = list(shards)
-        ray = _ray()
-        base = np.concatenate(ray.get([s.join.remote(index) for s in self.shards]))  # a new array
+        base = np.concatenate([_result(s.join.remote(index), SYNC_TIMEOUT_S) for s in self.shards])
         self.base = torch.from_numpy(base)  # the global parameters as this node last took them
         self.store = SharedStore(self.base.clone(), n_actor, cfg, obs_dim, other_nodes=True)
         self._load(init)
@@ -131,7 +168,6 @@ class NodeGroup:
 
     def sync(self) -> None:
         """One round trip with every shard, in parallel (see the module's docstring)."""
-        ray = _ray()
         self._join_new_shards()
         snap = self.store.flat.clone()
         steps = self._own_steps()
@@ -157,7 +193,7 @@ class NodeGroup:
             self.bytes_out += wire.nbytes
         for k, ref in refs.items():
             try:
-                reply = ray.get(ref, timeout=SYNC_TIMEOUT_S)
+                reply = _result(ref, SYNC_TIMEOUT_S)
             except Exception:  # the shard died (or hangs): the trainer restores it
                 self.joined[k] = False
                 self.failed_shards.add(k)
@@ -185,12 +221,12 @@ class NodeGroup:
     def _join_new_shards(self) -> None:
         """Join a shard handed over by `set_shards`: take its slice as the new base, keeping this
         node's own updates since its last sync."""
-        ray = _ray()
         for k, joined in enumerate(self.joined):
             if joined or k in self.failed_shards:
                 continue
             try:
-                fresh = torch.from_numpy(np.array(ray.get(self.shards[k].join.remote(self.index))))
+                reply = _result(self.shards[k].join.remote(self.index), SYNC_TIMEOUT_S)
+                fresh = torch.from_numpy(np.array(reply))
             except Exception:
                 self.failed_shards.add(k)
                 continue
@@ -210,13 +246,11 @@ class NodeGroup:
         """The workers' reports over the next `timeout` seconds and the group's health (one Ray
         call gathers several reports). A WorkerFailure (a worker past its restart budget) raises
         here, and reaches the trainer."""
-        end = time.monotonic() + timeout
-        reports: list[WorkerReport] = []
+        # Wait first, then drain every pipe at once: two wake-ups a second rather than one per
+        # report (the pipes hold far more than half a second of reports).
+        self.stopping.wait(timeout)
         with self.lock:
-            while True:
-                reports += self.backend.poll(max(end - time.monotonic(), 0.0))
-                if time.monotonic() >= end or self.backend.all_done():
-                    break
+            reports = self.backend.poll(0.0)
             for rep in reports:
                 rep.worker += self.slots.start
             return {
@@ -233,6 +267,11 @@ class NodeGroup:
                     "steps": self._own_steps(),
                 },
             }
+
+    def state(self) -> dict[str, np.ndarray]:
+        """A lone group's store: the global state (as a store shard answers)."""
+        assert self.own_shard is not None, "only a lone group holds the store"
+        return self.own_shard.state()
 
     def base_slice(self, k: int) -> tuple[float, np.ndarray]:
         """When this node last synced, and shard k's slice as it took it then (to restore the
