@@ -222,9 +222,12 @@ def child_wire(seconds: float) -> dict:
     }
 
 
-def child_learn(backend: str, env_id: str, seed: int, total_steps: int, max_time: float) -> dict:
+def child_learn(
+    backend: str, env_id: str, seed: int, total_steps: int, max_time: float, run_dir: str
+) -> dict:
     """One run of `env_id` with its preset: the processes backend with 2 workers, or the ray
-    backend on a simulated cluster of 2 nodes x 1 CPU (one worker per node)."""
+    backend on a simulated cluster of 2 nodes x 1 CPU (one worker per node). With `run_dir`
+    ("-": a temporary one) a run stopped with SIGTERM is resumed where it stopped."""
     import contextlib
 
     from a3c import A3C
@@ -241,19 +244,24 @@ def child_learn(backend: str, env_id: str, seed: int, total_steps: int, max_time
         ray.init(address=cluster.address, logging_level="ERROR")
         extra["ray_address"] = cluster.address
     try:
-        target = {} if env_id == "CartPole-v1" else {"target_return": None}
-        agent = A3C(
-            env_id,
-            backend=backend,
-            workers=2,
-            seed=seed,
-            total_steps=total_steps,
-            max_time=max_time,
-            **target,
-            **extra,
-        )
         with tempfile.TemporaryDirectory() as d:
-            s = agent.learn(run_dir=Path(d) / "run", progress="none")
+            where = Path(d) / "run" if run_dir == "-" else Path(run_dir)
+            resumed = (where / "config.json").exists()
+            if resumed:
+                agent = A3C.resume(where, **extra)
+            else:
+                target = {} if env_id == "CartPole-v1" else {"target_return": None}
+                agent = A3C(
+                    env_id,
+                    backend=backend,
+                    workers=2,
+                    seed=seed,
+                    total_steps=total_steps,
+                    max_time=max_time,
+                    **target,
+                    **extra,
+                )
+            s = agent.learn(run_dir=None if resumed else where, progress="none")
     finally:
         if cluster is not None:
             import ray
@@ -270,6 +278,7 @@ def child_learn(backend: str, env_id: str, seed: int, total_steps: int, max_time
         "steps": s["steps"],
         "wall_s": s["wall_s"],
         "return_mean": s["return_mean"],
+        "stop_reason": s["stop_reason"],
     }
 
 
@@ -317,6 +326,12 @@ def main() -> int:
     p.add_argument("--learn-seeds", type=int, default=5)
     p.add_argument("--pong-seeds", type=int, default=2)
     p.add_argument("--pong-steps", type=int, default=3_000_000)
+    p.add_argument(
+        "--pong-runs",
+        type=Path,
+        default=Path("runs/ray_pong"),
+        help="run directories of the Pong comparison (resumed if there)",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -328,11 +343,11 @@ def main() -> int:
             res = child_store([1, 2, 4], args.groups, args.seconds)
         elif kind == "learn":
             res = child_learn(
-                args.child[1],
-                args.child[2],
+                *args.child[1:3],
                 int(args.child[3]),
                 int(args.child[4]),
                 float(args.child[5]),
+                args.child[6],
             )
         else:
             res = child_wire(args.pong_seconds)
@@ -405,9 +420,15 @@ def main() -> int:
     ]:
         if part not in args.parts:
             continue
-        runs = []
+        # Pong's runs keep their run directories, so that a run stopped with SIGTERM (to free the
+        # machine) resumes where it stopped when this is run again; finished runs are kept.
+        kept = [r for r in report.get(part) or [] if r.get("stop_reason") == "total_steps"]
+        runs = list(kept) if part == "pong" else []
         for seed in range(seeds):
             for backend in ["processes", "ray"] if seed % 2 == 0 else ["ray", "processes"]:
+                if any(r["backend"] == backend and r["seed"] == seed for r in runs):
+                    continue
+                run_dir = str(args.pong_runs / f"{backend}_s{seed}") if part == "pong" else "-"
                 res = run_child(
                     [
                         __file__,
@@ -418,6 +439,7 @@ def main() -> int:
                         str(seed),
                         str(steps),
                         str(max_time),
+                        run_dir,
                     ],
                     timeout=max_time + 600,
                 )

@@ -22,7 +22,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 
 from a3c import A3C, checkpoint, run_checkpoints  # noqa: E402
-from a3c.backends.ray_backend import RayBackend, plan  # noqa: E402
+from a3c.backends.ray_backend import RayBackend  # noqa: E402
+from a3c.backends.ray_nodes import plan  # noqa: E402
 from a3c.backends.ray_store import Slots, StoreShard, gather, shard_count, slices  # noqa: E402
 from a3c.store import SharedStore  # noqa: E402
 

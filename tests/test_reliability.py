@@ -23,7 +23,9 @@ def _rows(run_dir):
 
 
 @pytest.mark.parametrize("backend", ["processes", "serial"])
-def test_a_worker_whose_env_hangs_once_is_restarted_and_the_run_solves(tmp_path, capfd, backend):
+def test_a_worker_whose_env_hangs_once_is_restarted_and_the_run_solves(
+    tmp_path, capfd, caplog, backend
+):
     marker = tmp_path / "hung"
     # A fixed budget, not a target: the healthy worker alone can solve CartPole before the
     # watchdog's 2 s have passed, which ended a run before the restart this test is about (seen in
@@ -52,12 +54,14 @@ def test_a_worker_whose_env_hangs_once_is_restarted_and_the_run_solves(tmp_path,
         if int(r["worker_restarts"]) == 1 and r["return_mean"]
     ]
     assert after and max(after) >= 400.0, after  # random play: ~20
-    assert "no progress for 2 s" in capfd.readouterr().err
+    assert "no progress for 2 s" in capfd.readouterr().err + caplog.text
     assert time.monotonic() - t0 < 150
 
 
 @pytest.mark.parametrize("backend", ["processes", "serial"])
-def test_max_time_holds_when_every_env_hangs_and_nothing_restarts_them(tmp_path, capfd, backend):
+def test_max_time_holds_when_every_env_hangs_and_nothing_restarts_them(
+    tmp_path, capfd, caplog, backend
+):
     """With no watchdog (worker_timeout null) the stop still comes at max_time, within seconds,
     and a stop that must kill its workers says so."""
     agent = A3C(
@@ -76,13 +80,13 @@ def test_max_time_holds_when_every_env_hangs_and_nothing_restarts_them(tmp_path,
     took = time.monotonic() - t0
     assert summary["stop_reason"] == "max_time" and took < 4 + 4, (summary, took)
     if backend == "processes":
-        assert "did not stop within" in capfd.readouterr().err
+        assert "did not stop within" in capfd.readouterr().err + caplog.text
     assert run_checkpoints.find(tmp_path / "run").steps == summary["steps"] > 0
 
 
 @pytest.mark.parametrize("normalize_obs", [False, True])
 def test_non_finite_observations_never_reach_the_statistics_or_the_returns(
-    tmp_path, capfd, normalize_obs
+    tmp_path, capfd, caplog, normalize_obs
 ):
     agent = A3C(
         "fake_envs:CartPoleNonFinite",
@@ -100,7 +104,7 @@ def test_non_finite_observations_never_reach_the_statistics_or_the_returns(
     assert summary["nonfinite_updates"] == 0, "the dropped steps never reach a loss"
     rows = _rows(tmp_path / "run")
     assert int(rows[-1]["nonfinite_steps"]) == summary["nonfinite_steps"]
-    err = capfd.readouterr().err
+    err = capfd.readouterr().err + caplog.text  # warnings go through the "a3c" logger
     assert err.count("returned a non-finite observation or reward") == 2, "warned once per worker"
     if normalize_obs:
         assert (
@@ -266,7 +270,7 @@ def test_a_full_disk_while_finishing_is_a_warning_and_the_summary_says_so(
             raise OSError(errno.ENOSPC, "No space left on device", str(run_dir))
         return real(run_dir, state, meta, keep)
 
-    monkeypatch.setattr(session.checkpoint, "save_in_run", full)
+    monkeypatch.setattr(session.run_checkpoints, "save_in_run", full)
     agent = A3C(
         "CartPole-v1",
         backend="serial",

@@ -20,9 +20,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import os
 import time
 from typing import Any
@@ -34,9 +32,9 @@ from torch import Tensor
 from a3c.backends.base import RestartBudget, WorkerFailure
 from a3c.backends.ray_evaluator import RayEvaluator
 from a3c.backends.ray_group import NodeGroup
+from a3c.backends.ray_nodes import Group, alive_nodes, group_config, group_init, plan
 from a3c.backends.ray_runtime import START_GRACE_S, _raise_signal, _ray, _ray_error_line, init_ray
 from a3c.backends.ray_store import (
-    Slots,
     StoreShard,
     gather,
     shard_count,
@@ -60,61 +58,6 @@ STATE_COPY_S = 10.0
 STOP_TIMEOUT_S = 10.0
 SOLO_SYNC_S = 1.0  # the sync interval of a lone group, unless backend.ray_sync_interval_s says
 log = logging.getLogger("a3c")
-
-
-@dataclasses.dataclass
-class Group:
-    """The trainer's view of a node group."""
-
-    index: int
-    slots: Slots
-    node: str | None  # the Ray node id it is pinned to (None: Ray places it)
-    cpus: int
-    actor: Any = None
-    pending: Any = None  # the poll call in flight
-    asked: float = 0.0  # when that call was made
-    spawned: float = 0.0
-    answered: bool = False  # this incarnation has answered a poll
-    alive: int = 0
-    done: bool = False
-    worker_restarts: int = 0  # of its earlier incarnations
-    current_restarts: int = 0
-    traffic: dict[str, int] = dataclasses.field(default_factory=dict)
-    ran_on: str | None = None  # the node its last answer came from
-
-
-def plan(workers: int, nodes: list[tuple[str, int]], per_node: int | None) -> list[Group]:
-    """The node groups: `per_node` workers each (Ray places them), or one per node with the workers
-    split by the nodes' CPUs (largest remainders)."""
-    groups: list[Group] = []
-    if per_node is not None or not nodes:
-        size = per_node or workers
-        for g, start in enumerate(range(0, workers, size)):
-            count = min(size, workers - start)
-            groups.append(Group(g, Slots(start, count), None, count))
-        return groups
-    total = sum(c for _, c in nodes)
-    shares = [workers * c / total for _, c in nodes]
-    counts = [math.floor(s) for s in shares]
-    by_remainder = sorted(range(len(nodes)), key=lambda i: (counts[i] - shares[i], -nodes[i][1]))
-    for i in by_remainder[: workers - sum(counts)]:
-        counts[i] += 1
-    start = 0
-    for (node, cpus), count in zip(nodes, counts, strict=True):
-        if count:
-            groups.append(Group(len(groups), Slots(start, count), node, min(count, cpus)))
-            start += count
-    return groups
-
-
-def alive_nodes() -> list[tuple[str, int]]:
-    """(node id, CPUs) of the cluster's live nodes that have CPUs, in a stable order."""
-    nodes = [
-        (n["NodeID"], int(n.get("Resources", {}).get("CPU", 0)))
-        for n in _ray().nodes()
-        if n.get("Alive")
-    ]
-    return sorted((n for n in nodes if n[1] > 0), key=lambda n: n[0])
 
 
 class RayBackend:
@@ -256,35 +199,6 @@ class RayBackend:
 
     # --- the node groups -------------------------------------------------------------------
 
-    def _group_init(self, g: Group, state: dict[str, Tensor]) -> dict[str, np.ndarray]:
-        """What a group starts from: its slots' counters and statistics rows (and the others'
-        total), the other nodes' step and update counts, and the optimizer statistics."""
-        s = slice(g.slots.start, g.slots.end)
-        init: dict[str, np.ndarray] = {}
-        others = []
-        for key in COUNTERS:
-            counter = state[f"counters.{key}"]
-            init[f"counters.{key}"] = counter[s].numpy().copy()
-            others.append(int(counter.sum() - counter[s].sum()))
-        init["elsewhere"] = np.array(others[:2], dtype=np.int64)
-        init.update({k: v.numpy() for k, v in state.items() if k.startswith("optim.")})
-        obs = state.get("obs_stats")
-        if obs is not None:
-            rest = obs.sum(0) - obs[s].sum(0)
-            init["obs_stats"] = torch.cat([obs[s], rest[None]]).numpy()
-        return init
-
-    def _group_config(self, g: Group) -> Config:
-        """The config of group g's workers: its worker count, its own random streams, the sync."""
-        seed = int(np.random.SeedSequence([self.cfg.run.seed, 7919, g.index]).generate_state(1)[0])
-        return self.cfg.replace(
-            {
-                "backend.workers": g.slots.count,
-                "run.seed": seed % 2**31 if g.index else self.cfg.run.seed,
-                "backend.ray_sync_interval_s": self.interval,
-            }
-        )
-
     def _spawn(self, g: Group, state: dict[str, Tensor]) -> None:
         ray = _ray()
         options: dict[str, Any] = {"num_cpus": g.cpus, "max_concurrency": 4}
@@ -294,13 +208,13 @@ class RayBackend:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(g.node, soft=True)
         else:
             options["scheduling_strategy"] = "SPREAD"
-        init = self._group_init(g, state)
+        init = group_init(g, state)
         if self.lone:  # the global state itself goes to the group, which holds the store
             init.update(
                 {f"store.{k}": v.numpy() for k, v in state.items() if not k.startswith("optim.")}
             )
         g.actor = ray.remote(**options)(NodeGroup).remote(
-            self._group_config(g),
+            group_config(self.cfg, g, self.interval),
             g.index,
             g.slots,
             None if self.lone else self.shards,
