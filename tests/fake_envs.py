@@ -259,10 +259,10 @@ class FixedLength(gym.Env):
 
 
 class CartPoleEvalFails(gym.Wrapper):
-    """CartPole that, built with `fail` ("raise" or "hang"; the evaluation env gets it through
-    eval.env_kwargs), raises or sleeps for an hour at its `after`-th step: once in the whole run
-    with a `marker` file (the first env to get there), in every env without one. With `pid_file`,
-    the pid of the process building it is appended to that file."""
+    """CartPole that, built with `fail` ("raise", "hang" or "nan"; the evaluation env gets it
+    through eval.env_kwargs), raises, sleeps for an hour or rewards NaN at its `after`-th step:
+    once in the whole run with a `marker` file (the first env to get there), in every env without
+    one. With `pid_file`, the pid of the process building it is appended to that file."""
 
     def __init__(
         self,
@@ -278,6 +278,9 @@ class CartPoleEvalFails(gym.Wrapper):
     def step(self, action):
         self.n += 1
         if self.fail is not None and self.n == self.after and _claim(self.marker):
+            if self.fail == "nan":  # a NaN reward in this episode: its return is NaN
+                obs, _, terminated, truncated, info = self.env.step(action)
+                return obs, float("nan"), terminated, truncated, info
             if self.fail == "hang":
                 time.sleep(3600)
             raise RuntimeError("the evaluation env crashed")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -561,3 +562,67 @@ def test_with_ema_steps_best_holds_the_average_that_was_evaluated(tmp_path):
     )
     with pytest.raises(checkpoint.CheckpointError, match="moving average"):
         checkpoint.read(bad)
+
+
+def test_a_non_finite_evaluation_is_recorded_but_never_the_best(tmp_path, caplog):
+    """The first evaluation's mean is NaN (a NaN reward in one episode): eval.csv records it, a
+    later finite evaluation becomes best/, and the summary line prints (it crashed on a None)."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            *A3C_CLI,
+            "train",
+            "fake_envs:CartPoleEvalFails",
+            "--backend",
+            "serial",
+            "--seed",
+            "0",
+            "--total-steps",
+            "6000",
+            "--target-return",
+            "null",
+            "--eval-interval",
+            "2000",
+            "--run-dir",
+            str(run_dir),
+            "--progress",
+            "none",
+            "--set",
+            "eval.episodes=2",
+            "--set",
+            "log.log_interval=1000",
+            "--set",
+            f"eval.env_kwargs={{fail: nan, marker: {tmp_path / 'nan'}}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).parent,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _evals(run_dir)
+    assert len(rows) >= 2 and math.isnan(rows[0]["mean"]), rows
+    best = checkpoint.read(run_dir / "checkpoints" / "best").meta["eval"]["mean"]
+    assert math.isfinite(best) and best == max(r["mean"] for r in rows[1:])
+    assert "(best " in result.stdout and "never kept as the best" in result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["eval"]["best_mean"] == best
+
+
+def test_a_best_without_its_meta_json_is_replaced_by_the_next_evaluation(tmp_path):
+    run_dir = tmp_path / "run"
+    settings = {"eval.interval_steps": 2_000, "eval.episodes": 2}
+    A3C(
+        "CartPole-v1",
+        backend="serial",
+        workers=2,
+        seed=0,
+        total_steps=4_000,
+        target_return=None,
+        **settings,
+    ).learn(run_dir=run_dir, progress="none")
+    (run_dir / "checkpoints" / "best" / checkpoint.META).unlink()
+    summary = A3C.resume(run_dir, total_steps=8_000).learn(progress="none")
+    best = checkpoint.read(run_dir / "checkpoints" / "best")
+    assert best.steps > 4_000 and summary["error"] is None, summary["error"]
+    assert summary["eval"]["best_steps"] == best.steps

@@ -344,3 +344,32 @@ def test_a_multibinary_mask_fixes_the_entries_with_one_valid_value():
         math.log(0.5), abs=1e-6
     ) and entropy.item() == pytest.approx(math.log(2), abs=1e-6)
     assert head.sample(out[:1], deterministic=True).tolist() == [[0.0, 1.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    ("space", "mask", "ok"),
+    [
+        (gym.spaces.MultiBinary(2), [1, 0, 0, 1], True),
+        (gym.spaces.MultiBinary(2), [1, 0, 0, 0], False),  # entry 1 may be neither 0 nor 1
+        (gym.spaces.MultiDiscrete([2, 3]), [1, 0, 0, 0, 0], False),
+        (gym.spaces.Discrete(3), [0, 0, 1], True),
+    ],
+)
+def test_every_dimension_of_a_mask_needs_a_valid_choice(space, mask, ok):
+    """MultiBinary as MultiDiscrete and Discrete: an entry whose two choices are both masked is
+    the same env error, naming the env."""
+    from a3c.errors import EnvError
+    from a3c.masks import MaskReader
+
+    class Env(gym.Env):
+        observation_space, action_space = gym.spaces.Discrete(1), space
+
+        def action_masks(self):
+            return np.array(mask)
+
+    reader = MaskReader(Env(), space)
+    if ok:
+        assert reader.read({}).tolist() == [bool(m) for m in mask]
+    else:
+        with pytest.raises(EnvError, match="gave an action mask with no valid action in one of"):
+            reader.read({})

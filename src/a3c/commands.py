@@ -56,8 +56,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise
     _draw_curves(agent.run_dir)
     evals = summary.get("eval") or {}
+    best_mean = evals.get("best_mean")
     best = (
-        f", eval {evals['latest']['mean']:.1f} (best {evals['best_mean']:.1f})"
+        f", eval {evals['latest']['mean']:.1f} "
+        f"(best {'-' if best_mean is None else f'{best_mean:.1f}'})"
         if evals.get("latest")
         else ""
     )

@@ -107,13 +107,17 @@ class EvalLog:
 
     def _take(self, result: EvalResult, stats: Stats) -> None:
         self.latest, self.count = result, self.count + 1
-        best = self.best_mean is None or result.mean > self.best_mean
-        if best:
+        if not math.isfinite(result.mean):  # a NaN or infinite reward in an episode
+            log.warning(
+                "a3c: warning: the evaluation at %d steps has a non-finite mean (%s): recorded, "
+                "never kept as the best",
+                result.steps,
+                result.mean,
+            )
+        elif self.best_mean is None or result.mean > self.best_mean:
             self._save_best(result, stats)
         self.rundir.write_eval(result.row())
-        self.console.evaluated(
-            result.row(), result.mean if self.best_mean is None else self.best_mean
-        )
+        self.console.evaluated(result.row(), self.best_mean)
 
     def _save_best(self, result: EvalResult, stats: Stats) -> None:
         """checkpoints/best/ from the evaluated state (which must be finite), atomically."""
@@ -138,6 +142,9 @@ class EvalLog:
             eval=result.row(),
             best=True,
         )
+        if self.best_dir.exists() and not (self.best_dir / checkpoint.META).is_file():
+            # an unreadable best/ (its meta.json lost) is replaced, not refused at every evaluation
+            checkpoint.remove(self.best_dir)
         try:
             checkpoint.write(self.best_dir, result.state, meta)
         except (OSError, CheckpointError) as e:  # a full disk: the run goes on, the summary says so

@@ -51,11 +51,8 @@ class MaskReader:
                 "them"
             )
         self.size = size
-        self.blocks = (
-            np.cumsum([0, *np.asarray(action_space.nvec).reshape(-1)[:-1]])
-            if isinstance(action_space, gym.spaces.MultiDiscrete)
-            else None
-        )
+        # where each dimension's choices start (MultiDiscrete, MultiBinary): each needs a valid one
+        self.blocks = _blocks(action_space)
         self.name = getattr(getattr(env, "spec", None), "id", None) or type(env.unwrapped).__name__
 
     @staticmethod
@@ -78,8 +75,9 @@ class MaskReader:
             )
         valid = mask.any() if self.blocks is None else np.add.reduceat(mask, self.blocks).all()
         if not valid:
+            where = "" if self.blocks is None else " in one of its dimensions"
             raise EnvError(
-                f"env {self.name} gave an action mask with no valid action: "
+                f"env {self.name} gave an action mask with no valid action{where}: "
                 f"{mask.astype(int).tolist()}"
             )
         return mask

@@ -285,7 +285,8 @@ class Console:
         if self.mode == "lines":
             print(
                 f"eval  steps {row['steps']:>9}  mean {row['mean']:.1f} +/- {row['std']:.1f} over "
-                f"{row['episodes']} episodes  ({row['duration_s']:.1f}s)  best {best:.1f}",
+                f"{row['episodes']} episodes  ({row['duration_s']:.1f}s)  "
+                f"best {'-' if best is None else f'{best:.1f}'}",
                 flush=True,
             )
 
