@@ -161,6 +161,11 @@ CASES = [
     (["train", "CartPole-v1", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
     (["train", "CartPole-v1", "--set", "run.workers=2"], "unknown config key 'run.workers'"),
     (["train", "CartPole-v1", "--run-dir", "{ws}/a_file"], "exists and is not a directory"),
+    (["train", "CartPole-v1", "--run-dir", ""], "run_dir is empty"),
+    (
+        ["train", "CartPole-v1", "--config", "/dev/zero"],
+        "config file /dev/zero is larger than 1 MB",
+    ),
     (["train", "--resume", "{ws}/missing"], "is not a run directory"),
     # evaluation during training
     (

@@ -308,7 +308,7 @@ def test_resume_refuses_changes_that_alter_the_run(tmp_path, capsys):
         (["train", "--resume", str(tmp_path)], "is not a run directory"),
         (
             ["train", "--resume", str(tmp_path / "run"), "--total-steps", "1000"],
-            "raise --total-steps to train further",
+            "give a larger --total-steps to train further",
         ),
         (["train"], "train needs an ENV_ID"),
     ]

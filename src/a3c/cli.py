@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -297,6 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # usage errors and --help answer before any process starts
     args = build_parser().parse_args(argv)
+    # `module:Class` names a module in the folder the user stands in, as `python -m a3c` finds it
+    # (the console script's sys.path starts at its own bin folder); before the fork server starts,
+    # which takes this process's sys.path
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     if args.command == "train" and not _other_backend(args):
         from a3c.backends import prepare
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from a3c.errors import A3CError, ConfigError, RunFailure
+from a3c.errors import ConfigError
 
 log = logging.getLogger("a3c")
 
@@ -49,12 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.env_id is None:
             raise ConfigError("train needs an ENV_ID (or --resume RUN_DIR)")
         agent = A3C(args.env_id, config_files=args.config, **overrides)
-    try:
-        summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
-    except RunFailure:
-        _draw_curves(agent.run_dir)
-        raise
-    _draw_curves(agent.run_dir)
+    summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
     evals = summary.get("eval") or {}
     best_mean = evals.get("best_mean")
     best = (
@@ -73,20 +68,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     # 128 + SIGINT / SIGTERM
     return {"interrupted": 130, "terminated": 143}.get(summary["stop_reason"], 0)
-
-
-def _draw_curves(run_dir: Path | None) -> None:
-    """curves.png at the end of every run; a plotting problem never fails the run."""
-    from a3c.plots import plot_runs
-
-    if run_dir is None:
-        return
-    try:
-        plot_runs([run_dir], run_dir / "curves.png")
-    except A3CError:
-        pass  # no episode finished: nothing to draw
-    except Exception as e:
-        log.warning("a3c: warning: could not draw curves.png: %s", e)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

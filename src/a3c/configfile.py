@@ -39,13 +39,23 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (or JSON) config file with yaml.safe_load; a malformed file is a ConfigError."""
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"config file {p} is a directory")
     try:
-        content = p.read_bytes().decode("utf-8")
+        with open(p, "rb") as f:  # a bounded read: /dev/zero or a huge file is not a config
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {p} is larger than {MAX_CONFIG_BYTES >> 20} MB; a config is a few "
+                "lines of YAML"
+            )
+        content = raw.decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:

@@ -227,3 +227,27 @@ def select_checkpoint(path: str | Path, which: str | None = None) -> tuple[Check
             f"{path / run_checkpoints.CHECKPOINTS})"
         )
     return run_checkpoints.find(named), "given"
+
+
+def check_unfinished(ckpt: Checkpoint, cfg: Config) -> None:
+    """Refuse to resume a run that has nothing left to do under `cfg`: its step budget spent, its
+    target reached (and still the target), or its time used; say how to continue it instead."""
+    steps, stopped = ckpt.steps, ckpt.meta.get("stop_reason")
+    if steps >= cfg.run.total_steps:
+        raise ConfigError(
+            f"the run is finished: it has {steps} steps (run.total_steps is "
+            f"{cfg.run.total_steps}); give a larger --total-steps to train further"
+        )
+    reached = {"target_return": cfg.run.target_return, "target_eval_return": cfg.eval.target_mean}
+    if stopped in reached and reached[stopped] is not None:
+        flag = "--target-return" if stopped == "target_return" else "--target-eval-return"
+        raise ConfigError(
+            f"the run is finished: it reached its target ({stopped} at {steps} steps); to train "
+            f"further, resume with {flag} null (or a higher target)"
+        )
+    wall = float(ckpt.meta.get("wall_s", 0.0))
+    if cfg.run.max_time is not None and wall >= cfg.run.max_time:
+        raise ConfigError(
+            f"the run is finished: it has used its --max-time ({wall:.0f} s of "
+            f"{cfg.run.max_time:g}); give a larger --max-time to train further"
+        )

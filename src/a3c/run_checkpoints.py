@@ -116,6 +116,12 @@ def find(path: str | Path) -> Checkpoint:
         return read(path)
     folder = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
     candidates = list(reversed(list_checkpoints(folder, with_old=True)))
+    if not candidates and (path / "config.json").is_file():
+        raise CheckpointError(
+            f"{path} is a run with no checkpoint yet: a run writes one every "
+            "log.checkpoint_interval_s (600 s by default) and when it stops; wait for it, or stop "
+            "the run (Ctrl-C or kill writes one)"
+        )
     if not candidates:
         raise CheckpointError(
             f"{path} holds no checkpoint (neither a checkpoint directory nor a run directory with "

@@ -64,12 +64,14 @@ class RunDir:
         self.resume_steps = resume_steps
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(
-                f"run directory {self.path} exists and is not a directory; choose another --run-dir"
+                f"run directory {self.path} exists and is not a directory; choose another run "
+                "directory"
             )
         if resume_steps is None:
             if (self.path / "progress.csv").exists() or (self.path / "summary.json").exists():
                 raise ConfigError(
-                    f"run directory {self.path} already holds a run; choose another --run-dir"
+                    f"run directory {self.path} already holds a run; choose another run directory "
+                    "(or resume it: a3c train --resume DIR, A3C.resume(DIR))"
                 )
             try:
                 self.path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,121 @@
+"""The edges a new user walks into: each case is what a user did, and what they should see.
+Every run here is a few thousand steps on the serial backend, or a subprocess with a timeout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from a3c import A3C, ConfigError
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "a3c"
+TINY = {"backend": "serial", "workers": 2, "seed": 0, "log_interval": 1_000}
+
+
+def test_the_console_script_imports_a_module_from_the_current_folder(tmp_path):
+    """`a3c train mymodule:MyEnv` as `python -m a3c` does: the folder the user stands in."""
+    (tmp_path / "mymodule.py").write_text(
+        "import gymnasium as gym\n\n\n"
+        "class MyEnv(gym.Wrapper):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(gym.make('CartPole-v1'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [
+            str(CONSOLE_SCRIPT),
+            "train",
+            "mymodule:MyEnv",
+            "--backend",
+            "processes",
+            "--total-steps",
+            "3000",
+            "--target-return",
+            "null",
+            "--run-dir",
+            "run",
+            "--progress",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] >= 3000
+
+
+def test_learn_draws_curves_and_a_second_run_into_the_same_folder_says_what_to_do(tmp_path):
+    agent = A3C("CartPole-v1", total_steps=3_000, target_return=None, **TINY)
+    agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError) as e:
+        A3C("CartPole-v1", **TINY).learn(run_dir=tmp_path / "run", progress="none")
+    assert "already holds a run" in str(e.value) and "--run-dir" not in str(e.value)
+    assert "A3C.resume" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "message"),
+    [
+        ({"target_return": 30.0}, {}, "reached its target (target_return"),
+        ({"target_return": None}, {}, "give a larger --total-steps"),
+    ],
+)
+def test_resuming_a_finished_run_says_it_is_finished_and_how_to_continue(
+    tmp_path, first, then, message
+):
+    run_dir = tmp_path / "run"
+    summary = A3C("CartPole-v1", total_steps=20_000, **{**TINY, **first}).learn(
+        run_dir=run_dir, progress="none"
+    )
+    assert summary["stop_reason"] in ("target_return", "total_steps")
+    with pytest.raises(ConfigError, match="the run is finished") as e:
+        A3C.resume(run_dir, **then).learn(progress="none")
+    assert message in str(e.value)
+    # and continuing as the message says works
+    more = {"target_return": None, "total_steps": summary["steps"] + 2_000}
+    assert A3C.resume(run_dir, **more).learn(progress="none")["resumes"] == 1
+
+
+def test_more_workers_than_cores_warns_once(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with caplog.at_level(logging.WARNING, logger="a3c"):
+        A3C(
+            "CartPole-v1",
+            backend="processes",
+            workers=3,
+            seed=0,
+            total_steps=2_000,
+            target_return=None,
+        ).learn(run_dir=tmp_path / "run", progress="none")
+    assert caplog.text.count("3 workers on 2 cores") == 1
+
+
+def test_eval_of_a_run_before_its_first_checkpoint_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    A3C("CartPole-v1", total_steps=2_000, target_return=None, **TINY).learn(
+        run_dir=run_dir, progress="none"
+    )
+    for ckpt in (run_dir / "checkpoints").iterdir():  # as if it were still in its first minutes
+        if ckpt.is_dir():
+            for f in ckpt.iterdir():
+                f.unlink()
+            ckpt.rmdir()
+        else:
+            ckpt.unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "a3c.cli", "eval", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "is a run with no checkpoint yet" in result.stderr
