@@ -346,3 +346,51 @@ class CueEncoder(nn.Module):
     def forward(self, obs):
         cue = nn.functional.one_hot(obs["cue"], self.n).float()
         return self.linear(torch.cat([cue, obs["noise"]], dim=-1))
+
+
+class WrongShape(gym.Env):
+    """Declares Box(4,) observations and returns `shape` ones; with `array_reward`, a reward of
+    shape (1,): what the env check refuses at the first reset and step."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, shape=(1,), array_reward=False):
+        self.shape, self.array_reward = tuple(shape), array_reward
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.shape, np.float32), {}
+
+    def step(self, action):
+        reward = np.array([1.0]) if self.array_reward else 1.0
+        return np.zeros(self.shape, np.float32), reward, False, False, {}
+
+
+class NaNAtFirstReset(gym.Env):
+    """A nested Dict observation whose first reset has a NaN in one leaf (later ones are finite)."""
+
+    observation_space = gym.spaces.Dict(
+        {
+            "a": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "b": gym.spaces.Dict({"c": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)}),
+        }
+    )
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.resets = 0
+
+    def _obs(self, nan=False):
+        c = np.array([np.nan if nan else 0.5, 0.25], np.float32)
+        return {"a": np.zeros(2, np.float32), "b": {"c": c}}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.resets += 1
+        self.t = 0
+        return self._obs(nan=self.resets == 1), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, False, self.t >= 20, {}

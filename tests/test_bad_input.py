@@ -162,6 +162,19 @@ CASES = [
     (["train", "CartPole-v1", "--set", "run.workers=2"], "unknown config key 'run.workers'"),
     (["train", "CartPole-v1", "--run-dir", "{ws}/a_file"], "exists and is not a directory"),
     (["train", "CartPole-v1", "--run-dir", ""], "run_dir is empty"),
+    # the env against its declared spaces, at its first reset and step
+    (
+        ["train", "space_envs:WrongShape"],
+        "env WrongShape at its first reset: the observation has shape (1,), its space",
+    ),
+    (
+        ["train", "space_envs:WrongShape", "--set", "env.kwargs={shape: [2, 2]}"],
+        "the observation has shape (2, 2)",
+    ),
+    (
+        ["train", "space_envs:WrongShape", "--set", "env.kwargs={shape: [4], array_reward: true}"],
+        "env WrongShape at its first step: the reward is ndarray of shape (1,), not a number",
+    ),
     (
         ["train", "CartPole-v1", "--config", "/dev/zero"],
         "config file /dev/zero is larger than 1 MB",

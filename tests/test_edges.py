@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from a3c import A3C, ConfigError
 
@@ -119,3 +120,17 @@ def test_eval_of_a_run_before_its_first_checkpoint_says_so(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and "is a run with no checkpoint yet" in result.stderr
+
+
+def test_a_nan_at_the_first_reset_never_reaches_the_statistics(tmp_path):
+    agent = A3C(
+        "space_envs:NaNAtFirstReset",
+        normalize_obs=True,
+        total_steps=3_000,
+        target_return=None,
+        **TINY,
+    )
+    summary = agent.learn(run_dir=tmp_path / "run", progress="none")
+    assert summary["nonfinite_steps"] >= 1 and summary["nonfinite_updates"] == 0
+    table = agent.obs_stats.table
+    assert bool(torch.isfinite(table).all()) and float(table[:, 0].sum()) > 0

@@ -195,12 +195,15 @@ def test_predict_takes_action_masks_and_dict_observations():
 def test_an_env_mask_with_no_valid_action_is_an_env_error(tmp_path):
     from a3c.errors import A3CError, RunFailure
 
+    # up front, when the agent probes the env (its first reset), before any worker starts
     for backend in ("serial", "processes"):
-        agent = A3C("space_envs:NoValidAction", **{**FAST, "max_restarts": 0, "backend": backend})
         with pytest.raises(
             (A3CError, RunFailure),
             match=r"env NoValidAction gave an action mask with no valid action: \[0, 0, 0, 0\]",
         ):
+            agent = A3C(
+                "space_envs:NoValidAction", **{**FAST, "max_restarts": 0, "backend": backend}
+            )
             agent.learn(total_steps=1_000, progress="none", run_dir=tmp_path / backend)
 
 

@@ -28,7 +28,7 @@ from a3c import backends, checkpoint, evaluation, persistence, run_checkpoints
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
-from a3c.envs import EnvFn, make_env_fn, probe_spaces
+from a3c.envs import EnvFn, check_env, make_env_fn, probe_spaces
 from a3c.errors import A3CError, ConfigError
 from a3c.imports import name_of
 from a3c.models import make_model
@@ -186,6 +186,11 @@ class A3C:
         if ckpt is not None:
             persistence.check_unfinished(ckpt, cfg)
         _warn_if_oversubscribed(cfg)
+        # the env's first reset and step against its spaces: a bad env is one line now, not a
+        # worker failure restarted until the budget is spent
+        check_env(
+            self.env_fn or make_env_fn(cfg.env), cfg.backend.worker_timeout, cfg.env.action_masks
+        )
         store = SharedStore.for_model(self.model, cfg, self._obs_dim())
         if self.obs_stats is not None:
             store.load_state_dict({"obs_stats": self.obs_stats.table})

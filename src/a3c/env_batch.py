@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from torch import Tensor
 
 from a3c.atari_wrappers import fire_wrapper, played_actions
+from a3c.env_check import check_reset, check_step
 from a3c.masks import MaskReader, reader_for
 from a3c.spaces import ObsLayout
 
@@ -83,7 +85,16 @@ class EnvBatch(EpisodeTally):
         self.layout = ObsLayout(first.observation_space)
         self._pack = self.layout.pack if self.layout.packed else np.asarray
         resets = [e.reset(seed=s) for e, s in zip(self.envs, seeds, strict=True)]
+        for env, (o, _) in zip(self.envs, resets, strict=True):
+            check_reset(env, o)
+        self._unchecked = set(range(n))  # envs whose first step is still to be checked
         self.obs = np.stack([self._pack(o) for o, _ in resets]).astype(self.layout.np_dtype)
+        if self.obs.dtype.kind == "f" and not np.isfinite(self.obs).all():
+            # as on a step: a non-finite first observation never reaches the statistics
+            bad = ~np.isfinite(self.obs.reshape(n, -1)).all(axis=1)
+            self.obs[bad] = 0
+            self.nonfinite += int(bad.sum())
+            self._warn()
         # The valid actions in each env's current state (None: the env gives no masks, or they are
         # off).
         self.readers: list[MaskReader] | None = None
@@ -127,7 +138,10 @@ class EnvBatch(EpisodeTally):
         for i, (env, a) in enumerate(
             zip(self.envs, actions if self._clip is not None else actions.tolist(), strict=True)
         ):
-            o, r, term, trunc, info = env.step(a)
+            out = env.step(a)
+            if self._unchecked:
+                self._check_first(i, out)
+            o, r, term, trunc, info = out
             reward[i], terminated[i], truncated[i] = r, term, trunc
             if self.score_from_info and "episode" in info:
                 self.finished.append((float(info["episode"]["r"]), int(info["episode"]["l"])))
@@ -181,6 +195,16 @@ class EnvBatch(EpisodeTally):
             if readers is not None and masks is not None:
                 masks[i] = readers[i].read(info)
         self.nonfinite += int(bad.sum())
+        self._warn()
+        return bad
+
+    def _check_first(self, i: int, out: Any) -> None:
+        if i in self._unchecked:
+            self._unchecked.discard(i)
+            check_step(self.envs[i], out)
+
+    def _warn(self) -> None:
+        """Warn once per worker of non-finite data from its envs."""
         if not self._warned:
             self._warned = True
             env_id = (
@@ -194,7 +218,6 @@ class EnvBatch(EpisodeTally):
                 self.label or "a worker",
                 env_id,
             )
-        return bad
 
     def close(self) -> None:
         for env in self.envs:

@@ -10,6 +10,7 @@ end-of-life and reward clipping for training); `probe_spaces` reads its spaces o
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any, cast
 
 import gymnasium as gym
@@ -19,6 +20,7 @@ from a3c.ale_batch import AleVectorBatch
 from a3c.atari_wrappers import EpisodicLife, FireReset, needs_fire
 from a3c.config import EnvConfig
 from a3c.env_batch import EnvBatch, EnvFn
+from a3c.env_check import check_reset, check_step
 from a3c.errors import A3CError, EnvError, first_line
 from a3c.imports import load_entry
 from a3c.masks import reader_for
@@ -269,6 +271,53 @@ def _probe(env_fn: EnvFn, masks: bool) -> tuple[gym.Space, gym.Space, float | No
         return spaces[0], spaces[1], threshold
     finally:
         env.close()
+
+
+def check_env(env_fn: EnvFn, timeout: float | None = None, masks: bool = True) -> None:
+    """Build one env, reset it and step it once, checking what it returns against its spaces
+    (once the spaces themselves are known to be supported), within `timeout` seconds."""
+    try:
+        with bounded(timeout):
+            env = env_fn()
+            try:
+                _first_steps(env, masks)
+            finally:
+                env.close()
+    except UpdateTimeout:
+        raise EnvError(
+            f"the env's first reset and step took longer than {timeout:g} s "
+            "(backend.worker_timeout): is it stuck?"
+        ) from None
+
+
+def _first_steps(env: gym.Env, masks: bool) -> None:
+    """Reset the probe env and step it once, checking what it returns against its spaces (a bad
+    env is then one line before any worker starts, not a worker failure restarted until the
+    budget is spent). An action mask, if the env gives one, picks the action."""
+    try:
+        with warnings.catch_warnings():  # the env's own warnings show in the workers, not twice
+            warnings.simplefilter("ignore")
+            obs, info = env.reset(seed=0)
+            out = _probe_step(env, info, masks)
+        check_reset(env, obs)
+        check_step(env, out)
+    except (A3CError, UpdateTimeout):
+        raise
+    except Exception as e:  # the user's env raised at its first reset or step
+        raise EnvError(
+            f"env {type(env.unwrapped).__name__} failed at its first reset or step: "
+            f"{type(e).__name__}: {first_line(e)}"
+        ) from None
+
+
+def _probe_step(env: gym.Env, info: dict[str, Any], masks: bool) -> Any:
+    """One step with a valid action (the env's mask picks it, if it gives one)."""
+    reader = reader_for(env, info, env.action_space, masks)
+    mask = None if reader is None else reader.read(info)
+    space = env.action_space
+    if mask is not None and isinstance(space, gym.spaces.Discrete):
+        return env.step(int(space.start) + int(np.flatnonzero(mask)[0]))
+    return env.step(space.sample())
 
 
 def worker_seeds(seed: int, worker: int, n: int, incarnation: int = 0) -> list[int]:
