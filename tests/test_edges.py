@@ -134,3 +134,20 @@ def test_a_nan_at_the_first_reset_never_reaches_the_statistics(tmp_path):
     assert summary["nonfinite_steps"] >= 1 and summary["nonfinite_updates"] == 0
     table = agent.obs_stats.table
     assert bool(torch.isfinite(table).all()) and float(table[:, 0].sum()) > 0
+
+
+def test_an_env_instance_is_rebuilt_from_its_spec_and_a_vector_env_says_what_to_pass(tmp_path):
+    import gymnasium as gym
+
+    agent = A3C(gym.make("CartPole-v1"), total_steps=2_000, target_return=None, **TINY)
+    assert agent.config.env.id == "CartPole-v1"
+    assert agent.learn(run_dir=tmp_path / "run", progress="none")["steps"] >= 2_000
+    vec = gym.make_vec("CartPole-v1", num_envs=2)
+    with pytest.raises(ConfigError, match="instead of a vector env"):
+        A3C(vec)
+    vec.close()
+    bare = gym.make("CartPole-v1")
+    bare.unwrapped.spec = None
+    no_spec = bare.unwrapped
+    with pytest.raises(ConfigError, match="has no spec to rebuild it from"):
+        A3C(no_spec)

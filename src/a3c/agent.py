@@ -28,7 +28,7 @@ from a3c import backends, checkpoint, evaluation, persistence, run_checkpoints
 from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
-from a3c.envs import EnvFn, check_env, make_env_fn, probe_spaces
+from a3c.envs import EnvFn, FromSpec, check_env, make_env_fn, probe_spaces
 from a3c.errors import A3CError, ConfigError
 from a3c.imports import name_of
 from a3c.models import make_model
@@ -63,7 +63,7 @@ class A3C:
 
     def __init__(
         self,
-        env: str | Callable[[], gym.Env] = "CartPole-v1",
+        env: str | Callable[[], gym.Env] | gym.Env = "CartPole-v1",
         config: Config | None = None,
         config_files: list[str | Path] | tuple[()] = (),
         encoder: str | Callable[..., torch.nn.Module] | None = None,
@@ -71,9 +71,20 @@ class A3C:
         **hyperparameters: Any,
     ) -> None:
         self.env_fn: EnvFn | None = None
-        if callable(env):
+        if isinstance(env, gym.vector.VectorEnv):
+            raise ConfigError(
+                "a3c builds each worker's envs itself: pass the env id (and env.envs_per_worker=N "
+                "for N envs per worker) instead of a vector env"
+            )
+        env_id: str
+        if isinstance(env, gym.Env):  # SB3's habit: rebuilt in every worker from its spec
+            from_spec = FromSpec.of(env)
+            self.env_fn, env_id = from_spec, from_spec.spec.id
+        elif callable(env):
             self.env_fn = env
-            env = f"{env.__module__}:{env.__qualname__}"
+            env_id = f"{env.__module__}:{env.__qualname__}"
+        else:
+            env_id = env
         if encoder is not None:
             hyperparameters["model.encoder"] = (
                 encoder if isinstance(encoder, str) else name_of(encoder, "encoder", ConfigError)
@@ -83,9 +94,9 @@ class A3C:
         files = list(config_files)
         built = config is None
         if config is None:
-            config = build_config(env, files, hyperparameters)
+            config = build_config(env_id, files, hyperparameters)
         else:
-            config = config.replace({**hyperparameters, "env.id": env})
+            config = config.replace({**hyperparameters, "env.id": env_id})
         backends.prepare(config.backend.name)  # e.g. the fork server's imports overlap what follows
         self.observation_space, self.action_space, self.reward_threshold = probe_spaces(
             self.env_fn or make_env_fn(config.env),
@@ -93,9 +104,9 @@ class A3C:
             config.env.action_masks,
         )
         # an image env, say: its family's preset
-        if built and env_family(env, self.observation_space) != env_family(env):
+        if built and env_family(env_id, self.observation_space) != env_family(env_id):
             config = build_config(
-                env, files, hyperparameters, observation_space=self.observation_space
+                env_id, files, hyperparameters, observation_space=self.observation_space
             )
         self.config = config
         torch.manual_seed(config.run.seed)

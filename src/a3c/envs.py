@@ -21,12 +21,34 @@ from a3c.atari_wrappers import EpisodicLife, FireReset, needs_fire
 from a3c.config import EnvConfig
 from a3c.env_batch import EnvBatch, EnvFn
 from a3c.env_check import check_reset, check_step
-from a3c.errors import A3CError, EnvError, first_line
+from a3c.errors import A3CError, ConfigError, EnvError, first_line
 from a3c.imports import load_entry
 from a3c.masks import reader_for
 from a3c.watchdog import UpdateTimeout, bounded
 
 log = logging.getLogger("a3c")
+
+
+class FromSpec:
+    """An env factory from a Gymnasium env instance's spec (`gym.make(spec)`, its wrappers
+    included): what `A3C(gym.make("CartPole-v1"))` trains on, rebuilt in every worker."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    @classmethod
+    def of(cls, env: gym.Env) -> FromSpec:
+        spec = getattr(env, "spec", None)
+        if spec is None:
+            raise ConfigError(
+                f"a3c builds the env in every worker, and this {type(env.unwrapped).__name__} "
+                "instance has no spec to rebuild it from: pass its id, its class or a function "
+                "that makes it"
+            )
+        return cls(spec)
+
+    def __call__(self) -> gym.Env:
+        return gym.make(self.spec)
 
 
 def is_atari(env_id: str) -> bool:
