@@ -394,3 +394,40 @@ class NaNAtFirstReset(gym.Env):
     def step(self, action):
         self.t += 1
         return self._obs(), 1.0, False, self.t >= 20, {}
+
+
+class _BadEncoder(torch.nn.Module):
+    """Encoders that do not return what an encoder must: [batch, features] floats, as wide as
+    declared (each is refused at start-up with one line)."""
+
+    out_dim = 8
+
+    def __init__(self, observation_space):
+        super().__init__()
+        self.linear = torch.nn.Linear(int(np.prod(observation_space.shape)), 4)
+
+    def forward(self, obs):
+        return self.linear(obs.reshape(obs.shape[0], -1))
+
+
+class WrongWidthEncoder(_BadEncoder):
+    pass  # declares 8, returns 4
+
+
+class OneDimEncoder(_BadEncoder):
+    def forward(self, obs):
+        return super().forward(obs).sum(0)
+
+
+class OneRowEncoder(_BadEncoder):
+    out_dim = 4
+
+    def forward(self, obs):
+        return super().forward(obs)[:1]
+
+
+class IntegerEncoder(_BadEncoder):
+    out_dim = 4
+
+    def forward(self, obs):
+        return super().forward(obs).long()

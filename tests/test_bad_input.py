@@ -162,6 +162,24 @@ CASES = [
     (["train", "CartPole-v1", "--set", "run.workers=2"], "unknown config key 'run.workers'"),
     (["train", "CartPole-v1", "--run-dir", "{ws}/a_file"], "exists and is not a directory"),
     (["train", "CartPole-v1", "--run-dir", ""], "run_dir is empty"),
+    # the user's encoder, probed on a batch of sample observations
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=space_envs:WrongWidthEncoder"],
+        "model.encoder 'space_envs:WrongWidthEncoder' returned 4 features per observation, but "
+        "declares 8",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=space_envs:OneDimEncoder"],
+        "returned shape [4] for a batch of 3 observations",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=space_envs:OneRowEncoder"],
+        "returned shape [1, 4] for a batch of 3 observations",
+    ),
+    (
+        ["train", "CartPole-v1", "--set", "model.encoder=space_envs:IntegerEncoder"],
+        "returned a torch.int64 tensor; an encoder returns floats",
+    ),
     # the env against its declared spaces, at its first reset and step
     (
         ["train", "space_envs:WrongShape"],

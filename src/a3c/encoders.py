@@ -227,19 +227,40 @@ class UserEncoder(nn.Module):
             )
         self.net = module
         size = getattr(module, "out_dim", None) or getattr(module, "features_dim", None)
-        self.out_dim = int(size) if size else self._probe(name)
+        self.out_dim = self._probe(name, None if not size else int(size))
 
-    def _probe(self, name: str) -> int:
-        """The output size, from one forward pass on a sample observation."""
-        sample, _ = self.layout.pack_batch(self.layout.space.sample())
+    def _probe(self, name: str, declared: int | None) -> int:
+        """The output size, from one forward pass on a batch of 3 sample observations, checked: a
+        float tensor of [3, ...] rows, as wide as the module declares (`out_dim`/`features_dim`).
+        A wrong encoder is one line now, not a failure in every worker."""
+        n = 3
+        rows = [self.layout.pack_batch(self.layout.space.sample())[0] for _ in range(n)]
+        batch = torch.as_tensor(np.concatenate(rows))
         try:
             with torch.no_grad():
-                return int(self(torch.as_tensor(sample)).shape[1])
+                out = self.net(self.layout.unpack(batch))
         except Exception as e:
             raise ConfigError(
                 f"model.encoder '{name}' failed on a sample observation: {type(e).__name__}: "
                 f"{first_line(e)}"
             ) from None
+        what = f"model.encoder '{name}' returned"
+        if not isinstance(out, Tensor):
+            raise ConfigError(f"{what} a {type(out).__name__}, not a torch.Tensor")
+        if not out.is_floating_point():
+            raise ConfigError(f"{what} a {out.dtype} tensor; an encoder returns floats")
+        if out.dim() < 2 or out.shape[0] != n:
+            raise ConfigError(
+                f"{what} shape {list(out.shape)} for a batch of {n} observations; an encoder "
+                "returns [batch, features]"
+            )
+        width = int(out.reshape(n, -1).shape[1])
+        if declared is not None and declared != width:
+            raise ConfigError(
+                f"{what} {width} features per observation, but declares {declared} "
+                "(out_dim / features_dim)"
+            )
+        return width
 
     def forward(self, obs: Tensor) -> Tensor:
         out = self.net(self.layout.unpack(obs))
