@@ -151,3 +151,34 @@ def test_an_env_instance_is_rebuilt_from_its_spec_and_a_vector_env_says_what_to_
     no_spec = bare.unwrapped
     with pytest.raises(ConfigError, match="has no spec to rebuild it from"):
         A3C(no_spec)
+
+
+def test_a_failed_run_prints_its_summary_line_and_where_to_resume(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "a3c.cli",
+            "train",
+            "fake_envs:RaisesOnStep",
+            "--backend",
+            "serial",
+            "--set",
+            "backend.max_restarts=0",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--progress",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert result.stdout.startswith("worker_failure: steps "), result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and "boom from the env" in lines[0] and "the last checkpoint is" in lines[0]
+    )

@@ -313,11 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"a3c: error: {e}", file=sys.stderr)
         return 2
     except RunFailure as e:
-        print(
-            f"a3c: error: {e} (the run directory keeps what was written, and a checkpoint to "
-            "--resume from)",
-            file=sys.stderr,
-        )
+        print(f"a3c: error: {e} (the run directory keeps what was written)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("a3c: interrupted", file=sys.stderr)

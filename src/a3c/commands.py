@@ -5,12 +5,13 @@ plot (a3c/cli.py builds the parser and runs them). Each imports torch only when 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from a3c.errors import ConfigError
+from a3c.errors import ConfigError, RunFailure
 
 log = logging.getLogger("a3c")
 
@@ -49,7 +50,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.env_id is None:
             raise ConfigError("train needs an ENV_ID (or --resume RUN_DIR)")
         agent = A3C(args.env_id, config_files=args.config, **overrides)
-    summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
+    try:
+        summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
+    except (RunFailure, OSError):  # the summary line first (summary.json has it), then the error
+        _print_written_summary(agent.run_dir)
+        raise
     evals = summary.get("eval") or {}
     best_mean = evals.get("best_mean")
     best = (
@@ -68,6 +73,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     # 128 + SIGINT / SIGTERM
     return {"interrupted": 130, "terminated": 143}.get(summary["stop_reason"], 0)
+
+
+def _print_written_summary(run_dir: Path | None) -> None:
+    """The summary line of a run that failed, from its summary.json (if it could be written)."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text()) if run_dir else None
+    except (OSError, ValueError):
+        return
+    if summary:
+        print(
+            f"{summary['stop_reason']}: steps {summary['steps']}, episodes {summary['episodes']}, "
+            f"wall {summary['wall_s']:.1f}s -> {run_dir}"
+        )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from a3c.backends import make_backend
 from a3c.checkpoint import Checkpoint
 from a3c.config import Config
 from a3c.envs import EnvFn
-from a3c.errors import A3CError, first_line
+from a3c.errors import A3CError, RunFailure, first_line
 from a3c.eval_log import EvalLog
 from a3c.evaluation import EvalSpec
 from a3c.metrics import Stats, WorkerReport
@@ -244,6 +244,8 @@ class TrainingSession:
                 self, "last_checkpoint", self._save(self.final_state, stop_reason=reason)
             ),
         )
+        if isinstance(error, RunFailure):  # said now: the final checkpoint was just tried
+            error.args = (f"{error}; {self._last_good()}",)
         summary = self._summary(reason, error)
         if self.problems and summary.error is None:
             summary.error = "; ".join(self.problems)
@@ -284,16 +286,14 @@ class TrainingSession:
         )
         if self.nonfinite_streak >= self.cfg.run.max_nonfinite_updates:
             raise NonFinite(
-                f"{self.nonfinite_streak} non-finite updates in a row "
-                f"(run.max_nonfinite_updates); {self._last_good()}"
+                f"{self.nonfinite_streak} non-finite updates in a row (run.max_nonfinite_updates)"
             )
 
     def _last_good(self) -> str:
-        return (
-            f"the last good checkpoint is {self.last_checkpoint}"
-            if self.last_checkpoint
-            else "no checkpoint was written"
-        )
+        """Where a failed run can be resumed from, said once the final checkpoint was tried."""
+        if self.last_checkpoint is None:
+            return "no checkpoint was written"
+        return f"the last checkpoint is {self.last_checkpoint} (a3c train --resume continues)"
 
     def _log_row(self, alive: int) -> None:
         row = self.stats.row(self.elapsed(), alive, self.backend.restarts)
@@ -313,8 +313,7 @@ class TrainingSession:
         ]
         if bad:
             raise NonFinite(
-                f"the global state is no longer finite ({', '.join(bad)}): not checkpointed; "
-                f"{self._last_good()}"
+                f"the global state is no longer finite ({', '.join(bad)}): not checkpointed"
             )
         meta = checkpoint_meta(
             self.record,
