@@ -259,7 +259,8 @@ class FixedLength(gym.Env):
 
 
 class CartPoleEvalFails(gym.Wrapper):
-    """CartPole that, built with `fail` ("raise", "hang" or "nan"; the evaluation env gets it
+    """CartPole that, built with `fail` ("raise", "hang", "nan" or "hang_init", whose constructor
+    hangs; the evaluation env gets it
     through eval.env_kwargs), raises, sleeps for an hour or rewards NaN at its `after`-th step:
     once in the whole run with a `marker` file (the first env to get there), in every env without
     one. With `pid_file`, the pid of the process building it is appended to that file."""
@@ -274,10 +275,12 @@ class CartPoleEvalFails(gym.Wrapper):
         super().__init__(gym.make("CartPole-v1"))
         self.fail, self.marker, self.after, self.n = fail, marker, after, 0
         _log_pid(pid_file)
+        if fail == "hang_init" and _claim(marker):  # its constructor hangs (once in the run)
+            time.sleep(3600)
 
     def step(self, action):
         self.n += 1
-        if self.fail is not None and self.n == self.after and _claim(self.marker):
+        if self.fail in ("raise", "hang", "nan") and self.n == self.after and _claim(self.marker):
             if self.fail == "nan":  # a NaN reward in this episode: its return is NaN
                 obs, _, terminated, truncated, info = self.env.step(action)
                 return obs, float("nan"), terminated, truncated, info

@@ -182,3 +182,29 @@ def test_a_failed_run_prints_its_summary_line_and_where_to_resume(tmp_path):
     assert (
         len(lines) == 1 and "boom from the env" in lines[0] and "the last checkpoint is" in lines[0]
     )
+
+
+def test_a_serial_evaluation_env_that_hangs_in_its_constructor_is_interrupted(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    agent = A3C(
+        "fake_envs:CartPoleEvalFails",
+        total_steps=10**8,
+        target_return=None,
+        max_time=60,
+        **{
+            **TINY,
+            "eval.interval_steps": 1_000,
+            "eval.episodes": 1,
+            "eval.timeout": 1.5,
+            "eval.env_kwargs": {"fail": "hang_init", "marker": str(tmp_path / "hung")},
+        },
+    )
+
+    def one_evaluation(row):
+        path = run_dir / "eval.csv"
+        return not path.exists() or len(path.read_text().splitlines()) < 2
+
+    summary = agent.learn(run_dir=run_dir, progress="none", callback=one_evaluation)
+    assert (tmp_path / "hung").exists(), "an evaluation env's constructor did hang"
+    assert summary["stop_reason"] == "callback" and summary["eval"]["restarts"] == 1
+    assert "the evaluator failed" in caplog.text and "no progress for 1.5 s" in caplog.text

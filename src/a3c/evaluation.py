@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -198,11 +199,17 @@ Wrap = Callable[[gym.Env], gym.Env]
 
 
 def play(
-    cfg: Config, spec: EvalSpec, state: dict[str, Tensor], wall_s: float, wrap: Wrap | None = None
+    cfg: Config,
+    spec: EvalSpec,
+    state: dict[str, Tensor],
+    wall_s: float,
+    wrap: Wrap | None = None,
+    building: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> EvalResult:
     """Evaluate a policy state: a model of `spec`'s spaces with its parameters (and observation
     statistics), `eval.episodes` episodes with the run's seed (the same episodes every time).
-    `wrap(env)` wraps each env (a heartbeat, a watchdog)."""
+    `wrap(env)` wraps each env (a heartbeat, a watchdog); the env is built inside `building()` (a
+    watchdog's bound: an env whose constructor hangs is interrupted too)."""
     start = time.monotonic()
     model = make_model(spec.observation_space, spec.action_space, cfg.model)
     torch.nn.utils.vector_to_parameters(state["params"], model.ordered_parameters())
@@ -210,7 +217,7 @@ def play(
     if cfg.env.normalize_obs and state.get("obs_stats") is not None:
         policy.obs_stats = ObservationStats.like(state["obs_stats"].clone())
     base = eval_env_fn(cfg, spec.env_fn)
-    env_fn = base if wrap is None else _Wrapped(base, wrap)
+    env_fn = base if wrap is None else _Wrapped(base, wrap, building)
     out = evaluate(policy, cfg, env_fn, cfg.eval.episodes, cfg.eval.deterministic, None, None)
     return EvalResult(
         steps=int(state["counters.worker_steps"].sum()),
@@ -229,11 +236,18 @@ def play(
 class _Wrapped:
     """An env factory that wraps what another one builds."""
 
-    def __init__(self, env_fn: EnvFn, wrap: Wrap) -> None:
-        self.env_fn, self.wrap = env_fn, wrap
+    def __init__(
+        self,
+        env_fn: EnvFn,
+        wrap: Wrap,
+        building: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        self.env_fn, self.wrap, self.building = env_fn, wrap, building
 
     def __call__(self) -> gym.Env:
-        return self.wrap(self.env_fn())
+        with self.building() if self.building is not None else nullcontext():
+            env = self.env_fn()
+        return self.wrap(env)
 
 
 class Evaluator(Protocol):

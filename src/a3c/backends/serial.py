@@ -119,6 +119,7 @@ class InlineEvaluator:
                         self.store.policy_state(),
                         wall_s,
                         lambda env: _Bounded(env, dog),
+                        dog.bound,  # its constructor too: an env that hangs there is interrupted
                     )
                 )
             # the env raised, or hung (UpdateTimeout): the next evaluation starts afresh
