@@ -201,6 +201,9 @@ class TrainingSession:
         None."""
         for rep in self.backend.poll(timeout=POLL_S):
             self._add(rep)
+        restored = self.backend.restored_steps()
+        if restored is not None:  # work lost with a restored state is not counted as done
+            self.stats.steps = restored
         if self.rows.due(self.stats.steps):
             self._log_row(self.backend.alive())
             self.rows.done(self.stats.steps)

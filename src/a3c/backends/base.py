@@ -88,6 +88,11 @@ class Backend(Protocol):
         """Workers restarted so far."""
         ...
 
+    def restored_steps(self) -> int | None:
+        """The global step count to count from after the backend restored the global state from a
+        copy (work since it was lost), once; None when nothing was restored since the last call."""
+        ...
+
     def evaluator(self, spec: EvalSpec) -> Evaluator:
         """The evaluator this backend hosts beside its workers (called after `start`), which it
         places and supervises: a crashed or hung one is restarted, and nothing it does stops the

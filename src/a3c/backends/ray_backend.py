@@ -79,6 +79,7 @@ class RayBackend:
         self.shard_restarts = 0
         self.obs_dim = None if store.obs_stats is None else store.obs_stats.dim
         self._copy: dict[str, Tensor] = store.state_dict()  # the global state as last seen
+        self._restored: int | None = None  # the global step after a restore, for the trainer
         self._copied_at = time.monotonic()
 
     @property
@@ -244,7 +245,10 @@ class RayBackend:
         g.current_restarts = 0
         self.budget.failed(g.index, f"node group {g.index}: {message}")
         time.sleep(self.cfg.backend.restart_delay)
-        self._spawn(g, self.snapshot())
+        state = self.snapshot()
+        # the dead group's steps since its last sync are lost: the trainer counts from the store's
+        self._restored = int(state["counters.worker_steps"].sum())
+        self._spawn(g, state)
 
     def poll(self, timeout: float) -> list[WorkerReport]:
         ray = _ray()
@@ -376,6 +380,10 @@ class RayBackend:
         """Syncs and bytes sent and received by each group so far, and its env steps (for the
         benchmarks: bytes per agent step)."""
         return {g.index: dict(g.traffic) for g in self.groups}
+
+    def restored_steps(self) -> int | None:
+        out, self._restored = self._restored, None
+        return out
 
     def evaluator(self, spec: EvalSpec) -> Evaluator:
         return RayEvaluator(self.cfg, lambda: list(self.shards), spec)
