@@ -54,7 +54,8 @@ def test_readme_example_solves_cartpole_and_evaluates_at_least_475(readme_run):
         "std"
     ] == pytest.approx(np.std(result["returns"]))
     assert (where / "cartpole-agent" / "tensors.safetensors").is_file()
-    assert (where / "runs" / "cartpole-api" / "checkpoints" / "latest").is_file()
+    (run,) = (where / "runs").glob("CartPole-v1-*")  # learn()'s default run directory
+    assert (run / "checkpoints" / "latest").is_file() and (run / "curves.png").is_file()
 
 
 def _observations(agent: A3C, n: int = 600) -> np.ndarray:
@@ -74,7 +75,8 @@ def _observations(agent: A3C, n: int = 600) -> np.ndarray:
 
 def test_save_load_predict_gives_identical_deterministic_actions(readme_run, tmp_path):
     where, ns = readme_run
-    from_run = A3C.load(where / "runs" / "cartpole-api")  # the run's final checkpoint
+    (run,) = (where / "runs").glob("CartPole-v1-*")
+    from_run = A3C.load(run)  # the run's final checkpoint
     saved = ns["agent"]  # loaded from what the trained agent saved
     for p, q in zip(from_run.model.parameters(), saved.model.parameters(), strict=True):
         assert torch.equal(p, q), "save() writes the parameters the run ended with"

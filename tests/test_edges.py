@@ -208,3 +208,43 @@ def test_a_serial_evaluation_env_that_hangs_in_its_constructor_is_interrupted(tm
     assert (tmp_path / "hung").exists(), "an evaluation env's constructor did hang"
     assert summary["stop_reason"] == "callback" and summary["eval"]["restarts"] == 1
     assert "the evaluator failed" in caplog.text and "no progress for 1.5 s" in caplog.text
+
+
+def test_a_full_disk_at_a_periodic_checkpoint_prints_the_summary_line_then_one_error(
+    tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    from a3c import run_checkpoints
+    from a3c.cli import main
+
+    real = run_checkpoints.save_in_run
+
+    def full(run_dir, state, meta, keep):
+        if "stop_reason" not in meta and int(meta["steps"]) >= 2_000:  # a periodic one, mid-run
+            raise OSError(errno.ENOSPC, "No space left on device", str(run_dir))
+        return real(run_dir, state, meta, keep)
+
+    monkeypatch.setattr(run_checkpoints, "save_in_run", full)
+    code = main(
+        [
+            "train",
+            "CartPole-v1",
+            "--backend",
+            "serial",
+            "--total-steps",
+            "100000",
+            "--target-return",
+            "null",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--progress",
+            "none",
+            "--set",
+            "log.checkpoint_interval_steps=1000",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1 and out.startswith("error: steps "), (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], err

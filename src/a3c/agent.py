@@ -14,7 +14,6 @@ prediction and evaluation.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,11 @@ from a3c.checkpoint import Checkpoint, CheckpointError
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
 from a3c.envs import EnvFn, FromSpec, check_env, make_env_fn, probe_spaces
-from a3c.errors import A3CError, ConfigError
+from a3c.errors import ConfigError
 from a3c.imports import name_of
 from a3c.models import make_model
 from a3c.normalize import ObservationStats
+from a3c.plots import draw_run_curves
 from a3c.policy import Policy
 from a3c.runlog import default_run_dir
 from a3c.session import Callback, TrainingSession
@@ -196,7 +196,7 @@ class A3C:
         ckpt = None if resume is None else resume[1]
         if ckpt is not None:
             persistence.check_unfinished(ckpt, cfg)
-        _warn_if_oversubscribed(cfg)
+        backends.warn_if_oversubscribed(cfg)
         # the env's first reset and step against its spaces: a bad env is one line now, not a
         # worker failure restarted until the budget is spent
         check_env(
@@ -237,7 +237,7 @@ class A3C:
             if session.final_state:
                 self._take_state(session.final_state)
                 self._meta = session.last_meta or self._meta
-            draw_curves(self.run_dir)
+            draw_run_curves(self.run_dir)
 
     def _take_state(self, state: dict[str, Tensor]) -> None:
         """Bring the model (and observation statistics) to `state`; keep the rest for save()."""
@@ -383,35 +383,3 @@ def _newest_or_none(run_dir: Path) -> Checkpoint | None:
             "a3c: warning: %s has no complete checkpoint (%s); resuming it from scratch", run_dir, e
         )
         return None
-
-
-def draw_curves(run_dir: Path | None) -> None:
-    """curves.png at the end of every run (the CLI's and learn()'s); a plotting problem never fails
-    the run."""
-    from a3c.plots import plot_runs
-
-    if run_dir is None:
-        return
-    try:
-        plot_runs([run_dir], run_dir / "curves.png")
-    except A3CError:
-        pass  # no episode finished: nothing to draw
-    except Exception as e:
-        log.warning("a3c: warning: could not draw curves.png: %s", e)
-
-
-def _warn_if_oversubscribed(cfg: Config) -> None:
-    """One warning when this machine's workers outnumber its cores (the run then starts slowly and
-    runs no faster; each worker is a process with one torch thread)."""
-    cores = os.cpu_count() or 1
-    here = cfg.backend.name == "processes" or (
-        cfg.backend.name == "ray" and not cfg.backend.ray_address
-    )
-    if here and cfg.backend.workers > cores:
-        log.warning(
-            "a3c: warning: %d workers on %d cores share them (one process and torch thread each); "
-            "--workers %d is usually fastest",
-            cfg.backend.workers,
-            cores,
-            cores,
-        )

@@ -6,9 +6,13 @@ Every backend runs the same `Worker.update` (pull -> rollout -> loss -> clip -> 
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import TYPE_CHECKING
 
 from a3c.backends.base import Backend, RestartBudget, WorkerFailure
+
+log = logging.getLogger("a3c")
 
 if TYPE_CHECKING:
     from a3c.config import Config
@@ -49,4 +53,28 @@ def make_backend(cfg: Config, store: SharedStore, env_fn: EnvFn) -> Backend:
     return ProcessesBackend(cfg, store, env_fn)
 
 
-__all__ = ["Backend", "RestartBudget", "WorkerFailure", "make_backend", "prepare"]
+def warn_if_oversubscribed(cfg: Config) -> None:
+    """One warning when this machine's workers outnumber its cores (the run then starts slowly and
+    runs no faster; each worker is a process with one torch thread)."""
+    cores = os.cpu_count() or 1
+    here = cfg.backend.name == "processes" or (
+        cfg.backend.name == "ray" and not cfg.backend.ray_address
+    )
+    if here and cfg.backend.workers > cores:
+        log.warning(
+            "a3c: warning: %d workers on %d cores share them (one process and torch thread each); "
+            "--workers %d is usually fastest",
+            cfg.backend.workers,
+            cores,
+            cores,
+        )
+
+
+__all__ = [
+    "Backend",
+    "RestartBudget",
+    "WorkerFailure",
+    "make_backend",
+    "prepare",
+    "warn_if_oversubscribed",
+]

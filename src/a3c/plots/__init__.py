@@ -12,8 +12,11 @@ imported on first use, so reading data does not pay matplotlib's import (about a
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from a3c.errors import A3CError
 from a3c.plots.data import (
     NOT_LEARNING,
     EpisodeData,
@@ -82,3 +85,21 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+log = logging.getLogger("a3c")
+
+
+def draw_run_curves(run_dir: Path | None) -> None:
+    """curves.png at the end of every run (the CLI's and learn()'s); a plotting problem never fails
+    the run."""
+    from a3c.plots.figures import plot_runs
+
+    if run_dir is None:
+        return
+    try:
+        plot_runs([run_dir], run_dir / "curves.png")
+    except A3CError:
+        pass  # no episode finished: nothing to draw
+    except Exception as e:
+        log.warning("a3c: warning: could not draw curves.png: %s", e)
