@@ -2,7 +2,7 @@
 looks like the terminal (rich's export), for the docs' pictures of what a user sees.
 
     tmux capture-pane -e -p -t SESSION > screen.ansi
-    python tools/terminal_svg.py screen.ansi docs/img/progress.svg --title "a3c train" --width 100
+    python tools/terminal_svg.py screen.ansi docs/img/progress.svg --title "a3c train" --width 80
 """
 
 from __future__ import annotations
