@@ -244,6 +244,8 @@ def test_a_killed_group_or_store_shard_is_replaced_and_the_run_still_solves(
     with open(tmp_path / "run" / "progress.csv", newline="") as f:
         steps = [int(r["steps"]) for r in csv.DictReader(f)]
     assert steps == sorted(steps), "the global step never goes backwards"
+    # steps lost with a recreated group are not counted: the summary is the final checkpoint's
+    assert run_checkpoints.find(tmp_path / "run").steps == summary["steps"]
 
 
 def test_a_worker_that_dies_inside_a_group_is_restarted_there(cluster, tmp_path):

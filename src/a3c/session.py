@@ -201,9 +201,8 @@ class TrainingSession:
         None."""
         for rep in self.backend.poll(timeout=POLL_S):
             self._add(rep)
-        restored = self.backend.restored_steps()
-        if restored is not None:  # work lost with a restored state is not counted as done
-            self.stats.steps = restored
+        # work lost with a restored state is not counted as done
+        self.stats.steps -= self.backend.lost_steps()
         if self.rows.due(self.stats.steps):
             self._log_row(self.backend.alive())
             self.rows.done(self.stats.steps)

@@ -88,9 +88,9 @@ class Backend(Protocol):
         """Workers restarted so far."""
         ...
 
-    def restored_steps(self) -> int | None:
-        """The global step count to count from after the backend restored the global state from a
-        copy (work since it was lost), once; None when nothing was restored since the last call."""
+    def lost_steps(self) -> int:
+        """Env steps reported since the last call that a restore lost (a Ray node group's since its
+        last sync), once: the trainer takes them off its count; 0 when nothing was lost."""
         ...
 
     def evaluator(self, spec: EvalSpec) -> Evaluator:

@@ -268,8 +268,8 @@ class ProcessesBackend:
     def snapshot(self) -> dict[str, Tensor]:
         return self.store.state_dict()
 
-    def restored_steps(self) -> int | None:
-        return None  # the store is the state itself: nothing is ever restored from a copy
+    def lost_steps(self) -> int:
+        return 0  # the store is the state itself: nothing is ever restored from a copy
 
     def evaluator(self, spec: EvalSpec) -> Evaluator:
         """A process of its own beside the workers, reading the store in shared memory."""

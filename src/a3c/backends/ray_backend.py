@@ -32,7 +32,14 @@ from torch import Tensor
 from a3c.backends.base import RestartBudget, WorkerFailure
 from a3c.backends.ray_evaluator import RayEvaluator
 from a3c.backends.ray_group import NodeGroup
-from a3c.backends.ray_nodes import Group, alive_nodes, group_config, group_init, plan
+from a3c.backends.ray_nodes import (
+    Group,
+    alive_nodes,
+    counts_from_groups,
+    group_config,
+    group_init,
+    plan,
+)
 from a3c.backends.ray_runtime import START_GRACE_S, _raise_signal, _ray, _ray_error_line, init_ray
 from a3c.backends.ray_store import (
     StoreShard,
@@ -79,7 +86,11 @@ class RayBackend:
         self.shard_restarts = 0
         self.obs_dim = None if store.obs_stats is None else store.obs_stats.dim
         self._copy: dict[str, Tensor] = store.state_dict()  # the global state as last seen
-        self._restored: int | None = None  # the global step after a restore, for the trainer
+        # each worker slot's steps as the trainer has them (the store's at the start, plus what
+        # was reported since): a group recreated from the store loses its reported steps past the
+        # store's, which the trainer takes off its count (`lost_steps`)
+        self._reported = store.counters["worker_steps"].clone()
+        self._lost = 0
         self._copied_at = time.monotonic()
 
     @property
@@ -161,7 +172,7 @@ class RayBackend:
         params[a:b] = torch.from_numpy(np.array(newest[1]))
         state["params"] = params
         if k == 0:
-            state.update(self._counts_from_groups(state))
+            state.update(counts_from_groups(self.groups, state, STOP_TIMEOUT_S))
         lost = time.monotonic() - newest[0]
         log.warning(
             "a3c: warning: store shard %d failed (%s); restored from a copy of %.1f s ago",
@@ -176,27 +187,6 @@ class RayBackend:
         self.shards[k] = self._new_shard(k, state)
         for g in self.groups:
             g.actor.set_shards.remote(self.shards, [k])
-
-    def _counts_from_groups(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The counters and statistics rows as the groups hold them (absolute), over `state`'s."""
-        ray = _ray()
-        out = {f"counters.{key}": state[f"counters.{key}"].clone() for key in COUNTERS}
-        obs = state.get("obs_stats")
-        obs = None if obs is None else obs.clone()
-        for g in self.groups:
-            try:
-                counts = ray.get(g.actor.counts.remote(), timeout=STOP_TIMEOUT_S)
-            except Exception as e:
-                _raise_signal(e)
-                continue
-            s = slice(g.slots.start, g.slots.end)
-            for key in COUNTERS:
-                out[f"counters.{key}"][s] = torch.from_numpy(np.array(counts[f"counters.{key}"]))
-            if obs is not None and "obs_stats" in counts:
-                obs[s] = torch.from_numpy(np.array(counts["obs_stats"]))
-        if obs is not None:
-            out["obs_stats"] = obs
-        return out
 
     # --- the node groups -------------------------------------------------------------------
 
@@ -246,8 +236,11 @@ class RayBackend:
         self.budget.failed(g.index, f"node group {g.index}: {message}")
         time.sleep(self.cfg.backend.restart_delay)
         state = self.snapshot()
-        # the dead group's steps since its last sync are lost: the trainer counts from the store's
-        self._restored = int(state["counters.worker_steps"].sum())
+        # the dead group's steps since its last sync are lost, reported or not
+        s = slice(g.slots.start, g.slots.end)
+        synced = state["counters.worker_steps"][s]
+        self._lost += max(0, int(self._reported[s].sum() - synced.sum()))
+        self._reported[s] = synced
         self._spawn(g, state)
 
     def poll(self, timeout: float) -> list[WorkerReport]:
@@ -269,6 +262,8 @@ class RayBackend:
             g.current_restarts, g.traffic = answer["restarts"], answer["traffic"]
             g.ran_on = answer["node"]
             reports.extend(answer["reports"])
+            for rep in answer["reports"]:
+                self._reported[rep.worker] += rep.steps
             failed_shards.update(answer["failed_shards"])
             if not g.done:
                 self._ask(g)
@@ -381,8 +376,8 @@ class RayBackend:
         benchmarks: bytes per agent step)."""
         return {g.index: dict(g.traffic) for g in self.groups}
 
-    def restored_steps(self) -> int | None:
-        out, self._restored = self._restored, None
+    def lost_steps(self) -> int:
+        out, self._lost = self._lost, 0
         return out
 
     def evaluator(self, spec: EvalSpec) -> Evaluator:

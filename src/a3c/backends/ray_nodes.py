@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from a3c.backends.ray_runtime import _ray
+from a3c.backends.ray_runtime import _raise_signal, _ray
 from a3c.backends.ray_store import Slots
 from a3c.config import Config
 from a3c.store import COUNTERS
@@ -105,3 +105,27 @@ def group_config(cfg: Config, g: Group, interval: float) -> Config:
             "backend.ray_sync_interval_s": interval,
         }
     )
+
+
+def counts_from_groups(
+    groups: list[Group], state: dict[str, Tensor], timeout: float
+) -> dict[str, Tensor]:
+    """The counters and statistics rows as the groups hold them (absolute), over `state`'s."""
+    ray = _ray()
+    out = {f"counters.{key}": state[f"counters.{key}"].clone() for key in COUNTERS}
+    obs = state.get("obs_stats")
+    obs = None if obs is None else obs.clone()
+    for g in groups:
+        try:
+            counts = ray.get(g.actor.counts.remote(), timeout=timeout)
+        except Exception as e:
+            _raise_signal(e)
+            continue
+        s = slice(g.slots.start, g.slots.end)
+        for key in COUNTERS:
+            out[f"counters.{key}"][s] = torch.from_numpy(np.array(counts[f"counters.{key}"]))
+        if obs is not None and "obs_stats" in counts:
+            obs[s] = torch.from_numpy(np.array(counts["obs_stats"]))
+    if obs is not None:
+        out["obs_stats"] = obs
+    return out

@@ -92,8 +92,8 @@ class SerialBackend:
     def restarts(self) -> int:
         return self.budget.restarts
 
-    def restored_steps(self) -> int | None:
-        return None  # the store is the state itself: nothing is ever restored from a copy
+    def lost_steps(self) -> int:
+        return 0  # the store is the state itself: nothing is ever restored from a copy
 
     def evaluator(self, spec: EvalSpec) -> Evaluator:
         """Inline in the trainer at the interval (a seed fixes the evaluations too); a hung env is
