@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,8 @@ import torch
 # Read by Ray at import: local clusters then bind to loopback only (never another address).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
+
+from waiting import wait_for  # noqa: E402
 
 from a3c import A3C, checkpoint, run_checkpoints  # noqa: E402
 from a3c.backends.ray_backend import RayBackend  # noqa: E402
@@ -62,15 +63,6 @@ def _processes(*titles: str) -> list[int]:
         if state != "Z" and any(t in cmd for t in titles):
             found.append(int(entry.name))
     return found
-
-
-def _wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _polled(backend: RayBackend) -> bool:
@@ -163,17 +155,17 @@ def test_each_node_runs_its_own_group(cluster):
     backend = RayBackend(agent.config, store)
     try:
         backend.start()
-        assert _wait_for(lambda: _polled(backend) and all(g.ran_on for g in backend.groups), 120)
+        assert wait_for(lambda: _polled(backend) and all(g.ran_on for g in backend.groups), 120)
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         assert len(backend.groups) == 2 and {g.ran_on for g in backend.groups} == nodes
         assert [g.slots.count for g in backend.groups] == [1, 1]
-        assert _wait_for(lambda: _polled(backend) and backend.alive() == 2, 60)
+        assert wait_for(lambda: _polled(backend) and backend.alive() == 2, 60)
 
         def both_counted() -> bool:
             backend.poll(0.2)
             return bool((backend.snapshot()["counters.worker_steps"] > 0).all())
 
-        assert _wait_for(both_counted, 60), "both nodes' steps reach the store"
+        assert wait_for(both_counted, 60), "both nodes' steps reach the store"
     finally:
         backend.stop()
     assert int(store.counters["worker_steps"].sum()) > 0, "the final state is the trainer's"
@@ -316,7 +308,7 @@ def test_sigterm_leaves_a_final_checkpoint_and_no_process(cluster, tmp_path):
         text=True,
     )
     try:
-        assert _wait_for(
+        assert wait_for(
             lambda: (
                 (run_dir / "progress.csv").exists()
                 and len((run_dir / "progress.csv").read_text().splitlines()) > 3
@@ -335,7 +327,7 @@ def test_sigterm_leaves_a_final_checkpoint_and_no_process(cluster, tmp_path):
     ckpt = run_checkpoints.find(run_dir)
     assert ckpt.steps == summary["steps"] > 0, "the final checkpoint holds the end of the run"
     gone = ("ray::NodeGroup", "ray::StoreShard", "ray::EvaluatorActor")
-    assert _wait_for(lambda: not _processes(*gone), 30), _processes(*gone)
+    assert wait_for(lambda: not _processes(*gone), 30), _processes(*gone)
 
 
 def test_resume_continues_the_global_step(cluster, tmp_path):

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from a3c import run_checkpoints
 
@@ -43,15 +44,6 @@ def _processes_with(mark: str) -> list[int]:
         if f"A3C_TEST_MARK={mark}".encode() in env and state != "Z":
             found.append(int(entry.name))
     return found
-
-
-def _wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _train(tmp_path: Path, backend: str, *extra: str) -> tuple[subprocess.Popen, Path, str]:
@@ -108,7 +100,7 @@ def _check_stopped(proc, run_dir: Path, mark: str, sig: signal.Signals, out: str
     assert run_checkpoints.find(run_dir).steps == summary["steps"], (
         "the final checkpoint holds the run's last step"
     )
-    assert _wait_for(lambda: not _processes_with(mark), 20), (
+    assert wait_for(lambda: not _processes_with(mark), 20), (
         f"processes left behind: {_processes_with(mark)}"
     )
     return summary
@@ -142,7 +134,7 @@ def test_a_signal_stops_the_run_with_a_checkpoint_a_summary_and_nothing_left(
     proc, run_dir, mark = _train(tmp_path, backend)
     try:
         if when == "mid-run":  # a few progress rows in
-            assert _wait_for(
+            assert wait_for(
                 lambda: (
                     (run_dir / "progress.csv").exists()
                     and len((run_dir / "progress.csv").read_text().splitlines()) >= 3
@@ -150,7 +142,7 @@ def test_a_signal_stops_the_run_with_a_checkpoint_a_summary_and_nothing_left(
                 120,
             )
         else:  # the run directory exists: the session is starting its workers
-            assert _wait_for(lambda: (run_dir / "config.json").exists(), 120)
+            assert wait_for(lambda: (run_dir / "config.json").exists(), 120)
         proc.send_signal(sig)
     finally:
         out, err = _stop(proc, mark)
@@ -164,7 +156,7 @@ def test_a_second_sigterm_during_the_stop_leaves_a_resumable_run(tmp_path):
         tmp_path, "processes", "--set", "log.checkpoint_interval_steps=5000"
     )
     try:
-        assert _wait_for(
+        assert wait_for(
             lambda: bool(run_checkpoints.list_checkpoints(run_dir / "checkpoints")), 120
         )
         proc.send_signal(signal.SIGTERM)
@@ -173,7 +165,7 @@ def test_a_second_sigterm_during_the_stop_leaves_a_resumable_run(tmp_path):
     finally:
         _stop(proc, mark)
     assert proc.returncode in (143, -signal.SIGTERM)
-    assert _wait_for(lambda: not _processes_with(mark), 20), "the workers die with their trainer"
+    assert wait_for(lambda: not _processes_with(mark), 20), "the workers die with their trainer"
     resumed = subprocess.run(
         [
             *A3C_CLI,

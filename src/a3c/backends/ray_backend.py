@@ -218,7 +218,7 @@ class RayBackend:
         if self.lone:  # the trainer and the evaluator read the store from the group
             self.shards = [g.actor]
         g.actor.start.remote()
-        g.spawned, g.answered, g.done, g.alive = time.monotonic(), False, False, 0
+        g.answered, g.done, g.alive = False, False, 0
         self._ask(g)
 
     def _ask(self, g: Group) -> None:

@@ -306,8 +306,3 @@ class NodeGroup:
     def request_stop(self) -> None:
         """Let the workers finish their updates and stop (the trainer then calls `stop`)."""
         self.store.request_stop()
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()

@@ -32,7 +32,6 @@ class Group:
     actor: Any = None
     pending: Any = None  # the poll call in flight
     asked: float = 0.0  # when that call was made
-    spawned: float = 0.0
     answered: bool = False  # this incarnation has answered a poll
     alive: int = 0
     done: bool = False
