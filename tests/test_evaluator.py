@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_signals import _default_sigint, _processes_with, _stop, _wait_for
+from test_signals import _default_sigint, _processes_with, _stop
+from waiting import wait_for
 
 from a3c import A3C, checkpoint, run_checkpoints
 from a3c.backends import WorkerFailure
@@ -109,7 +110,7 @@ def test_processes_evaluations_come_at_the_intervals_and_the_process_is_gone_aft
     assert summary["eval"]["evaluations"] == len(rows) and summary["stop_reason"] == "total_steps"
     pids = set(_pids(pid_file))
     assert pids and os.getpid() not in pids, "the evaluation envs ran in a process of their own"
-    assert _wait_for(lambda: all(_gone(p) for p in pids), 5), (
+    assert wait_for(lambda: all(_gone(p) for p in pids), 5), (
         f"evaluator processes left behind: {pids}"
     )
 
@@ -284,7 +285,7 @@ def test_a_hung_evaluator_never_delays_the_stop_nor_outlives_a_worker_failure(tm
     pids = _pids(pid_file)
     assert pids, "the evaluator had started (and hung)"
     assert time.monotonic() - start < 60
-    assert _wait_for(lambda: all(_gone(p) for p in pids), 5), (
+    assert wait_for(lambda: all(_gone(p) for p in pids), 5), (
         f"evaluator processes left behind: {pids}"
     )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -322,14 +323,14 @@ def test_sigterm_with_a_hung_evaluator_stops_the_run_and_leaves_nothing(tmp_path
     )
     try:
         # The trainer, the fork server, two workers and the evaluator, a few rows in.
-        assert _wait_for(
+        assert wait_for(
             lambda: (
                 (run_dir / "progress.csv").exists()
                 and len((run_dir / "progress.csv").read_text().splitlines()) >= 4
             ),
             120,
         )
-        assert _wait_for(lambda: len(_processes_with(mark)) >= 5, 30), _processes_with(mark)
+        assert wait_for(lambda: len(_processes_with(mark)) >= 5, 30), _processes_with(mark)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
     finally:
@@ -337,7 +338,7 @@ def test_sigterm_with_a_hung_evaluator_stops_the_run_and_leaves_nothing(tmp_path
     assert proc.returncode == 143, err[-2000:]
     assert time.monotonic() - sent < 20
     assert json.loads((run_dir / "summary.json").read_text())["stop_reason"] == "terminated"
-    assert _wait_for(lambda: not _processes_with(mark), 20), (
+    assert wait_for(lambda: not _processes_with(mark), 20), (
         f"processes left behind: {_processes_with(mark)}"
     )
 
