@@ -161,6 +161,7 @@ def test_getting_started_runs_as_written(tmp_path):
     # processes backend's run-to-run differences while still failing on an untrained agent (~20).
     assert result["episodes"] == 20 and result["mean"] >= 400, result
     assert (runs / "cartpole" / "curves.png").stat().st_size > 10_000
+    assert json.loads((runs / "cartpole" / "policy.onnx.json").read_text())["format"] == "onnx"
 
     (cliff,) = (runs).glob("cliff-*/summary.json")
     # the optimal path is -13, random play far worse

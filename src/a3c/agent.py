@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from a3c import backends, checkpoint, evaluation, persistence, run_checkpoints
-from a3c.checkpoint import Checkpoint, CheckpointError
+from a3c import backends, checkpoint, evaluation, persistence
+from a3c.checkpoint import Checkpoint
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
 from a3c.envs import EnvFn, FromSpec, check_env, make_env_fn, probe_spaces
@@ -317,7 +317,7 @@ class A3C:
         recorded = persistence.read_run_config(run_dir)
         cfg = recorded.replace(overrides) if overrides else recorded
         persistence.check_resumable(recorded, cfg)
-        ckpt = _newest_or_none(run_dir)
+        ckpt = persistence.newest_or_none(run_dir)
         agent = cls(env if env is not None else cfg.env.id, config=cfg)
         if ckpt is not None:
             checkpoint.check_architecture(ckpt, agent.model)
@@ -367,19 +367,13 @@ class A3C:
             self.policy, self.config, self.env_fn, episodes, deterministic, seed, video_dir
         )
 
+    def export(
+        self, path: str | Path, format: str = "onnx", with_distribution: bool = False
+    ) -> Path:
+        """Write the greedy acting path, from the env's observation to the env's action, as ONNX
+        or TorchScript (`format` "torchscript"), and `path`.json describing its inputs and outputs
+        (a3c/export.py; ONNX needs the export extra). `with_distribution` also outputs the
+        distribution's parameters and the value."""
+        from a3c.export import export_agent
 
-def _newest_or_none(run_dir: Path) -> Checkpoint | None:
-    """The run's newest complete checkpoint; None if it never completed one (killed during its
-    first), so that the run starts again from scratch in its own directory."""
-    try:
-        return run_checkpoints.find(run_dir)
-    except CheckpointError as e:
-        if (
-            any(run_checkpoints.list_checkpoints(run_dir / run_checkpoints.CHECKPOINTS))
-            or not (run_dir / "progress.csv").exists()
-        ):
-            raise
-        log.warning(
-            "a3c: warning: %s has no complete checkpoint (%s); resuming it from scratch", run_dir, e
-        )
-        return None
+        return export_agent(self, path, format, with_distribution)

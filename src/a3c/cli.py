@@ -8,6 +8,8 @@
     a3c eval RUN_DIR|CHECKPOINT [--checkpoint best|latest|PATH] [--episodes N]
                                 [--deterministic|--stochastic] [--video DIR]
     a3c plot RUN_DIR [RUN_DIR ...] [--out FILE]
+    a3c export RUN_DIR|CHECKPOINT [--checkpoint best|latest|PATH] [--format onnx|torchscript]
+                                  [--output FILE] [--with-distribution]
 
 Bad input (an unknown env id, an unsupported space, an invalid hyperparameter, an unknown --set key,
 a malformed config file, an unusable checkpoint, a folder that cannot be written) prints one line,
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a3c",
         description="Asynchronous Advantage Actor-Critic (A3C) for Gymnasium environments: train "
-        "an agent, evaluate it, plot its learning curves.",
+        "an agent, evaluate it, plot its learning curves, export its policy.",
         epilog=helptext.TOP_EPILOG,
         formatter_class=helptext.HelpFormatter,
     )
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_plot(sub)
+    _add_export(sub)
     from a3c.demos import cliff_cli
 
     cliff_cli.add_parser(sub)
@@ -264,6 +267,46 @@ def _add_plot(sub: Any) -> None:
     )
     plot.add_argument("--title", metavar="TEXT", help="the figure's title (default: the env ids)")
     plot.set_defaults(func=commands.cmd_plot)
+
+
+def _add_export(sub: Any) -> None:
+    ex = sub.add_parser(
+        "export",
+        help="export a trained policy to ONNX or TorchScript, to run without a3c",
+        description="Write the greedy acting path of a trained agent (from the env's observation "
+        "to the env's action) as an ONNX or TorchScript file, and FILE.json describing its inputs "
+        "and outputs.",
+        epilog=helptext.EXPORT_EPILOG,
+        formatter_class=helptext.HelpFormatter,
+    )
+    ex.add_argument(
+        "target",
+        metavar="RUN_DIR|CHECKPOINT",
+        help="a run directory (its best checkpoint, else its newest) or a checkpoint directory",
+    )
+    ex.add_argument(
+        "--checkpoint",
+        metavar="best|latest|PATH",
+        help="which checkpoint of RUN_DIR: best, latest, or a path or name (default: best if "
+        "there is one)",
+    )
+    ex.add_argument(
+        "--format",
+        choices=["onnx", "torchscript"],
+        help="onnx (needs the export extra) or torchscript (default: from the --output suffix, "
+        ".pt for torchscript, else onnx)",
+    )
+    ex.add_argument(
+        "--output",
+        metavar="FILE",
+        help="the file to write (default: policy.onnx or policy.pt in RUN_DIR or CHECKPOINT)",
+    )
+    ex.add_argument(
+        "--with-distribution",
+        action="store_true",
+        help="also output the distribution's parameters (logits, or mean and std) and the value",
+    )
+    ex.set_defaults(func=commands.cmd_export)
 
 
 def _target_return(text: str) -> float | str:

@@ -1,5 +1,5 @@
-"""What each command of the `a3c` command line does, from its parsed arguments: train, eval and
-plot (a3c/cli.py builds the parser and runs them). Each imports torch only when it runs.
+"""What each command of the `a3c` command line does, from its parsed arguments: train, eval, plot
+and export (a3c/cli.py builds the parser and runs them). Each imports torch only when it runs.
 """
 
 from __future__ import annotations
@@ -136,6 +136,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"{line} -> {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from a3c.agent import A3C
+
+    fmt = args.format or (
+        "torchscript" if args.output and Path(args.output).suffix == ".pt" else "onnx"
+    )
+    target = Path(args.target)
+    default = (target if target.is_dir() else target.parent) / (
+        "policy.pt" if fmt == "torchscript" else "policy.onnx"
+    )
+    out = Path(args.output) if args.output else default
+    if args.output or target.exists():  # a missing RUN_DIR is A3C.load's one line
+        check_output(out, "--output" if args.output else str(out.name))
+    agent = A3C.load(args.target, checkpoint=args.checkpoint)
+    path = agent.export(out, format=fmt, with_distribution=args.with_distribution)
+    kind = agent.checkpoint_kind
+    print(
+        f"{fmt} policy of the {'' if kind == 'given' else f'{kind} '}checkpoint "
+        f"{agent.checkpoint_path} ({agent.num_timesteps} steps) -> {path} (inputs and outputs: "
+        f"{path}.json)"
+    )
     return 0
 
 

@@ -212,7 +212,7 @@ class UserEncoder(nn.Module):
 
     def __init__(self, layout: ObsLayout, name: str, kwargs: dict[str, Any]) -> None:
         super().__init__()
-        self.layout = layout
+        self.layout, self.name = layout, name
         factory = load_entry(name, "model.encoder", ConfigError, builds="an encoder")
         try:
             module = factory(layout.space, **kwargs)

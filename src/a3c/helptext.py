@@ -142,6 +142,24 @@ examples:
       (--video needs the video extra: pip install 'a3c[video]')
 """
 
+EXPORT_EPILOG = """\
+The exported graph takes the observation as the env gives it (a Dict or Tuple observation as one
+input per leaf, obs.KEY) and returns the greedy action as the env takes it (a Box action: the
+Gaussian's mean clipped to the bounds). Inside it: pixel scaling, one-hot encodings and the run's
+observation normalisation. An env that gives action masks adds an action_mask input; an LSTM model
+takes state_h and state_c (zeros at an episode's start) and returns next_state_h and next_state_c.
+FILE.json lists the inputs and outputs in order with their shapes and dtypes, the action space and
+the env's settings (its wrappers, e.g. Atari's preprocessing, are the program's to apply).
+
+The file is checked before it is written: run on a sample batch, it must give the model's outputs.
+
+examples:
+  a3c export runs/cartpole
+  a3c export runs/cartpole --output cartpole.pt
+  a3c export runs/pong --checkpoint latest --output pong.onnx --with-distribution
+      (onnx needs the export extra: pip install 'a3c[export]')
+"""
+
 PLOT_EPILOG = """\
 Draws mean return (the last return_window episodes) against global env steps and against wall
 time, and each evaluation's mean (eval.csv, dashed with markers) where a run has them. Runs whose

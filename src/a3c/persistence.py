@@ -251,3 +251,20 @@ def check_unfinished(ckpt: Checkpoint, cfg: Config) -> None:
             f"the run is finished: it has used its --max-time ({wall:.0f} s of "
             f"{cfg.run.max_time:g}); give a larger --max-time to train further"
         )
+
+
+def newest_or_none(run_dir: Path) -> Checkpoint | None:
+    """The run's newest complete checkpoint; None if it never completed one (killed during its
+    first), so that the run starts again from scratch in its own directory."""
+    try:
+        return run_checkpoints.find(run_dir)
+    except CheckpointError as e:
+        if (
+            any(run_checkpoints.list_checkpoints(run_dir / run_checkpoints.CHECKPOINTS))
+            or not (run_dir / "progress.csv").exists()
+        ):
+            raise
+        log.warning(
+            "a3c: warning: %s has no complete checkpoint (%s); resuming it from scratch", run_dir, e
+        )
+        return None
