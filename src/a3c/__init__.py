@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from a3c.callbacks import (
+    Callback,
+    CallbackError,
+    CallbackList,
+    StopAtThreshold,
+    StopOnNoImprovement,
+)
 from a3c.config import Config
 from a3c.configfile import build_config
 from a3c.errors import A3CError, ConfigError, EnvError
@@ -12,7 +19,20 @@ from a3c.version import __version__
 if TYPE_CHECKING:
     from a3c.agent import A3C
 
-__all__ = ["A3C", "A3CError", "Config", "ConfigError", "EnvError", "build_config", "__version__"]
+__all__ = [
+    "A3C",
+    "A3CError",
+    "Callback",
+    "CallbackError",
+    "CallbackList",
+    "Config",
+    "ConfigError",
+    "EnvError",
+    "StopAtThreshold",
+    "StopOnNoImprovement",
+    "build_config",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

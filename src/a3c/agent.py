@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from a3c import backends, checkpoint, evaluation, persistence
+from a3c.callbacks import CallbackLike
 from a3c.checkpoint import Checkpoint
 from a3c.config import Config, resolve_target
 from a3c.configfile import build_config, env_family
@@ -35,7 +36,7 @@ from a3c.normalize import ObservationStats
 from a3c.plots import draw_run_curves
 from a3c.policy import Policy
 from a3c.runlog import default_run_dir
-from a3c.session import Callback, TrainingSession
+from a3c.session import TrainingSession
 from a3c.spaces import check_rollout_memory
 from a3c.store import SharedStore
 
@@ -165,7 +166,7 @@ class A3C:
         self,
         total_steps: int | None = None,
         run_dir: str | Path | None = None,
-        callback: Callback | None = None,
+        callback: CallbackLike | None = None,
         progress: str = "auto",
     ) -> dict[str, Any]:
         """Train; returns the summary (also written to run_dir/summary.json).
@@ -174,7 +175,9 @@ class A3C:
         statistics and counters, into a new run directory; an agent from `A3C.resume` instead
         continues its run (counters, optimizer statistics, schedule, files) in its run directory.
         `total_steps` is the run's global step budget (absolute on a resumed run).
-        `callback(row)` is called with every progress row; returning False stops training.
+        `callback`: a `Callback` (a3c/callbacks.py: on_training_start, on_progress,
+        on_evaluation, on_checkpoint, on_training_end), a list of them, or a function called with
+        every progress row; any returning False stops training.
         `progress` is "auto" (a bar on a terminal), "bar", "lines" or "none".
         """
         if total_steps is not None:

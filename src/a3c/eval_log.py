@@ -96,17 +96,19 @@ class EvalLog:
         self.evaluator = evaluator
         evaluator.start()
 
-    def step(self, stats: Stats, elapsed: float) -> None:
-        """Ask for an evaluation when one is due (and none is under way); take the finished ones."""
+    def step(self, stats: Stats, elapsed: float) -> list[tuple[dict[str, Any], bool]]:
+        """Ask for an evaluation when one is due (and none is under way); take the finished ones:
+        their rows, each with whether it is the new best."""
         if self.evaluator is None:
-            return
+            return []
         if self.due.due(stats.steps) and self.evaluator.request(elapsed):
             self.due.done(stats.steps)
-        for result in self.evaluator.poll():
-            self._take(result, stats)
+        return [(result.row(), self._take(result, stats)) for result in self.evaluator.poll()]
 
-    def _take(self, result: EvalResult, stats: Stats) -> None:
+    def _take(self, result: EvalResult, stats: Stats) -> bool:
+        """Record an evaluation (and keep it as the best if it is); whether it is the new best."""
         self.latest, self.count = result, self.count + 1
+        new_best = False
         if not math.isfinite(result.mean):  # a NaN or infinite reward in an episode
             log.warning(
                 "a3c: warning: the evaluation at %d steps has a non-finite mean (%s): recorded, "
@@ -115,12 +117,14 @@ class EvalLog:
                 result.mean,
             )
         elif self.best_mean is None or result.mean > self.best_mean:
-            self._save_best(result, stats)
+            new_best = self._save_best(result, stats)
         self.rundir.write_eval(result.row())
         self.console.evaluated(result.row(), self.best_mean)
+        return new_best
 
-    def _save_best(self, result: EvalResult, stats: Stats) -> None:
-        """checkpoints/best/ from the evaluated state (which must be finite), atomically."""
+    def _save_best(self, result: EvalResult, stats: Stats) -> bool:
+        """checkpoints/best/ from the evaluated state (which must be finite), atomically; whether
+        it was written."""
         bad = [
             k
             for k, v in result.state.items()
@@ -131,7 +135,7 @@ class EvalLog:
                 "a3c: warning: the evaluated state is not finite (%s): not kept as the best",
                 ", ".join(bad),
             )
-            return
+            return False
         meta = checkpoint_meta(
             self.record,
             result.state,
@@ -150,8 +154,9 @@ class EvalLog:
         except (OSError, CheckpointError) as e:  # a full disk: the run goes on, the summary says so
             self.problems.append(f"could not write {self.best_dir}: {e}")
             log.warning("a3c: warning: %s", self.problems[-1])
-            return
+            return False
         self.best_mean, self.best_steps = result.mean, result.steps
+        return True
 
     def stop(self) -> None:
         """Stop the evaluator (an evaluation under way is abandoned); never raises."""

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from a3c import run_checkpoints
 from a3c.backends import make_backend
+from a3c.callbacks import CallbackError, CallbackLike, CallbackStop, Hooks
 from a3c.checkpoint import Checkpoint
 from a3c.config import Config
 from a3c.envs import EnvFn
@@ -38,10 +39,9 @@ from a3c.periodic import Every
 from a3c.persistence import checkpoint_meta, segment_seed, versions
 from a3c.runlog import Console, RunDir
 from a3c.signals import sigterm_raises, time_limit
-from a3c.stopping import CallbackStop, NonFinite, stop_rule, stopped_by
+from a3c.stopping import NonFinite, stop_rule, stopped_by
 from a3c.store import SharedStore
 
-Callback = Callable[[dict[str, Any]], bool | None]
 log = logging.getLogger("a3c")
 POLL_S = 0.05
 
@@ -96,12 +96,12 @@ class TrainingSession:
         target: float | None,
         resumed: Checkpoint | None = None,
         reopen: bool = False,
-        callback: Callback | None = None,
+        callback: CallbackLike | None = None,
         progress: str = "auto",
         evaluation: EvalSpec | None = None,
     ) -> None:
         self.cfg, self.store, self.record = config, store, record
-        self.target, self.resumed, self.callback = target, resumed, callback
+        self.target, self.resumed, self.hooks = target, resumed, Hooks(callback)
         self.resumes = 0 if resumed is None else int(resumed.meta.get("resumes", 0)) + 1
         # A resumed run's workers draw new random streams, so the lost work is not replayed
         # identically.
@@ -154,6 +154,7 @@ class TrainingSession:
         self.final_state: dict[str, Tensor] = {}
         self.nonfinite_streak = 0  # non-finite updates since the last finite one
         self.problems: list[str] = []  # what went wrong while finishing (a full disk, ...)
+        self.late_error: CallbackError | None = None  # a callback that raised while finishing
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start_time
@@ -174,8 +175,8 @@ class TrainingSession:
             reason, error = stopped_by(e)
         finally:
             summary = self.finish(reason, error)
-        if error is not None:
-            raise error
+        if error is not None or self.late_error is not None:
+            raise error or self.late_error  # type: ignore[misc]
         return summary
 
     def _time_left(self) -> float | None:
@@ -194,6 +195,8 @@ class TrainingSession:
         self.backend.start()
         if self.evals.on:  # beside the workers: the processes backend's store is shared by now
             self.evals.start(self.backend.evaluator(self.eval_spec or EvalSpec.probe(self.cfg)))
+        info = {"run_dir": self.rundir.path, "config": self.cfg.to_dict()}
+        self.hooks.training_start({**info, "steps": self.stats.steps})
         return None
 
     def step(self) -> str | None:
@@ -210,7 +213,9 @@ class TrainingSession:
             self.rundir.flush_episodes()
             self.last_checkpoint = self._save(self.backend.snapshot())
             self.checkpoints.done(self.stats.steps)
-        self.evals.step(self.stats, self.elapsed())
+            self.hooks.checkpoint(self.last_checkpoint)
+        for row, is_new_best in self.evals.step(self.stats, self.elapsed()):
+            self.hooks.evaluation(row, is_new_best)
         reason = self._stop_reason()
         if reason is None and self.backend.all_done():
             reason = "total_steps"
@@ -246,9 +251,16 @@ class TrainingSession:
                 self, "last_checkpoint", self._save(self.final_state, stop_reason=reason)
             ),
         )
+        final = self.last_checkpoint
+        if final is not None and self.last_meta.get("stop_reason") == reason:
+            self._finishing("", lambda: self.hooks.checkpoint(final, False))
+        error = error or self.late_error
         if isinstance(error, RunFailure):  # said now: the final checkpoint was just tried
             error.args = (f"{error}; {self._last_good()}",)
         summary = self._summary(reason, error)
+        self._finishing("", lambda: self.hooks.training_end(summary.to_dict()))
+        if self.late_error is not None and error is None:  # on_training_end raised
+            summary.error = str(self.late_error)
         if self.problems and summary.error is None:
             summary.error = "; ".join(self.problems)
         self._finishing("summary.json", lambda: self.rundir.write_summary(summary.to_dict()))
@@ -264,6 +276,8 @@ class TrainingSession:
             do()
         except CallbackStop:
             pass
+        except CallbackError as e:  # a user's callback raised while the run finished
+            self.late_error = self.late_error or e
         except (OSError, A3CError, NonFinite) as e:
             message = f"could not write {what}: {e}"
             self.problems.append(message)
@@ -302,8 +316,7 @@ class TrainingSession:
         self.logged_steps = self.stats.steps
         self.rundir.write_row(row)
         self.console.update(row)
-        if self.callback is not None and self.callback(row) is False:
-            raise CallbackStop
+        self.hooks.progress(row)
 
     def _save(self, state: dict[str, Tensor], **extra: Any) -> Path:
         """A checkpoint of `state`, which must be finite: nothing non-finite reaches a

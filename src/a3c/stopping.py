@@ -11,14 +11,11 @@ non-finite training.
 from __future__ import annotations
 
 from a3c.backends.base import WorkerFailure
+from a3c.callbacks import CallbackError, CallbackStop
 from a3c.config import RunConfig
 from a3c.errors import RunFailure, wrapped_stop
 from a3c.metrics import Stats
 from a3c.signals import Terminated, TimeUp
-
-
-class CallbackStop(BaseException):
-    """The user's callback returned False."""
 
 
 class NonFinite(RunFailure):
@@ -57,6 +54,7 @@ STOPS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], 
 FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (WorkerFailure, "worker_failure"),
     (NonFinite, "nonfinite"),
+    (CallbackError, "callback_error"),
     (RunFailure, "failure"),
 )
 
