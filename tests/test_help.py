@@ -36,7 +36,15 @@ COMMANDS = _commands()
 
 
 def test_the_commands_are_the_ones_documented():
-    assert set(COMMANDS) == {(), ("train",), ("eval",), ("plot",), ("export",), ("cliff",)}
+    assert set(COMMANDS) == {
+        (),
+        ("train",),
+        ("eval",),
+        ("plot",),
+        ("export",),
+        ("tune",),
+        ("cliff",),
+    }
 
 
 @pytest.mark.parametrize("words", sorted(COMMANDS), ids=lambda w: " ".join(("a3c", *w)))

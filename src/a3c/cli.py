@@ -8,6 +8,7 @@
     a3c eval RUN_DIR|CHECKPOINT [--checkpoint best|latest|PATH] [--episodes N]
                                 [--deterministic|--stochastic] [--video DIR]
     a3c plot RUN_DIR [RUN_DIR ...] [--out FILE]
+    a3c tune ENV_ID --trials N [--budget-steps S] [--budget-s T] ... (a3c/tune_cli.py)
     a3c export RUN_DIR|CHECKPOINT [--checkpoint best|latest|PATH] [--format onnx|torchscript]
                                   [--output FILE] [--with-distribution]
 
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a3c",
         description="Asynchronous Advantage Actor-Critic (A3C) for Gymnasium environments: train "
-        "an agent, evaluate it, plot its learning curves, export its policy.",
+        "an agent, evaluate it, plot its learning curves, export its policy, tune its "
+        "hyperparameters.",
         epilog=helptext.TOP_EPILOG,
         formatter_class=helptext.HelpFormatter,
     )
@@ -52,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_plot(sub)
     _add_export(sub)
+    from a3c import tune_cli
     from a3c.demos import cliff_cli
+
+    tune_cli.add_parser(sub)
 
     cliff_cli.add_parser(sub)
     return parser
