@@ -177,6 +177,7 @@ def test_two_processes_share_one_study(tmp_path):
     [
         (["--trials", "0", "--budget-steps", "100"], "--trials must be >= 1"),
         (["--trials", "2"], "needs a budget"),
+        (["--budget-steps", "100"], "needs --trials N"),
         (["--trials", "2", "--budget-steps", "100", "--space", "space.yaml"], "unknown config key"),
         (["--trials", "2", "--budget-steps", "100", "--space", "bad.yaml"], "algo.n_steps"),
         (["--trials", "2", "--budget-steps", "100", "--storage", "nosuchdb://x"], "--storage"),
@@ -193,7 +194,7 @@ def test_bad_tune_input_is_one_line(tmp_path, args, says):
 
 
 def test_print_space_is_the_family_default_that_space_takes(tmp_path):
-    out = _tune("Acrobot-v1", "--trials", "1", "--print-space", cwd=tmp_path)
+    out = _tune("Acrobot-v1", "--print-space", cwd=tmp_path)
     assert out.returncode == 0 and "optim.learning_rate" in out.stdout
     from a3c import tune_space
 

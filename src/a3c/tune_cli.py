@@ -47,7 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     p.add_argument("env_id", metavar="ENV_ID", help="a Gymnasium env id or module:Class")
-    p.add_argument("--trials", type=int, required=True, metavar="N", help="trials in the study")
+    p.add_argument("--trials", type=int, metavar="N", help="trials in the study (required)")
     budget = p.add_argument_group("each trial's budget (one or both)")
     budget.add_argument("--budget-steps", type=int, metavar="S", help="global env steps")
     budget.add_argument("--budget-s", type=float, metavar="T", help="seconds of training")
@@ -101,12 +101,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from a3c.configfile import env_family, parse_assignments
+    from a3c.errors import ConfigError
     from a3c.tune import tune
     from a3c.tune_space import default_text
 
     if args.print_space:
         print(default_text(env_family(args.env_id)), end="")
         return 0
+    if args.trials is None:
+        raise ConfigError("a3c tune needs --trials N (the study's total)")
     report = tune(
         args.env_id,
         args.trials,
