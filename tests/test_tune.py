@@ -200,3 +200,23 @@ def test_print_space_is_the_family_default_that_space_takes(tmp_path):
 
     (tmp_path / "s.yaml").write_text(out.stdout)
     assert tune_space.load(tmp_path / "s.yaml") == tune_space.default("classic_control")
+
+
+def test_jobs_run_trials_in_processes_of_their_own_and_warn_when_cores_are_short(tmp_path):
+    short = [a if a != "backend=serial" else "backend=processes" for a in TINY]
+    args = ["--budget-steps", "3000", "--jobs", "2", "--set", "workers=2", "--study-dir", "study"]
+    out = _tune("CartPole-v1", "--trials", "4", *short, *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    # 2 trials x 2 workers: more processes than cores below 4 cores
+    assert ("--jobs 2 trials x 2 workers" in out.stderr) == ((os.cpu_count() or 1) < 4)
+    trials = _trials(tmp_path / "study")
+    assert len(trials) >= 4 and all(t["state"] in ("complete", "pruned") for t in trials)
+    import optuna
+
+    study = optuna.load_study(
+        study_name="a3c-CartPole-v1",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "study" / "study.journal"))
+        ),
+    )
+    assert len({t.user_attrs["pid"] for t in study.get_trials()}) == 2

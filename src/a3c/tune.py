@@ -341,7 +341,10 @@ def _start_helpers(opts: TuneOptions, directory: Path) -> list[Any]:
     of its process, as the signals and the time limit need)."""
     import multiprocessing
 
-    workers = int(opts.overrides.get("backend.workers", opts.overrides.get("workers", 2)))
+    from a3c.configfile import build_config
+
+    backend = build_config(opts.env_id, opts.config_files, opts.overrides).backend
+    workers = 1 if backend.name == "serial" else backend.workers
     cores = os.cpu_count() or 1
     if workers * opts.jobs > cores:
         log.warning(
