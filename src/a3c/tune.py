@@ -60,6 +60,7 @@ class TuneOptions:
     eval_episodes: int = 5
     startup_trials: int = 5
     seed: int = 0
+    timeout_s: float | None = None
     config_files: list[str | Path] = dataclasses.field(default_factory=list)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -80,6 +81,8 @@ class TuneOptions:
         ):
             if value < lo:
                 raise ConfigError(f"{name} must be >= {lo}, got {value}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError(f"--study-time must be > 0, got {self.timeout_s}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler is one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.pruner not in PRUNERS:
@@ -179,7 +182,11 @@ class Study:
         if len(self.study.get_trials(deepcopy=False)) >= self.opts.trials:
             return
         self.study.optimize(
-            self.objective, callbacks=[done, _say], catch=(Exception,), gc_after_trial=True
+            self.objective,
+            callbacks=[done, _say],
+            catch=(Exception,),
+            gc_after_trial=True,
+            timeout=self.opts.timeout_s,
         )
 
     def objective(self, trial: Any) -> float:
@@ -293,7 +300,8 @@ def tune(env_id: str, trials: int, **options: Any) -> dict[str, Any]:
     """Run (or resume) a study of `trials` trials on `env_id`; returns its report (also
     STUDY_DIR/study.json). Options are TuneOptions' fields: budget_steps, budget_s, sampler,
     pruner, storage, study, jobs, space, study_dir, evaluations, eval_episodes, startup_trials,
-    seed, config_files, overrides (config keys fixed for every trial)."""
+    seed, timeout_s (no trial starts after it), config_files, overrides (config keys fixed for
+    every trial)."""
     opts = TuneOptions(env_id, trials, **options)
     opts.check()
     dims = _dimensions(opts)

@@ -81,6 +81,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--study-dir", metavar="DIR", help="the study's directory (runs/tune-ENV_ID)"
     )
     study.add_argument(
+        "--study-time",
+        type=float,
+        metavar="T",
+        help="seconds after which this process starts no new trial",
+    )
+    study.add_argument(
         "--jobs", type=int, default=1, metavar="J", help="trials at once on this machine (1)"
     )
     fixed = p.add_argument_group("settings of every trial")
@@ -126,6 +132,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes,
         startup_trials=args.startup_trials,
         seed=args.seed,
+        timeout_s=args.study_time,
         config_files=args.config,
         overrides=parse_assignments(args.assignments),
     )

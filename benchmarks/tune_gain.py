@@ -1,0 +1,199 @@
+"""What tuning buys on an env whose preset was never tuned by hand: an `a3c tune` study of about an
+hour with the default search space, then the tuned config against the default one, --seeds seeds
+each, the same step budget.
+
+Part "study": `a3c.tune.tune(ENV, ...)` with --trials, --trial-steps per trial and --study-time
+seconds (its journal is in --runs/ENV/study: run again, it resumes). Its cost: the wall time of
+every invocation, the trials by state.
+
+Part "compare": for each seed, alternating, the default config (the env's preset) and the study's
+best.yaml (or --configs NAME=FILE ...), each trained for --budget-steps with a greedy evaluation
+(--eval-episodes episodes) every budget/20 steps, then a final greedy evaluation of 20 episodes.
+Reported per config: the final greedy mean (mean and std over seeds), how many seeds reached the
+target (the env's reward threshold unless --target) in an evaluation, and the median wall time and
+steps to reach it.
+
+    .venv/bin/python benchmarks/tune_gain.py --env Acrobot-v1 --parts study compare \
+        [--trials 200] [--trial-steps 100000] [--study-time 3600] [--seeds 5] \
+        [--budget-steps 300000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, md_table, median, run_child, write_results  # noqa: E402
+
+
+def child_study(args: argparse.Namespace) -> dict:
+    from a3c.tune import tune
+
+    t0 = time.monotonic()
+    report = tune(
+        args.env,
+        args.trials,
+        budget_steps=args.trial_steps,
+        study_dir=str(args.runs / args.env.replace("/", "_") / "study"),
+        timeout_s=args.study_time,
+        evaluations=10,
+        eval_episodes=5,
+        seed=0,
+    )
+    report["invocation_wall_s"] = round(time.monotonic() - t0, 1)
+    return report
+
+
+def child_train(args: argparse.Namespace, name: str, config: str | None, seed: int) -> dict:
+    from a3c import A3C
+
+    run_dir = args.runs / args.env.replace("/", "_") / "compare" / f"{name}_s{seed}"
+    agent = A3C(
+        args.env,
+        config_files=[config] if config else [],
+        seed=seed,
+        total_steps=args.budget_steps,
+        target_return=None,
+        **{"eval.interval_steps": args.budget_steps // 20, "eval.episodes": args.eval_episodes},
+    )
+    target = args.target if args.target is not None else agent.reward_threshold
+    summary = agent.learn(run_dir=run_dir, progress="none")
+    final = agent.evaluate(episodes=20, seed=10_000 + seed)
+    reached = None
+    with open(run_dir / "eval.csv") as f:
+        for row in csv.DictReader(f):
+            if target is not None and float(row["mean"]) >= target:
+                reached = {"steps": int(row["steps"]), "wall_s": float(row["wall_s"])}
+                break
+    return {
+        "config": name,
+        "seed": seed,
+        "final_mean": final["mean"],
+        "final_std": final["std"],
+        "target": target,
+        "reached": reached,
+        "steps": summary["steps"],
+        "wall_s": summary["wall_s"],
+    }
+
+
+def markdown(report: dict, args: argparse.Namespace) -> str:
+    out = [f"### Tuning {args.env}: the default config against the tuned one"]
+    study = report.get("study")
+    if study:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(study["trials"].items()))
+        cost = sum(study.get("invocations_wall_s", []))
+        out.append(
+            f"The study: {counts}; {cost / 60:.0f} minutes of this machine in "
+            f"{len(study.get('invocations_wall_s', []))} invocation(s), {args.trial_steps:,} steps "
+            f"per trial; best trial value {study['best']['value'] if study['best'] else '-'}."
+        )
+    runs = report.get("compare") or []
+    rows = []
+    for name in dict.fromkeys(r["config"] for r in runs):
+        mine = [r for r in runs if r["config"] == name and "final_mean" in r]
+        finals = [r["final_mean"] for r in mine]
+        hit = [r["reached"] for r in mine if r["reached"]]
+        mean = sum(finals) / len(finals)
+        std = (sum((x - mean) ** 2 for x in finals) / len(finals)) ** 0.5
+        rows.append(
+            [
+                name,
+                len(mine),
+                f"{mean:.1f} +/- {std:.1f}",
+                f"{len(hit)}/{len(mine)}",
+                "-" if not hit else f"{median([h['wall_s'] for h in hit]):.0f} s",
+                "-" if not hit else f"{median([h['steps'] for h in hit]):,.0f}",
+            ]
+        )
+    if rows:
+        target = runs[0]["target"]
+        out.append(
+            md_table(
+                [
+                    "config",
+                    "seeds",
+                    "final greedy mean (20 episodes)",
+                    f"reached {target}",
+                    "median wall to target",
+                    "median steps to target",
+                ],
+                rows,
+            )
+        )
+    return "\n\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--env", default="Acrobot-v1")
+    p.add_argument("--parts", nargs="+", default=["study", "compare"])
+    p.add_argument("--trials", type=int, default=200)
+    p.add_argument("--trial-steps", type=int, default=100_000)
+    p.add_argument("--study-time", type=float, default=3600.0)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--budget-steps", type=int, default=300_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--target", type=float)
+    p.add_argument("--configs", nargs="*", default=[], help="NAME=FILE (default: tuned=best.yaml)")
+    p.add_argument("--runs", type=Path, default=Path("runs/tune_gain"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        if args.child[0] == "study":
+            res = child_study(args)
+        else:
+            name, config, seed = args.child[1], args.child[2], int(args.child[3])
+            res = child_train(args, name, None if config == "-" else config, seed)
+        print(json.dumps(res))
+        return 0
+    name = f"tune_gain_{args.env.replace('/', '_').replace('-', '_').lower()}"
+    previous = args.out / f"{name}.json"
+    report: dict = json.loads(previous.read_text()) if previous.exists() else {}
+    report["machine"] = machine()
+    common = ["--env", args.env, "--runs", str(args.runs), "--trial-steps", str(args.trial_steps)]
+    if "study" in args.parts:
+        res = run_child(
+            [__file__, "--child", "study", *common, "--trials", str(args.trials)]
+            + ["--study-time", str(args.study_time)],
+            timeout=args.study_time + 3600,
+        )
+        walls = (report.get("study") or {}).get("invocations_wall_s", [])
+        res["invocations_wall_s"] = walls + [res.get("invocation_wall_s", 0.0)]
+        report["study"] = res
+        print(json.dumps(res), flush=True)
+    if "compare" in args.parts:
+        best = args.runs / args.env.replace("/", "_") / "study" / "best.yaml"
+        configs = dict(c.split("=", 1) for c in args.configs) or {"tuned": str(best)}
+        configs = {"default": "-", **configs}
+        runs = []
+        for seed in range(args.seeds):
+            order = list(configs) if seed % 2 == 0 else list(reversed(configs))
+            for cname in order:
+                res = run_child(
+                    [__file__, "--child", "train", cname, configs[cname], str(seed), *common]
+                    + ["--budget-steps", str(args.budget_steps)]
+                    + ["--eval-episodes", str(args.eval_episodes)]
+                    + ([] if args.target is None else ["--target", str(args.target)]),
+                    timeout=7200,
+                )
+                res.setdefault("config", cname)
+                runs.append(res)
+                print(json.dumps(res), flush=True)
+        report["compare"] = runs
+    md = markdown(report, args)
+    write_results(args.out, name, report, md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
