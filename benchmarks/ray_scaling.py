@@ -234,6 +234,9 @@ def child_learn(
 
     cluster = None
     extra: dict = {}
+    if backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
+        backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
+    label = "ray_bf16" if extra else backend
     if backend == "ray":
         import ray
         from ray.cluster_utils import Cluster
@@ -270,7 +273,7 @@ def child_learn(
                 ray.shutdown()
             cluster.shutdown()
     return {
-        "backend": backend,
+        "backend": label,
         "env_id": env_id,
         "seed": seed,
         "solved": s["solved"],
@@ -321,7 +324,8 @@ def main() -> int:
         "--parts",
         nargs="+",
         default=["throughput", "store", "wire", "learning"],
-        help="throughput, store, wire, learning (CartPole), pong (long)",
+        help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
+        "on the wire), pong (long)",
     )
     p.add_argument("--learn-seeds", type=int, default=5)
     p.add_argument("--pong-seeds", type=int, default=2)
@@ -416,6 +420,7 @@ def main() -> int:
         print(json.dumps(report["wire"]), flush=True)
     for part, env_id, seeds, steps, max_time in [
         ("learning", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
+        ("learning_bf16", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         ("pong", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
     ]:
         if part not in args.parts:
@@ -425,7 +430,8 @@ def main() -> int:
         kept = [r for r in report.get(part) or [] if r.get("stop_reason") == "total_steps"]
         runs = list(kept) if part == "pong" else []
         for seed in range(seeds):
-            for backend in ["processes", "ray"] if seed % 2 == 0 else ["ray", "processes"]:
+            pair = ["ray_bf16"] if part == "learning_bf16" else ["processes", "ray"]
+            for backend in pair if seed % 2 == 0 else list(reversed(pair)):
                 if any(r["backend"] == backend and r["seed"] == seed for r in runs):
                     continue
                 run_dir = str(args.pong_runs / f"{backend}_s{seed}") if part == "pong" else "-"
@@ -480,6 +486,18 @@ def learning_markdown(report: dict) -> list[str]:
             f"ray / processes median steps = **{ratio:.2f}** (target: 5 of 5 solved within 1.5x)"
             if ratio
             else "ratio: n/a",
+        ]
+    bf16 = [r for r in report.get("learning_bf16") or [] if "backend" in r]
+    if bf16 and runs:
+        solved = [r["solved_steps"] for r in bf16 if r["solved"]]
+        f32 = median([r["solved_steps"] for r in runs if r["backend"] == "ray" and r["solved"]])
+        ratio16 = median(solved) / f32 if solved and f32 else None
+        out += [
+            "#### Learning with bfloat16 on the wire (`backend.ray_sync_dtype: bfloat16`), the "
+            "same seeds: solved "
+            f"{len(solved)}/{len(bf16)}, median {median(solved) or '-'} steps "
+            f"({'n/a' if ratio16 is None else f'{ratio16:.2f}x'} float32's): "
+            + ", ".join(f"{r['solved_steps']:,}" if r["solved"] else "-" for r in bf16)
         ]
     pong = [r for r in report.get("pong") or [] if "backend" in r]
     if pong:
