@@ -220,3 +220,40 @@ def test_jobs_run_trials_in_processes_of_their_own_and_warn_when_cores_are_short
         ),
     )
     assert len({t.user_attrs["pid"] for t in study.get_trials()}) == 2
+
+
+@pytest.mark.parametrize(
+    "text,says",
+    [
+        ("algo.n_steps: []\n", "empty choice"),
+        ("optim.learning_rate: {low: 0.1, high: 0.01}\n", "must be below high"),
+        ("optim.learning_rate: {low: 0, high: 0.01, log: true}\n", "log scale needs low > 0"),
+        ("optim.learning_rate: {low: 0.001, high: 0.01, step: 2}\n", "takes low, high and log"),
+        ("optim.learning_rate: {low: abc, high: 0.01}\n", "must be a number"),
+        ("optim.learning_rate: 0.001\n", "a list of choices or {low, high, log}"),
+        ("algo.gamma: [0.99, 1.5]\n", "algo.gamma"),
+        ("[1, 2]\n", "a mapping of config keys"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_a_bad_search_space_is_one_line_naming_the_key(tmp_path, text, says):
+    from a3c import tune_space
+    from a3c.errors import ConfigError
+
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=says) as e:
+        tune_space.load(tmp_path / "s.yaml")
+    assert "\n" not in str(e.value)
+
+
+def test_integer_bounds_sample_integers_and_lists_are_one_choice():
+    import optuna
+
+    from a3c import tune_space
+
+    dims = tune_space.parse(
+        {"algo.n_steps": {"low": 4, "high": 64, "log": True}, "model.hidden": [[8], [16, 16]]}, "t"
+    )
+    trial = optuna.trial.FixedTrial({"algo.n_steps": 16, "model.hidden": "[16, 16]"})
+    assert [d.suggest(trial) for d in dims] == [16, [16, 16]]
+    assert dims[0].integer and dims[0].log and dims[1].choices == ([8], [16, 16])

@@ -111,7 +111,9 @@ class Pruning(Callback):
         if not math.isfinite(mean):
             return None  # recorded in eval.csv; Optuna takes finite values only
         self.evaluations += 1
-        self.trial.report(float(mean), step=int(result["steps"]))
+        # the step is the evaluation's index: trials compare at the same point of their budget
+        # (the same env steps, or the same seconds with --budget-s)
+        self.trial.report(float(mean), step=self.evaluations)
         if self.trial.should_prune():
             self.pruned_at = int(result["steps"])
             return False
