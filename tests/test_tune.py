@@ -257,3 +257,26 @@ def test_integer_bounds_sample_integers_and_lists_are_one_choice():
     trial = optuna.trial.FixedTrial({"algo.n_steps": 16, "model.hidden": "[16, 16]"})
     assert [d.suggest(trial) for d in dims] == [16, [16, 16]]
     assert dims[0].integer and dims[0].log and dims[1].choices == ([8], [16, 16])
+
+
+def test_a_trial_left_running_by_a_killed_process_is_failed_when_the_study_reopens(tmp_path):
+    args = ["CartPole-v1", "--trials", "3", *TINY, "--study-dir", "study"]
+    proc = subprocess.Popen(
+        [str(A3C_BIN), "tune", *args, "--budget-steps", "10000000"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: (tmp_path / "study" / "trials" / "0000").is_dir(), 120)
+        time.sleep(1.0)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9: nothing of it marks the trial
+        proc.wait(timeout=30)
+    again = _tune(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    trials = _trials(tmp_path / "study")
+    assert len(trials) == 3 and trials[0]["state"] == "fail", trials
+    assert trials[0]["reason"] == "interrupted (its process stopped)"
+    assert all(t["state"] in ("complete", "pruned") for t in trials[1:])
