@@ -107,7 +107,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
                 len(mine),
                 f"{mean:.1f} +/- {std:.1f}",
                 f"{len(hit)}/{len(mine)}",
-                "-" if not hit else f"{median([h['wall_s'] for h in hit]):.0f} s",
+                "-" if not hit else f"{median([h['wall_s'] for h in hit]):.1f} s",
                 "-" if not hit else f"{median([h['steps'] for h in hit]):,.0f}",
             ]
         )
