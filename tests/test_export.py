@@ -186,6 +186,8 @@ FAMILIES = {
     "multibinary": ("space_envs:MultiBinaryActionCue", {}),
     "gaussian": ("Pendulum-v1", {}),
     "masks_taxi": ("Taxi-v4", {}),
+    "tabular": ("FrozenLake-v1", {}),  # the tabular preset: one-hot tables
+    "embedding": ("FrozenLake-v1", {"model.tabular": "embedding", "model.hidden": [16]}),
 }
 
 
