@@ -173,9 +173,8 @@ class Study:
             self._fail(t.number, "interrupted (its process stopped)")
 
     def _fail(self, number: int, reason: str) -> None:
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number
-        )
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
         self.storage.set_trial_user_attr(trial_id, "reason", reason)
         self.storage.set_trial_state_values(trial_id, self.optuna.trial.TrialState.FAIL)
 
