@@ -30,11 +30,13 @@ def trial_line(t: Any) -> str:
         head += f" at {t.user_attrs.get('pruned_at', '?')} steps"
     elif t.user_attrs.get("reason"):
         head += f": {t.user_attrs['reason']}"
-    params = ", ".join(
-        f"{k}={_short(v)}" for k, v in t.user_attrs.get("hyperparameters", {}).items()
-    )
+    # the keys' last parts where they are unique (learning_rate, n_steps): trials.csv has them whole
+    hp = t.user_attrs.get("hyperparameters", {})
+    names = [k.rpartition(".")[2] for k in hp]
+    short = dict(zip(hp, names if len(set(names)) == len(names) else list(hp), strict=True))
+    params = " ".join(f"{short[k]}={_short(v)}" for k, v in hp.items())
     wall = t.user_attrs.get("wall_s")
-    return f"{head} ({params}){'' if wall is None else f' {wall:.0f}s'}"
+    return f"{head}{'' if wall is None else f' in {wall:.0f}s'}: {params}"
 
 
 def _short(v: Any) -> str:
