@@ -45,6 +45,16 @@ def _trials(study: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _study_trials(journal: Path) -> list:
+    """The trials of the CartPole study in a journal file, as Optuna reads them."""
+    import optuna
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    return optuna.load_study(study_name="a3c-CartPole-v1", storage=storage).get_trials()
+
+
 def test_a_six_trial_study_prunes_and_its_best_config_trains(tmp_path):
     out = _tune("CartPole-v1", "--trials", "6", *TINY, "--study-dir", "study", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -159,13 +169,7 @@ def test_two_processes_share_one_study(tmp_path):
                 p.kill()
                 p.wait(timeout=30)
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
-    import optuna
-
-    study = optuna.load_study(
-        study_name="a3c-CartPole-v1",
-        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage)),
-    )
-    trials = study.get_trials()
+    trials = _study_trials(Path(storage))
     pids = {t.user_attrs["pid"] for t in trials}
     assert len(pids) == 2 and {p.pid for p in procs} == pids
     assert 6 <= len(trials) <= 7  # --trials is the study's total (a race may add one)
@@ -211,15 +215,8 @@ def test_jobs_run_trials_in_processes_of_their_own_and_warn_when_cores_are_short
     assert ("--jobs 2 trials x 2 workers" in out.stderr) == ((os.cpu_count() or 1) < 4)
     trials = _trials(tmp_path / "study")
     assert len(trials) >= 4 and all(t["state"] in ("complete", "pruned") for t in trials)
-    import optuna
-
-    study = optuna.load_study(
-        study_name="a3c-CartPole-v1",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(tmp_path / "study" / "study.journal"))
-        ),
-    )
-    assert len({t.user_attrs["pid"] for t in study.get_trials()}) == 2
+    trials = _study_trials(tmp_path / "study" / "study.journal")
+    assert len({t.user_attrs["pid"] for t in trials}) == 2
 
 
 @pytest.mark.parametrize(

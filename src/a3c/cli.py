@@ -205,17 +205,7 @@ def _add_eval(sub: Any) -> None:
         epilog=helptext.EVAL_EPILOG,
         formatter_class=helptext.HelpFormatter,
     )
-    ev.add_argument(
-        "target",
-        metavar="RUN_DIR|CHECKPOINT",
-        help="a run directory (its best checkpoint, else its newest) or a checkpoint directory",
-    )
-    ev.add_argument(
-        "--checkpoint",
-        metavar="best|latest|PATH",
-        help="which checkpoint of RUN_DIR: best, latest, or a path or name (default: best if "
-        "there is one)",
-    )
+    _checkpoint_args(ev)
     play = ev.add_argument_group("episodes")
     play.add_argument(
         "--episodes", type=int, default=10, metavar="N", help="episodes to play (default 10)"
@@ -254,6 +244,21 @@ def _add_eval(sub: Any) -> None:
     ev.set_defaults(func=commands.cmd_eval, stochastic=False)
 
 
+def _checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR|CHECKPOINT and --checkpoint, as eval and export take them."""
+    parser.add_argument(
+        "target",
+        metavar="RUN_DIR|CHECKPOINT",
+        help="a run directory (its best checkpoint, else its newest) or a checkpoint directory",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="best|latest|PATH",
+        help="which checkpoint of RUN_DIR: best, latest, or a path or name (default: best if "
+        "there is one)",
+    )
+
+
 def _add_plot(sub: Any) -> None:
     plot = sub.add_parser(
         "plot",
@@ -284,17 +289,7 @@ def _add_export(sub: Any) -> None:
         epilog=helptext.EXPORT_EPILOG,
         formatter_class=helptext.HelpFormatter,
     )
-    ex.add_argument(
-        "target",
-        metavar="RUN_DIR|CHECKPOINT",
-        help="a run directory (its best checkpoint, else its newest) or a checkpoint directory",
-    )
-    ex.add_argument(
-        "--checkpoint",
-        metavar="best|latest|PATH",
-        help="which checkpoint of RUN_DIR: best, latest, or a path or name (default: best if "
-        "there is one)",
-    )
+    _checkpoint_args(ex)
     ex.add_argument(
         "--format",
         choices=["onnx", "torchscript"],
