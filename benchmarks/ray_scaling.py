@@ -509,6 +509,17 @@ def learning_markdown(report: dict) -> list[str]:
             "#### Learning: ALE/Pong-v5, the Atari preset, 2 workers against 2 nodes x 1 worker",
             md_table(["backend", "seed", "agent steps", "100-game training mean", "wall s"], rows),
         ]
+        means = {
+            b: [r["return_mean"] for r in pong if r["backend"] == b] for b in ("processes", "ray")
+        }
+        if len(means["processes"]) >= 2 and means["ray"]:
+            low, high = min(means["processes"]), max(means["processes"])
+            inside = all(low <= m <= high for m in means["ray"])
+            out.append(
+                f"The processes backend's range: {low:.1f} to {high:.1f}; ray's training means "
+                f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
+                f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
+            )
     return out
 
 

@@ -11,18 +11,26 @@ best.yaml (or --configs NAME=FILE ...), each trained for --budget-steps with a g
 (--eval-episodes episodes) every budget/20 steps, then a final greedy evaluation of 20 episodes.
 Reported per config: the final greedy mean (mean and std over seeds), how many seeds reached the
 target (the env's reward threshold unless --target) in an evaluation, and the median wall time and
-steps to reach it.
+steps to reach it. Each finished run is saved at once and kept when the command runs again with the
+same config file, seed and budget, so an interrupted comparison resumes.
+
+Part "family": the per-env results of --envs side by side (the config a family preset would change
+to against the current preset, before and after per env), into tune_family.{json,md}.
 
     .venv/bin/python benchmarks/tune_gain.py --env Acrobot-v1 --parts study compare \
         [--trials 200] [--trial-steps 100000] [--study-time 3600] [--seeds 5] \
         [--budget-steps 300000]
+    .venv/bin/python benchmarks/tune_gain.py --parts family \
+        --envs Acrobot-v1 MountainCar-v0 CartPole-v1 --configs NAME=FILE
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -53,6 +61,7 @@ def child_train(args: argparse.Namespace, name: str, config: str | None, seed: i
     from a3c import A3C
 
     run_dir = args.runs / args.env.replace("/", "_") / "compare" / f"{name}_s{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
     agent = A3C(
         args.env,
         config_files=[config] if config else [],
@@ -98,6 +107,8 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
     for name in dict.fromkeys(r["config"] for r in runs):
         mine = [r for r in runs if r["config"] == name and "final_mean" in r]
         finals = [r["final_mean"] for r in mine]
+        if not finals:
+            continue
         hit = [r["reached"] for r in mine if r["reached"]]
         mean = sum(finals) / len(finals)
         std = (sum((x - mean) ** 2 for x in finals) / len(finals)) ** 0.5
@@ -129,11 +140,89 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
     return "\n\n".join(out)
 
 
+def _file_key(config: str) -> str:
+    return "-" if config == "-" else hashlib.sha256(Path(config).read_bytes()).hexdigest()[:12]
+
+
+def _slug(env: str) -> str:
+    return env.replace("/", "_").replace("-", "_").lower()
+
+
+def family(args: argparse.Namespace) -> int:
+    """The compare results of --envs side by side: per env, every config's final greedy mean."""
+    names = ["default", *(c.split("=", 1)[0] for c in args.configs)]
+    rows, data = [], {}
+    for env in args.envs:
+        path = args.out / f"tune_gain_{_slug(env)}.json"
+        runs = json.loads(path.read_text()).get("compare", []) if path.exists() else []
+        data[env] = {}
+        for name in names:
+            finals = [r["final_mean"] for r in runs if r["config"] == name and "final_mean" in r]
+            if not finals:
+                continue
+            mean = sum(finals) / len(finals)
+            std = (sum((x - mean) ** 2 for x in finals) / len(finals)) ** 0.5
+            data[env][name] = {"seeds": len(finals), "mean": mean, "std": std, "finals": finals}
+        rows.append(
+            [env]
+            + [
+                "-"
+                if n not in data[env]
+                else f"{data[env][n]['mean']:.1f} +/- "
+                f"{data[env][n]['std']:.1f} ({data[env][n]['seeds']})"
+                for n in names
+            ]
+        )
+    md = "### A family preset: final greedy mean over seeds (seeds), per env\n\n" + md_table(
+        ["env", *names], rows
+    )
+    write_results(args.out, "tune_family", {"machine": machine(), "envs": data}, md)
+    print(md)
+    return 0
+
+
+def compare(args: argparse.Namespace, report: dict, name: str, common: list[str]) -> None:
+    best = args.runs / args.env.replace("/", "_") / "study" / "best.yaml"
+    configs = dict(c.split("=", 1) for c in args.configs) or {"tuned": str(best)}
+    configs = {"default": "-", **configs}
+    keys = {c: _file_key(f) for c, f in configs.items()}
+    # the files' text, so that the record says what each config was
+    texts = report.setdefault("config_texts", {})
+    texts.update({c: Path(f).read_text() for c, f in configs.items() if f != "-"})
+    done = {
+        (r["config"], r["seed"], r.get("config_sha256_12"), r.get("budget_steps")): r
+        for r in report.get("compare", [])
+        if "final_mean" in r
+    }
+    # runs of configs this invocation does not name stay in the report
+    others = [r for r in report.get("compare", []) if r.get("config") not in configs]
+    runs: list[dict] = []
+    for seed in range(args.seeds):
+        order = list(configs) if seed % 2 == 0 else list(reversed(configs))
+        for cname in order:
+            res = done.get((cname, seed, keys[cname], args.budget_steps))
+            if res is None:
+                res = run_child(
+                    [__file__, "--child", "train", cname, configs[cname], str(seed), *common]
+                    + ["--budget-steps", str(args.budget_steps)]
+                    + ["--eval-episodes", str(args.eval_episodes)]
+                    + ([] if args.target is None else ["--target", str(args.target)]),
+                    timeout=7200,
+                )
+                res.update(config=cname, seed=seed, budget_steps=args.budget_steps)
+                res.update(config_sha256_12=keys[cname], config_file=configs[cname])
+                print(json.dumps(res), flush=True)
+            runs.append(res)
+            report["compare"] = runs + others
+            write_results(args.out, name, report, markdown(report, args))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--env", default="Acrobot-v1")
+    p.add_argument("--envs", nargs="+", default=["Acrobot-v1", "MountainCar-v0", "CartPole-v1"])
     p.add_argument("--parts", nargs="+", default=["study", "compare"])
     p.add_argument("--trials", type=int, default=200)
     p.add_argument("--trial-steps", type=int, default=100_000)
@@ -155,7 +244,9 @@ def main() -> int:
             res = child_train(args, name, None if config == "-" else config, seed)
         print(json.dumps(res))
         return 0
-    name = f"tune_gain_{args.env.replace('/', '_').replace('-', '_').lower()}"
+    if "family" in args.parts:
+        return family(args)
+    name = f"tune_gain_{_slug(args.env)}"
     previous = args.out / f"{name}.json"
     report: dict = json.loads(previous.read_text()) if previous.exists() else {}
     report["machine"] = machine()
@@ -171,24 +262,7 @@ def main() -> int:
         report["study"] = res
         print(json.dumps(res), flush=True)
     if "compare" in args.parts:
-        best = args.runs / args.env.replace("/", "_") / "study" / "best.yaml"
-        configs = dict(c.split("=", 1) for c in args.configs) or {"tuned": str(best)}
-        configs = {"default": "-", **configs}
-        runs = []
-        for seed in range(args.seeds):
-            order = list(configs) if seed % 2 == 0 else list(reversed(configs))
-            for cname in order:
-                res = run_child(
-                    [__file__, "--child", "train", cname, configs[cname], str(seed), *common]
-                    + ["--budget-steps", str(args.budget_steps)]
-                    + ["--eval-episodes", str(args.eval_episodes)]
-                    + ([] if args.target is None else ["--target", str(args.target)]),
-                    timeout=7200,
-                )
-                res.setdefault("config", cname)
-                runs.append(res)
-                print(json.dumps(res), flush=True)
-        report["compare"] = runs
+        compare(args, report, name, common)
     md = markdown(report, args)
     write_results(args.out, name, report, md)
     print(md)
