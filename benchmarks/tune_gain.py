@@ -95,12 +95,14 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
     out = [f"### Tuning {args.env}: the default config against the tuned one"]
     study = report.get("study")
     if study:
+        best = "-" if not study["best"] else f"{study['best']['value']:.1f}"
         counts = ", ".join(f"{n} {k}" for k, n in sorted(study["trials"].items()))
         cost = sum(study.get("invocations_wall_s", []))
         out.append(
             f"The study: {counts}; {cost / 60:.0f} minutes of this machine in "
-            f"{len(study.get('invocations_wall_s', []))} invocation(s), {args.trial_steps:,} steps "
-            f"per trial; best trial value {study['best']['value'] if study['best'] else '-'}."
+            f"{len(study.get('invocations_wall_s', []))} invocation(s), "
+            f"{study.get('trial_steps', args.trial_steps):,} steps "
+            f"per trial; best trial value {best}."
         )
     runs = report.get("compare") or []
     rows = []
@@ -130,7 +132,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
                     "config",
                     "seeds",
                     "final greedy mean (20 episodes)",
-                    f"reached {target}",
+                    "reached (the env has no target)" if target is None else f"reached {target}",
                     "median wall to target",
                     "median steps to target",
                 ],
@@ -150,14 +152,22 @@ def _slug(env: str) -> str:
 
 def family(args: argparse.Namespace) -> int:
     """The compare results of --envs side by side: per env, every config's final greedy mean."""
-    names = ["default", *(c.split("=", 1)[0] for c in args.configs)]
+    files = {"default": "-", **dict(c.split("=", 1) for c in args.configs)}
+    names = list(files)
+    # a run belongs to a config by its name, or by the file's content under another name
+    shas = {n: _file_key(f) for n, f in files.items()}
     rows, data = [], {}
     for env in args.envs:
         path = args.out / f"tune_gain_{_slug(env)}.json"
         runs = json.loads(path.read_text()).get("compare", []) if path.exists() else []
         data[env] = {}
         for name in names:
-            finals = [r["final_mean"] for r in runs if r["config"] == name and "final_mean" in r]
+            finals = [
+                r["final_mean"]
+                for r in runs
+                if "final_mean" in r
+                and (r["config"] == name or r.get("config_sha256_12") == shas[name] != "-")
+            ]
             if not finals:
                 continue
             mean = sum(finals) / len(finals)
@@ -259,6 +269,7 @@ def main() -> int:
         )
         walls = (report.get("study") or {}).get("invocations_wall_s", [])
         res["invocations_wall_s"] = walls + [res.get("invocation_wall_s", 0.0)]
+        res["trial_steps"] = args.trial_steps
         report["study"] = res
         print(json.dumps(res), flush=True)
     if "compare" in args.parts:
