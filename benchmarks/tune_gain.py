@@ -91,6 +91,11 @@ def child_train(args: argparse.Namespace, name: str, config: str | None, seed: i
     }
 
 
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    mean = sum(xs) / len(xs)
+    return mean, (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5
+
+
 def markdown(report: dict, args: argparse.Namespace) -> str:
     out = [f"### Tuning {args.env}: the default config against the tuned one"]
     study = report.get("study")
@@ -112,8 +117,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
         if not finals:
             continue
         hit = [r["reached"] for r in mine if r["reached"]]
-        mean = sum(finals) / len(finals)
-        std = (sum((x - mean) ** 2 for x in finals) / len(finals)) ** 0.5
+        mean, std = _mean_std(finals)
         rows.append(
             [
                 name,
@@ -170,8 +174,7 @@ def family(args: argparse.Namespace) -> int:
             ]
             if not finals:
                 continue
-            mean = sum(finals) / len(finals)
-            std = (sum((x - mean) ** 2 for x in finals) / len(finals)) ** 0.5
+            mean, std = _mean_std(finals)
             data[env][name] = {"seeds": len(finals), "mean": mean, "std": std, "finals": finals}
         rows.append(
             [env]
