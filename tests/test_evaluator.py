@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_signals import _default_sigint, _processes_with, _stop
-from waiting import wait_for
+from test_signals import _processes_with, _stop
+from waiting import default_sigint, wait_for
 
 from a3c import A3C, checkpoint, run_checkpoints
 from a3c.backends import WorkerFailure
@@ -319,7 +319,7 @@ def test_sigterm_with_a_hung_evaluator_stops_the_run_and_leaves_nothing(tmp_path
         text=True,
         env={**os.environ, "A3C_TEST_MARK": mark},
         start_new_session=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     try:
         # The trainer, the fork server, two workers and the evaluator, a few rows in.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from waiting import default_sigint
 
 from a3c import A3C, run_checkpoints
 from a3c.cli import main
@@ -175,15 +176,13 @@ def test_ctrl_c_and_worker_failure_end_with_a_checkpoint(tmp_path):
         "--set",
         "log_interval=1000",
     ]
-    # SIGINT back to its default in the child: a test suite started as a background job inherits
-    # SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
     proc = subprocess.Popen(
         [*A3C_CLI, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 60

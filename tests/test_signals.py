@@ -14,19 +14,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from waiting import wait_for
+from waiting import default_sigint, wait_for
 
 from a3c import run_checkpoints
 
 A3C_CLI = [sys.executable, "-m", "a3c.cli"]
 EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130}
 REASON = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupted"}
-
-
-def _default_sigint() -> None:
-    # A background job of a non-interactive shell starts with SIGINT ignored, and Python then
-    # installs no KeyboardInterrupt handler: restore the default, as an interactive shell has it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _processes_with(mark: str) -> list[int]:
@@ -73,7 +67,7 @@ def _train(tmp_path: Path, backend: str, *extra: str) -> tuple[subprocess.Popen,
         text=True,
         env=env,
         start_new_session=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     return proc, run_dir, mark
 

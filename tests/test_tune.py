@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from waiting import wait_for
+from waiting import default_sigint, wait_for
 
 A3C_BIN = Path(sys.executable).with_name("a3c")
 # serial trials and a seeded random sampler: the same study every time
@@ -107,6 +107,7 @@ def test_an_interrupted_study_resumes_where_it_stopped(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     try:
         journal = tmp_path / "study" / "study.journal"
