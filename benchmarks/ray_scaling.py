@@ -234,9 +234,11 @@ def child_learn(
 
     cluster = None
     extra: dict = {}
+    label = backend
     if backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
         backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
-    label = "ray_bf16" if extra else backend
+    elif backend.startswith("ray_sync"):  # ray_sync0.3: the ray backend syncing every 0.3 s
+        backend, extra = "ray", {"backend.ray_sync_interval_s": float(backend[len("ray_sync") :])}
     if backend == "ray":
         import ray
         from ray.cluster_utils import Cluster
@@ -325,11 +327,17 @@ def main() -> int:
         nargs="+",
         default=["throughput", "store", "wire", "learning"],
         help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
-        "on the wire), pong (long)",
+        "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval)",
     )
     p.add_argument("--learn-seeds", type=int, default=5)
     p.add_argument("--pong-seeds", type=int, default=2)
     p.add_argument("--pong-steps", type=int, default=3_000_000)
+    p.add_argument(
+        "--pong-sync-interval",
+        type=float,
+        default=0.3,
+        help="pong_sync: the ray backend's runs with this backend.ray_sync_interval_s",
+    )
     p.add_argument(
         "--pong-runs",
         type=Path,
@@ -422,19 +430,24 @@ def main() -> int:
         ("learning", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         ("learning_bf16", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         ("pong", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
+        ("pong_sync", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
     ]:
         if part not in args.parts:
             continue
         # Pong's runs keep their run directories, so that a run stopped with SIGTERM (to free the
         # machine) resumes where it stopped when this is run again; finished runs are kept.
         kept = [r for r in report.get(part) or [] if r.get("stop_reason") == "total_steps"]
-        runs = list(kept) if part == "pong" else []
+        runs = list(kept) if part.startswith("pong") else []
         for seed in range(seeds):
-            pair = ["ray_bf16"] if part == "learning_bf16" else ["processes", "ray"]
+            pair = {
+                "learning_bf16": ["ray_bf16"],
+                "pong_sync": [f"ray_sync{args.pong_sync_interval:g}"],
+            }.get(part, ["processes", "ray"])
             for backend in pair if seed % 2 == 0 else list(reversed(pair)):
                 if any(r["backend"] == backend and r["seed"] == seed for r in runs):
                     continue
-                run_dir = str(args.pong_runs / f"{backend}_s{seed}") if part == "pong" else "-"
+                pong = part.startswith("pong")
+                run_dir = str(args.pong_runs / f"{backend}_s{seed}") if pong else "-"
                 res = run_child(
                     [
                         __file__,
@@ -520,6 +533,38 @@ def learning_markdown(report: dict) -> list[str]:
                 f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
                 f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
             )
+        out += pong_sync_markdown(report, means["processes"])
+    return out
+
+
+def pong_sync_markdown(report: dict, processes: list[float]) -> list[str]:
+    """The ray backend's Pong runs with a shorter sync interval than the default: less staleness
+    between the nodes, for more bytes on the wire."""
+    runs = sorted(
+        (r for r in report.get("pong_sync") or [] if "backend" in r), key=lambda r: r["seed"]
+    )
+    if not runs:
+        return []
+    interval = float(runs[0]["backend"][len("ray_sync") :])
+    rows = [[r["seed"], r["steps"], r["return_mean"], r["wall_s"]] for r in runs]
+    out = [
+        f"#### Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)",
+        md_table(["seed", "agent steps", "100-game training mean", "wall s"], rows),
+    ]
+    wire = report.get("wire") or {}
+    if wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
+        scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval
+        out.append(
+            f"Bytes between actors per agent step at this interval: about {scaled / 1e3:.1f} kB "
+            f"(the wire measurement at {wire['sync_interval_s']:.2f} s, scaled by the interval)."
+        )
+    if len(processes) >= 2:
+        low, high = min(processes), max(processes)
+        inside = all(low <= r["return_mean"] <= high for r in runs)
+        out.append(
+            f"Against the processes backend's range {low:.1f} to {high:.1f}: "
+            f"{'within it' if inside else 'NOT within it'}."
+        )
     return out
 
 
