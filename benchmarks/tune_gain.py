@@ -2,9 +2,10 @@
 hour with the default search space, then the tuned config against the default one, --seeds seeds
 each, the same step budget.
 
-Part "study": `a3c.tune.tune(ENV, ...)` with --trials, --trial-steps per trial and --study-time
-seconds (its journal is in --runs/ENV/study: run again, it resumes). Its cost: the wall time of
-every invocation, the trials by state.
+Part "study": `a3c.tune.tune(ENV, ...)` with --trials, --trial-steps per trial, each valued by a
+final evaluation of --final-episodes episodes, and --study-time seconds (its journal is in
+--runs/ENV/study: run again, it resumes). Its cost: the wall time of every invocation, the trials
+by state. --tag names a second study's results apart (tune_gain_ENV_TAG).
 
 Part "compare": for each seed, alternating, the default config (the env's preset) and the study's
 best.yaml (or --configs NAME=FILE ...), each trained for --budget-steps with a greedy evaluation
@@ -51,6 +52,7 @@ def child_study(args: argparse.Namespace) -> dict:
         timeout_s=args.study_time,
         evaluations=10,
         eval_episodes=5,
+        final_episodes=args.final_episodes,
         seed=0,
     )
     report["invocation_wall_s"] = round(time.monotonic() - t0, 1)
@@ -107,7 +109,8 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
             f"The study: {counts}; {cost / 60:.0f} minutes of this machine in "
             f"{len(study.get('invocations_wall_s', []))} invocation(s), "
             f"{study.get('trial_steps', args.trial_steps):,} steps "
-            f"per trial; best trial value {best}."
+            f"per trial, each valued by a final greedy evaluation of "
+            f"{study.get('final_episodes', 5)} episodes; best trial value {best}."
         )
     runs = report.get("compare") or []
     rows = []
@@ -243,6 +246,10 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--budget-steps", type=int, default=300_000)
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument(
+        "--final-episodes", type=int, default=20, help="a trial's final evaluation: its value"
+    )
+    p.add_argument("--tag", default="", help="a suffix of the results' file names")
     p.add_argument("--target", type=float)
     p.add_argument("--configs", nargs="*", default=[], help="NAME=FILE (default: tuned=best.yaml)")
     p.add_argument("--runs", type=Path, default=Path("runs/tune_gain"))
@@ -259,11 +266,12 @@ def main() -> int:
         return 0
     if "family" in args.parts:
         return family(args)
-    name = f"tune_gain_{_slug(args.env)}"
+    name = f"tune_gain_{_slug(args.env)}" + (f"_{args.tag}" if args.tag else "")
     previous = args.out / f"{name}.json"
     report: dict = json.loads(previous.read_text()) if previous.exists() else {}
     report["machine"] = machine()
     common = ["--env", args.env, "--runs", str(args.runs), "--trial-steps", str(args.trial_steps)]
+    common += ["--final-episodes", str(args.final_episodes)]
     if "study" in args.parts:
         res = run_child(
             [__file__, "--child", "study", *common, "--trials", str(args.trials)]
@@ -273,6 +281,7 @@ def main() -> int:
         walls = (report.get("study") or {}).get("invocations_wall_s", [])
         res["invocations_wall_s"] = walls + [res.get("invocation_wall_s", 0.0)]
         res["trial_steps"] = args.trial_steps
+        res["final_episodes"] = args.final_episodes
         report["study"] = res
         print(json.dumps(res), flush=True)
     if "compare" in args.parts:

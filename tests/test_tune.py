@@ -56,10 +56,15 @@ def _study_trials(journal: Path) -> list:
 
 
 def test_a_six_trial_study_prunes_and_its_best_config_trains(tmp_path):
-    out = _tune("CartPole-v1", "--trials", "6", *TINY, "--study-dir", "study", cwd=tmp_path)
+    args = ["--trials", "6", *TINY, "--final-episodes", "3", "--study-dir", "study"]
+    out = _tune("CartPole-v1", *args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     study = tmp_path / "study"
     trials = _trials(study)
+    # a complete trial's value is its final evaluation, of --final-episodes episodes
+    finals = [t for t in _study_trials(study / "study.journal") if t.state.name == "COMPLETE"]
+    assert finals and all(t.user_attrs["final_eval"]["episodes"] == 3 for t in finals)
+    assert all(t.value == t.user_attrs["final_eval"]["mean"] for t in finals)
     states = [t["state"] for t in trials]
     assert len(trials) == 6 and "pruned" in states and "complete" in states, states
     assert len([line for line in out.stdout.splitlines() if line.startswith("trial ")]) == 6
@@ -187,6 +192,7 @@ def test_two_processes_share_one_study(tmp_path):
         (["--trials", "2", "--budget-steps", "100", "--space", "bad.yaml"], "algo.n_steps"),
         (["--trials", "2", "--budget-steps", "100", "--storage", "nosuchdb://x"], "--storage"),
         (["--trials", "2", "--budget-steps", "100", "--set", "optim.name=nope"], "optim.name"),
+        (["--trials", "2", "--budget-steps", "100", "--final-episodes", "0"], "--final-episodes"),
     ],
 )
 def test_bad_tune_input_is_one_line(tmp_path, args, says):

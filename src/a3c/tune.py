@@ -7,7 +7,9 @@
 Each trial is a training run with hyperparameters drawn from a search space (a3c/tune_space.py),
 evaluated by the periodic evaluator: every evaluation is reported to Optuna as an intermediate value
 (an event callback, a3c/callbacks.py), so the pruner stops bad trials early. A trial that runs its
-budget is evaluated once more on its final parameters; that evaluation's mean is the trial's value.
+budget is evaluated once more on its final parameters, with more episodes (`final_episodes`, 20)
+than the pruner's evaluations: that mean is the trial's value, less of a lucky draw than one short
+evaluation.
 
 The study lives in a storage: by default a journal file in the study's directory (nothing to
 install or start), so that running the same command again resumes it; an RDB URL (SQLite,
@@ -58,6 +60,7 @@ class TuneOptions:
     study_dir: str | None = None
     evaluations: int = 10
     eval_episodes: int = 5
+    final_episodes: int = 20
     startup_trials: int = 5
     seed: int = 0
     timeout_s: float | None = None
@@ -77,6 +80,7 @@ class TuneOptions:
             ("--jobs", self.jobs, 1),
             ("--evaluations", self.evaluations, 1),
             ("--eval-episodes", self.eval_episodes, 1),
+            ("--final-episodes", self.final_episodes, 1),
             ("--startup-trials", self.startup_trials, 0),
         ):
             if value < lo:
@@ -240,7 +244,7 @@ class Study:
             raise self.optuna.TrialPruned(f"pruned at {pruning.pruned_at} steps")
         if summary.get("error"):
             raise A3CError(summary["error"])
-        final = agent.evaluate(episodes=o.eval_episodes, seed=o.seed + 10_000 + trial.number)
+        final = agent.evaluate(episodes=o.final_episodes, seed=o.seed + 10_000 + trial.number)
         if not math.isfinite(final["mean"]):
             raise A3CError(f"the final evaluation's mean is not finite ({final['mean']})")
         trial.set_user_attr("final_eval", {k: final[k] for k in ("mean", "std", "episodes")})
@@ -300,9 +304,9 @@ def _study_dir(opts: TuneOptions) -> Path:
 def tune(env_id: str, trials: int, **options: Any) -> dict[str, Any]:
     """Run (or resume) a study of `trials` trials on `env_id`; returns its report (also
     STUDY_DIR/study.json). Options are TuneOptions' fields: budget_steps, budget_s, sampler,
-    pruner, storage, study, jobs, space, study_dir, evaluations, eval_episodes, startup_trials,
-    seed, timeout_s (no trial starts after it), config_files, overrides (config keys fixed for
-    every trial)."""
+    pruner, storage, study, jobs, space, study_dir, evaluations, eval_episodes, final_episodes,
+    startup_trials, seed, timeout_s (no trial starts after it), config_files, overrides (config
+    keys fixed for every trial)."""
     opts = TuneOptions(env_id, trials, **options)
     opts.check()
     dims = _dimensions(opts)

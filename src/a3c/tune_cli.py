@@ -15,7 +15,7 @@ Each trial trains with hyperparameters drawn from the search space (--space FILE
 family's default: `a3c tune ENV --print-space` prints it, to copy and edit) for its budget, and
 evaluates greedily --evaluations times as it goes: each evaluation goes to the pruner, which stops
 trials below the others'. A trial that runs its budget is evaluated once more on its final
-parameters; that mean is its value.
+parameters, --final-episodes episodes: that mean is its value.
 
 The study lives in STUDY_DIR/study.journal unless --storage says otherwise; the same command again
 resumes it, up to --trials trials in all. Several processes, on one machine or many, share a study
@@ -65,6 +65,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--eval-episodes", type=int, default=5, metavar="E", help="episodes per evaluation (5)"
+    )
+    search.add_argument(
+        "--final-episodes",
+        type=int,
+        default=20,
+        metavar="E",
+        help="episodes of the final evaluation, whose mean is the trial's value (20)",
     )
     search.add_argument(
         "--startup-trials",
@@ -130,6 +137,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         study_dir=args.study_dir,
         evaluations=args.evaluations,
         eval_episodes=args.eval_episodes,
+        final_episodes=args.final_episodes,
         startup_trials=args.startup_trials,
         seed=args.seed,
         timeout_s=args.study_time,
