@@ -53,6 +53,7 @@ def child_study(args: argparse.Namespace) -> dict:
         evaluations=10,
         eval_episodes=5,
         final_episodes=args.final_episodes,
+        space=args.space,
         seed=0,
     )
     report["invocation_wall_s"] = round(time.monotonic() - t0, 1)
@@ -250,6 +251,7 @@ def main() -> int:
         "--final-episodes", type=int, default=20, help="a trial's final evaluation: its value"
     )
     p.add_argument("--tag", default="", help="a suffix of the results' file names")
+    p.add_argument("--space", help="the study's search space (default: the family's)")
     p.add_argument("--target", type=float)
     p.add_argument("--configs", nargs="*", default=[], help="NAME=FILE (default: tuned=best.yaml)")
     p.add_argument("--runs", type=Path, default=Path("runs/tune_gain"))
@@ -272,6 +274,7 @@ def main() -> int:
     report["machine"] = machine()
     common = ["--env", args.env, "--runs", str(args.runs), "--trial-steps", str(args.trial_steps)]
     common += ["--final-episodes", str(args.final_episodes)]
+    common += [] if args.space is None else ["--space", args.space]
     if "study" in args.parts:
         res = run_child(
             [__file__, "--child", "study", *common, "--trials", str(args.trials)]
@@ -282,6 +285,7 @@ def main() -> int:
         res["invocations_wall_s"] = walls + [res.get("invocation_wall_s", 0.0)]
         res["trial_steps"] = args.trial_steps
         res["final_episodes"] = args.final_episodes
+        res["space"] = (args.runs / args.env.replace("/", "_") / "study" / "space.yaml").read_text()
         report["study"] = res
         print(json.dumps(res), flush=True)
     if "compare" in args.parts:
