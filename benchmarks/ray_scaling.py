@@ -546,10 +546,25 @@ def pong_sync_markdown(report: dict, processes: list[float]) -> list[str]:
     if not runs:
         return []
     interval = float(runs[0]["backend"][len("ray_sync") :])
-    rows = [[r["seed"], r["steps"], r["return_mean"], r["wall_s"]] for r in runs]
+    default = {
+        r["seed"]: r["return_mean"] for r in report.get("pong") or [] if r["backend"] == "ray"
+    }
+    rows = [
+        [r["seed"], r["steps"], r["return_mean"], default.get(r["seed"], "-"), r["wall_s"]]
+        for r in runs
+    ]
     out = [
         f"#### Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)",
-        md_table(["seed", "agent steps", "100-game training mean", "wall s"], rows),
+        md_table(
+            [
+                "seed",
+                "agent steps",
+                "100-game training mean",
+                "the same seed at the default interval",
+                "wall s",
+            ],
+            rows,
+        ),
     ]
     wire = report.get("wire") or {}
     if wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
