@@ -16,7 +16,8 @@ steps to reach it. Each finished run is saved at once and kept when the command 
 same config file, seed and budget, so an interrupted comparison resumes.
 
 Part "family": the per-env results of --envs side by side (the config a family preset would change
-to against the current preset, before and after per env), into tune_family.{json,md}.
+to against the current preset, before and after per env), into tune_family.{json,md} (with --tag:
+each env's tagged results where there are some, into tune_family_TAG).
 
     .venv/bin/python benchmarks/tune_gain.py --env Acrobot-v1 --parts study compare \
         [--trials 200] [--trial-steps 100000] [--study-time 3600] [--seeds 5] \
@@ -166,7 +167,10 @@ def family(args: argparse.Namespace) -> int:
     shas = {n: _file_key(f) for n, f in files.items()}
     rows, data = [], {}
     for env in args.envs:
-        path = args.out / f"tune_gain_{_slug(env)}.json"
+        # an env's --tag report (its own study and budget) if there is one, else its first
+        path = args.out / f"tune_gain_{_slug(env)}_{args.tag}.json"
+        if not args.tag or not path.exists():
+            path = args.out / f"tune_gain_{_slug(env)}.json"
         runs = json.loads(path.read_text()).get("compare", []) if path.exists() else []
         data[env] = {}
         for name in names:
@@ -193,7 +197,8 @@ def family(args: argparse.Namespace) -> int:
     md = "### A family preset: final greedy mean over seeds (seeds), per env\n\n" + md_table(
         ["env", *names], rows
     )
-    write_results(args.out, "tune_family", {"machine": machine(), "envs": data}, md)
+    out = "tune_family" + (f"_{args.tag}" if args.tag else "")
+    write_results(args.out, out, {"machine": machine(), "envs": data}, md)
     print(md)
     return 0
 
