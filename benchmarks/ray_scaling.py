@@ -222,6 +222,10 @@ def child_wire(seconds: float) -> dict:
     }
 
 
+# the label of the ray backend's runs with their own sync interval: ray_sync0.3 syncs every 0.3 s
+SYNC_LABEL = "ray_sync"
+
+
 def child_learn(
     backend: str, env_id: str, seed: int, total_steps: int, max_time: float, run_dir: str
 ) -> dict:
@@ -237,8 +241,8 @@ def child_learn(
     label = backend
     if backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
         backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
-    elif backend.startswith("ray_sync"):  # ray_sync0.3: the ray backend syncing every 0.3 s
-        backend, extra = "ray", {"backend.ray_sync_interval_s": float(backend[len("ray_sync") :])}
+    elif backend.startswith(SYNC_LABEL):  # ray_sync0.3: the ray backend syncing every 0.3 s
+        backend, extra = "ray", {"backend.ray_sync_interval_s": float(backend[len(SYNC_LABEL) :])}
     if backend == "ray":
         import ray
         from ray.cluster_utils import Cluster
@@ -437,16 +441,16 @@ def main() -> int:
         # Pong's runs keep their run directories, so that a run stopped with SIGTERM (to free the
         # machine) resumes where it stopped when this is run again; finished runs are kept.
         kept = [r for r in report.get(part) or [] if r.get("stop_reason") == "total_steps"]
-        runs = list(kept) if part.startswith("pong") else []
+        pong = part.startswith("pong")
+        runs = list(kept) if pong else []
         for seed in range(seeds):
             pair = {
                 "learning_bf16": ["ray_bf16"],
-                "pong_sync": [f"ray_sync{args.pong_sync_interval:g}"],
+                "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
             }.get(part, ["processes", "ray"])
             for backend in pair if seed % 2 == 0 else list(reversed(pair)):
                 if any(r["backend"] == backend and r["seed"] == seed for r in runs):
                     continue
-                pong = part.startswith("pong")
                 run_dir = str(args.pong_runs / f"{backend}_s{seed}") if pong else "-"
                 res = run_child(
                     [
@@ -545,7 +549,7 @@ def pong_sync_markdown(report: dict, processes: list[float]) -> list[str]:
     )
     if not runs:
         return []
-    interval = float(runs[0]["backend"][len("ray_sync") :])
+    interval = float(runs[0]["backend"][len(SYNC_LABEL) :])
     default = {
         r["seed"]: r["return_mean"] for r in report.get("pong") or [] if r["backend"] == "ray"
     }

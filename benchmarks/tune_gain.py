@@ -49,7 +49,7 @@ def child_study(args: argparse.Namespace) -> dict:
         args.env,
         args.trials,
         budget_steps=args.trial_steps,
-        study_dir=str(args.runs / args.env.replace("/", "_") / "study"),
+        study_dir=str(_env_dir(args) / "study"),
         timeout_s=args.study_time,
         evaluations=10,
         eval_episodes=5,
@@ -64,7 +64,7 @@ def child_study(args: argparse.Namespace) -> dict:
 def child_train(args: argparse.Namespace, name: str, config: str | None, seed: int) -> dict:
     from a3c import A3C
 
-    run_dir = args.runs / args.env.replace("/", "_") / "compare" / f"{name}_s{seed}"
+    run_dir = _env_dir(args) / "compare" / f"{name}_s{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
     agent = A3C(
         args.env,
@@ -159,6 +159,15 @@ def _slug(env: str) -> str:
     return env.replace("/", "_").replace("-", "_").lower()
 
 
+def _tagged(name: str, tag: str) -> str:
+    return f"{name}_{tag}" if tag else name
+
+
+def _env_dir(args: argparse.Namespace) -> Path:
+    """--runs/ENV: the env's study and comparison runs."""
+    return args.runs / args.env.replace("/", "_")
+
+
 def family(args: argparse.Namespace) -> int:
     """The compare results of --envs side by side: per env, every config's final greedy mean."""
     files = {"default": "-", **dict(c.split("=", 1) for c in args.configs)}
@@ -197,14 +206,14 @@ def family(args: argparse.Namespace) -> int:
     md = "### A family preset: final greedy mean over seeds (seeds), per env\n\n" + md_table(
         ["env", *names], rows
     )
-    out = "tune_family" + (f"_{args.tag}" if args.tag else "")
+    out = _tagged("tune_family", args.tag)
     write_results(args.out, out, {"machine": machine(), "envs": data}, md)
     print(md)
     return 0
 
 
 def compare(args: argparse.Namespace, report: dict, name: str, common: list[str]) -> None:
-    best = args.runs / args.env.replace("/", "_") / "study" / "best.yaml"
+    best = _env_dir(args) / "study" / "best.yaml"
     configs = dict(c.split("=", 1) for c in args.configs) or {"tuned": str(best)}
     configs = {"default": "-", **configs}
     keys = {c: _file_key(f) for c, f in configs.items()}
@@ -273,7 +282,7 @@ def main() -> int:
         return 0
     if "family" in args.parts:
         return family(args)
-    name = f"tune_gain_{_slug(args.env)}" + (f"_{args.tag}" if args.tag else "")
+    name = _tagged(f"tune_gain_{_slug(args.env)}", args.tag)
     previous = args.out / f"{name}.json"
     report: dict = json.loads(previous.read_text()) if previous.exists() else {}
     report["machine"] = machine()
@@ -290,7 +299,7 @@ def main() -> int:
         res["invocations_wall_s"] = walls + [res.get("invocation_wall_s", 0.0)]
         res["trial_steps"] = args.trial_steps
         res["final_episodes"] = args.final_episodes
-        res["space"] = (args.runs / args.env.replace("/", "_") / "study" / "space.yaml").read_text()
+        res["space"] = (_env_dir(args) / "study" / "space.yaml").read_text()
         report["study"] = res
         print(json.dumps(res), flush=True)
     if "compare" in args.parts:
