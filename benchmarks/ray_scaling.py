@@ -224,6 +224,7 @@ def child_wire(seconds: float) -> dict:
 
 # the label of the ray backend's runs with their own sync interval: ray_sync0.3 syncs every 0.3 s
 SYNC_LABEL = "ray_sync"
+ONE_NODE = "ray_1node"  # the ray backend on one node of 2 CPUs: one group of 2 workers
 
 
 def child_learn(
@@ -243,13 +244,18 @@ def child_learn(
         backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
     elif backend.startswith(SYNC_LABEL):  # ray_sync0.3: the ray backend syncing every 0.3 s
         backend, extra = "ray", {"backend.ray_sync_interval_s": float(backend[len(SYNC_LABEL) :])}
+    one_node = backend == ONE_NODE  # shared statistics, no cross-node sync: a control
+    if one_node:
+        backend = "ray"
     if backend == "ray":
         import ray
         from ray.cluster_utils import Cluster
 
         loop = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loop})
-        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        head = {"num_cpus": 2 if one_node else 1, **loop}
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        if not one_node:
+            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         ray.init(address=cluster.address, logging_level="ERROR")
         extra["ray_address"] = cluster.address
     try:
@@ -331,7 +337,8 @@ def main() -> int:
         nargs="+",
         default=["throughput", "store", "wire", "learning"],
         help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
-        "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval)",
+        "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), "
+        "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers)",
     )
     p.add_argument("--learn-seeds", type=int, default=5)
     p.add_argument("--pong-seeds", type=int, default=2)
@@ -435,6 +442,7 @@ def main() -> int:
         ("learning_bf16", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         ("pong", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
         ("pong_sync", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
+        ("pong_1node", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
     ]:
         if part not in args.parts:
             continue
@@ -447,6 +455,7 @@ def main() -> int:
             pair = {
                 "learning_bf16": ["ray_bf16"],
                 "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
+                "pong_1node": [ONE_NODE],
             }.get(part, ["processes", "ray"])
             for backend in pair if seed % 2 == 0 else list(reversed(pair)):
                 if any(r["backend"] == backend and r["seed"] == seed for r in runs):
