@@ -546,19 +546,18 @@ def learning_markdown(report: dict) -> list[str]:
                 f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
                 f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
             )
-        out += pong_sync_markdown(report, means["processes"])
+        for part in ("pong_sync", "pong_1node"):
+            out += pong_variant_markdown(report, part, means["processes"])
     return out
 
 
-def pong_sync_markdown(report: dict, processes: list[float]) -> list[str]:
-    """The ray backend's Pong runs with a shorter sync interval than the default: less staleness
-    between the nodes, for more bytes on the wire."""
-    runs = sorted(
-        (r for r in report.get("pong_sync") or [] if "backend" in r), key=lambda r: r["seed"]
-    )
+def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> list[str]:
+    """A variant of the ray backend's Pong runs beside the same seeds on 2 nodes x 1 worker at the
+    default interval: a shorter sync interval (less staleness between the nodes, for more bytes
+    on the wire), or one node of 2 workers (a control: shared statistics, no cross-node sync)."""
+    runs = sorted((r for r in report.get(part) or [] if "backend" in r), key=lambda r: r["seed"])
     if not runs:
         return []
-    interval = float(runs[0]["backend"][len(SYNC_LABEL) :])
     default = {
         r["seed"]: r["return_mean"] for r in report.get("pong") or [] if r["backend"] == "ray"
     }
@@ -566,21 +565,29 @@ def pong_sync_markdown(report: dict, processes: list[float]) -> list[str]:
         [r["seed"], r["steps"], r["return_mean"], default.get(r["seed"], "-"), r["wall_s"]]
         for r in runs
     ]
+    if part == "pong_sync":
+        interval = float(runs[0]["backend"][len(SYNC_LABEL) :])
+        title = f"Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)"
+    else:
+        title = (
+            "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
+            "statistics, no cross-node sync (a control)"
+        )
     out = [
-        f"#### Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)",
+        f"#### {title}",
         md_table(
             [
                 "seed",
                 "agent steps",
                 "100-game training mean",
-                "the same seed at the default interval",
+                "the same seed on 2 nodes x 1 worker, default interval",
                 "wall s",
             ],
             rows,
         ),
     ]
     wire = report.get("wire") or {}
-    if wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
+    if part == "pong_sync" and wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
         scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval
         out.append(
             f"Bytes between actors per agent step at this interval: about {scaled / 1e3:.1f} kB "
