@@ -225,6 +225,7 @@ def child_wire(seconds: float) -> dict:
 # the label of the ray backend's runs with their own sync interval: ray_sync0.3 syncs every 0.3 s
 SYNC_LABEL = "ray_sync"
 ONE_NODE = "ray_1node"  # the ray backend on one node of 2 CPUs: one group of 2 workers
+OWN_STATS = "processes_own_stats"  # the processes backend, each worker its own optimizer statistics
 
 
 def child_learn(
@@ -240,7 +241,9 @@ def child_learn(
     cluster = None
     extra: dict = {}
     label = backend
-    if backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
+    if backend == OWN_STATS:  # a control: statistics per worker, as per node on 2 nodes x 1
+        backend, extra = "processes", {"optim.shared_statistics": False}
+    elif backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
         backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
     elif backend.startswith(SYNC_LABEL):  # ray_sync0.3: the ray backend syncing every 0.3 s
         backend, extra = "ray", {"backend.ray_sync_interval_s": float(backend[len(SYNC_LABEL) :])}
@@ -338,7 +341,8 @@ def main() -> int:
         default=["throughput", "store", "wire", "learning"],
         help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
         "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), "
-        "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers)",
+        "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers), pong_own_stats "
+        "(long: processes, each worker its own optimizer statistics)",
     )
     p.add_argument("--learn-seeds", type=int, default=5)
     p.add_argument("--pong-seeds", type=int, default=2)
@@ -443,6 +447,7 @@ def main() -> int:
         ("pong", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
         ("pong_sync", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
         ("pong_1node", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
+        ("pong_own_stats", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
     ]:
         if part not in args.parts:
             continue
@@ -456,6 +461,7 @@ def main() -> int:
                 "learning_bf16": ["ray_bf16"],
                 "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
                 "pong_1node": [ONE_NODE],
+                "pong_own_stats": [OWN_STATS],
             }.get(part, ["processes", "ray"])
             for backend in pair if seed % 2 == 0 else list(reversed(pair)):
                 if any(r["backend"] == backend and r["seed"] == seed for r in runs):
@@ -546,7 +552,7 @@ def learning_markdown(report: dict) -> list[str]:
                 f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
                 f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
             )
-        for part in ("pong_sync", "pong_1node"):
+        for part in ("pong_sync", "pong_1node", "pong_own_stats"):
             out += pong_variant_markdown(report, part, means["processes"])
     return out
 
@@ -568,10 +574,15 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
     if part == "pong_sync":
         interval = float(runs[0]["backend"][len(SYNC_LABEL) :])
         title = f"Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)"
-    else:
+    elif part == "pong_1node":
         title = (
             "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
             "statistics, no cross-node sync (a control)"
+        )
+    else:
+        title = (
+            "Pong on the processes backend, 2 workers each with its own optimizer statistics "
+            "(`optim.shared_statistics: false`, as each node's on 2 nodes x 1 worker; a control)"
         )
     out = [
         f"#### {title}",

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 from a3c import A3C, build_config
 from a3c.backends.processes import ProcessesBackend
+from a3c.optim import apply_update, new_state
 from a3c.store import SharedStore
 from a3c.worker import Worker
 
@@ -157,6 +158,32 @@ def test_shared_optimizer_statistics_are_one_copy_seen_by_every_worker(optimizer
         assert torch.allclose(
             state["exp_avg_sq"], torch.full_like(store.flat, b2 * (1 - b2) * 1.0 + (1 - b2) * 9.0)
         )
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_per_worker_optimizer_statistics_are_each_workers_own(optimizer):
+    overrides = {"optim.name": optimizer, "optim.shared_statistics": False}
+    cfg = build_config("CartPole-v1", overrides={**overrides, "optim.lr_schedule": "constant"})
+    agent = A3C("CartPole-v1", config=cfg)
+    store = SharedStore.for_model(agent.model, cfg.replace({"workers": 2})).share_memory_()
+    shared_before = {k: v.clone() for k, v in store.optimizer.state.items()}
+    before = store.flat.clone()
+    ctx = mp.get_context("spawn")
+    for worker, value in [(0, 1.0), (1, 3.0)]:
+        p = ctx.Process(target=_push_known_gradient, args=(store, worker, value))
+        p.start()
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    assert store.counters["worker_updates"].tolist() == [1, 1]
+    for key, value in store.optimizer.state.items():  # the shared copy is not used
+        assert torch.equal(value, shared_before[key])
+    # each push is a first step with fresh statistics: worker 1's ignores worker 0's gradient
+    expected = before.clone()
+    for value in (1.0, 3.0):
+        own = new_state(optimizer, store.size)
+        grad = torch.full_like(expected, value)
+        apply_update(optimizer, expected, grad, own, cfg.optim, *(2 * [cfg.optim.learning_rate]), 0)
+    assert torch.allclose(store.flat, expected, atol=1e-7)
 
 
 def test_processes_backend_learns_cartpole(tmp_path):

@@ -155,6 +155,12 @@ class OptimConfig:
     lock: bool = _f(
         False, "Apply updates under a lock (default: lock-free Hogwild updates).", boolean
     )
+    shared_statistics: bool = _f(
+        True,
+        "One copy of the optimizer statistics shared by all workers (the paper's shared RMSProp); "
+        "false: each worker keeps its own (the paper's per-thread baseline).",
+        boolean,
+    )
 
 
 @dataclass(frozen=True)

@@ -71,20 +71,26 @@ class SharedOptimizer:
         self.cfg, self.schedules, self.n_actor = optim, schedules, n_actor
         self.state = new_state(optim.name, size)
         self._scratch: Tensor | None = None  # this process's denominator buffer (never shared)
+        # worker -> its own statistics (optim.shared_statistics false), in the worker's process:
+        # never shared, never checkpointed (a restarted or resumed worker starts them afresh)
+        self._own: dict[int, dict[str, Tensor]] = {}
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_scratch": None}
+        return {**self.__dict__, "_scratch": None, "_own": {}}
 
-    def step(self, flat: Tensor, grad: Tensor, global_steps: int) -> float:
-        """One update of `flat` in place; returns the actor's learning rate it used."""
+    def step(self, flat: Tensor, grad: Tensor, global_steps: int, worker: int = 0) -> float:
+        """One update of `flat` in place by `worker`; returns the actor's learning rate it used."""
         lr, critic_lr = self.schedules.learning_rates(global_steps)
         if self._scratch is None:
             self._scratch = torch.empty_like(flat)
+        state = self.state
+        if not self.cfg.shared_statistics:
+            state = self._own.setdefault(worker, new_state(self.cfg.name, flat.numel()))
         apply_update(
             self.cfg.name,
             flat,
             grad,
-            self.state,
+            state,
             self.cfg,
             lr,
             critic_lr,

@@ -163,7 +163,7 @@ class SharedStore:
             return Pushed(0, 0.0)
         with self._locked(worker):
             global_steps, updates, _ = self.progress()
-            lr = self.optimizer.step(self.flat, grad, global_steps)
+            lr = self.optimizer.step(self.flat, grad, global_steps, worker)
             if self.ema is not None and self.ema_steps is not None:
                 self.ema.lerp_(self.flat, min(1.0, steps / self.ema_steps))
             self.counters["worker_steps"][worker] += steps
