@@ -157,8 +157,7 @@ class OptimConfig:
     )
     shared_statistics: bool = _f(
         True,
-        "One copy of the optimizer statistics shared by all workers (the paper's shared RMSProp); "
-        "false: each worker keeps its own (the paper's per-thread baseline).",
+        "Workers share one copy of the optimizer statistics (false: each keeps its own).",
         boolean,
     )
 

@@ -2,9 +2,10 @@
 
 The optimizer's statistics (RMSprop's squared-gradient average, Adam's moments and step) are one
 flat tensor each, in shared memory on the processes backend: one copy that every worker reads and
-writes, as in the paper's "shared RMSProp" (Mnih et al. 2016, sec. 4 and S2). Its schedules (the
-actor's and the critic's learning rates, the entropy coefficient) are functions of the absolute
-global step, so a resumed run continues them where it stopped.
+writes, as in the paper's "shared RMSProp" (Mnih et al. 2016, sec. 4 and S2); with
+`optim.shared_statistics` false each worker keeps its own (the paper's per-thread baseline). Its
+schedules (the actor's and the critic's learning rates, the entropy coefficient) are functions of
+the absolute global step, so a resumed run continues them where it stopped.
 """
 
 from __future__ import annotations
