@@ -225,6 +225,9 @@ def child_wire(seconds: float) -> dict:
 # the label of the ray backend's runs with their own sync interval: ray_sync0.3 syncs every 0.3 s
 SYNC_LABEL = "ray_sync"
 ONE_NODE = "ray_1node"  # the ray backend on one node of 2 CPUs: one group of 2 workers
+# ray_beta1_0.81: 2 nodes x 1 worker with Adam's beta1 at 0.81 = 0.9 ** 2: a node's momentum, fed
+# by one worker of two, then fades over as many of the cluster's updates as shared Adam's does
+BETA1_LABEL = "ray_beta1_"
 OWN_STATS = "processes_own_stats"  # the processes backend, each worker its own optimizer statistics
 
 
@@ -245,6 +248,9 @@ def child_learn(
         backend, extra = "processes", {"optim.shared_statistics": False}
     elif backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
         backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
+    elif backend.startswith(BETA1_LABEL):
+        beta1 = float(backend[len(BETA1_LABEL) :])
+        backend, extra = "ray", {"optim.betas": [beta1, 0.999]}
     elif backend.startswith(SYNC_LABEL):  # ray_sync0.3: the ray backend syncing every 0.3 s
         backend, extra = "ray", {"backend.ray_sync_interval_s": float(backend[len(SYNC_LABEL) :])}
     one_node = backend == ONE_NODE  # shared statistics, no cross-node sync: a control
@@ -342,7 +348,8 @@ def main() -> int:
         help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
         "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), "
         "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers), pong_own_stats "
-        "(long: processes, each worker its own optimizer statistics)",
+        "(long: processes, each worker its own optimizer statistics), pong_beta1 (long: ray, "
+        "--pong-beta1)",
     )
     p.add_argument("--learn-seeds", type=int, default=5)
     p.add_argument("--pong-seeds", type=int, default=2)
@@ -352,6 +359,12 @@ def main() -> int:
         type=float,
         default=0.3,
         help="pong_sync: the ray backend's runs with this backend.ray_sync_interval_s",
+    )
+    p.add_argument(
+        "--pong-beta1",
+        type=float,
+        default=0.81,
+        help="pong_beta1: the ray backend's runs with Adam's beta1 at this value",
     )
     p.add_argument(
         "--pong-runs",
@@ -448,6 +461,7 @@ def main() -> int:
         ("pong_sync", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
         ("pong_1node", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
         ("pong_own_stats", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
+        ("pong_beta1", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
     ]:
         if part not in args.parts:
             continue
@@ -462,6 +476,7 @@ def main() -> int:
                 "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
                 "pong_1node": [ONE_NODE],
                 "pong_own_stats": [OWN_STATS],
+                "pong_beta1": [f"{BETA1_LABEL}{args.pong_beta1:g}"],
             }.get(part, ["processes", "ray"])
             for backend in pair if seed % 2 == 0 else list(reversed(pair)):
                 if any(r["backend"] == backend and r["seed"] == seed for r in runs):
@@ -552,7 +567,7 @@ def learning_markdown(report: dict) -> list[str]:
                 f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
                 f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
             )
-        for part in ("pong_sync", "pong_1node", "pong_own_stats"):
+        for part in ("pong_sync", "pong_1node", "pong_own_stats", "pong_beta1"):
             out += pong_variant_markdown(report, part, means["processes"])
     return out
 
@@ -574,6 +589,9 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
     if part == "pong_sync":
         interval = float(runs[0]["backend"][len(SYNC_LABEL) :])
         title = f"Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)"
+    elif part == "pong_beta1":
+        beta1 = float(runs[0]["backend"][len(BETA1_LABEL) :])
+        title = f"Pong on 2 nodes x 1 worker with Adam's beta1 at {beta1:g} (`optim.betas`)"
     elif part == "pong_1node":
         title = (
             "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
