@@ -563,7 +563,8 @@ def learning_markdown(report: dict) -> list[str]:
             low, high = min(means["processes"]), max(means["processes"])
             inside = all(low <= m <= high for m in means["ray"])
             out.append(
-                f"The processes backend's range: {low:.1f} to {high:.1f}; ray's training means "
+                f"The processes backend's range over its {len(means['processes'])} seeds: "
+                f"{low:.1f} to {high:.1f}; ray's training means "
                 f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
                 f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
             )
@@ -626,7 +627,8 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
         low, high = min(processes), max(processes)
         inside = all(low <= r["return_mean"] <= high for r in runs)
         out.append(
-            f"Against the processes backend's range {low:.1f} to {high:.1f}: "
+            f"Against the processes backend's range over its {len(processes)} seeds, {low:.1f} to "
+            f"{high:.1f}: "
             f"{'within it' if inside else 'NOT within it'}."
         )
     return out
