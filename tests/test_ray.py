@@ -22,9 +22,9 @@ ray = pytest.importorskip("ray")
 
 from waiting import wait_for  # noqa: E402
 
-from a3c import A3C, checkpoint, run_checkpoints  # noqa: E402
+from a3c import A3C, build_config, checkpoint, run_checkpoints  # noqa: E402
 from a3c.backends.ray_backend import RayBackend  # noqa: E402
-from a3c.backends.ray_nodes import plan  # noqa: E402
+from a3c.backends.ray_nodes import group_config, plan  # noqa: E402
 from a3c.backends.ray_store import Slots, StoreShard, gather, shard_count, slices  # noqa: E402
 from a3c.store import SharedStore  # noqa: E402
 
@@ -144,6 +144,17 @@ def test_shards_and_plans():
     assert [(g.node, g.slots.start, g.slots.count) for g in two] == [("a", 0, 1), ("b", 1, 4)]
     each = plan(5, [("a", 1), ("b", 1)], 2)
     assert [(g.node, g.slots.count) for g in each] == [(None, 2), (None, 2), (None, 1)]
+
+
+def test_a_nodes_momentum_fades_over_the_clusters_updates():
+    cfg = build_config("CartPole-v1", overrides={"optim.name": "adam", "workers": 4})
+    halves = plan(4, [("a", 2), ("b", 2)], None)
+    assert group_config(cfg, halves[1], 0.05).optim.betas == pytest.approx((0.81, 0.999))
+    assert group_config(cfg, halves[1], 0.05).backend.workers == 2
+    quarter = plan(4, [("a", 1), ("b", 3)], None)[0]
+    assert group_config(cfg, quarter, 0.05).optim.betas[0] == pytest.approx(0.9**4)
+    lone = plan(4, [("a", 4)], None)[0]  # one machine: the processes backend's statistics
+    assert group_config(cfg, lone, 0.05).optim.betas == cfg.optim.betas
 
 
 # --- on the simulated cluster ----------------------------------------------------------------
