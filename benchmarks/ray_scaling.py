@@ -225,8 +225,8 @@ def child_wire(seconds: float) -> dict:
 # the label of the ray backend's runs with their own sync interval: ray_sync0.3 syncs every 0.3 s
 SYNC_LABEL = "ray_sync"
 ONE_NODE = "ray_1node"  # the ray backend on one node of 2 CPUs: one group of 2 workers
-# ray_beta1_0.81: 2 nodes x 1 worker with Adam's beta1 at 0.81 = 0.9 ** 2: a node's momentum, fed
-# by one worker of two, then fades over as many of the cluster's updates as shared Adam's does
+# ray_beta1_0.81: 2 nodes x 1 worker with Adam's beta1 configured at 0.81 (each node then scales it
+# by its share, a3c/backends/ray_nodes.py; the run recorded was made before it did)
 BETA1_LABEL = "ray_beta1_"
 OWN_STATS = "processes_own_stats"  # the processes backend, each worker its own optimizer statistics
 
@@ -592,7 +592,11 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
         title = f"Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)"
     elif part == "pong_beta1":
         beta1 = float(runs[0]["backend"][len(BETA1_LABEL) :])
-        title = f"Pong on 2 nodes x 1 worker with Adam's beta1 at {beta1:g} (`optim.betas`)"
+        title = (
+            f"Pong on 2 nodes x 1 worker with Adam's beta1 at {beta1:g} (`optim.betas`; the runs "
+            "recorded here set each node's by hand, before the backend scaled it by the node's "
+            "share)"
+        )
     elif part == "pong_1node":
         title = (
             "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
