@@ -131,17 +131,23 @@ def _push_known_gradient(store: SharedStore, worker: int, value: float) -> None:
     store.push(worker, 1, store.pull(torch.empty(store.size)), grad)
 
 
+def _push_in_turn(store: SharedStore) -> None:
+    """Workers 0 and 1 push gradients of 1.0 and 3.0, one after the other, each in its own
+    process (bounded)."""
+    ctx = mp.get_context("spawn")
+    for worker, value in [(0, 1.0), (1, 3.0)]:
+        p = ctx.Process(target=_push_known_gradient, args=(store, worker, value))
+        p.start()
+        p.join(timeout=300)
+        assert p.exitcode == 0
+
+
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_shared_optimizer_statistics_are_one_copy_seen_by_every_worker(optimizer):
     cfg = build_config("CartPole-v1", overrides={"optim.name": optimizer})
     agent = A3C("CartPole-v1", config=cfg)
     store = SharedStore.for_model(agent.model, cfg.replace({"workers": 2})).share_memory_()
-    ctx = mp.get_context("spawn")
-    for worker, value in [(0, 1.0), (1, 3.0)]:  # one after the other, each in its own process
-        p = ctx.Process(target=_push_known_gradient, args=(store, worker, value))
-        p.start()
-        p.join(timeout=300)
-        assert p.exitcode == 0
+    _push_in_turn(store)
     assert store.counters["worker_updates"].tolist() == [1, 1]
     state = store.optimizer.state
     a = cfg.optim.alpha
@@ -168,12 +174,7 @@ def test_per_worker_optimizer_statistics_are_each_workers_own(optimizer):
     store = SharedStore.for_model(agent.model, cfg.replace({"workers": 2})).share_memory_()
     shared_before = {k: v.clone() for k, v in store.optimizer.state.items()}
     before = store.flat.clone()
-    ctx = mp.get_context("spawn")
-    for worker, value in [(0, 1.0), (1, 3.0)]:
-        p = ctx.Process(target=_push_known_gradient, args=(store, worker, value))
-        p.start()
-        p.join(timeout=300)
-        assert p.exitcode == 0
+    _push_in_turn(store)
     assert store.counters["worker_updates"].tolist() == [1, 1]
     for key, value in store.optimizer.state.items():  # the shared copy is not used
         assert torch.equal(value, shared_before[key])

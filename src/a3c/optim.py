@@ -85,8 +85,10 @@ class SharedOptimizer:
         if self._scratch is None:
             self._scratch = torch.empty_like(flat)
         state = self.state
-        if not self.cfg.shared_statistics:
-            state = self._own.setdefault(worker, new_state(self.cfg.name, flat.numel()))
+        if not self.cfg.shared_statistics:  # created once, not per update
+            if worker not in self._own:
+                self._own[worker] = new_state(self.cfg.name, flat.numel())
+            state = self._own[worker]
         apply_update(
             self.cfg.name,
             flat,
