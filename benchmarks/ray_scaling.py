@@ -229,6 +229,7 @@ ONE_NODE = "ray_1node"  # the ray backend on one node of 2 CPUs: one group of 2 
 # by its share, a3c/backends/ray_nodes.py; the run recorded was made before it did)
 BETA1_LABEL = "ray_beta1_"
 OWN_STATS = "processes_own_stats"  # the processes backend, each worker its own optimizer statistics
+OWN_BETA1 = f"{OWN_STATS}_beta1_"  # processes_own_stats_beta1_0.81: and Adam's beta1 at 0.81
 
 
 def child_learn(
@@ -244,8 +245,11 @@ def child_learn(
     cluster = None
     extra: dict = {}
     label = backend
-    if backend == OWN_STATS:  # a control: statistics per worker, as per node on 2 nodes x 1
-        backend, extra = "processes", {"optim.shared_statistics": False}
+    if backend.startswith(OWN_STATS):  # a control: statistics per worker, as per node on 2 x 1
+        extra = {"optim.shared_statistics": False}
+        if backend.startswith(OWN_BETA1):
+            extra["optim.betas"] = [float(backend[len(OWN_BETA1) :]), 0.999]
+        backend = "processes"
     elif backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
         backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
     elif backend.startswith(BETA1_LABEL):
@@ -349,7 +353,7 @@ def main() -> int:
         "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), "
         "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers), pong_own_stats "
         "(long: processes, each worker its own optimizer statistics), pong_beta1 (long: ray, "
-        "--pong-beta1)",
+        "--pong-beta1), pong_own_beta1 (long: pong_own_stats with --pong-beta1)",
     )
     p.add_argument("--learn-seeds", type=int, default=5)
     p.add_argument("--pong-seeds", type=int, default=2)
@@ -364,7 +368,7 @@ def main() -> int:
         "--pong-beta1",
         type=float,
         default=0.81,
-        help="pong_beta1: the ray backend's runs with Adam's beta1 at this value",
+        help="pong_beta1, pong_own_beta1: the runs with Adam's beta1 at this value",
     )
     p.add_argument(
         "--pong-runs",
@@ -462,6 +466,7 @@ def main() -> int:
         ("pong_1node", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
         ("pong_own_stats", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
         ("pong_beta1", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
+        ("pong_own_beta1", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
     ]:
         if part not in args.parts:
             continue
@@ -477,6 +482,7 @@ def main() -> int:
                 "pong_1node": [ONE_NODE],
                 "pong_own_stats": [OWN_STATS],
                 "pong_beta1": [f"{BETA1_LABEL}{args.pong_beta1:g}"],
+                "pong_own_beta1": [f"{OWN_BETA1}{args.pong_beta1:g}"],
             }.get(part, ["processes", "ray"])
             for backend in pair if seed % 2 == 0 else list(reversed(pair)):
                 if any(r["backend"] == backend and r["seed"] == seed for r in runs):
@@ -573,6 +579,7 @@ def learning_markdown(report: dict) -> list[str]:
                 f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
             )
         parts = ("pong_unscaled", "pong_sync", "pong_1node", "pong_own_stats", "pong_beta1")
+        parts += ("pong_own_beta1",)
         for part in parts:
             out += pong_variant_markdown(report, part, means["processes"])
     return out
@@ -608,6 +615,12 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
         title = (
             "Pong on 2 nodes x 1 worker before the nodes scaled their momentum (each node's Adam "
             "beta1 0.9, as configured)"
+        )
+    elif part == "pong_own_beta1":
+        beta1 = float(runs[0]["backend"][len(OWN_BETA1) :])
+        title = (
+            "Pong on the processes backend, 2 workers each with its own optimizer statistics and "
+            f"Adam's beta1 at {beta1:g}, as each node's on 2 nodes x 1 worker (a control)"
         )
     elif part == "pong_1node":
         title = (
