@@ -578,75 +578,61 @@ def learning_markdown(report: dict) -> list[str]:
                 f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
                 f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
             )
-        parts = ("pong_unscaled", "pong_sync", "pong_1node", "pong_own_stats", "pong_beta1")
-        parts += ("pong_own_beta1",)
-        for part in parts:
+        for part in PONG_VARIANTS:
             out += pong_variant_markdown(report, part, means["processes"])
     return out
 
 
+# the variants of the Pong comparison, each beside the cluster's default runs of the same seeds;
+# {v} is the value in the runs' label (an interval, a beta1)
+PONG_VARIANTS = {
+    "pong_unscaled": "Pong on 2 nodes x 1 worker before the nodes scaled their momentum (each "
+    "node's Adam beta1 0.9, as configured)",
+    "pong_sync_unscaled": "Pong on 2 nodes x 1 worker syncing every 0.3 s, before the nodes "
+    "scaled their momentum (beta1 0.9)",
+    "pong_sync": "Pong with `backend.ray_sync_interval_s={v}` (2 nodes x 1 worker)",
+    "pong_1node": "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
+    "statistics, no cross-node sync (a control)",
+    "pong_own_stats": "Pong on the processes backend, 2 workers each with its own optimizer "
+    "statistics (`optim.shared_statistics: false`, as each node's on 2 nodes x 1 worker, "
+    "beta1 0.9; a control)",
+    "pong_beta1": "Pong on 2 nodes x 1 worker with Adam's beta1 at {v} (`optim.betas`; the runs "
+    "recorded here set each node's by hand, before the backend scaled it by the node's share)",
+    "pong_own_beta1": "Pong on the processes backend, 2 workers each with its own optimizer "
+    "statistics and Adam's beta1 at {v}, as each node's on 2 nodes x 1 worker (a control)",
+}
+
+
 def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> list[str]:
-    """A variant of the ray backend's Pong runs beside the same seeds on 2 nodes x 1 worker at the
-    default interval: a shorter sync interval (less staleness between the nodes, for more bytes
-    on the wire), or one node of 2 workers (a control: shared statistics, no cross-node sync)."""
+    """A variant of the Pong comparison (PONG_VARIANTS) beside the cluster's runs of the same
+    seeds on 2 nodes x 1 worker with the default config."""
     runs = sorted((r for r in report.get(part) or [] if "backend" in r), key=lambda r: r["seed"])
     if not runs:
         return []
-    default = {  # the cluster's runs before nodes scaled their momentum (they compare with those)
-        r["seed"]: r["return_mean"]
-        for r in report.get("pong_unscaled") or report.get("pong") or []
-        if r["backend"] == "ray"
+    default = {
+        r["seed"]: r["return_mean"] for r in report.get("pong") or [] if r["backend"] == "ray"
     }
     rows = [
         [r["seed"], r["steps"], r["return_mean"], default.get(r["seed"], "-"), r["wall_s"]]
         for r in runs
     ]
-    if part == "pong_sync":
-        interval = float(runs[0]["backend"][len(SYNC_LABEL) :])
-        title = f"Pong with `backend.ray_sync_interval_s={interval:g}` (2 nodes x 1 worker)"
-    elif part == "pong_beta1":
-        beta1 = float(runs[0]["backend"][len(BETA1_LABEL) :])
-        title = (
-            f"Pong on 2 nodes x 1 worker with Adam's beta1 at {beta1:g} (`optim.betas`; the runs "
-            "recorded here set each node's by hand, before the backend scaled it by the node's "
-            "share)"
-        )
-    elif part == "pong_unscaled":
-        title = (
-            "Pong on 2 nodes x 1 worker before the nodes scaled their momentum (each node's Adam "
-            "beta1 0.9, as configured)"
-        )
-    elif part == "pong_own_beta1":
-        beta1 = float(runs[0]["backend"][len(OWN_BETA1) :])
-        title = (
-            "Pong on the processes backend, 2 workers each with its own optimizer statistics and "
-            f"Adam's beta1 at {beta1:g}, as each node's on 2 nodes x 1 worker (a control)"
-        )
-    elif part == "pong_1node":
-        title = (
-            "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
-            "statistics, no cross-node sync (a control)"
-        )
-    else:
-        title = (
-            "Pong on the processes backend, 2 workers each with its own optimizer statistics "
-            "(`optim.shared_statistics: false`, as each node's on 2 nodes x 1 worker; a control)"
-        )
+    value = runs[0]["backend"].rsplit("_", 1)[-1].removeprefix("sync")
+    interval = float(value) if part.startswith("pong_sync") else 0.0
     out = [
-        f"#### {title}",
+        f"#### {PONG_VARIANTS[part].format(v=value)}",
         md_table(
             [
                 "seed",
                 "agent steps",
                 "100-game training mean",
-                "the same seed on 2 nodes x 1 worker, beta1 0.9, default interval",
+                "the same seed on 2 nodes x 1 worker, the default config",
                 "wall s",
             ],
             rows,
         ),
     ]
     wire = report.get("wire") or {}
-    if part == "pong_sync" and wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
+    if interval and wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
         scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval
         out.append(
             f"Bytes between actors per agent step at this interval: about {scaled / 1e3:.1f} kB "
