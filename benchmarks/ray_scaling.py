@@ -229,6 +229,7 @@ ONE_NODE = "ray_1node"  # the ray backend on one node of 2 CPUs: one group of 2 
 # by its share, a3c/backends/ray_nodes.py; the run recorded was made before it did)
 BETA1_LABEL = "ray_beta1_"
 OWN_STATS = "processes_own_stats"  # the processes backend, each worker its own optimizer statistics
+PONG_PARTS = ("pong", "pong_sync", "pong_1node", "pong_own_stats", "pong_beta1", "pong_own_beta1")
 OWN_BETA1 = f"{OWN_STATS}_beta1_"  # processes_own_stats_beta1_0.81: and Adam's beta1 at 0.81
 
 
@@ -461,12 +462,10 @@ def main() -> int:
     for part, env_id, seeds, steps, max_time in [
         ("learning", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         ("learning_bf16", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
-        ("pong", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
-        ("pong_sync", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
-        ("pong_1node", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
-        ("pong_own_stats", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
-        ("pong_beta1", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
-        ("pong_own_beta1", "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0),
+        *[
+            (part, "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0)
+            for part in PONG_PARTS
+        ],
     ]:
         if part not in args.parts:
             continue
@@ -588,7 +587,7 @@ def learning_markdown(report: dict) -> list[str]:
 PONG_VARIANTS = {
     "pong_unscaled": "Pong on 2 nodes x 1 worker before the nodes scaled their momentum (each "
     "node's Adam beta1 0.9, as configured)",
-    "pong_sync_unscaled": "Pong on 2 nodes x 1 worker syncing every 0.3 s, before the nodes "
+    "pong_sync_unscaled": "Pong on 2 nodes x 1 worker syncing every {v} s, before the nodes "
     "scaled their momentum (beta1 0.9)",
     "pong_sync": "Pong with `backend.ray_sync_interval_s={v}` (2 nodes x 1 worker)",
     "pong_1node": "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
