@@ -56,7 +56,7 @@ docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: $(VENV)/.installed-dev lint typecheck docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/cartpole_sb3.py
