@@ -229,7 +229,17 @@ ONE_NODE = "ray_1node"  # the ray backend on one node of 2 CPUs: one group of 2 
 # by its share, a3c/backends/ray_nodes.py; the run recorded was made before it did)
 BETA1_LABEL = "ray_beta1_"
 OWN_STATS = "processes_own_stats"  # the processes backend, each worker its own optimizer statistics
-PONG_PARTS = ("pong", "pong_sync", "pong_1node", "pong_own_stats", "pong_beta1", "pong_own_beta1")
+PONG_PARTS = (
+    "pong",
+    "pong_sync",
+    "pong_bf16",
+    "pong_1node",
+    "pong_own_stats",
+    "pong_beta1",
+    "pong_own_beta1",
+)
+# ray_bf16_sync0.68: bfloat16 on the wire (half the bytes of a sync) syncing every 0.68 s
+BF16_SYNC_LABEL = "ray_bf16_sync"
 OWN_BETA1 = f"{OWN_STATS}_beta1_"  # processes_own_stats_beta1_0.81: and Adam's beta1 at 0.81
 
 
@@ -253,6 +263,10 @@ def child_learn(
         backend = "processes"
     elif backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
         backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
+    elif backend.startswith(BF16_SYNC_LABEL):
+        interval = float(backend[len(BF16_SYNC_LABEL) :])
+        backend = "ray"
+        extra = {"backend.ray_sync_dtype": "bfloat16", "backend.ray_sync_interval_s": interval}
     elif backend.startswith(BETA1_LABEL):
         beta1 = float(backend[len(BETA1_LABEL) :])
         backend, extra = "ray", {"optim.betas": [beta1, 0.999]}
@@ -351,7 +365,8 @@ def main() -> int:
         nargs="+",
         default=["throughput", "store", "wire", "learning"],
         help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
-        "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), "
+        "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), pong_bf16 "
+        "(long: ray only, bfloat16 on the wire, --pong-bf16-interval), "
         "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers), pong_own_stats "
         "(long: processes, each worker its own optimizer statistics), pong_beta1 (long: ray, "
         "--pong-beta1), pong_own_beta1 (long: pong_own_stats with --pong-beta1)",
@@ -364,6 +379,13 @@ def main() -> int:
         type=float,
         default=0.3,
         help="pong_sync: the ray backend's runs with this backend.ray_sync_interval_s",
+    )
+    p.add_argument(
+        "--pong-bf16-interval",
+        type=float,
+        default=0.68,
+        help="pong_bf16: the interval of the runs with bfloat16 on the wire (0.68 s: half the "
+        "default's for the Atari CNN, at the default's bytes per second)",
     )
     p.add_argument(
         "--pong-beta1",
@@ -478,6 +500,7 @@ def main() -> int:
             pair = {
                 "learning_bf16": ["ray_bf16"],
                 "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
+                "pong_bf16": [f"{BF16_SYNC_LABEL}{args.pong_bf16_interval:g}"],
                 "pong_1node": [ONE_NODE],
                 "pong_own_stats": [OWN_STATS],
                 "pong_beta1": [f"{BETA1_LABEL}{args.pong_beta1:g}"],
@@ -590,6 +613,8 @@ PONG_VARIANTS = {
     "pong_sync_unscaled": "Pong on 2 nodes x 1 worker syncing every {v} s, before the nodes "
     "scaled their momentum (beta1 0.9)",
     "pong_sync": "Pong with `backend.ray_sync_interval_s={v}` (2 nodes x 1 worker)",
+    "pong_bf16": "Pong with bfloat16 on the wire and `backend.ray_sync_interval_s={v}` (2 nodes "
+    "x 1 worker)",
     "pong_1node": "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
     "statistics, no cross-node sync (a control)",
     "pong_own_stats": "Pong on the processes backend, 2 workers each with its own optimizer "
@@ -616,7 +641,8 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
         for r in runs
     ]
     value = runs[0]["backend"].rsplit("_", 1)[-1].removeprefix("sync")
-    interval = float(value) if part.startswith("pong_sync") else 0.0
+    interval = float(value) if part.startswith(("pong_sync", "pong_bf16")) else 0.0
+    half = 2 if part == "pong_bf16" else 1  # bfloat16 on the wire: half the bytes of a sync
     out = [
         f"#### {PONG_VARIANTS[part].format(v=value)}",
         md_table(
@@ -632,7 +658,7 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
     ]
     wire = report.get("wire") or {}
     if interval and wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
-        scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval
+        scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval / half
         out.append(
             f"Bytes between actors per agent step at this interval: about {scaled / 1e3:.1f} kB "
             f"(the wire measurement at {wire['sync_interval_s']:.2f} s, scaled by the interval)."
