@@ -661,7 +661,8 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
         scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval / half
         out.append(
             f"Bytes between actors per agent step at this interval: about {scaled / 1e3:.1f} kB "
-            f"(the wire measurement at {wire['sync_interval_s']:.2f} s, scaled by the interval)."
+            f"(the wire measurement at {wire['sync_interval_s']:.2f} s, scaled by the interval"
+            f"{', halved for bfloat16' if half == 2 else ''})."
         )
     if len(processes) >= 2:
         low, high = min(processes), max(processes)
