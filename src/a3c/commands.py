@@ -34,13 +34,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.target_return == "null":
         overrides["run.target_return"] = None  # never stop on the return
-    if args.resume is None:
-        if args.env_id is None:
-            raise ConfigError("train needs an ENV_ID (or --resume RUN_DIR)")
-        # a bad value answers here, before torch loads (the agent builds it again, with the spaces)
-        build_config(args.env_id, args.config, overrides)
-    from a3c.agent import A3C
-
     if args.resume is not None:
         if args.config or args.seed is not None or args.run_dir is not None:
             raise ConfigError(
@@ -49,10 +42,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--total-steps, --max-time, --target-return, --eval-interval, "
                 "--target-eval-return, --workers, --backend and --ray-address may change)"
             )
+        from a3c.agent import A3C  # after the checks on the command line: torch takes a second
+
         agent = A3C.resume(args.resume, **overrides)
         if args.env_id is not None and args.env_id != agent.config.env.id:
             raise ConfigError(f"{args.resume} is a run on {agent.config.env.id}, not {args.env_id}")
     else:
+        if args.env_id is None:
+            raise ConfigError("train needs an ENV_ID (or --resume RUN_DIR)")
+        # a bad value answers here, before torch loads (the agent builds it again, with the spaces)
+        build_config(args.env_id, args.config, overrides)
+        from a3c.agent import A3C
+
         agent = A3C(args.env_id, config_files=args.config, **overrides)
     try:
         summary = agent.learn(run_dir=None if args.resume else args.run_dir, progress=args.progress)
