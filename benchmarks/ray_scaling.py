@@ -233,6 +233,7 @@ PONG_PARTS = (
     "pong",
     "pong_sync",
     "pong_bf16",
+    "pong_int8",
     "pong_1node",
     "pong_own_stats",
     "pong_beta1",
@@ -261,8 +262,9 @@ def child_learn(
         if backend.startswith(OWN_BETA1):
             extra["optim.betas"] = [float(backend[len(OWN_BETA1) :]), 0.999]
         backend = "processes"
-    elif backend == "ray_bf16":  # the ray backend with bfloat16 on the wire (error feedback)
-        backend, extra = "ray", {"backend.ray_sync_dtype": "bfloat16"}
+    elif backend in ("ray_bf16", "ray_int8"):  # the wire in 16 or 8 bits (error feedback)
+        extra = {"backend.ray_sync_dtype": {"ray_bf16": "bfloat16", "ray_int8": "int8"}[backend]}
+        backend = "ray"
     elif backend.startswith(BF16_SYNC_LABEL):
         interval = float(backend[len(BF16_SYNC_LABEL) :])
         backend = "ray"
@@ -366,7 +368,8 @@ def main() -> int:
         default=["throughput", "store", "wire", "learning"],
         help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
         "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), pong_bf16 "
-        "(long: ray only, bfloat16 on the wire, --pong-bf16-interval), "
+        "(long: ray only, bfloat16 on the wire, --pong-bf16-interval), pong_int8 (long: ray only, "
+        "int8 on the wire at its default interval), "
         "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers), pong_own_stats "
         "(long: processes, each worker its own optimizer statistics), pong_beta1 (long: ray, "
         "--pong-beta1), pong_own_beta1 (long: pong_own_stats with --pong-beta1)",
@@ -501,6 +504,7 @@ def main() -> int:
                 "learning_bf16": ["ray_bf16"],
                 "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
                 "pong_bf16": [f"{BF16_SYNC_LABEL}{args.pong_bf16_interval:g}"],
+                "pong_int8": ["ray_int8"],
                 "pong_1node": [ONE_NODE],
                 "pong_own_stats": [OWN_STATS],
                 "pong_beta1": [f"{BETA1_LABEL}{args.pong_beta1:g}"],
@@ -615,6 +619,8 @@ PONG_VARIANTS = {
     "pong_sync": "Pong with `backend.ray_sync_interval_s={v}` (2 nodes x 1 worker)",
     "pong_bf16": "Pong with bfloat16 on the wire and `backend.ray_sync_interval_s={v}` (2 nodes "
     "x 1 worker)",
+    "pong_int8": "Pong with int8 on the wire (`backend.ray_sync_dtype: int8`) at its default "
+    "interval, {v} s (2 nodes x 1 worker)",
     "pong_1node": "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
     "statistics, no cross-node sync (a control)",
     "pong_own_stats": "Pong on the processes backend, 2 workers each with its own optimizer "
@@ -630,6 +636,8 @@ PONG_VARIANTS = {
 def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> list[str]:
     """A variant of the Pong comparison (PONG_VARIANTS) beside the cluster's runs of the same
     seeds on 2 nodes x 1 worker with the default config."""
+    from a3c.backends.ray_store import wire_bytes
+
     runs = sorted((r for r in report.get(part) or [] if "backend" in r), key=lambda r: r["seed"])
     if not runs:
         return []
@@ -642,7 +650,12 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
     ]
     value = runs[0]["backend"].rsplit("_", 1)[-1].removeprefix("sync")
     interval = float(value) if part.startswith(("pong_sync", "pong_bf16")) else 0.0
-    half = 2 if part == "pong_bf16" else 1  # bfloat16 on the wire: half the bytes of a sync
+    wire = report.get("wire") or {}
+    # the bytes of a value on the wire, against float32's
+    shrink = {"pong_bf16": 2.0, "pong_int8": 4 / wire_bytes("int8")}.get(part, 1.0)
+    if part == "pong_int8" and wire.get("sync_interval_s"):  # the default: float32's bytes/s
+        interval = wire["sync_interval_s"] / shrink
+        value = f"{interval:.2f}"
     out = [
         f"#### {PONG_VARIANTS[part].format(v=value)}",
         md_table(
@@ -656,13 +669,12 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
             rows,
         ),
     ]
-    wire = report.get("wire") or {}
     if interval and wire.get("bytes_per_agent_step") and wire.get("sync_interval_s"):
-        scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval / half
+        scaled = wire["bytes_per_agent_step"] * wire["sync_interval_s"] / interval / shrink
         out.append(
             f"Bytes between actors per agent step at this interval: about {scaled / 1e3:.1f} kB "
             f"(the wire measurement at {wire['sync_interval_s']:.2f} s, scaled by the interval"
-            f"{', halved for bfloat16' if half == 2 else ''})."
+            f"{f' and by {shrink:.2f} for the smaller values' if shrink > 1 else ''})."
         )
     if len(processes) >= 2:
         low, high = min(processes), max(processes)

@@ -25,7 +25,14 @@ from waiting import wait_for  # noqa: E402
 from a3c import A3C, build_config, checkpoint, run_checkpoints  # noqa: E402
 from a3c.backends.ray_backend import RayBackend  # noqa: E402
 from a3c.backends.ray_nodes import group_config, plan  # noqa: E402
-from a3c.backends.ray_store import Slots, StoreShard, gather, shard_count, slices  # noqa: E402
+from a3c.backends.ray_store import (  # noqa: E402
+    Slots,
+    StoreShard,
+    gather,
+    shard_count,
+    slices,
+    sync_interval,
+)
 from a3c.store import SharedStore  # noqa: E402
 
 LOOPBACK = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
@@ -107,21 +114,23 @@ def test_a_shard_applies_every_groups_change_and_answers_with_the_others():
     assert again["others"]["worker_steps"] == 30, "counters are absolute: a repeat changes nothing"
 
 
-def test_bfloat16_on_the_wire_loses_nothing_over_syncs():
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_rounding_on_the_wire_loses_nothing_over_syncs(dtype):
     """What rounding drops is carried (error feedback both ways): after many small changes the
-    shard and the group agree with the exact float32 sum to bfloat16's precision of one step."""
+    shard and the group agree with the exact float32 sum to the precision of one step."""
     from a3c.backends.ray_store import decode, encode
 
     rng = np.random.default_rng(0)
-    shard = StoreShard(0, np.zeros(64, np.float32), None, None, "bfloat16")
+    shard = StoreShard(0, np.zeros(600, np.float32), None, None, dtype)
     local = torch.from_numpy(shard.join(0))
     base = local.clone()
-    exact = torch.zeros(64)
+    exact = torch.zeros(600)
     for _ in range(200):
-        step = torch.from_numpy(rng.normal(0, 1e-3, 64).astype(np.float32))
+        step = torch.from_numpy(rng.normal(0, 1e-3, 600).astype(np.float32))
         local += step
         exact += step
-        wire, sent = encode(local - base, "bfloat16")
+        wire, sent = encode(local - base, dtype)
+        assert wire.nbytes <= 600 * (2 if dtype == "bfloat16" else 1.05), "fewer bytes"
         change = decode(shard.sync(0, wire, 1)["change"])
         local += change - sent
         base += change
@@ -133,6 +142,10 @@ def test_shards_and_plans():
     assert shard_count(4_600, None) == 1 and shard_count(680_000 * 25, None) == 9
     assert shard_count(10, 4) == 4 and shard_count(3, 8) == 3
     assert slices(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    # without an interval, a node sends about the same bytes per second in every wire format
+    assert sync_interval(680_000, None) == pytest.approx(1.36)
+    assert sync_interval(680_000, None, "int8") == pytest.approx(1.36 * 1.015625 / 4)
+    assert sync_interval(680_000, 0.3, "int8") == 0.3 and sync_interval(10, None) == 0.05
     states = [
         {"params": np.arange(3.0), "counters.worker_steps": np.array([5])},
         {"params": np.arange(3.0, 5.0)},

@@ -79,7 +79,9 @@ class RayBackend:
         self.started_ray = False
         self.k = shard_count(store.size, cfg.backend.ray_store_shards)
         self.bounds = slices(store.size, self.k)
-        self.interval = sync_interval(store.size, cfg.backend.ray_sync_interval_s)
+        self.interval = sync_interval(
+            store.size, cfg.backend.ray_sync_interval_s, cfg.backend.ray_sync_dtype
+        )
         self.shards: list[Any] = []
         self.groups: list[Group] = []
         self.budget: RestartBudget | None = None
