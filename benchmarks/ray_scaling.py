@@ -511,7 +511,7 @@ def main() -> int:
                 "pong_own_beta1": [f"{OWN_BETA1}{args.pong_beta1:g}"],
             }.get(part, ["processes", "ray"])
             for backend in pair if seed % 2 == 0 else list(reversed(pair)):
-                if any(r["backend"] == backend and r["seed"] == seed for r in runs):
+                if any(r.get("backend") == backend and r.get("seed") == seed for r in runs):
                     continue
                 run_dir = str(args.pong_runs / f"{backend}_s{seed}") if pong else "-"
                 res = run_child(

@@ -63,12 +63,29 @@ def encode(x: Tensor, dtype: str) -> tuple[np.ndarray, Tensor]:
         b = x.to(torch.bfloat16)
         return b.view(torch.int16).numpy().copy(), b.float()
     n = x.numel()
-    blocks = torch.nn.functional.pad(x, (0, -n % INT8_BLOCK)).view(-1, INT8_BLOCK)
-    scale = blocks.abs().amax(1) / 127
-    q = (blocks / scale.clamp_min(1e-30)[:, None]).round_().clamp_(-127, 127).to(torch.int8)
-    values = (q.float() * scale[:, None]).flatten()[:n]
-    wire = np.concatenate([scale.numpy().view(np.uint8), q.flatten()[:n].numpy().view(np.uint8)])
-    return wire, values
+    blocks = -(-n // INT8_BLOCK)
+    wire = torch.empty(4 * blocks + n, dtype=torch.uint8)
+    scale, q = wire[: 4 * blocks].view(torch.float32), wire[4 * blocks :].view(torch.int8)
+    values = torch.empty(n)
+    for part, rows in _blocks(n):
+        block = x[part].view(rows.stop - rows.start, -1)
+        s = block.abs().amax(1).div_(127)
+        scale[rows] = s
+        r = block.mul(s.clamp_min(1e-30).reciprocal()[:, None]).round_()  # in [-127, 127]
+        q[part].view_as(r).copy_(r)
+        torch.mul(r, s[:, None], out=values[part].view_as(r))
+    return wire.numpy(), values
+
+
+def _blocks(n: int) -> list[tuple[slice, slice]]:
+    """The whole blocks of INT8_BLOCK values among `n`, then the last, shorter one: (the values,
+    the blocks) of each, so each part is a 2-d view without a padded copy."""
+    full = n // INT8_BLOCK
+    parts = [
+        (slice(0, full * INT8_BLOCK), slice(0, full)),
+        (slice(full * INT8_BLOCK, n), slice(full, full + 1)),
+    ]
+    return [(part, rows) for part, rows in parts if part.stop > part.start]
 
 
 def decode(wire: np.ndarray) -> Tensor:
@@ -80,9 +97,11 @@ def decode(wire: np.ndarray) -> Tensor:
         return t
     blocks = -(-t.numel() // (INT8_BLOCK + 4))  # 4 bytes of scale and up to INT8_BLOCK values
     scale, q = t[: 4 * blocks].view(torch.float32), t[4 * blocks :].view(torch.int8)
-    n = q.numel()
-    padded = torch.nn.functional.pad(q.float(), (0, blocks * INT8_BLOCK - n))
-    return (padded.view(blocks, INT8_BLOCK) * scale[:, None]).flatten()[:n]
+    values = torch.empty(q.numel())
+    for part, rows in _blocks(q.numel()):
+        out = values[part].view(rows.stop - rows.start, -1)
+        torch.mul(q[part].view_as(out), scale[rows, None], out=out)
+    return values
 
 
 @dataclass
