@@ -79,14 +79,15 @@ def child_throughput(backend: str, steps: int, workers: int) -> dict:
     }
 
 
-def child_store(shard_counts: list[int], groups: int, seconds: float) -> dict:
-    """Fake groups against K shards of Pong's size."""
+def child_store(shard_counts: list[int], groups: int, seconds: float, dtype: str) -> dict:
+    """Fake groups against K shards of Pong's size, the changes in `dtype` on the wire."""
     import numpy as np
     import ray
+    import torch
 
     from a3c import A3C
     from a3c.backends.ray_runtime import init_ray
-    from a3c.backends.ray_store import Slots, StoreShard, slices
+    from a3c.backends.ray_store import Slots, StoreShard, encode, slices
 
     size = sum(p.numel() for p in A3C("ALE/Pong-v5").model.parameters())
     init_ray(None, num_cpus=groups + max(shard_counts))
@@ -96,7 +97,8 @@ def child_store(shard_counts: list[int], groups: int, seconds: float) -> dict:
         def __init__(self, index: int, shards: list, bounds: list) -> None:
             self.index, self.shards, self.bounds = index, shards, bounds
             rng = np.random.default_rng(index)
-            self.delta = rng.standard_normal(size).astype(np.float32) * 1e-4
+            delta = torch.from_numpy(rng.standard_normal(size).astype(np.float32) * 1e-4)
+            self.wires = [encode(delta[a:b].contiguous(), dtype)[0] for a, b in bounds]
             ray.get([s.join.remote(index) for s in shards])
 
         def run(self, seconds: float) -> int:
@@ -106,12 +108,12 @@ def child_store(shard_counts: list[int], groups: int, seconds: float) -> dict:
                 refs = [
                     s.sync.remote(
                         self.index,
-                        self.delta[a:b],
+                        wire,
                         800,
                         Slots(self.index, 1) if k == 0 else None,
                         counts if k == 0 else None,
                     )
-                    for k, (s, (a, b)) in enumerate(zip(self.shards, self.bounds, strict=True))
+                    for k, (s, wire) in enumerate(zip(self.shards, self.wires, strict=True))
                 ]
                 ray.get(refs)
                 n += 1
@@ -127,7 +129,7 @@ def child_store(shard_counts: list[int], groups: int, seconds: float) -> dict:
                 zeros[a:b],
                 None,
                 None,
-                "float32",
+                dtype,
                 {"worker_steps": np.zeros(groups, np.int64)} if i == 0 else None,
             )
             for i, (a, b) in enumerate(bounds)
@@ -157,11 +159,12 @@ def child_store(shard_counts: list[int], groups: int, seconds: float) -> dict:
         for actor in [*fakes, *shards]:
             ray.kill(actor)
     ray.shutdown()
-    return {"params": size, "groups": groups, "shards": out}
+    return {"params": size, "groups": groups, "dtype": dtype, "shards": out}
 
 
-def child_wire(seconds: float) -> dict:
-    """Pong on a simulated 2-node cluster, one worker per node, default sync interval."""
+def child_wire(seconds: float, dtype: str) -> dict:
+    """Pong on a simulated 2-node cluster, one worker per node, the changes in `dtype` on the
+    wire at its default sync interval."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -180,6 +183,7 @@ def child_wire(seconds: float) -> dict:
             workers=2,
             ray_address=cluster.address,
             **{"eval.interval_s": None, "eval.interval_steps": None},
+            **{"backend.ray_sync_dtype": dtype},
         )
         store = SharedStore.for_model(agent.model, agent.config)
         backend = RayBackend(agent.config, store)
@@ -212,6 +216,7 @@ def child_wire(seconds: float) -> dict:
     syncs = total("syncs", last) - total("syncs", first)
     return {
         "params": store.size,
+        "dtype": dtype,
         "sync_interval_s": backend.interval,
         "seconds": t_last - t_first,
         "agent_steps": steps,
@@ -242,6 +247,8 @@ PONG_PARTS = (
 # ray_bf16_sync0.68: bfloat16 on the wire (half the bytes of a sync) syncing every 0.68 s
 BF16_SYNC_LABEL = "ray_bf16_sync"
 OWN_BETA1 = f"{OWN_STATS}_beta1_"  # processes_own_stats_beta1_0.81: and Adam's beta1 at 0.81
+# the parts measuring the store and the wire, and the wire format of each
+WIRE_PARTS = {"store": "float32", "store_int8": "int8", "wire": "float32", "wire_int8": "int8"}
 
 
 def child_learn(
@@ -328,11 +335,17 @@ def child_learn(
 
 
 def model_table(
-    params: int, interval: float, worker_rate: float, updates_per_s: float, shard_ms: float, k: int
+    params: int,
+    interval: float,
+    worker_rate: float,
+    updates_per_s: float,
+    shard_ms: float,
+    value_bytes: float,
 ) -> tuple[list[list], int]:
-    """The scaling model: N nodes of CORES_PER_NODE Pong workers each (see docs/cluster.md)."""
-    per_sync_bytes = 2 * 4 * params  # a change out and a change back, float32
-    capacity = k * 1e3 / max(shard_ms, 1e-9)  # syncs/s the K shards take, one core each
+    """The scaling model: N nodes of CORES_PER_NODE Pong workers each, one store shard (see
+    docs/cluster.md); `value_bytes` a parameter's bytes on the wire."""
+    per_sync_bytes = 2 * value_bytes * params  # a change out and a change back
+    capacity = 1e3 / max(shard_ms, 1e-9)  # syncs/s the shard takes, on a core of its own
     rows = []
     for n in NODES:
         syncs = n / interval
@@ -366,8 +379,9 @@ def main() -> int:
         "--parts",
         nargs="+",
         default=["throughput", "store", "wire", "learning"],
-        help="throughput, store, wire, learning (CartPole), learning_bf16 (CartPole, bfloat16 "
-        "on the wire), pong (long), pong_sync (long: ray only, --pong-sync-interval), pong_bf16 "
+        help="throughput, store, wire, store_int8 and wire_int8 (int8 on the wire), learning "
+        "(CartPole), learning_bf16 and learning_int8 (CartPole, bfloat16 or int8 on the wire), "
+        "pong (long), pong_sync (long: ray only, --pong-sync-interval), pong_bf16 "
         "(long: ray only, bfloat16 on the wire, --pong-bf16-interval), pong_int8 (long: ray only, "
         "int8 on the wire at its default interval), "
         "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers), pong_own_stats "
@@ -410,7 +424,7 @@ def main() -> int:
         if kind == "throughput":
             res = child_throughput(args.child[1], args.steps, args.workers)
         elif kind == "store":
-            res = child_store([1, 2, 4], args.groups, args.seconds)
+            res = child_store([1, 2, 4], args.groups, args.seconds, args.child[1])
         elif kind == "learn":
             res = child_learn(
                 *args.child[1:3],
@@ -420,7 +434,7 @@ def main() -> int:
                 args.child[6],
             )
         else:
-            res = child_wire(args.pong_seconds)
+            res = child_wire(args.pong_seconds, args.child[1])
         print(json.dumps(res))
         return 0
 
@@ -464,29 +478,24 @@ def main() -> int:
             "steps": args.steps,
             "workers": args.workers,
         }
-    if "store" in args.parts:
-        report["store"] = run_child(
-            [
-                __file__,
-                "--child",
-                "store",
-                "--seconds",
-                str(args.seconds),
-                "--groups",
-                str(args.groups),
-            ],
-            timeout=900,
-        )
-        print(json.dumps(report["store"]), flush=True)
-    if "wire" in args.parts:
-        report["wire"] = run_child(
-            [__file__, "--child", "wire", "--pong-seconds", str(args.pong_seconds)],
-            timeout=args.pong_seconds + 600,
-        )
-        print(json.dumps(report["wire"]), flush=True)
+    for part, dtype in WIRE_PARTS.items():
+        if part.startswith("store") and part in args.parts:
+            report[part] = run_child(
+                [__file__, "--child", "store", dtype, "--seconds", str(args.seconds)]
+                + ["--groups", str(args.groups)],
+                timeout=900,
+            )
+            print(json.dumps(report[part]), flush=True)
+        if part.startswith("wire") and part in args.parts:
+            report[part] = run_child(
+                [__file__, "--child", "wire", dtype, "--pong-seconds", str(args.pong_seconds)],
+                timeout=args.pong_seconds + 600,
+            )
+            print(json.dumps(report[part]), flush=True)
     for part, env_id, seeds, steps, max_time in [
         ("learning", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         ("learning_bf16", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
+        ("learning_int8", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         *[
             (part, "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0)
             for part in PONG_PARTS
@@ -502,6 +511,7 @@ def main() -> int:
         for seed in range(seeds):
             pair = {
                 "learning_bf16": ["ray_bf16"],
+                "learning_int8": ["ray_int8"],
                 "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
                 "pong_bf16": [f"{BF16_SYNC_LABEL}{args.pong_bf16_interval:g}"],
                 "pong_int8": ["ray_int8"],
@@ -566,17 +576,19 @@ def learning_markdown(report: dict) -> list[str]:
             if ratio
             else "ratio: n/a",
         ]
-    bf16 = [r for r in report.get("learning_bf16") or [] if "backend" in r]
-    if bf16 and runs:
-        solved = [r["solved_steps"] for r in bf16 if r["solved"]]
+    for dtype, part in (("bfloat16", "learning_bf16"), ("int8", "learning_int8")):
+        small = [r for r in report.get(part) or [] if "backend" in r]
+        if not (small and runs):
+            continue
+        solved = [r["solved_steps"] for r in small if r["solved"]]
         f32 = median([r["solved_steps"] for r in runs if r["backend"] == "ray" and r["solved"]])
-        ratio16 = median(solved) / f32 if solved and f32 else None
+        ratio = median(solved) / f32 if solved and f32 else None
         out += [
-            "#### Learning with bfloat16 on the wire (`backend.ray_sync_dtype: bfloat16`), the "
+            f"#### Learning with {dtype} on the wire (`backend.ray_sync_dtype: {dtype}`), the "
             "same seeds: solved "
-            f"{len(solved)}/{len(bf16)}, median {median(solved) or '-'} steps "
-            f"({'n/a' if ratio16 is None else f'{ratio16:.2f}x'} float32's): "
-            + ", ".join(f"{r['solved_steps']:,}" if r["solved"] else "-" for r in bf16)
+            f"{len(solved)}/{len(small)}, median {median(solved) or '-'} steps "
+            f"({'n/a' if ratio is None else f'{ratio:.2f}x'} float32's): "
+            + ", ".join(f"{r['solved_steps']:,}" if r["solved"] else "-" for r in small)
         ]
     pong = [r for r in report.get("pong") or [] if "backend" in r]
     if pong:
@@ -710,92 +722,112 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
             if ratio
             else "ratio: n/a",
         ]
-    s = report.get("store")
-    if s and "shards" in s:
-        rows = [
-            [
-                k,
-                v["syncs_per_s"],
-                median(v["shard_cpu_ms_per_sync"]),
-                median(v["shard_process_ms_per_sync"]),
-            ]
-            for k, v in sorted(s["shards"].items(), key=lambda kv: int(kv[0]))
-        ]
-        parts += [
-            f"#### The store: {s['groups']} fake groups sending Pong-sized changes "
-            f"({s['params']:,} float32 parameters) as fast as the shards answer",
-            md_table(
-                [
-                    "shards K",
-                    "syncs/s sustained",
-                    "shard CPU ms per sync: the arithmetic",
-                    "shard CPU ms per sync: the whole process",
-                ],
-                rows,
-            ),
-        ]
-    w = report.get("wire")
-    if w and "bytes_per_agent_step" in w:
-        b = w["bytes_per_agent_step"]
-        parts += [
-            "#### The wire: ALE/Pong-v5, 2 nodes x 1 worker, sync every "
-            f"{w['sync_interval_s']:.2f} s (the default for its size)",
-            md_table(
-                [
-                    "measured over",
-                    "agent steps",
-                    "syncs",
-                    "bytes (both ways)",
-                    "bytes per agent step",
-                    "agent steps/s per worker",
-                ],
-                [
-                    [
-                        f"{w['seconds']:.0f} s",
-                        w["agent_steps"],
-                        w["syncs"],
-                        w["bytes"],
-                        b,
-                        w["steps_per_s_per_worker"],
-                    ]
-                ],
-            ),
-            f"{b / 1e3:.1f} kB per agent step = **1/{EARLIER_BYTES_PER_STEP / b:.0f}** of the "
-            f"earlier design's 136 kB (target <= 1/20: "
-            f"{'met' if b <= EARLIER_BYTES_PER_STEP / 20 else 'NOT met'})",
-        ]
+    for suffix in ("", "_int8"):
+        parts += store_markdown(report.get(f"store{suffix}"))
+        parts += wire_markdown(report.get(f"wire{suffix}"))
     parts += learning_markdown(report)
-    if s and w and "shards" in s and "steps_per_s_per_worker" in w:
-        one = s["shards"].get("1")
-        shard_ms = median(one["shard_process_ms_per_sync"]) if one else None
-        if shard_ms:
-            rows, sat = model_table(
-                w["params"],
-                w["sync_interval_s"],
-                w["steps_per_s_per_worker"],
-                args.pong_updates_per_s,
-                shard_ms,
-                1,
-            )
-            parts += [
-                f"#### Scaling model (projected): Pong, nodes of {CORES_PER_NODE} workers, one "
-                "store shard (K = 1, the default for Pong's size), sync every "
-                f"{w['sync_interval_s']:.2f} s",
-                md_table(
-                    [
-                        "nodes",
-                        "workers",
-                        "agent steps/s",
-                        "MB/s per node (both ways)",
-                        "store load",
-                        "update lag",
-                    ],
-                    rows,
-                ),
-                f"The store saturates (load 1) at **{sat} nodes** with one shard; K shards on "
-                f"their own cores take K times as many.",
-            ]
+    for suffix in ("", "_int8"):
+        parts += model_markdown(report.get(f"store{suffix}"), report.get(f"wire{suffix}"), args)
     return "\n\n".join(parts)
+
+
+def store_markdown(s: dict | None) -> list[str]:
+    if not s or "shards" not in s:
+        return []
+    rows = [
+        [
+            k,
+            v["syncs_per_s"],
+            median(v["shard_cpu_ms_per_sync"]),
+            median(v["shard_process_ms_per_sync"]),
+        ]
+        for k, v in sorted(s["shards"].items(), key=lambda kv: int(kv[0]))
+    ]
+    return [
+        f"#### The store: {s['groups']} fake groups sending Pong-sized changes "
+        f"({s['params']:,} parameters, {s.get('dtype', 'float32')} on the wire) as fast as the "
+        "shards answer",
+        md_table(
+            [
+                "shards K",
+                "syncs/s sustained",
+                "shard CPU ms per sync: the arithmetic",
+                "shard CPU ms per sync: the whole process",
+            ],
+            rows,
+        ),
+    ]
+
+
+def wire_markdown(w: dict | None) -> list[str]:
+    if not w or "bytes_per_agent_step" not in w:
+        return []
+    b = w["bytes_per_agent_step"]
+    return [
+        "#### The wire: ALE/Pong-v5, 2 nodes x 1 worker, "
+        f"{w.get('dtype', 'float32')} on the wire, sync every {w['sync_interval_s']:.2f} s (the "
+        "default for its size)",
+        md_table(
+            [
+                "measured over",
+                "agent steps",
+                "syncs",
+                "bytes (both ways)",
+                "bytes per agent step",
+                "agent steps/s per worker",
+            ],
+            [
+                [
+                    f"{w['seconds']:.0f} s",
+                    w["agent_steps"],
+                    w["syncs"],
+                    w["bytes"],
+                    b,
+                    w["steps_per_s_per_worker"],
+                ]
+            ],
+        ),
+        f"{b / 1e3:.1f} kB per agent step = **1/{EARLIER_BYTES_PER_STEP / b:.0f}** of the "
+        f"earlier design's 136 kB (target <= 1/20: "
+        f"{'met' if b <= EARLIER_BYTES_PER_STEP / 20 else 'NOT met'})",
+    ]
+
+
+def model_markdown(s: dict | None, w: dict | None, args: argparse.Namespace) -> list[str]:
+    """The scaling model's table from a store measurement and a wire measurement."""
+    from a3c.backends.ray_store import wire_bytes
+
+    if not (s and w and "shards" in s and "steps_per_s_per_worker" in w):
+        return []
+    one = s["shards"].get("1")
+    if not one:
+        return []
+    dtype = w.get("dtype", "float32")
+    rows, sat = model_table(
+        w["params"],
+        w["sync_interval_s"],
+        w["steps_per_s_per_worker"],
+        args.pong_updates_per_s,
+        median(one["shard_process_ms_per_sync"]),
+        wire_bytes(dtype),
+    )
+    return [
+        f"#### Scaling model (projected): Pong, nodes of {CORES_PER_NODE} workers, one "
+        f"store shard (K = 1), {dtype} on the wire, sync every {w['sync_interval_s']:.2f} s",
+        md_table(
+            [
+                "nodes",
+                "workers",
+                "agent steps/s",
+                "MB/s per node (both ways)",
+                "store load",
+                "update lag",
+            ],
+            rows,
+        ),
+        f"The store saturates (load 1) at **{sat} nodes** with one shard; K shards on "
+        f"their own cores take K times as many.",
+    ]
 
 
 if __name__ == "__main__":

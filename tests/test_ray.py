@@ -18,6 +18,9 @@ import torch
 
 # Read by Ray at import: local clusters then bind to loopback only (never another address).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Inherited by every Ray process these tests start (and no one else's): what they may kill or count
+MARK = f"A3C_TEST_RAY={os.getpid()}"
+os.environ["A3C_TEST_RAY"] = str(os.getpid())
 ray = pytest.importorskip("ray")
 
 from waiting import wait_for  # noqa: E402
@@ -56,8 +59,8 @@ def cluster():
 
 
 def _processes(*titles: str) -> list[int]:
-    """Live processes whose command line holds one of `titles` (Ray titles an actor's process
-    `ray::ClassName...`)."""
+    """Live processes of these tests whose command line holds one of `titles` (Ray titles an
+    actor's process `ray::ClassName...`); another Ray's on the machine are not these tests'."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -65,9 +68,10 @@ def _processes(*titles: str) -> list[int]:
         try:
             cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
             state = (entry / "stat").read_text().split(") ")[-1][:1]
+            ours = b"\0" + MARK.encode() + b"\0" in b"\0" + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if state != "Z" and any(t in cmd for t in titles):
+        if state != "Z" and ours and any(t in cmd for t in titles):
             found.append(int(entry.name))
     return found
 
