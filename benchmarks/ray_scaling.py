@@ -341,11 +341,13 @@ def model_table(
     updates_per_s: float,
     shard_ms: float,
     value_bytes: float,
+    k: int,
 ) -> tuple[list[list], int]:
-    """The scaling model: N nodes of CORES_PER_NODE Pong workers each, one store shard (see
-    docs/cluster.md); `value_bytes` a parameter's bytes on the wire."""
+    """The scaling model: N nodes of CORES_PER_NODE Pong workers each, K store shards (see
+    docs/cluster.md); `value_bytes` a parameter's bytes on the wire, `shard_ms` a shard's CPU
+    per sync of its slice."""
     per_sync_bytes = 2 * value_bytes * params  # a change out and a change back
-    capacity = 1e3 / max(shard_ms, 1e-9)  # syncs/s the shard takes, on a core of its own
+    capacity = k * 1e3 / max(shard_ms, 1e-9)  # syncs/s the K shards take, each on its own core
     rows = []
     for n in NODES:
         syncs = n / interval
@@ -795,25 +797,28 @@ def wire_markdown(w: dict | None) -> list[str]:
 
 def model_markdown(s: dict | None, w: dict | None, args: argparse.Namespace) -> list[str]:
     """The scaling model's table from a store measurement and a wire measurement."""
-    from a3c.backends.ray_store import wire_bytes
+    from a3c.backends.ray_store import shard_count, wire_bytes
 
     if not (s and w and "shards" in s and "steps_per_s_per_worker" in w):
         return []
-    one = s["shards"].get("1")
-    if not one:
-        return []
     dtype = w.get("dtype", "float32")
+    k = shard_count(w["params"], None, dtype)  # the default for Pong's size and the format
+    measured = s["shards"].get(str(k))
+    if not measured:
+        return []
     rows, sat = model_table(
         w["params"],
         w["sync_interval_s"],
         w["steps_per_s_per_worker"],
         args.pong_updates_per_s,
-        median(one["shard_process_ms_per_sync"]),
+        median(measured["shard_process_ms_per_sync"]),
         wire_bytes(dtype),
+        k,
     )
     return [
-        f"#### Scaling model (projected): Pong, nodes of {CORES_PER_NODE} workers, one "
-        f"store shard (K = 1), {dtype} on the wire, sync every {w['sync_interval_s']:.2f} s",
+        f"#### Scaling model (projected): Pong, nodes of {CORES_PER_NODE} workers, {dtype} on the "
+        f"wire, sync every {w['sync_interval_s']:.2f} s, K = {k} store shard{'s' * (k > 1)} (the "
+        "default)",
         md_table(
             [
                 "nodes",
@@ -825,8 +830,8 @@ def model_markdown(s: dict | None, w: dict | None, args: argparse.Namespace) -> 
             ],
             rows,
         ),
-        f"The store saturates (load 1) at **{sat} nodes** with one shard; K shards on "
-        f"their own cores take K times as many.",
+        f"The store saturates (load 1) at **{sat} nodes** with K = {k}, each shard on a core of "
+        f"its own at its CPU per sync as measured with K = {k} above.",
     ]
 
 

@@ -145,6 +145,9 @@ def test_rounding_on_the_wire_loses_nothing_over_syncs(dtype):
 def test_shards_and_plans():
     assert shard_count(4_600, None) == 1 and shard_count(680_000 * 25, None) == 9
     assert shard_count(10, 4) == 4 and shard_count(3, 8) == 3
+    # a smaller wire format syncs more often by default: more shards share the work
+    assert shard_count(680_000, None) == 1 and shard_count(680_000, None, "int8") == 2
+    assert shard_count(680_000 * 25, None, "bfloat16") == 16
     assert slices(10, 3) == [(0, 3), (3, 7), (7, 10)]
     # without an interval, a node sends about the same bytes per second in every wire format
     assert sync_interval(680_000, None) == pytest.approx(1.36)

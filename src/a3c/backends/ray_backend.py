@@ -77,7 +77,7 @@ class RayBackend:
         _ray()
         self.cfg, self.store, self.env_fn = cfg, store, env_fn
         self.started_ray = False
-        self.k = shard_count(store.size, cfg.backend.ray_store_shards)
+        self.k = shard_count(store.size, cfg.backend.ray_store_shards, cfg.backend.ray_sync_dtype)
         self.bounds = slices(store.size, self.k)
         self.interval = sync_interval(
             store.size, cfg.backend.ray_sync_interval_s, cfg.backend.ray_sync_dtype

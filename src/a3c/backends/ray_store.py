@@ -26,16 +26,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# Without `backend.ray_store_shards`, one shard per this many bytes of float32 parameters.
+# Without `backend.ray_store_shards`, one shard per this many bytes of float32 parameters (when
+# they travel as float32: see shard_count).
 SHARD_BYTES = 8 << 20
 MAX_SHARDS = 16
 
 
-def shard_count(size: int, requested: int | None) -> int:
-    """K: `requested`, or one shard per SHARD_BYTES of parameters (at least 1, at most 16), never
-    more shards than parameters."""
-    k = requested if requested is not None else math.ceil(4 * size / SHARD_BYTES)
-    return max(1, min(k, MAX_SHARDS if requested is None else k, size))
+def shard_count(size: int, requested: int | None, dtype: str = "float32") -> int:
+    """K: `requested`, or one shard per SHARD_BYTES of float32 parameters, times float32's bytes
+    over the wire format's: by default a node syncs that much more often (sync_interval), so each
+    shard keeps float32's share of the work. At least 1, at most 16, never more than parameters."""
+    if requested is None:
+        requested = min(MAX_SHARDS, math.ceil(16 * size / SHARD_BYTES / wire_bytes(dtype)))
+    return max(1, min(requested, size))
 
 
 def slices(size: int, k: int) -> list[tuple[int, int]]:
