@@ -112,6 +112,7 @@ class NodeGroup:
         self.interval = cfg.backend.ray_sync_interval_s or 0.05
         self.own_shard = None
         if shards is None:  # the global state arrives in `init`; the store lives here
+            self.dtype = "float32"  # nothing crosses the network, so nothing is rounded
             self.own_shard = StoreShard(
                 0,
                 init["store.params"],
