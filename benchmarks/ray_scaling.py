@@ -238,7 +238,7 @@ PONG_PARTS = (
     "pong",
     "pong_sync",
     "pong_bf16",
-    "pong_int8",
+    "pong_f32",
     "pong_1node",
     "pong_own_stats",
     "pong_beta1",
@@ -249,6 +249,10 @@ BF16_SYNC_LABEL = "ray_bf16_sync"
 OWN_BETA1 = f"{OWN_STATS}_beta1_"  # processes_own_stats_beta1_0.81: and Adam's beta1 at 0.81
 # the parts measuring the store and the wire, and the wire format of each
 WIRE_PARTS = {"store": "float32", "store_int8": "int8", "wire": "float32", "wire_int8": "int8"}
+# the ray backend with another format on the wire than the default (int8), at its default interval
+WIRE_LABELS = {"ray_f32": "float32", "ray_bf16": "bfloat16"}
+# the runs of the controls made when float32 was the default keep it
+FLOAT32 = {"backend.ray_sync_dtype": "float32"}
 
 
 def child_learn(
@@ -269,8 +273,8 @@ def child_learn(
         if backend.startswith(OWN_BETA1):
             extra["optim.betas"] = [float(backend[len(OWN_BETA1) :]), 0.999]
         backend = "processes"
-    elif backend in ("ray_bf16", "ray_int8"):  # the wire in 16 or 8 bits (error feedback)
-        extra = {"backend.ray_sync_dtype": {"ray_bf16": "bfloat16", "ray_int8": "int8"}[backend]}
+    elif backend in WIRE_LABELS:  # the ray backend with this format on the wire
+        extra = {"backend.ray_sync_dtype": WIRE_LABELS[backend]}
         backend = "ray"
     elif backend.startswith(BF16_SYNC_LABEL):
         interval = float(backend[len(BF16_SYNC_LABEL) :])
@@ -278,9 +282,10 @@ def child_learn(
         extra = {"backend.ray_sync_dtype": "bfloat16", "backend.ray_sync_interval_s": interval}
     elif backend.startswith(BETA1_LABEL):
         beta1 = float(backend[len(BETA1_LABEL) :])
-        backend, extra = "ray", {"optim.betas": [beta1, 0.999]}
+        backend, extra = "ray", {"optim.betas": [beta1, 0.999], **FLOAT32}
     elif backend.startswith(SYNC_LABEL):  # ray_sync0.3: the ray backend syncing every 0.3 s
-        backend, extra = "ray", {"backend.ray_sync_interval_s": float(backend[len(SYNC_LABEL) :])}
+        interval = float(backend[len(SYNC_LABEL) :])
+        backend, extra = "ray", {"backend.ray_sync_interval_s": interval, **FLOAT32}
     one_node = backend == ONE_NODE  # shared statistics, no cross-node sync: a control
     if one_node:
         backend = "ray"
@@ -380,12 +385,12 @@ def main() -> int:
     p.add_argument(
         "--parts",
         nargs="+",
-        default=["throughput", "store", "wire", "learning"],
-        help="throughput, store, wire, store_int8 and wire_int8 (int8 on the wire), learning "
-        "(CartPole), learning_bf16 and learning_int8 (CartPole, bfloat16 or int8 on the wire), "
-        "pong (long), pong_sync (long: ray only, --pong-sync-interval), pong_bf16 "
-        "(long: ray only, bfloat16 on the wire, --pong-bf16-interval), pong_int8 (long: ray only, "
-        "int8 on the wire at its default interval), "
+        default=["throughput", "store", "wire", "store_int8", "wire_int8", "learning"],
+        help="throughput, store and wire (float32 on the wire), store_int8 and wire_int8 (int8, "
+        "the default), learning (CartPole, the default), learning_f32 and learning_bf16 (CartPole, "
+        "float32 or bfloat16 on the wire), pong (long), pong_f32 (long: ray only, float32 on the "
+        "wire), pong_sync (long: ray only, float32 every --pong-sync-interval), pong_bf16 "
+        "(long: ray only, bfloat16 on the wire, --pong-bf16-interval), "
         "pong_1node (long: ray on one node of 2 CPUs, one group of 2 workers), pong_own_stats "
         "(long: processes, each worker its own optimizer statistics), pong_beta1 (long: ray, "
         "--pong-beta1), pong_own_beta1 (long: pong_own_stats with --pong-beta1)",
@@ -497,7 +502,7 @@ def main() -> int:
     for part, env_id, seeds, steps, max_time in [
         ("learning", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         ("learning_bf16", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
-        ("learning_int8", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
+        ("learning_f32", "CartPole-v1", args.learn_seeds, 1_000_000, 600.0),
         *[
             (part, "ALE/Pong-v5", args.pong_seeds, args.pong_steps, 4 * 3600.0)
             for part in PONG_PARTS
@@ -513,10 +518,10 @@ def main() -> int:
         for seed in range(seeds):
             pair = {
                 "learning_bf16": ["ray_bf16"],
-                "learning_int8": ["ray_int8"],
+                "learning_f32": ["ray_f32"],
                 "pong_sync": [f"{SYNC_LABEL}{args.pong_sync_interval:g}"],
                 "pong_bf16": [f"{BF16_SYNC_LABEL}{args.pong_bf16_interval:g}"],
-                "pong_int8": ["ray_int8"],
+                "pong_f32": ["ray_f32"],
                 "pong_1node": [ONE_NODE],
                 "pong_own_stats": [OWN_STATS],
                 "pong_beta1": [f"{BETA1_LABEL}{args.pong_beta1:g}"],
@@ -578,18 +583,18 @@ def learning_markdown(report: dict) -> list[str]:
             if ratio
             else "ratio: n/a",
         ]
-    for dtype, part in (("bfloat16", "learning_bf16"), ("int8", "learning_int8")):
+    for dtype, part in (("float32", "learning_f32"), ("bfloat16", "learning_bf16")):
         small = [r for r in report.get(part) or [] if "backend" in r]
         if not (small and runs):
             continue
         solved = [r["solved_steps"] for r in small if r["solved"]]
-        f32 = median([r["solved_steps"] for r in runs if r["backend"] == "ray" and r["solved"]])
-        ratio = median(solved) / f32 if solved and f32 else None
+        int8 = median([r["solved_steps"] for r in runs if r["backend"] == "ray" and r["solved"]])
+        ratio = median(solved) / int8 if solved and int8 else None
         out += [
             f"#### Learning with {dtype} on the wire (`backend.ray_sync_dtype: {dtype}`), the "
             "same seeds: solved "
             f"{len(solved)}/{len(small)}, median {median(solved) or '-'} steps "
-            f"({'n/a' if ratio is None else f'{ratio:.2f}x'} float32's): "
+            f"({'n/a' if ratio is None else f'{ratio:.2f}x'} the default's, int8): "
             + ", ".join(f"{r['solved_steps']:,}" if r["solved"] else "-" for r in small)
         ]
     pong = [r for r in report.get("pong") or [] if "backend" in r]
@@ -626,21 +631,23 @@ def learning_markdown(report: dict) -> list[str]:
 # the variants of the Pong comparison, each beside the cluster's default runs of the same seeds;
 # {v} is the value in the runs' label (an interval, a beta1)
 PONG_VARIANTS = {
-    "pong_unscaled": "Pong on 2 nodes x 1 worker before the nodes scaled their momentum (each "
-    "node's Adam beta1 0.9, as configured)",
-    "pong_sync_unscaled": "Pong on 2 nodes x 1 worker syncing every {v} s, before the nodes "
-    "scaled their momentum (beta1 0.9)",
-    "pong_sync": "Pong with `backend.ray_sync_interval_s={v}` (2 nodes x 1 worker)",
+    "pong_unscaled": "Pong on 2 nodes x 1 worker, float32 on the wire every 1.36 s, before the "
+    "nodes scaled their momentum (each node's Adam beta1 0.9, as configured)",
+    "pong_sync_unscaled": "Pong on 2 nodes x 1 worker, float32 on the wire every {v} s, before "
+    "the nodes scaled their momentum (beta1 0.9)",
+    "pong_sync": "Pong with float32 on the wire and `backend.ray_sync_interval_s={v}` (2 nodes x "
+    "1 worker)",
     "pong_bf16": "Pong with bfloat16 on the wire and `backend.ray_sync_interval_s={v}` (2 nodes "
     "x 1 worker)",
-    "pong_int8": "Pong with int8 on the wire (`backend.ray_sync_dtype: int8`) at its default "
-    "interval, {v} s (2 nodes x 1 worker)",
+    "pong_f32": "Pong with float32 on the wire (`backend.ray_sync_dtype: float32`) at its "
+    "default interval, {v} s (2 nodes x 1 worker; the default before int8)",
     "pong_1node": "Pong on one node of 2 CPUs: one group of 2 workers sharing their optimizer "
     "statistics, no cross-node sync (a control)",
     "pong_own_stats": "Pong on the processes backend, 2 workers each with its own optimizer "
     "statistics (`optim.shared_statistics: false`, as each node's on 2 nodes x 1 worker, "
     "beta1 0.9; a control)",
-    "pong_beta1": "Pong on 2 nodes x 1 worker with Adam's beta1 at {v} (`optim.betas`; the runs "
+    "pong_beta1": "Pong on 2 nodes x 1 worker, float32 on the wire, with Adam's beta1 at {v} "
+    "(`optim.betas`; the runs "
     "recorded here set each node's by hand, before the backend scaled it by the node's share)",
     "pong_own_beta1": "Pong on the processes backend, 2 workers each with its own optimizer "
     "statistics and Adam's beta1 at {v}, as each node's on 2 nodes x 1 worker (a control)",
@@ -650,7 +657,6 @@ PONG_VARIANTS = {
 def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> list[str]:
     """A variant of the Pong comparison (PONG_VARIANTS) beside the cluster's runs of the same
     seeds on 2 nodes x 1 worker with the default config."""
-    from a3c.backends.ray_store import wire_bytes
 
     runs = sorted((r for r in report.get(part) or [] if "backend" in r), key=lambda r: r["seed"])
     if not runs:
@@ -664,11 +670,11 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
     ]
     value = runs[0]["backend"].rsplit("_", 1)[-1].removeprefix("sync")
     interval = float(value) if part.startswith(("pong_sync", "pong_bf16")) else 0.0
-    wire = report.get("wire") or {}
+    wire = report.get("wire") or {}  # float32 at its default interval
     # the bytes of a value on the wire, against float32's
-    shrink = {"pong_bf16": 2.0, "pong_int8": 4 / wire_bytes("int8")}.get(part, 1.0)
-    if part == "pong_int8" and wire.get("sync_interval_s"):  # the default: float32's bytes/s
-        interval = wire["sync_interval_s"] / shrink
+    shrink = {"pong_bf16": 2.0}.get(part, 1.0)
+    if part == "pong_f32" and wire.get("sync_interval_s"):
+        interval = wire["sync_interval_s"]
         value = f"{interval:.2f}"
     out = [
         f"#### {PONG_VARIANTS[part].format(v=value)}",
@@ -677,7 +683,7 @@ def pong_variant_markdown(report: dict, part: str, processes: list[float]) -> li
                 "seed",
                 "agent steps",
                 "100-game training mean",
-                "the same seed on 2 nodes x 1 worker, the default config",
+                "the same seed on 2 nodes x 1 worker, the default config (int8)",
                 "wall s",
             ],
             rows,

@@ -6,13 +6,13 @@ Every `backend.ray_sync_interval_s` a node group (a3c/backends/ray_group.py) sen
 change of its slice since the group's last sync, and the shard adds it to the global parameters:
 each node's updates are applied, as A3C applies every worker's. The reply is the change of the
 global slice since what this group last received, so the group can take the merged parameters
-back while keeping the updates its workers made during the round trip. Changes travel as float32,
-or as bfloat16 or int8 (`backend.ray_sync_dtype`) with error feedback both ways: what rounding
-drops is carried into the next sync, never lost. Shard 0 takes each group's counters and
-statistics rows as absolute values (a repeated sync changes nothing) and answers with the other
-groups' totals.
+back while keeping the updates its workers made during the round trip. Changes travel as int8 by
+default, or as bfloat16 or float32 (`backend.ray_sync_dtype`), with error feedback both ways:
+what rounding drops is carried into the next sync, never lost. Shard 0 takes each group's
+counters and statistics rows as absolute values (a repeated sync changes nothing) and answers
+with the other groups' totals.
 
-A shard asks for no CPU of Ray's; one call is a few vector additions over its slice.
+A shard asks for no CPU of Ray's; one call is a few vector operations over its slice.
 """
 
 from __future__ import annotations
