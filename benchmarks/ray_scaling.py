@@ -616,12 +616,20 @@ def learning_markdown(report: dict) -> list[str]:
         ]
         if len(same) >= 2 and means["ray"]:
             low, high = min(same), max(same)
-            inside = all(low <= m <= high for m in means["ray"])
+            where = [
+                "below" if m < low else "above" if m > high else "inside" for m in means["ray"]
+            ]
+            everyone = means["processes"]
             out.append(
                 f"The processes backend's range over the same {len(same)} seeds: "
-                f"{low:.1f} to {high:.1f}; ray's training means "
-                f"{', '.join(f'{m:.1f}' for m in means['ray'])}: "
-                f"{'within it (target met)' if inside else 'NOT within it (target not met)'}"
+                f"{low:.1f} to {high:.1f} (over its {len(everyone)} seeds: {min(everyone):.1f} "
+                f"to {max(everyone):.1f}); ray's training means "
+                f"{', '.join(f'{m:.1f} ({w})' for m, w in zip(means['ray'], where, strict=True))}: "
+                + (
+                    "none below it (target met: the cluster learns as well)"
+                    if "below" not in where
+                    else "NOT within it (target not met)"
+                )
             )
         for part in PONG_VARIANTS:
             out += pong_variant_markdown(report, part, means["processes"])
@@ -773,8 +781,8 @@ def wire_markdown(w: dict | None) -> list[str]:
     b = w["bytes_per_agent_step"]
     return [
         "#### The wire: ALE/Pong-v5, 2 nodes x 1 worker, "
-        f"{w.get('dtype', 'float32')} on the wire, sync every {w['sync_interval_s']:.2f} s (the "
-        "default for its size)",
+        f"{w.get('dtype', 'float32')} on the wire, sync every {w['sync_interval_s']:.2f} s (that "
+        "format's default for its size)",
         md_table(
             [
                 "measured over",
