@@ -385,6 +385,6 @@ class BackendConfig:
     )
     ray_sync_dtype: str = _f(
         "int8",
-        "Ray: the parameter changes on the wire: int8 (~1/4 of float32's bytes), bfloat16, float32",
+        "Ray: how parameter changes travel: int8 (~1/4 of float32's bytes), bfloat16 or float32.",
         one_of("int8", "bfloat16", "float32"),
     )

@@ -238,7 +238,7 @@ MIN_SYNC_S = 0.05
 def sync_interval(size: int, requested: float | None, dtype: str = "float32") -> float:
     """Seconds between a node's syncs: `requested`, or the model's bytes on the wire over
     SYNC_BYTES_PER_S (CartPole's MLP: every 0.05 s; the Atari CNN in float32: every 1.4 s, in
-    bfloat16 0.68 s, in int8 0.35 s)."""
+    bfloat16 0.68 s, in int8 0.34 s)."""
     if requested is not None:
         return float(requested)
     return max(MIN_SYNC_S, wire_bytes(dtype) * size / SYNC_BYTES_PER_S)
