@@ -37,7 +37,8 @@ def shard_count(size: int, requested: int | None, dtype: str = "float32") -> int
     over the wire format's: by default a node syncs that much more often (sync_interval), so each
     shard keeps float32's share of the work. At least 1, at most 16, never more than parameters."""
     if requested is None:
-        requested = min(MAX_SHARDS, math.ceil(16 * size / SHARD_BYTES / wire_bytes(dtype)))
+        syncs = wire_bytes("float32") / wire_bytes(dtype)  # per float32 sync, by default
+        requested = min(MAX_SHARDS, math.ceil(4 * size / SHARD_BYTES * syncs))
     return max(1, min(requested, size))
 
 
