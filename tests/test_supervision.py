@@ -183,3 +183,41 @@ def test_a_script_without_the_main_guard_gets_a_clear_failure_not_restarts(tmp_p
     assert summary["stop_reason"] == "worker_failure" and summary["worker_restarts"] == 0
     assert "if __name__" in summary["error"]
     assert not list(tmp_path.glob("run*/**/run")), "no worker made a run directory of its own"
+
+
+def test_a_node_groups_workers_start_without_the_main_script(tmp_path):
+    """Inside a Ray actor the main script is Ray's worker script, which would import Ray into every
+    worker (a slower worker, with some 30,000 more objects). A worker started
+    with the main module left out does not run the script; the control does."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "imported"
+    script = tmp_path / "starter.py"
+    script.write_text(
+        "import time\n"
+        "if __name__ == '__mp_main__':\n"
+        f"    open({str(marker)!r}, 'a').write('x')\n"
+        "if __name__ == '__main__':\n"
+        "    import sys\n"
+        "    from a3c import forkserver\n"
+        "    forkserver.warm_up(main=False)\n"
+        "    for left_out in sys.argv[1:]:\n"
+        "        p = forkserver.context().Process(target=time.sleep, args=(0,))\n"
+        "        if left_out == '1':\n"
+        "            with forkserver.main_left_out():\n"
+        "                p.start()\n"
+        "        else:\n"
+        "            p.start()\n"
+        "        p.join(timeout=60)\n"
+        "        assert p.exitcode == 0, p.exitcode\n"
+        "    assert sys.modules['__main__'].__file__ == __file__\n"
+    )
+
+    def imports(*left_out: str) -> int:
+        marker.unlink(missing_ok=True)
+        subprocess.run([sys.executable, str(script), *left_out], check=True, timeout=120)
+        return len(marker.read_text()) if marker.exists() else 0
+
+    assert imports("1", "1") == 0
+    assert imports("0", "1") == 1

@@ -17,6 +17,7 @@ own beside the workers, forked from the same server (process_evaluator.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -144,7 +145,8 @@ class ProcessesBackend:
         try:
             args = (self.cfg, i, self.store, send, self.env_fn, self.budget.failures[i])
             p = self.ctx.Process(target=worker_main, args=args, daemon=True, name=f"a3c-worker-{i}")
-            p.start()
+            with forkserver.main_left_out() if self.in_ray_actor else contextlib.nullcontext():
+                p.start()
             self.procs[i], self.conns[i] = p, recv
             self._seen[i] = (int(self.store.counters["worker_steps"][i]), time.monotonic())
         finally:
