@@ -187,8 +187,8 @@ def test_a_script_without_the_main_guard_gets_a_clear_failure_not_restarts(tmp_p
 
 def test_a_node_groups_workers_start_without_the_main_script(tmp_path):
     """Inside a Ray actor the main script is Ray's worker script, which would import Ray into every
-    worker (a slower worker, with some 30,000 more objects). A worker started
-    with the main module left out does not run the script; the control does."""
+    worker (a slower worker, with some 30,000 more objects). A worker started with the main module
+    left out does not run the script; the control does."""
     import subprocess
     import sys
 
