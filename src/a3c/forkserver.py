@@ -6,12 +6,14 @@ Starting a worker with `spawn` means a fresh interpreter importing torch, gymnas
 is a fork of it, ready in milliseconds. Forking the trainer itself stays off limits: it may hold
 torch or BLAS threads.
 
-`warm_up()` starts the server without waiting for it. It is called from one place,
-`a3c.backends.prepare`, which `a3c train` calls once its arguments parse and `from a3c import A3C`
-calls before it imports torch, so that the server imports torch on the other core while this
-process does (about 1.5 s on a 2-core machine, paid once instead of twice in a row); the agent calls
-it again when it is built (a no-op when the server runs). The server lives as long as this process.
-Standard library only, so that it can run before torch is imported.
+`warm_up()` starts the server without waiting for it. On the trainer it is called from one
+place, `a3c.backends.prepare`, which `a3c train` calls once its arguments parse and
+`from a3c import A3C` calls before it imports torch, so that the server imports torch on the other
+core while this process does (about 1.5 s on a 2-core machine, paid once instead of twice in a
+row); the agent calls it again when it is built (a no-op when the server runs). On Ray, a node
+group's actor starts its node's server the same way, before it imports torch
+(a3c/backends/ray_shell.py). The server lives as long as this process. Standard library only, so
+that it can run before torch is imported.
 """
 
 from __future__ import annotations

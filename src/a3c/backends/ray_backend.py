@@ -31,7 +31,6 @@ from torch import Tensor
 
 from a3c.backends.base import RestartBudget, WorkerFailure
 from a3c.backends.ray_evaluator import RayEvaluator
-from a3c.backends.ray_group import NodeGroup
 from a3c.backends.ray_nodes import (
     Group,
     alive_nodes,
@@ -41,6 +40,7 @@ from a3c.backends.ray_nodes import (
     plan,
 )
 from a3c.backends.ray_runtime import START_GRACE_S, _raise_signal, _ray, _ray_error_line, init_ray
+from a3c.backends.ray_shell import NodeGroup
 from a3c.backends.ray_store import (
     StoreShard,
     gather,
@@ -206,16 +206,18 @@ class RayBackend:
             init.update(
                 {f"store.{k}": v.numpy() for k, v in state.items() if not k.startswith("optim.")}
             )
+        packed = NodeGroup.pack(
+            cfg=group_config(self.cfg, g, self.interval),
+            index=g.index,
+            slots=g.slots,
+            bounds=self.bounds,
+            n_actor=self.store.n_actor,
+            obs_dim=self.obs_dim,
+            init=init,
+            env_fn=self.env_fn,
+        )
         g.actor = ray.remote(**options)(NodeGroup).remote(
-            group_config(self.cfg, g, self.interval),
-            g.index,
-            g.slots,
-            None if self.lone else self.shards,
-            self.bounds,
-            self.store.n_actor,
-            self.obs_dim,
-            init,
-            self.env_fn,
+            None if self.lone else self.shards, packed
         )
         if self.lone:  # the trainer and the evaluator read the store from the group
             self.shards = [g.actor]

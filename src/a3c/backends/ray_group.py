@@ -90,7 +90,7 @@ def _result(ref: Any, timeout: float) -> Any:
     return ref.value if isinstance(ref, _Done) else _ray().get(ref, timeout=timeout)
 
 
-class NodeGroup:
+class GroupCore:
     """One node's workers, their store in shared memory, and its sync with the global store (or,
     given `shards=None`, with a store shard of its own: a lone group)."""
 
