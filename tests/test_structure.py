@@ -83,6 +83,18 @@ def test_the_command_line_imports_without_torch():
     assert done.stdout.strip() == "False", "import a3c.cli or its parser imported torch"
 
 
+def test_a_node_groups_actor_class_imports_without_torch():
+    """A Ray node group's process imports its actor class's module first: that module imports no
+    torch, so the node's fork server (started in the actor's constructor) imports it alongside."""
+    import subprocess
+    import sys
+
+    code = "import sys, a3c.backends.ray_shell; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", "import a3c.backends.ray_shell imported torch"
+
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
