@@ -1,7 +1,7 @@
 """Tests of a3c.algo: advantages/returns (eq. 1, GAE) and the A3C losses (eq. 2, 3).
 
-Layout, as STYLE.md asks: hand-computed cases first, then a deliberately slow reference written
-like the formula, then a fast-vs-slow comparison over a grid, then the losses.
+Layout: hand-computed cases first, then a deliberately slow reference written like the formula,
+then a fast-vs-slow comparison over a grid, then the losses.
 
 Convention (the docstring of `advantages`): r_t is the reward received after acting at s_t;
 v_tp1[t] is V of the true successor of s_t (V(s_{t+1}) inside an episode, V(final observation) at a

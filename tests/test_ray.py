@@ -19,8 +19,8 @@ import torch
 # Read by Ray at import: local clusters then bind to loopback only (never another address).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Inherited by every Ray process these tests start (and no one else's): what they may kill or count
-MARK = f"A3C_TEST_RAY={os.getpid()}"
 os.environ["A3C_TEST_RAY"] = str(os.getpid())
+MARK = f"A3C_TEST_RAY={os.environ['A3C_TEST_RAY']}"
 ray = pytest.importorskip("ray")
 
 from waiting import wait_for  # noqa: E402
